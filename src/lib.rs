@@ -1,0 +1,15 @@
+//! ferrocache: a memcached-compatible, multi-threaded cache server.
+//!
+//! Where things are:
+//! - [`config`]: command line and `memcached.conf`.
+//! - [`protocol`]: pure parsers and reply composers (text, later meta and binary).
+//! - [`store`]: the sharded, slab-allocated item store and the server clock.
+//! - [`server`]: listeners, per-core `mio` workers, connections, command execution.
+//! - [`stats`]: counters and the `stats` command's output.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod stats;
+pub mod store;

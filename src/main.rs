@@ -1,0 +1,2 @@
+//! The `ferrocache` server binary.
+fn main() {}

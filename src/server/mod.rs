@@ -1,0 +1,1 @@
+//! Listeners, per-core workers and connections.

@@ -1,0 +1,1 @@
+//! Counters and the `stats` command's output.
