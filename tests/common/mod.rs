@@ -1,0 +1,326 @@
+//! Test harness: start ferrocache or the reference memcached on 127.0.0.1 with a port the
+//! test picks, talk raw bytes to it, and stop it when the handle drops.
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Path of the ferrocache binary built by cargo for integration tests.
+pub const FERROCACHE: &str = env!("CARGO_BIN_EXE_ferrocache");
+/// Path of the reference server.
+pub const MEMCACHED: &str = "/usr/bin/memcached";
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A free TCP port on 127.0.0.1. Ports are handed out from a per-process range and
+/// checked by binding, so parallel tests in one binary never collide.
+pub fn free_port() -> u16 {
+    if NEXT_PORT.load(Ordering::Relaxed) == 0 {
+        // Spread test binaries over the range by pid.
+        let base = 20000 + (std::process::id() % 400) as u16 * 100;
+        let _ = NEXT_PORT.compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..1000 {
+        let p = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let p = if p < 20000 || p > 60000 { 20000 + p % 1000 } else { p };
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port found");
+}
+
+/// True when running under CI (tools must then be present).
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+}
+
+/// Checks that an external tool exists. Under CI a missing tool fails the test;
+/// elsewhere it prints a notice and the caller skips.
+pub fn require_tool(path: &str) -> bool {
+    if Path::new(path).exists() {
+        return true;
+    }
+    if in_ci() {
+        panic!("required tool {path} is missing (CI=true)");
+    }
+    eprintln!("NOTICE: {path} not installed; skipping this test");
+    false
+}
+
+/// A server process started by a test; killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    /// TCP port it listens on (0 when it listens on a unix socket only).
+    pub port: u16,
+    /// Unix socket path, when started with `-s`.
+    pub socket: Option<String>,
+}
+
+impl Server {
+    /// Starts ferrocache on 127.0.0.1 with `args` added.
+    pub fn ferrocache(args: &[&str]) -> Server {
+        Self::spawn(FERROCACHE, args, true)
+    }
+
+    /// Starts memcached 1.6.18 on 127.0.0.1 with `args` added, or None if it is not
+    /// installed (outside CI).
+    pub fn memcached(args: &[&str]) -> Option<Server> {
+        if !require_tool(MEMCACHED) {
+            return None;
+        }
+        Some(Self::spawn(MEMCACHED, args, false))
+    }
+
+    fn spawn(bin: &str, args: &[&str], ours: bool) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]);
+        if is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.args(args);
+        if ours && std::env::var("RUST_LOG").is_err() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        cmd.stdin(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        let s = Server {
+            child: Some(child),
+            port,
+            socket: None,
+        };
+        s.wait_ready();
+        s
+    }
+
+    /// Starts a server with a full argument list of the test's own (no `-l/-p` added);
+    /// `port` says where it will listen, for readiness checks (0: do not wait).
+    pub fn with_args(bin: &str, args: &[&str], port: u16) -> Server {
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        let s = Server {
+            child: Some(child),
+            port,
+            socket: None,
+        };
+        if port != 0 {
+            s.wait_ready();
+        }
+        s
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("server on port {} did not come up", self.port);
+    }
+
+    /// Socket address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// A new client connection.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends a signal and waits (bounded) for the exit status.
+    pub fn signal_and_wait(&mut self, sig: &str) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status();
+        wait_timeout(&mut child, Duration::from_secs(10))
+    }
+
+    /// Waits (bounded) for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let r = wait_timeout(&mut child, limit);
+        if r.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        r
+    }
+
+    /// Resident set size of the server in bytes (from /proc).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// True when the tests run as root (then servers get `-u nobody`).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+/// A raw-bytes client connection with read timeouts.
+pub struct Client {
+    /// The socket.
+    pub stream: TcpStream,
+}
+
+impl Client {
+    /// Connects to 127.0.0.1:port.
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).ok();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .ok();
+        Client { stream }
+    }
+
+    /// Sends bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads exactly `n` bytes (panics on timeout or close).
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.stream.read_exact(&mut buf).expect("read_exact");
+        buf
+    }
+
+    /// Reads until the reply ends with `end` (e.g. `b"END\r\n"`), bounded by the timeout.
+    pub fn read_until(&mut self, end: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !out.ends_with(end) {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("read_until {:?}: {e}; got {:?}", show(end), show(&out)),
+            }
+        }
+        out
+    }
+
+    /// Reads whatever arrives until the connection has been quiet for `quiet`.
+    /// Returns the bytes and whether the peer closed.
+    pub fn read_quiet(&mut self, quiet: Duration) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        self.stream.set_read_timeout(Some(quiet)).ok();
+        let closed = loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                    break false
+                }
+                Err(_) => break true,
+            }
+        };
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .ok();
+        (out, closed)
+    }
+
+    /// Sends a request and reads a reply of exactly the expected length, then checks
+    /// the bytes.
+    pub fn roundtrip(&mut self, req: &[u8], expect: &[u8]) {
+        self.send(req);
+        let got = self.read_exact(expect.len());
+        assert_eq!(show(&got), show(expect), "reply to {:?}", show(req));
+    }
+
+    /// Sends a one-line command and returns the single reply line.
+    pub fn line(&mut self, req: &str) -> String {
+        self.send(req.as_bytes());
+        String::from_utf8_lossy(&self.read_until(b"\r\n")).into_owned()
+    }
+
+    /// `stats` as name → value pairs.
+    pub fn stats(&mut self, group: &str) -> Vec<(String, String)> {
+        let cmd = if group.is_empty() {
+            "stats\r\n".to_string()
+        } else {
+            format!("stats {group}\r\n")
+        };
+        self.send(cmd.as_bytes());
+        let raw = self.read_until(b"END\r\n");
+        String::from_utf8_lossy(&raw)
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.splitn(3, ' ');
+                match (it.next(), it.next(), it.next()) {
+                    (Some("STAT"), Some(k), Some(v)) => Some((k.to_string(), v.to_string())),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// One `stats` value.
+    pub fn stat(&mut self, name: &str) -> Option<String> {
+        self.stats("")
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Bytes shown with `\r\n` visible, for assertion messages.
+pub fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b)
+        .replace('\r', "\\r")
+        .replace('\n', "\\n\n")
+}
