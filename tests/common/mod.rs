@@ -14,6 +14,17 @@ pub const FERROCACHE: &str = env!("CARGO_BIN_EXE_ferrocache");
 /// Path of the reference server.
 pub const MEMCACHED: &str = "/usr/bin/memcached";
 
+/// The binary tests treat as "ours": `FERRO_TEST_SERVER` or the built ferrocache.
+pub fn ferrocache_bin() -> String {
+    std::env::var("FERRO_TEST_SERVER").unwrap_or_else(|_| FERROCACHE.to_string())
+}
+
+/// True when `FERRO_TEST_SERVER` points the tests at the reference memcached: tests of
+/// ferrocache-only behaviour (e.g. `-o debugtime`) then skip.
+pub fn targeting_reference() -> bool {
+    std::env::var("FERRO_TEST_SERVER").is_ok()
+}
+
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
 /// A free TCP port on 127.0.0.1. Ports are handed out from a per-process range and
@@ -62,9 +73,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts ferrocache on 127.0.0.1 with `args` added.
+    /// Starts ferrocache on 127.0.0.1 with `args` added. With `FERRO_TEST_SERVER` set
+    /// to another binary (e.g. /usr/bin/memcached) the tests run against that instead,
+    /// which is how a test is checked against the reference.
     pub fn ferrocache(args: &[&str]) -> Server {
-        Self::spawn(FERROCACHE, args, true)
+        Self::spawn(&ferrocache_bin(), args, true)
     }
 
     /// Starts memcached 1.6.18 on 127.0.0.1 with `args` added, or None if it is not
