@@ -37,7 +37,7 @@ pub fn free_port() -> u16 {
     }
     for _ in 0..1000 {
         let p = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-        let p = if p < 20000 || p > 60000 {
+        let p = if !(20000..=60000).contains(&p) {
             20000 + p % 1000
         } else {
             p
