@@ -452,7 +452,13 @@ fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) -
     if n < 2 || cmd.len() < 2 {
         return err(ERROR, false, next);
     }
-    let arity = |ok: bool| if ok { None } else { Some(err(ERROR, false, next)) };
+    let arity = |ok: bool| {
+        if ok {
+            None
+        } else {
+            Some(err(ERROR, false, next))
+        }
+    };
     macro_rules! want {
         ($ok:expr) => {
             if let Some(e) = arity($ok) {
@@ -695,7 +701,11 @@ fn storage<'a>(
             reply: if noreply { None } else { Some(TOO_LARGE) },
             consumed: next,
             swallow: total,
-            unlink: if cmd == StoreCmd::Set { Some(key) } else { None },
+            unlink: if cmd == StoreCmd::Set {
+                Some(key)
+            } else {
+                None
+            },
         };
     }
     let Some(block) = next.checked_add(total).and_then(|e| buf.get(next..e)) else {

@@ -108,7 +108,10 @@ pub(crate) fn strtod(tok: &[u8]) -> Option<f64> {
         i += 1;
     }
     let rest = &tok[i..];
-    let end = rest.iter().position(|&b| c_isspace(b)).unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|&b| c_isspace(b))
+        .unwrap_or(rest.len());
     let s = std::str::from_utf8(&rest[..end]).ok()?;
     let v: f64 = s.parse().ok()?;
     if v.is_infinite() && !s.to_ascii_lowercase().contains("inf") {
