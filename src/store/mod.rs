@@ -384,10 +384,7 @@ impl Store {
         for sh in self.shards.iter() {
             let m = sh.lock();
             s.curr_items += m.len() as u64;
-            s.bytes += m
-                .iter()
-                .map(|(k, v)| (k.len() + v.value.len()) as u64)
-                .sum::<u64>();
+            s.bytes += m.iter().map(|(k, v)| (k.len() + v.value.len()) as u64).sum::<u64>();
         }
         s
     }
