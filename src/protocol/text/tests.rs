@@ -793,3 +793,29 @@ fn random_bytes_never_panic() {
         }
     }
 }
+
+/// Rough speed check: `cargo test --release --lib parse_speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn parse_speed() {
+    let mut buf = Vec::new();
+    for i in 0..1000 {
+        buf.extend_from_slice(
+            format!("get key:{i:08}\r\nset key:{i:08} 0 0 10\r\n0123456789\r\n").as_bytes(),
+        );
+    }
+    let t = std::time::Instant::now();
+    let mut reqs = 0u64;
+    for _ in 0..1000 {
+        let mut pos = 0;
+        while let Parse::Request(_, n) = parse(&buf[pos..], &L) {
+            pos += n;
+            reqs += 1;
+        }
+    }
+    let el = t.elapsed();
+    println!(
+        "{reqs} requests in {el:?}: {:.1} ns/request",
+        el.as_nanos() as f64 / reqs as f64
+    );
+}
