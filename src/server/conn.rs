@@ -403,7 +403,8 @@ impl Conn {
                     if let Some(key) = unlink {
                         shared.store.unlink(key);
                     }
-                    if reply == Some("SERVER_ERROR object too large for cache") {
+                    if swallow > 0 {
+                        // Only a storage command refused as too large swallows.
                         bump(&counters.store_too_large, 1);
                     }
                     self.rpos += consumed;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::conn::{STATE_NAMES, WBUF_HIGH};
 use super::{Shared, StopReason};
-use crate::protocol::text::{Command, Keys, StoreCmd};
+use crate::protocol::text::{reply as compose, Command, DebugTimeArg, Keys, ShutdownMode, StoreCmd};
 use crate::stats::{self, bump, stat_line, Counters, PrefixEvent};
 use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, StoreOp, StoreOutcome};
 
@@ -32,44 +32,17 @@ pub enum Flow {
 }
 
 fn line(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(s.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    compose::line(out, s);
 }
 
 fn reply(out: &mut Vec<u8>, noreply: bool, s: &str) {
     if !noreply {
-        line(out, s);
+        compose::line(out, s);
     }
-}
-
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 fn write_value(out: &mut Vec<u8>, it: &ItemRef<'_>, with_cas: bool) {
-    out.extend_from_slice(b"VALUE ");
-    out.extend_from_slice(it.key);
-    out.push(b' ');
-    write_u64(out, it.flags as u64);
-    out.push(b' ');
-    write_u64(out, it.value.len() as u64);
-    if with_cas {
-        out.push(b' ');
-        write_u64(out, it.cas);
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(it.value);
-    out.extend_from_slice(b"\r\n");
+    compose::value(out, it.key, it.flags, it.value, with_cas.then_some(it.cas));
 }
 
 fn count_miss(c: &Counters, m: Miss) {
@@ -180,8 +153,7 @@ pub fn execute(
                 DeltaOutcome::Value(v) => {
                     bump(hits, 1);
                     if !noreply {
-                        write_u64(out, v);
-                        out.extend_from_slice(b"\r\n");
+                        compose::number(out, v);
                     }
                 }
                 DeltaOutcome::NotFound(_) => {
@@ -213,18 +185,22 @@ pub fn execute(
             Flow::Continue
         }
         Command::FlushAll { delay, noreply } => {
+            bump(&c.flush_cmds, 1);
             if shared.config.disable_flush_all {
-                line(out, "CLIENT_ERROR flush_all not allowed");
+                reply(out, noreply, "CLIENT_ERROR flush_all not allowed");
                 return Flow::Continue;
             }
-            bump(&c.flush_cmds, 1);
-            store.flush_all(delay);
-            reply(out, noreply, "OK");
+            match delay {
+                Some(d) => {
+                    store.flush_all(d.max(0));
+                    reply(out, noreply, "OK");
+                }
+                None => reply(out, noreply, "CLIENT_ERROR invalid exptime argument"),
+            }
             Flow::Continue
         }
         Command::Version => {
-            out.extend_from_slice(b"VERSION ");
-            line(out, PROTOCOL_VERSION);
+            compose::version(out, PROTOCOL_VERSION);
             Flow::Continue
         }
         Command::Verbosity { level, noreply } => {
@@ -233,20 +209,21 @@ pub fn execute(
             Flow::Continue
         }
         Command::Quit => Flow::Close,
-        Command::Shutdown { graceful: _ } => {
+        Command::Shutdown { mode } => {
             if !shared.config.enable_shutdown {
                 line(out, "ERROR: shutdown not enabled");
                 return Flow::Continue;
             }
+            if mode == ShutdownMode::Invalid {
+                line(out, "CLIENT_ERROR invalid shutdown mode");
+                return Flow::Continue;
+            }
+            // Graceful and immediate both stop cleanly: buffered replies are sent.
             shared.request_stop(StopReason::Command);
             Flow::Close
         }
         Command::CacheMemlimit { megabytes, noreply } => {
-            let text = if megabytes < 8 {
-                "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m"
-            } else if megabytes > 1_000_000_000 {
-                "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes"
-            } else if store.set_mem_limit((megabytes as usize).saturating_mul(1 << 20)) {
+            let text = if store.set_mem_limit((megabytes as usize).saturating_mul(1 << 20)) {
                 "OK"
             } else {
                 "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust"
@@ -258,13 +235,22 @@ pub fn execute(
             stats_command(shared, args, out);
             Flow::Continue
         }
-        Command::DebugTime { seconds } => {
+        Command::DebugTime { arg } => {
             if shared.config.debugtime {
-                shared.clock.advance(seconds);
+                match arg {
+                    DebugTimeArg::Shift(secs) => shared.clock.advance(secs),
+                    DebugTimeArg::Pause => shared.clock.pause(true),
+                    DebugTimeArg::Resume => shared.clock.pause(false),
+                }
                 line(out, "OK");
             } else {
                 line(out, "ERROR");
             }
+            Flow::Continue
+        }
+        Command::Meta { .. } => {
+            // The meta protocol is not served yet.
+            line(out, "ERROR");
             Flow::Continue
         }
     }
@@ -320,10 +306,7 @@ fn rusage() -> (String, String) {
 
 /// `stats [group]`.
 fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
-    let mut words = args
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"));
+    let mut words = Keys(args).map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"));
     let group = words.next().unwrap_or("");
     match group {
         "" => general_stats(shared, out),
