@@ -8,7 +8,8 @@
 //! `drive` alternates reading and processing until the socket has nothing more
 //! (edge-triggered), then writes every reply of the batch with one write. It stops
 //! early — without reading more — when `-R` requests have been served (the worker
-//! comes back after other connections had their turn) or when more than
+//! comes back after other connections had their turn, and the replies wait in the
+//! buffer so the batch still leaves in one write) or when more than
 //! [`WBUF_HIGH`] bytes of replies wait for a client that does not read (the writable
 //! event brings it back). Memory per connection is therefore bounded by the largest
 //! request plus `WBUF_HIGH` plus one item.
@@ -217,12 +218,10 @@ impl Conn {
                     return Status::Close;
                 }
                 Stop::Yield => {
+                    // Replies stay buffered: the batch leaves in one write once the
+                    // input is drained (back-pressure still bounds the buffer).
                     bump(&counters.conn_yields, 1);
-                    return if self.write_out(counters) {
-                        Status::Pending
-                    } else {
-                        Status::Close
-                    };
+                    return Status::Pending;
                 }
                 Stop::Blocked => continue,
                 Stop::NeedInput => {}
