@@ -48,10 +48,12 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    if status.is_none() {
+    let timed_out = status.is_none();
+    if timed_out {
         let _ = child.kill();
-        let _ = child.wait();
     }
+    let waited = child.wait().ok();
+    let status = if timed_out { None } else { waited.or(status) };
     let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
     Run {

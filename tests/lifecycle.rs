@@ -46,10 +46,12 @@ fn run_to_exit(bin: &str, args: &[String], limit: Duration) -> Option<Exited> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    if status.is_none() {
+    let timed_out = status.is_none();
+    if timed_out {
         let _ = child.kill();
-        let _ = child.wait();
     }
+    let waited = child.wait().ok();
+    let status = if timed_out { None } else { waited.or(status) };
     let stderr = reader.join().unwrap_or_default();
     status.map(|s| Exited {
         code: s.code(),
@@ -101,7 +103,10 @@ fn signal_flushes_and_exits_zero(sig: &str) {
     let mut want = format!("VALUE big 0 {}\r\n", big.len()).into_bytes();
     want.extend_from_slice(&big);
     want.extend_from_slice(b"\r\nEND\r\n");
-    println!("SIG{sig}: exit {status:?} after {elapsed:?}, reply {} bytes", got.len());
+    println!(
+        "SIG{sig}: exit {status:?} after {elapsed:?}, reply {} bytes",
+        got.len()
+    );
     let status = status.unwrap_or_else(|| panic!("no exit within 10 s of SIG{sig}"));
     assert_eq!(status.code(), Some(0), "exit status after SIG{sig}");
     assert_eq!(got.len(), want.len(), "in-flight reply cut short");
@@ -152,14 +157,23 @@ fn unix_socket_with_mask() {
         if let Ok(s) = UnixStream::connect(&path) {
             break s;
         }
-        assert!(Instant::now() < deadline, "unix socket {path} never came up");
+        assert!(
+            Instant::now() < deadline,
+            "unix socket {path} never came up"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let mode = std::fs::metadata(&path).expect("socket file").permissions().mode() & 0o777;
-    stream.write_all(b"set u 5 0 3\r\nabc\r\nget u\r\n").expect("send");
+    let mode = std::fs::metadata(&path)
+        .expect("socket file")
+        .permissions()
+        .mode()
+        & 0o777;
+    stream
+        .write_all(b"set u 5 0 3\r\nabc\r\nget u\r\n")
+        .expect("send");
     let want = b"STORED\r\nVALUE u 5 3\r\nabc\r\nEND\r\n";
     let mut got = vec![0; want.len()];
     stream.read_exact(&mut got).expect("reply");
@@ -247,7 +261,10 @@ fn bad_flags_exit_nonzero_like_memcached() {
         );
         assert_ne!(mc.code, Some(0), "memcached {flags:?}");
         assert_ne!(ours.code, Some(0), "ferrocache {flags:?} exit");
-        assert!(ours.code.is_some(), "ferrocache {flags:?} killed by a signal");
+        assert!(
+            ours.code.is_some(),
+            "ferrocache {flags:?} killed by a signal"
+        );
         assert!(
             !ours.stderr.trim().is_empty(),
             "ferrocache {flags:?} printed no error"
