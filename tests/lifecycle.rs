@@ -76,6 +76,15 @@ fn tmp_path(tag: &str) -> String {
     format!("/tmp/ferro-it-{}-{}-{tag}", std::process::id(), free_port())
 }
 
+/// Removes a temporary file when dropped, also when the test panics.
+struct TempFile(String);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Sends `get big` for a ~900 KB value, signals the server and reads the reply after
 /// the signal: the reply arrives whole and the server exits 0.
 fn signal_flushes_and_exits_zero(sig: &str) {
@@ -126,6 +135,7 @@ fn sigint_exits_zero_after_flushing() {
 #[test]
 fn pid_file_holds_the_pid() {
     let path = tmp_path("pid");
+    let _cleanup = TempFile(path.clone());
     let server = Server::ferrocache(&["-P", &path]);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut content = String::new();
@@ -143,6 +153,7 @@ fn pid_file_holds_the_pid() {
 #[test]
 fn unix_socket_with_mask() {
     let path = tmp_path("sock");
+    let _cleanup = TempFile(path.clone());
     let mut args: Vec<String> = ["-s", &path, "-a", "0770", "-U", "0"]
         .iter()
         .map(|s| s.to_string())
@@ -308,6 +319,7 @@ fn config_file_sets_port_and_settings() {
     }
     let port = free_port();
     let path = tmp_path("conf");
+    let _cleanup = TempFile(path.clone());
     let mut conf = format!(
         "# memcached default config file\n\
          # comments and blank lines are ignored\n\
