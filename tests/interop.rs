@@ -1,0 +1,176 @@
+//! Interoperability with real clients: libmemcached's `memccapable` conformance checker,
+//! pymemcache and pylibmc (text protocol), each driven against a fresh server.
+mod common;
+use common::*;
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const MEMCAPABLE: &str = "/usr/bin/memccapable";
+const PYTHON: &str = "/usr/bin/python3";
+/// Exit status the python scripts use when their client module is missing.
+const SKIP_STATUS: i32 = 77;
+
+/// Output of a child process run with a wall-clock bound.
+struct Run {
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd`, killing it after `limit`; collects stdout and stderr.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let mut status = None;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            status = Some(st);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let timed_out = status.is_none();
+    if timed_out {
+        let _ = child.kill();
+    }
+    let waited = child.wait().ok();
+    let status = if timed_out { None } else { waited.or(status) };
+    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    Run {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// memcapable prints each test name padded to 40 columns on stdout, then `[pass]\n`
+/// there, or `[FAIL]` on stderr (so a failed test's field runs into the next name).
+/// Returns (name, passed) for every test that started.
+fn memcapable_results(stdout: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut rest = stdout;
+    while rest.starts_with("ascii ") || rest.starts_with("binary ") {
+        let Some(name) = rest.get(..40) else { break };
+        let tail = &rest[40..];
+        let ok = tail.starts_with("[pass]\n");
+        out.push((name.trim_end().to_string(), ok));
+        rest = if ok { &tail["[pass]\n".len()..] } else { tail };
+    }
+    out
+}
+
+#[test]
+fn memcapable_ascii_passes_all_27() {
+    if !require_tool(MEMCAPABLE) {
+        return;
+    }
+    let server = Server::ferrocache(&[]);
+    let run = run_bounded(
+        Command::new(MEMCAPABLE).args([
+            "-a",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-t",
+            "2",
+        ]),
+        Duration::from_secs(120),
+    );
+    let results = memcapable_results(&run.stdout);
+    let pass = results.iter().filter(|(_, ok)| *ok).count();
+    let failing: Vec<&str> = results
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    println!(
+        "memcapable ascii: {pass} passed, {} failed",
+        27 - pass.min(27)
+    );
+    assert!(
+        run.status.is_some(),
+        "memccapable did not finish in time\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(
+        (results.len(), pass),
+        (27, 27),
+        "failing: {failing:?}\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.status.map(|s| s.success()).unwrap_or(false),
+        "memccapable exit {:?}\n{}",
+        run.status,
+        run.stderr
+    );
+}
+
+/// Runs one of the python client scripts against a fresh server.
+fn python_client(script: &str) {
+    if !require_tool(PYTHON) {
+        return;
+    }
+    let server = Server::ferrocache(&[]);
+    let path = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
+    let run = run_bounded(
+        Command::new(PYTHON).args([path.as_str(), "127.0.0.1", &server.port.to_string()]),
+        Duration::from_secs(60),
+    );
+    print!("{}", run.stdout);
+    eprint!("{}", run.stderr);
+    let code = run.status.and_then(|s| s.code());
+    if code == Some(SKIP_STATUS) {
+        if in_ci() {
+            panic!("{script}: python client module missing under CI");
+        }
+        eprintln!("NOTICE: {script}: client module not installed; skipping");
+        return;
+    }
+    assert!(run.status.is_some(), "{script} did not finish in 60 s");
+    let summary = run
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed, "))
+        .unwrap_or("");
+    assert!(
+        code == Some(0) && summary.ends_with(" 0 failed"),
+        "{script} exit {code:?}, summary {summary:?}\n{}{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
+fn pymemcache_round_trips() {
+    python_client("pymemcache_check.py");
+}
+
+#[test]
+fn pylibmc_text_round_trips() {
+    python_client("pylibmc_check.py");
+}
