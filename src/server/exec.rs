@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 
 use super::conn::{STATE_NAMES, WBUF_HIGH};
 use super::{Shared, StopReason};
-use crate::protocol::text::{reply as compose, Command, DebugTimeArg, Keys, ShutdownMode, StoreCmd};
+use crate::protocol::text::{
+    reply as compose, Command, DebugTimeArg, Keys, ShutdownMode, StoreCmd,
+};
 use crate::stats::{self, bump, stat_line, Counters, PrefixEvent};
 use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, StoreOp, StoreOutcome};
 
