@@ -84,7 +84,8 @@ impl Clock {
     /// Sets the clock from a given wall time (unix seconds); for tests.
     pub fn tick_at(&self, wall: i64) {
         let rel = wall - self.process_started + self.offset.load(Ordering::Relaxed);
-        self.current.store(rel.clamp(0, u32::MAX as i64) as u32, Ordering::Relaxed);
+        self.current
+            .store(rel.clamp(0, u32::MAX as i64) as u32, Ordering::Relaxed);
     }
 
     /// Moves the clock by `secs` (memcached's debug `debugtime` command).
@@ -137,7 +138,10 @@ mod tests {
         assert_eq!(now, 62);
         assert_eq!(c.realtime(0), 0);
         assert_eq!(c.realtime(10), now + 10);
-        assert_eq!(c.realtime(REALTIME_MAXDELTA), now + REALTIME_MAXDELTA as u32);
+        assert_eq!(
+            c.realtime(REALTIME_MAXDELTA),
+            now + REALTIME_MAXDELTA as u32
+        );
         // Above 30 days: absolute unix time.
         assert_eq!(c.realtime(1_700_000_100), 100 + 62);
         // Absolute time in the past: already expired.
