@@ -609,7 +609,8 @@ impl Store {
                 }
                 (StoreOp::Cas(_), Found::Miss(_)) => return StoreOutcome::NotFound,
                 (StoreOp::Cas(c), Found::Live(l)) => {
-                    if cas_on && item::Hdr::read(sh.chunk(*l), true).cas != c {
+                    // With CAS disabled memcached answers EXISTS to every cas on a present key.
+                    if !cas_on || item::Hdr::read(sh.chunk(*l), true).cas != c {
                         return StoreOutcome::Exists;
                     }
                     (flags, ctx.clock.realtime(exptime))
@@ -628,6 +629,9 @@ impl Store {
                 (None, _) => (value, &[]),
             };
             let vlen = first.len() + second.len();
+            if old_val.is_some() && self.too_large_flags(key.len(), nflags, vlen) {
+                return StoreOutcome::NotStored;
+            }
             let total = item::total_size(key.len(), vlen, nflags, cas_on);
             let Some(class) = ctx.class_for(total) else {
                 // Only append/prepend can grow past the largest class.
@@ -841,3 +845,6 @@ impl Store {
         freed
     }
 }
+
+#[cfg(test)]
+mod tests;

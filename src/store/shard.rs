@@ -373,7 +373,17 @@ impl Shard {
             None => return false,
         };
         let chunk = ctx.class_size(class);
-        let ring_pos = match self.vacant.pop() {
+        // Reuse the vacant ring position the hand will reach last, so new items are
+        // swept last (FIFO order for the hand).
+        let len = self.ring.len().max(1);
+        let hand = self.hand.min(len);
+        let best = self
+            .vacant
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, &p)| (p + len - hand) % len)
+            .map(|(i, _)| i);
+        let ring_pos = match best.map(|i| self.vacant.swap_remove(i)) {
             Some(p) => {
                 self.ring[p] = sid as u32;
                 p
