@@ -199,7 +199,14 @@ fn flush_rules() {
 fn incr_decr_like_memcached() {
     let s = store();
     // (stored value, incr 1 result, value after, decr 1 result, value after)
-    let cases: &[(&[u8], Option<u64>, &[u8], Option<u64>, &[u8])] = &[
+    type Case = (
+        &'static [u8],
+        Option<u64>,
+        &'static [u8],
+        Option<u64>,
+        &'static [u8],
+    );
+    let cases: &[Case] = &[
         (b"10", Some(11), b"11", Some(9), b"9 "),
         (b" 5", Some(6), b"6 ", Some(4), b"4 "),
         (b"+5", Some(6), b"6 ", Some(4), b"4 "),
@@ -297,7 +304,6 @@ fn too_large_matches_memcached() {
             StoreOutcome::Stored
         );
         assert_eq!(get(&s, &key).unwrap().0.len(), vmax);
-        val.len();
         let val = vec![b'v'; vmax + 1];
         assert_eq!(
             s.store(StoreOp::Set, &key, flags, 0, &val),
