@@ -6,18 +6,51 @@
 //! (the value goes straight into the connection's write buffer), so a value being sent
 //! to one client stays intact while another replaces or deletes the key.
 //!
-//! PLACEHOLDER: the body below is a simple map per shard so the server can be built and
-//! tested end to end; the slab allocator replaces it.
+//! # Layout
+//! - `Store` = `cfg.shards` shards (power of two), each a `parking_lot::Mutex<Shard>`.
+//!   A key's 64-bit hash picks the shard (high bits) and gives the index tag (low 32 bits).
+//! - A shard's index is a `hashbrown::HashTable` of 8-byte slots (item location `u32` =
+//!   slab id << 12 | chunk index, and the 32-bit tag); keys are compared in place in the
+//!   item's chunk. The table rehashes from the stored tag, never touching item memory.
+//! - Item memory: slabs of 16 KiB cut into chunks of one size class (or one slab per
+//!   chunk for chunks above 16 KiB), boxed byte slices, owned by the shard. Every slab is
+//!   reserved from ONE store-wide byte budget (`cfg.mem_limit`, changeable at run time)
+//!   before it is allocated, and given back when it is dropped. The item header is
+//!   described byte by byte in [`item`] (14 bytes, +4 for non-zero flags, +8 with CAS).
+//! - Size classes start at `14 (+8 with CAS) + chunk_min` rounded up to 8 and grow by a
+//!   factor of `1 + (growth_factor - 1) / 4` (1.0625 for the default `-f 1.25`), at least 8
+//!   bytes a step, up to `item_size_max`: four times finer than memcached's ladder, so
+//!   chunk waste stays around 3%. Fine classes are affordable because memory is not
+//!   bound to a class: see below.
+//!
+//! # Memory policy (why 16 KiB slabs, not 1 MiB pages)
+//! A slab belongs to one (shard, class). With 16 shards and ~100 classes in use, 1 MiB
+//! pages would need more than a GiB before every pair had one page, and a 64 MiB cache
+//! would thrash whole pages. 16 KiB slabs bound that slack (a pair costs at most one
+//! partly used slab) while still amortising allocation over ~100 small items.
+//!
+//! When a class needs a chunk: (1) a free chunk of the class in this shard; (2) a new
+//! slab if the budget allows; (3) otherwise the shard's CLOCK hand sweeps its slabs:
+//! expired/flushed items are reclaimed (`reclaimed`), items with the access bit set get
+//! it cleared (second chance), other items are evicted (`evicted`, `evicted_unfetched`,
+//! `evicted_nonzero`). At the end of a slab of another class, the slab's survivors are
+//! moved to free chunks of their class (or evicted) and the slab goes back to the budget,
+//! so memory follows demand between classes and shards. (4) a shard that owns no memory
+//! asks the other shards (`try_lock`, never blocking) to give slabs back. With
+//! `evict == false` step (3) only reclaims expired items and the store fails with
+//! `OutOfMemory`. A lowered limit is enforced as slabs are freed by the hand and the
+//! crawler. Reads never relink anything: they set two bits in the item header.
 
 pub mod clock;
+pub mod item;
+mod shard;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
-
-type Shard = Mutex<HashMap<Box<[u8]>, Entry>>;
 use parking_lot::Mutex;
+
+use shard::{Found, Shard};
 
 pub use clock::{Clock, RelTime};
 
@@ -161,101 +194,376 @@ pub struct StoreStats {
     pub outofmemory: u64,
     /// Items removed by the background expiry crawler.
     pub crawler_reclaimed: u64,
+    /// Bytes of item memory (slabs) allocated now (memcached's `total_malloced`).
+    pub total_malloced: u64,
+    /// Bytes held by the hash index (not part of `-m`, as in memcached).
+    pub hash_bytes: u64,
 }
 
-struct Entry {
-    flags: u32,
-    exptime: RelTime,
-    cas: u64,
-    time: RelTime,
-    value: Box<[u8]>,
+/// Per-class figures for `stats slabs` / `stats items`, with memcached's names.
+///
+/// Not kept (memcached fields with no equivalent here): `age_hot`/`age_warm`, the
+/// `hot`/`warm`/`cold` LRU counts, `lrutail_reflocked`, `moves_*`, `direct_reclaims`,
+/// `touch_hits`/`get_hits`/... per class (the server counts hits per command), and
+/// `age` (there is no LRU tail; reported as 0 by [`Store::class_stats`]).
+#[derive(Debug, Clone, Default)]
+pub struct ClassStats {
+    /// Class number (1-based, as memcached prints it).
+    pub id: usize,
+    /// Chunk size in bytes.
+    pub chunk_size: u64,
+    /// Chunks per slab ("page").
+    pub chunks_per_page: u64,
+    /// Slabs of this class.
+    pub total_pages: u64,
+    /// Chunks in those slabs.
+    pub total_chunks: u64,
+    /// Chunks holding an item.
+    pub used_chunks: u64,
+    /// Free chunks.
+    pub free_chunks: u64,
+    /// Items stored now (`number`).
+    pub number: u64,
+    /// Bytes requested by stored items (`mem_requested`).
+    pub requested: u64,
+    /// Seconds since last access of the oldest item (not kept: 0).
+    pub age: u64,
+    /// Items evicted.
+    pub evicted: u64,
+    /// Items evicted that had an expiry time.
+    pub evicted_nonzero: u64,
+    /// Items evicted never fetched.
+    pub evicted_unfetched: u64,
+    /// Seconds since last access of the last evicted item.
+    pub evicted_time: u32,
+    /// Expired items reclaimed never fetched.
+    pub expired_unfetched: u64,
+    /// Expired items whose memory was reused.
+    pub reclaimed: u64,
+    /// Allocations that failed.
+    pub outofmemory: u64,
+    /// Items freed by the crawler.
+    pub crawler_reclaimed: u64,
+}
+
+impl ClassStats {
+    fn add(&mut self, o: &ClassStats) {
+        self.total_pages += o.total_pages;
+        self.number += o.number;
+        self.requested += o.requested;
+        self.evicted += o.evicted;
+        self.evicted_nonzero += o.evicted_nonzero;
+        self.evicted_unfetched += o.evicted_unfetched;
+        self.evicted_time = self.evicted_time.max(o.evicted_time);
+        self.expired_unfetched += o.expired_unfetched;
+        self.reclaimed += o.reclaimed;
+        self.outofmemory += o.outofmemory;
+        self.crawler_reclaimed += o.crawler_reclaimed;
+    }
+}
+
+/// State every shard needs: settings, clock, classes, budget, flush marks.
+pub(crate) struct Ctx {
+    pub(crate) cas_on: bool,
+    pub(crate) evict: bool,
+    pub(crate) clock: Arc<Clock>,
+    sizes: Vec<usize>,
+    slab_sizes: Vec<usize>,
+    used: AtomicUsize,
+    limit: AtomicUsize,
+    oldest_live: AtomicU32,
+    oldest_cas: AtomicU64,
+}
+
+impl Ctx {
+    #[inline]
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        hash_key(key)
+    }
+
+    #[inline]
+    pub(crate) fn class_size(&self, class: usize) -> usize {
+        self.sizes.get(class).copied().unwrap_or(0)
+    }
+
+    #[inline]
+    pub(crate) fn slab_bytes(&self, class: usize) -> usize {
+        self.slab_sizes.get(class).copied().unwrap_or(0)
+    }
+
+    fn class_for(&self, total: usize) -> Option<usize> {
+        let c = self.sizes.partition_point(|&s| s < total);
+        (c < self.sizes.len()).then_some(c)
+    }
+
+    pub(crate) fn budget_reserve(&self, n: usize) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| {
+                (u + n <= limit).then_some(u + n)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn budget_release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    pub(crate) fn over_limit(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Why an item is no longer valid: flushed (checked first, as memcached) or expired.
+    #[inline]
+    pub(crate) fn invalid(&self, hd: &item::Hdr) -> Option<Miss> {
+        let now = self.clock.now();
+        let oldest = self.oldest_live.load(Ordering::Acquire);
+        if oldest != 0 && oldest <= now {
+            let ocas = self.oldest_cas.load(Ordering::Acquire);
+            if hd.time <= oldest || (ocas != 0 && hd.cas != 0 && hd.cas < ocas) {
+                return Some(Miss::Flushed);
+            }
+        }
+        if hd.exptime != 0 && hd.exptime <= now {
+            return Some(Miss::Expired);
+        }
+        None
+    }
+}
+
+/// 64-bit key hash (multiply-rotate over 8-byte words, murmur3 finaliser).
+#[inline]
+fn hash_key(key: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h: u64 = 0x243F_6A88_85A3_08D3 ^ (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(K).rotate_left(31);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(K).rotate_left(31);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
+}
+
+/// memcached's `safe_strtoull` applied to an item value followed by `\r\n`.
+fn parse_u64(v: &[u8]) -> Option<u64> {
+    let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let mut i = 0;
+    while i < v.len() && ws(v[i]) {
+        i += 1;
+    }
+    let mut neg = false;
+    if i < v.len() && (v[i] == b'+' || v[i] == b'-') {
+        neg = v[i] == b'-';
+        i += 1;
+    }
+    let start = i;
+    let mut n: u64 = 0;
+    let mut overflow = false;
+    while i < v.len() && v[i].is_ascii_digit() {
+        match n
+            .checked_mul(10)
+            .and_then(|x| x.checked_add((v[i] - b'0') as u64))
+        {
+            Some(x) => n = x,
+            None => overflow = true,
+        }
+        i += 1;
+    }
+    if i == start || overflow {
+        return None;
+    }
+    // After the number: end of value (then "\r\n"), whitespace or NUL.
+    if i < v.len() && !(ws(v[i]) || v[i] == 0) {
+        return None;
+    }
+    let n = if neg { n.wrapping_neg() } else { n };
+    if neg && (n as i64) < 0 {
+        return None;
+    }
+    Some(n)
+}
+
+fn build_classes(cfg: &StoreConfig) -> (Vec<usize>, Vec<usize>) {
+    let hdr = item::BASE + if cfg.cas_enabled { 8 } else { 0 };
+    let max = cfg.item_size_max.max(1024);
+    let round8 = |x: usize| (x + 7) & !7;
+    let g = 1.0 + (cfg.growth_factor - 1.0).max(0.01) / 4.0;
+    let mut sizes = Vec::new();
+    let mut size = round8(hdr + cfg.chunk_min.max(1)).min(max);
+    loop {
+        sizes.push(size);
+        if size >= max {
+            break;
+        }
+        let next = round8((size as f64 * g) as usize).max(size + 8);
+        size = next.min(max);
+    }
+    let slabs = sizes
+        .iter()
+        .map(|&c| {
+            if c <= shard::SLAB_BYTES {
+                shard::SLAB_BYTES / c * c
+            } else {
+                c
+            }
+        })
+        .collect();
+    (sizes, slabs)
 }
 
 /// The sharded item store.
 pub struct Store {
     cfg: StoreConfig,
-    clock: Arc<Clock>,
+    ctx: Ctx,
     cas: AtomicU64,
-    shards: Box<[Shard]>,
-    oldest_live: AtomicU64,
+    shift: u32,
+    shards: Box<[Mutex<Shard>]>,
+    steal_from: AtomicUsize,
 }
 
 impl Store {
     /// A new, empty store.
     pub fn new(cfg: StoreConfig, clock: Arc<Clock>) -> Store {
-        let shards = (0..cfg.shards.max(1))
-            .map(|_| Mutex::new(HashMap::new()))
-            .collect();
+        let n = cfg.shards.max(1).next_power_of_two();
+        let (sizes, slab_sizes) = build_classes(&cfg);
+        let nclasses = sizes.len();
+        let shards = (0..n).map(|_| Mutex::new(Shard::new(nclasses))).collect();
         Store {
+            ctx: Ctx {
+                cas_on: cfg.cas_enabled,
+                evict: cfg.evict,
+                clock,
+                sizes,
+                slab_sizes,
+                used: AtomicUsize::new(0),
+                limit: AtomicUsize::new(cfg.mem_limit),
+                oldest_live: AtomicU32::new(0),
+                oldest_cas: AtomicU64::new(0),
+            },
             cfg,
-            clock,
             cas: AtomicU64::new(0),
+            shift: 64 - n.trailing_zeros(),
             shards,
-            oldest_live: AtomicU64::new(0),
+            steal_from: AtomicUsize::new(0),
         }
     }
 
     /// The clock this store expires items by.
     pub fn clock(&self) -> &Arc<Clock> {
-        &self.clock
+        &self.ctx.clock
     }
 
-    fn shard(&self, key: &[u8]) -> &Shard {
-        let mut h: u64 = 0xcbf29ce484222325;
-        for b in key {
-            h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
+    #[inline]
+    fn shard_of(&self, h: u64) -> usize {
+        if self.shards.len() == 1 {
+            0
+        } else {
+            (h >> self.shift) as usize
         }
-        &self.shards[(h as usize) & (self.shards.len() - 1)]
     }
 
     fn next_cas(&self) -> u64 {
         if self.cfg.cas_enabled {
-            self.cas.fetch_add(1, Ordering::Relaxed) + 1
+            self.cas.fetch_add(1, Ordering::AcqRel) + 1
         } else {
             0
         }
     }
 
-    fn live<'m>(
+    /// Runs `f` with the key's shard locked.
+    fn with<R>(
         &self,
-        map: &'m mut HashMap<Box<[u8]>, Entry>,
         key: &[u8],
-    ) -> Result<&'m mut Entry, Miss> {
-        let oldest = self.oldest_live.load(Ordering::Relaxed) as u32;
-        let state = match map.get(key) {
-            None => return Err(Miss::Absent),
-            Some(e) if self.clock.is_expired(e.exptime) => Err(Miss::Expired),
-            Some(e) if oldest != 0 && e.time <= oldest && oldest <= self.clock.now() => {
-                Err(Miss::Flushed)
-            }
-            Some(_) => Ok(()),
-        };
-        match state {
-            Ok(()) => map.get_mut(key).ok_or(Miss::Absent),
-            Err(m) => {
-                map.remove(key);
-                Err(m)
-            }
-        }
+        f: impl FnOnce(&mut Shard, u64, &dyn Fn(usize) -> usize) -> R,
+    ) -> R {
+        let h = hash_key(key);
+        let i = self.shard_of(h);
+        let mut sh = self.shards[i].lock();
+        let steal = |bytes: usize| self.steal(i, bytes);
+        f(&mut sh, h, &steal)
     }
 
-    /// True when an item with this key and value length can never be stored
-    /// (memcached's `item_size_ok` against `-I`).
+    /// Asks other shards (without blocking) to give `bytes` back to the budget.
+    fn steal(&self, me: usize, bytes: usize) -> usize {
+        let n = self.shards.len();
+        let start = self.steal_from.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let j = (start + k) % n;
+            if j == me {
+                continue;
+            }
+            if let Some(mut sh) = self.shards[j].try_lock() {
+                let got = sh.release_memory(&self.ctx, bytes);
+                if got > 0 {
+                    return got;
+                }
+            }
+        }
+        0
+    }
+
+    /// True when an item with this key and value length (and flags 0) can never be
+    /// stored: memcached's `item_size_ok` against `-I`. See [`Store::too_large_flags`].
     pub fn too_large(&self, key_len: usize, value_len: usize) -> bool {
-        48 + key_len + 1 + value_len + 2 + 8 > self.cfg.item_size_max
+        self.too_large_flags(key_len, 0, value_len)
+    }
+
+    /// Exactly memcached 1.6's boundary for "object too large for cache": its item size
+    /// `48 + key + 1 + (4 if flags != 0) + value + 2 (+ 8 with CAS)` above `-I`.
+    pub fn too_large_flags(&self, key_len: usize, flags: u32, value_len: usize) -> bool {
+        let ntotal = 48
+            + key_len
+            + 1
+            + if flags != 0 { 4 } else { 0 }
+            + value_len
+            + 2
+            + if self.cfg.cas_enabled { 8 } else { 0 };
+        key_len > 255 || ntotal > self.cfg.item_size_max
     }
 
     /// Looks a key up and runs `f` on the item under the shard lock.
     pub fn get<R>(&self, key: &[u8], f: impl FnOnce(&ItemRef<'_>) -> R) -> Result<R, Miss> {
-        let mut map = self.shard(key).lock();
-        let e = self.live(&mut map, key)?;
-        Ok(f(&ItemRef {
-            key,
-            flags: e.flags,
-            value: &e.value,
-            cas: e.cas,
-            exptime: e.exptime,
-        }))
+        self.lookup(key, None, f)
+    }
+
+    fn lookup<R>(
+        &self,
+        key: &[u8],
+        touch: Option<i64>,
+        f: impl FnOnce(&ItemRef<'_>) -> R,
+    ) -> Result<R, Miss> {
+        let ctx = &self.ctx;
+        self.with(key, |sh, h, _| {
+            let l = match sh.find(ctx, h, key) {
+                Found::Live(l) => l,
+                Found::Miss(m) => return Err(m),
+            };
+            let now = ctx.clock.now();
+            sh.bump(l, now);
+            if let Some(e) = touch {
+                item::wr32(sh.chunk_mut(l), 6, ctx.clock.realtime(e));
+            }
+            let c = sh.chunk(l);
+            let hd = item::Hdr::read(c, ctx.cas_on);
+            Ok(f(&ItemRef {
+                key: &c[hd.key_at..hd.key_at + hd.klen],
+                flags: hd.flags,
+                value: &c[hd.value_at()..hd.total()],
+                cas: hd.cas,
+                exptime: hd.exptime,
+            }))
+        })
     }
 
     /// Like [`Store::get`], and sets a new expiry (`gat`).
@@ -265,21 +573,12 @@ impl Store {
         exptime: i64,
         f: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Result<R, Miss> {
-        let mut map = self.shard(key).lock();
-        let e = self.live(&mut map, key)?;
-        e.exptime = self.clock.realtime(exptime);
-        Ok(f(&ItemRef {
-            key,
-            flags: e.flags,
-            value: &e.value,
-            cas: e.cas,
-            exptime: e.exptime,
-        }))
+        self.lookup(key, Some(exptime), f)
     }
 
     /// Sets a new expiry on an existing item.
     pub fn touch(&self, key: &[u8], exptime: i64) -> Result<(), Miss> {
-        self.get_and_touch(key, exptime, |_| ())
+        self.lookup(key, Some(exptime), |_| ())
     }
 
     /// Stores a value. `exptime` is as the client sent it.
@@ -291,111 +590,261 @@ impl Store {
         exptime: i64,
         value: &[u8],
     ) -> StoreOutcome {
-        if self.too_large(key.len(), value.len()) {
+        if key.is_empty() || self.too_large_flags(key.len(), flags, value.len()) {
+            if op == StoreOp::Set {
+                self.unlink(key);
+            }
             return StoreOutcome::TooLarge;
         }
-        let mut map = self.shard(key).lock();
-        let exists = self.live(&mut map, key);
-        let now = self.clock.now();
-        let entry = |value: Box<[u8]>, flags, exptime| Entry {
-            flags,
-            exptime,
-            cas: self.next_cas(),
-            time: now,
-            value,
-        };
-        match (op, exists) {
-            (StoreOp::Add, Ok(_)) => StoreOutcome::NotStored,
-            (StoreOp::Replace | StoreOp::Append | StoreOp::Prepend, Err(_)) => {
-                StoreOutcome::NotStored
+        let ctx = &self.ctx;
+        let cas_on = ctx.cas_on;
+        self.with(key, |sh, h, steal| {
+            let found = sh.find(ctx, h, key);
+            // Decide without allocating first.
+            let mut old_val: Option<Vec<u8>> = None;
+            let (nflags, nexp) = match (op, &found) {
+                (StoreOp::Add, Found::Live(_)) => return StoreOutcome::NotStored,
+                (StoreOp::Replace | StoreOp::Append | StoreOp::Prepend, Found::Miss(_)) => {
+                    return StoreOutcome::NotStored
+                }
+                (StoreOp::Cas(_), Found::Miss(_)) => return StoreOutcome::NotFound,
+                (StoreOp::Cas(c), Found::Live(l)) => {
+                    // With CAS disabled memcached answers EXISTS to every cas on a present key.
+                    if !cas_on || item::Hdr::read(sh.chunk(*l), true).cas != c {
+                        return StoreOutcome::Exists;
+                    }
+                    (flags, ctx.clock.realtime(exptime))
+                }
+                (StoreOp::Append | StoreOp::Prepend, Found::Live(l)) => {
+                    let c = sh.chunk(*l);
+                    let hd = item::Hdr::read(c, cas_on);
+                    old_val = Some(c[hd.value_at()..hd.total()].to_vec());
+                    (hd.flags, hd.exptime)
+                }
+                _ => (flags, ctx.clock.realtime(exptime)),
+            };
+            let (first, second): (&[u8], &[u8]) = match (&old_val, op) {
+                (Some(o), StoreOp::Append) => (o, value),
+                (Some(o), _) => (value, o),
+                (None, _) => (value, &[]),
+            };
+            let vlen = first.len() + second.len();
+            if old_val.is_some() && self.too_large_flags(key.len(), nflags, vlen) {
+                return StoreOutcome::NotStored;
             }
-            (StoreOp::Cas(_), Err(_)) => StoreOutcome::NotFound,
-            (StoreOp::Cas(c), Ok(e)) if e.cas != c => StoreOutcome::Exists,
-            (StoreOp::Append, Ok(e)) => {
-                let v = [&e.value[..], value].concat().into_boxed_slice();
-                *e = entry(v, e.flags, e.exptime);
-                StoreOutcome::Stored
+            let total = item::total_size(key.len(), vlen, nflags, cas_on);
+            let Some(class) = ctx.class_for(total) else {
+                // Only append/prepend can grow past the largest class.
+                return StoreOutcome::NotStored;
+            };
+            let Some(new) = sh.alloc(ctx, class, steal) else {
+                if op == StoreOp::Set {
+                    sh.unlink_key(ctx, h, key);
+                }
+                return StoreOutcome::OutOfMemory;
+            };
+            // The hand may have moved or evicted the old item meanwhile.
+            let old = sh.find_raw(ctx, h, key);
+            let needs_old = !matches!(op, StoreOp::Set | StoreOp::Add);
+            if needs_old && old.is_none() {
+                sh.free_chunk(new);
+                return match op {
+                    StoreOp::Cas(_) => StoreOutcome::NotFound,
+                    _ => StoreOutcome::NotStored,
+                };
             }
-            (StoreOp::Prepend, Ok(e)) => {
-                let v = [value, &e.value[..]].concat().into_boxed_slice();
-                *e = entry(v, e.flags, e.exptime);
-                StoreOutcome::Stored
-            }
-            _ => {
-                let e = entry(value.into(), flags, self.clock.realtime(exptime));
-                map.insert(key.into(), e);
-                StoreOutcome::Stored
-            }
-        }
+            let now = ctx.clock.now();
+            let cas = self.next_cas();
+            let c = sh.chunk_mut(new);
+            let at = item::write_header(c, key.len(), vlen, nflags, nexp, now, cas_on, cas);
+            c[at..at + key.len()].copy_from_slice(key);
+            let v = at + key.len();
+            c[v..v + first.len()].copy_from_slice(first);
+            c[v + first.len()..v + vlen].copy_from_slice(second);
+            sh.link(ctx, h, new, old);
+            StoreOutcome::Stored
+        })
     }
 
     /// Removes a key.
     pub fn delete(&self, key: &[u8]) -> Result<(), Miss> {
-        let mut map = self.shard(key).lock();
-        self.live(&mut map, key)?;
-        map.remove(key);
-        Ok(())
+        let ctx = &self.ctx;
+        self.with(key, |sh, h, _| match sh.find(ctx, h, key) {
+            Found::Live(l) => {
+                sh.delete_at(ctx, h, l);
+                Ok(())
+            }
+            Found::Miss(m) => Err(m),
+        })
     }
 
-    /// incr / decr with memcached's rules.
+    /// incr / decr with memcached's rules: the value is parsed like `safe_strtoull`; a
+    /// result no longer than the old value is written in place, padded with spaces.
     pub fn delta(&self, key: &[u8], delta: Delta) -> DeltaOutcome {
-        let mut map = self.shard(key).lock();
-        let e = match self.live(&mut map, key) {
-            Ok(e) => e,
-            Err(m) => return DeltaOutcome::NotFound(m),
-        };
-        let text = std::str::from_utf8(&e.value).unwrap_or("x");
-        let Ok(v) = text.trim_end().parse::<u64>() else {
-            return DeltaOutcome::NonNumeric;
-        };
-        let n = match delta {
-            Delta::Incr(d) => v.wrapping_add(d),
-            Delta::Decr(d) => v.saturating_sub(d),
-        };
-        e.value = n.to_string().into_bytes().into_boxed_slice();
-        e.cas = self.next_cas();
-        DeltaOutcome::Value(n)
+        let ctx = &self.ctx;
+        let cas_on = ctx.cas_on;
+        self.with(key, |sh, h, steal| {
+            let l = match sh.find(ctx, h, key) {
+                Found::Live(l) => l,
+                Found::Miss(m) => return DeltaOutcome::NotFound(m),
+            };
+            let c = sh.chunk(l);
+            let hd = item::Hdr::read(c, cas_on);
+            let Some(v) = parse_u64(&c[hd.value_at()..hd.total()]) else {
+                return DeltaOutcome::NonNumeric;
+            };
+            let n = match delta {
+                Delta::Incr(d) => v.wrapping_add(d),
+                Delta::Decr(d) => v.saturating_sub(d),
+            };
+            let digits = n.to_string();
+            let d = digits.as_bytes();
+            let now = ctx.clock.now();
+            if d.len() <= hd.vlen {
+                let cas = self.next_cas();
+                let c = sh.chunk_mut(l);
+                let va = hd.value_at();
+                c[va..va + d.len()].copy_from_slice(d);
+                c[va + d.len()..hd.total()].fill(b' ');
+                if cas_on {
+                    let at = hd.cas_at();
+                    c[at..at + 8].copy_from_slice(&cas.to_le_bytes());
+                }
+                item::wr32(c, 10, now);
+                return DeltaOutcome::Value(n);
+            }
+            let total = item::total_size(key.len(), d.len(), hd.flags, cas_on);
+            let Some(class) = ctx.class_for(total) else {
+                return DeltaOutcome::OutOfMemory;
+            };
+            let Some(new) = sh.alloc(ctx, class, steal) else {
+                return DeltaOutcome::OutOfMemory;
+            };
+            let Some(old) = sh.find_raw(ctx, h, key) else {
+                sh.free_chunk(new);
+                return DeltaOutcome::NotFound(Miss::Absent);
+            };
+            let cas = self.next_cas();
+            let c = sh.chunk_mut(new);
+            let at = item::write_header(
+                c,
+                key.len(),
+                d.len(),
+                hd.flags,
+                hd.exptime,
+                now,
+                cas_on,
+                cas,
+            );
+            c[at..at + key.len()].copy_from_slice(key);
+            c[at + key.len()..at + key.len() + d.len()].copy_from_slice(d);
+            sh.link(ctx, h, new, Some(old));
+            DeltaOutcome::Value(n)
+        })
     }
 
-    /// `flush_all [delay]`: invalidates every item stored before the given time.
+    /// `flush_all [delay]`: invalidates every item stored before the given time, with
+    /// memcached's arithmetic (`oldest_live`, and with CAS `oldest_cas`, which takes one
+    /// CAS unique).
     pub fn flush_all(&self, exptime: i64) {
-        let t = if exptime > 0 {
-            self.clock.realtime(exptime) - 1
+        let now = self.ctx.clock.now();
+        let new_oldest = if exptime > 0 {
+            self.ctx.clock.realtime(exptime)
         } else {
-            self.clock.now()
+            now
         };
-        self.oldest_live.store(t as u64, Ordering::Relaxed);
+        if self.cfg.cas_enabled {
+            let ol = new_oldest.wrapping_sub(1);
+            if ol <= now {
+                self.ctx
+                    .oldest_cas
+                    .store(self.next_cas(), Ordering::Release);
+            }
+            self.ctx.oldest_live.store(ol, Ordering::Release);
+        } else {
+            self.ctx.oldest_live.store(new_oldest, Ordering::Release);
+        }
     }
 
     /// Removes a key without counting it (after a failed `set`).
     pub fn unlink(&self, key: &[u8]) {
-        self.shard(key).lock().remove(key);
+        let ctx = &self.ctx;
+        self.with(key, |sh, h, _| {
+            sh.unlink_key(ctx, h, key);
+        });
     }
 
-    /// Changes the memory limit (`cache_memlimit`). Returns false if refused.
-    pub fn set_mem_limit(&self, _bytes: usize) -> bool {
+    /// Changes the memory limit (`cache_memlimit`). Memory above a lowered limit is given
+    /// back as slabs are swept. Always accepted.
+    pub fn set_mem_limit(&self, bytes: usize) -> bool {
+        self.ctx.limit.store(bytes, Ordering::Release);
         true
+    }
+
+    /// Bytes of item memory in use (slabs), against the limit.
+    pub fn mem_used(&self) -> usize {
+        self.ctx.used.load(Ordering::Acquire)
     }
 
     /// Store-wide figures.
     pub fn stats(&self) -> StoreStats {
         let mut s = StoreStats {
-            limit_maxbytes: self.cfg.mem_limit as u64,
+            limit_maxbytes: self.ctx.limit.load(Ordering::Relaxed) as u64,
             ..Default::default()
         };
+        let mut cls = vec![ClassStats::default(); self.ctx.sizes.len()];
         for sh in self.shards.iter() {
             let m = sh.lock();
             s.curr_items += m.len() as u64;
-            s.bytes += m
-                .iter()
-                .map(|(k, v)| (k.len() + v.value.len()) as u64)
-                .sum::<u64>();
+            s.total_items += m.total_items;
+            s.bytes += m.bytes;
+            s.total_pages += m.nslabs;
+            s.total_malloced += m.slab_bytes;
+            s.hash_bytes += m.index_bytes() as u64;
+            m.class_stats(&mut cls);
+        }
+        for c in &cls {
+            s.evictions += c.evicted;
+            s.reclaimed += c.reclaimed;
+            s.expired_unfetched += c.expired_unfetched;
+            s.evicted_unfetched += c.evicted_unfetched;
+            s.outofmemory += c.outofmemory;
+            s.crawler_reclaimed += c.crawler_reclaimed;
         }
         s
     }
 
-    /// One step of background expiry: reclaims up to `max` expired items.
-    pub fn crawl_expired(&self, _max: usize) -> usize {
-        0
+    /// Per-class figures (`stats slabs`, `stats items`); classes never used are included
+    /// with zero pages, callers print only those with `total_pages > 0` or `number > 0`.
+    pub fn class_stats(&self) -> Vec<ClassStats> {
+        let mut cls = vec![ClassStats::default(); self.ctx.sizes.len()];
+        for sh in self.shards.iter() {
+            sh.lock().class_stats(&mut cls);
+        }
+        for (i, c) in cls.iter_mut().enumerate() {
+            c.id = i + 1;
+            c.chunk_size = self.ctx.class_size(i) as u64;
+            c.chunks_per_page = (self.ctx.slab_bytes(i) / self.ctx.class_size(i).max(1)) as u64;
+        }
+        cls
+    }
+
+    /// One step of background expiry: examines a bounded number of chunks per shard
+    /// (in batches, so no lock is held long) and frees expired or flushed items; returns
+    /// how many. `max` bounds the chunks examined per shard per call.
+    pub fn crawl_expired(&self, max: usize) -> usize {
+        let mut freed = 0;
+        for sh in self.shards.iter() {
+            let mut left = max.max(1);
+            while left > 0 {
+                let batch = left.min(512);
+                freed += sh.lock().crawl(&self.ctx, batch);
+                left -= batch;
+            }
+        }
+        freed
     }
 }
+
+#[cfg(test)]
+mod tests;

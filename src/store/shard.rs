@@ -1,0 +1,689 @@
+//! One shard: hash index, slabs cut into chunks, the CLOCK hand and the expiry crawler.
+//!
+//! Memory policy (see the module doc of `store` for the overview):
+//! - A shard owns slabs. A slab is `SLAB_BYTES` (16 KiB) cut into equal chunks of one
+//!   class, or, for chunks larger than that, exactly one chunk. Slab bytes are reserved
+//!   from the store-wide byte budget before they are allocated and given back when the
+//!   slab is dropped, so the sum of all slabs never exceeds the limit.
+//! - All slabs of a shard sit on one ring; one CLOCK hand sweeps it when memory is short.
+//!   It reclaims expired and flushed items, clears set access bits, and evicts items
+//!   whose bit is clear. When the hand reaches the end of a slab whose class is not the
+//!   one that needs memory, the slab's survivors move to free chunks of their class
+//!   elsewhere (or are evicted) and the slab goes back to the budget. So memory flows to
+//!   the classes and shards that allocate, in the order it was last swept: no class or
+//!   shard keeps memory it does not use (no slab calcification).
+//! - A shard that cannot free memory itself (it owns too little) asks other shards, with
+//!   `try_lock` only (never blocking while holding its own lock), to give a slab back.
+
+use hashbrown::HashTable;
+
+use super::item::{self, Hdr, ACCESS, FETCHED, LIVE};
+use super::{ClassStats, Ctx, Miss};
+
+/// Slab size for small chunks.
+pub const SLAB_BYTES: usize = 16 * 1024;
+const CHUNK_BITS: u32 = 12;
+const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
+const MAX_SLABS: usize = 1 << (32 - CHUNK_BITS);
+const NONE: u32 = u32::MAX;
+const VACANT: u32 = u32::MAX;
+/// Want-class meaning "give slabs back, whatever their class".
+pub const RELEASE: usize = usize::MAX;
+
+/// An item's location: slab id (high 20 bits) and chunk index (low 12 bits).
+pub type Loc = u32;
+
+#[inline]
+fn loc(sid: usize, idx: u32) -> Loc {
+    ((sid as u32) << CHUNK_BITS) | idx
+}
+
+#[inline]
+fn split(l: Loc) -> (usize, u32) {
+    ((l >> CHUNK_BITS) as usize, l & CHUNK_MASK)
+}
+
+/// One index slot: item location plus 32 bits of the key hash (8 bytes).
+#[derive(Clone, Copy)]
+struct Slot {
+    loc: Loc,
+    tag: u32,
+}
+
+#[inline]
+fn tag_hash(tag: u32) -> u64 {
+    (tag as u64 | ((tag as u64) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+struct Slab {
+    mem: Box<[u8]>,
+    class: usize,
+    chunk: usize,
+    nchunks: u32,
+    carved: u32,
+    live: u32,
+    free_head: u32,
+    in_partial: bool,
+    ring_pos: usize,
+}
+
+impl Slab {
+    #[inline]
+    fn chunk(&self, idx: u32) -> &[u8] {
+        let a = idx as usize * self.chunk;
+        &self.mem[a..a + self.chunk]
+    }
+    #[inline]
+    fn chunk_mut(&mut self, idx: u32) -> &mut [u8] {
+        let a = idx as usize * self.chunk;
+        &mut self.mem[a..a + self.chunk]
+    }
+}
+
+#[derive(Default)]
+struct Class {
+    /// Slabs of this class with at least one free chunk.
+    partial: Vec<u32>,
+    stats: ClassStats,
+}
+
+/// Why an item is being removed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Evict,
+    Reclaim,
+    Crawl,
+    Quiet,
+}
+
+/// One shard of the store.
+pub struct Shard {
+    table: HashTable<Slot>,
+    slabs: Vec<Option<Slab>>,
+    free_ids: Vec<u32>,
+    ring: Vec<u32>,
+    vacant: Vec<usize>,
+    hand: usize,
+    hand_chunk: u32,
+    crawl: usize,
+    crawl_chunk: u32,
+    classes: Vec<Class>,
+    chunks_total: usize,
+    /// Items ever linked.
+    pub total_items: u64,
+    /// Bytes of linked items.
+    pub bytes: u64,
+    /// Bytes of slabs owned.
+    pub slab_bytes: u64,
+    /// Slabs owned.
+    pub nslabs: u64,
+}
+
+/// Validity of an item found in the index.
+pub enum Found {
+    /// Valid, at this location.
+    Live(Loc),
+    /// Not there (or removed now because expired/flushed).
+    Miss(Miss),
+}
+
+impl Shard {
+    /// An empty shard for `nclasses` slab classes.
+    pub fn new(nclasses: usize) -> Shard {
+        Shard {
+            table: HashTable::new(),
+            slabs: Vec::new(),
+            free_ids: Vec::new(),
+            ring: Vec::new(),
+            vacant: Vec::new(),
+            hand: 0,
+            hand_chunk: 0,
+            crawl: 0,
+            crawl_chunk: 0,
+            classes: (0..nclasses).map(|_| Class::default()).collect(),
+            chunks_total: 0,
+            total_items: 0,
+            bytes: 0,
+            slab_bytes: 0,
+            nslabs: 0,
+        }
+    }
+
+    /// Items in the index.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Bytes held by the index itself (approximate: buckets × (slot + control byte)).
+    pub fn index_bytes(&self) -> usize {
+        self.table.capacity() * (std::mem::size_of::<Slot>() + 1)
+    }
+
+    fn slab(&self, sid: usize) -> &Slab {
+        match self.slabs.get(sid) {
+            Some(Some(s)) => s,
+            _ => unreachable_slab(),
+        }
+    }
+
+    fn slab_mut(&mut self, sid: usize) -> &mut Slab {
+        match self.slabs.get_mut(sid) {
+            Some(Some(s)) => s,
+            _ => unreachable_slab(),
+        }
+    }
+
+    /// The bytes of the chunk at `l`.
+    #[inline]
+    pub fn chunk(&self, l: Loc) -> &[u8] {
+        let (sid, idx) = split(l);
+        self.slab(sid).chunk(idx)
+    }
+
+    /// The bytes of the chunk at `l`, mutable.
+    #[inline]
+    pub fn chunk_mut(&mut self, l: Loc) -> &mut [u8] {
+        let (sid, idx) = split(l);
+        self.slab_mut(sid).chunk_mut(idx)
+    }
+
+    /// Finds a key without checking validity.
+    pub fn find_raw(&self, ctx: &Ctx, h: u64, key: &[u8]) -> Option<Loc> {
+        let tag = h as u32;
+        let slabs = &self.slabs;
+        let cas_on = ctx.cas_on;
+        self.table
+            .find(tag_hash(tag), |s| {
+                s.tag == tag && {
+                    let (sid, idx) = split(s.loc);
+                    match slabs.get(sid) {
+                        Some(Some(sl)) => {
+                            let c = sl.chunk(idx);
+                            let hd = Hdr::read(c, cas_on);
+                            c.get(hd.key_at..hd.key_at + hd.klen) == Some(key)
+                        }
+                        _ => false,
+                    }
+                }
+            })
+            .map(|s| s.loc)
+    }
+
+    /// Finds a valid item; expired or flushed ones are removed and reported.
+    pub fn find(&mut self, ctx: &Ctx, h: u64, key: &[u8]) -> Found {
+        let Some(l) = self.find_raw(ctx, h, key) else {
+            return Found::Miss(Miss::Absent);
+        };
+        let hd = Hdr::read(self.chunk(l), ctx.cas_on);
+        match ctx.invalid(&hd) {
+            None => Found::Live(l),
+            Some(m) => {
+                self.remove(ctx, h, l, Why::Quiet);
+                Found::Miss(m)
+            }
+        }
+    }
+
+    /// Marks an item as read now.
+    pub fn bump(&mut self, l: Loc, now: u32) {
+        let c = self.chunk_mut(l);
+        c[0] |= ACCESS | FETCHED;
+        if item::rd32(c, 10) != now {
+            item::wr32(c, 10, now);
+        }
+    }
+
+    /// Removes an item from the index and frees its chunk.
+    fn remove(&mut self, ctx: &Ctx, h: u64, l: Loc, why: Why) {
+        if let Ok(e) = self.table.find_entry(tag_hash(h as u32), |s| s.loc == l) {
+            e.remove();
+        }
+        let hd = Hdr::read(self.chunk(l), ctx.cas_on);
+        let (sid, _) = split(l);
+        let class = self.slab(sid).class;
+        let now = ctx.clock.now();
+        let st = &mut self.classes[class].stats;
+        st.number = st.number.saturating_sub(1);
+        st.requested = st.requested.saturating_sub(hd.total() as u64);
+        let fetched = hd.bits & FETCHED != 0;
+        match why {
+            Why::Evict => {
+                st.evicted += 1;
+                if hd.exptime != 0 {
+                    st.evicted_nonzero += 1;
+                }
+                if !fetched {
+                    st.evicted_unfetched += 1;
+                }
+                st.evicted_time = now.saturating_sub(hd.time);
+            }
+            Why::Reclaim | Why::Crawl => {
+                if why == Why::Reclaim {
+                    st.reclaimed += 1;
+                } else {
+                    st.crawler_reclaimed += 1;
+                }
+                if !fetched && ctx.clock.is_expired(hd.exptime) {
+                    st.expired_unfetched += 1;
+                }
+            }
+            Why::Quiet => {}
+        }
+        self.bytes = self.bytes.saturating_sub(hd.total() as u64);
+        self.free_chunk(l);
+    }
+
+    /// Removes the item with this key, if any, without counting (no validity check).
+    pub fn unlink_key(&mut self, ctx: &Ctx, h: u64, key: &[u8]) -> bool {
+        match self.find_raw(ctx, h, key) {
+            Some(l) => {
+                self.remove(ctx, h, l, Why::Quiet);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a valid item found by [`Shard::find`].
+    pub fn delete_at(&mut self, ctx: &Ctx, h: u64, l: Loc) {
+        self.remove(ctx, h, l, Why::Quiet);
+    }
+
+    /// Frees a chunk that is not (or no longer) in the index.
+    pub fn free_chunk(&mut self, l: Loc) {
+        let (sid, idx) = split(l);
+        let slab = self.slab_mut(sid);
+        let head = slab.free_head;
+        let c = slab.chunk_mut(idx);
+        c[0] = 0;
+        item::wr32(c, 2, head);
+        slab.free_head = idx;
+        slab.live -= 1;
+        let class = slab.class;
+        if !slab.in_partial {
+            slab.in_partial = true;
+            self.classes[class].partial.push(sid as u32);
+        }
+    }
+
+    /// Links a freshly written chunk: replaces `old` in the index (freeing it) or inserts.
+    pub fn link(&mut self, ctx: &Ctx, h: u64, new: Loc, old: Option<Loc>) {
+        let hd = Hdr::read(self.chunk(new), ctx.cas_on);
+        let (sid, _) = split(new);
+        let class = self.slab(sid).class;
+        let st = &mut self.classes[class].stats;
+        st.number += 1;
+        st.requested += hd.total() as u64;
+        self.bytes += hd.total() as u64;
+        self.total_items += 1;
+        let tag = h as u32;
+        if let Some(o) = old {
+            if let Some(s) = self.table.find_mut(tag_hash(tag), |s| s.loc == o) {
+                s.loc = new;
+                let ohd = Hdr::read(self.chunk(o), ctx.cas_on);
+                let (osid, _) = split(o);
+                let oclass = self.slab(osid).class;
+                let st = &mut self.classes[oclass].stats;
+                st.number = st.number.saturating_sub(1);
+                st.requested = st.requested.saturating_sub(ohd.total() as u64);
+                self.bytes = self.bytes.saturating_sub(ohd.total() as u64);
+                self.free_chunk(o);
+                return;
+            }
+        }
+        self.table
+            .insert_unique(tag_hash(tag), Slot { loc: new, tag }, |s| tag_hash(s.tag));
+    }
+
+    fn take_free(&mut self, class: usize) -> Option<Loc> {
+        while let Some(&sid) = self.classes[class].partial.last() {
+            let sid = sid as usize;
+            let slab = self.slab_mut(sid);
+            let idx = if slab.free_head != NONE {
+                let idx = slab.free_head;
+                slab.free_head = item::rd32(slab.chunk(idx), 2);
+                Some(idx)
+            } else if slab.carved < slab.nchunks {
+                slab.carved += 1;
+                Some(slab.carved - 1)
+            } else {
+                None
+            };
+            if let Some(idx) = idx {
+                slab.live += 1;
+                if slab.live == slab.nchunks {
+                    slab.in_partial = false;
+                    self.classes[class].partial.pop();
+                }
+                return Some(loc(sid, idx));
+            }
+            slab.in_partial = false;
+            self.classes[class].partial.pop();
+        }
+        None
+    }
+
+    fn new_slab(&mut self, ctx: &Ctx, class: usize, bytes: usize) -> bool {
+        let sid = match self.free_ids.pop() {
+            Some(s) => s as usize,
+            None if self.slabs.len() < MAX_SLABS => {
+                self.slabs.push(None);
+                self.slabs.len() - 1
+            }
+            None => return false,
+        };
+        let chunk = ctx.class_size(class);
+        // Reuse the vacant ring position the hand will reach last, so new items are
+        // swept last (FIFO order for the hand).
+        let len = self.ring.len().max(1);
+        let hand = self.hand.min(len);
+        let best = self
+            .vacant
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, &p)| (p + len - hand) % len)
+            .map(|(i, _)| i);
+        let ring_pos = match best.map(|i| self.vacant.swap_remove(i)) {
+            Some(p) => {
+                self.ring[p] = sid as u32;
+                p
+            }
+            None => {
+                self.ring.push(sid as u32);
+                self.ring.len() - 1
+            }
+        };
+        let nchunks = (bytes / chunk).max(1) as u32;
+        self.slabs[sid] = Some(Slab {
+            mem: vec![0u8; bytes].into_boxed_slice(),
+            class,
+            chunk,
+            nchunks,
+            carved: 0,
+            live: 0,
+            free_head: NONE,
+            in_partial: true,
+            ring_pos,
+        });
+        self.classes[class].partial.push(sid as u32);
+        self.classes[class].stats.total_pages += 1;
+        self.chunks_total += nchunks as usize;
+        self.slab_bytes += bytes as u64;
+        self.nslabs += 1;
+        true
+    }
+
+    fn release_slab(&mut self, ctx: &Ctx, sid: usize) {
+        let Some(slab) = self.slabs.get_mut(sid).and_then(Option::take) else {
+            return;
+        };
+        let class = slab.class;
+        if slab.in_partial {
+            let p = &mut self.classes[class].partial;
+            if let Some(i) = p.iter().rposition(|&s| s as usize == sid) {
+                p.swap_remove(i);
+            }
+        }
+        self.classes[class].stats.total_pages -= 1;
+        self.ring[slab.ring_pos] = VACANT;
+        self.vacant.push(slab.ring_pos);
+        self.free_ids.push(sid as u32);
+        self.chunks_total -= slab.nchunks as usize;
+        self.slab_bytes -= slab.mem.len() as u64;
+        self.nslabs -= 1;
+        ctx.budget_release(slab.mem.len());
+        if self.vacant.len() > 64 && self.vacant.len() * 2 > self.ring.len() {
+            self.compact_ring();
+        }
+    }
+
+    fn compact_ring(&mut self) {
+        let hand_sid = self.ring.get(self.hand).copied();
+        let crawl_sid = self.ring.get(self.crawl).copied();
+        self.ring.retain(|&s| s != VACANT);
+        self.vacant.clear();
+        self.hand = 0;
+        self.crawl = 0;
+        for (i, &s) in self.ring.iter().enumerate() {
+            if let Some(Some(sl)) = self.slabs.get_mut(s as usize) {
+                sl.ring_pos = i;
+            }
+            if Some(s) == hand_sid {
+                self.hand = i;
+            }
+            if Some(s) == crawl_sid {
+                self.crawl = i;
+            }
+        }
+        self.hand_chunk = 0;
+        self.crawl_chunk = 0;
+    }
+
+    /// Gets a chunk of `class`, freeing memory as needed. `steal` asks other shards to
+    /// give bytes back to the budget.
+    pub fn alloc(
+        &mut self,
+        ctx: &Ctx,
+        class: usize,
+        steal: &dyn Fn(usize) -> usize,
+    ) -> Option<Loc> {
+        let bytes = ctx.slab_bytes(class);
+        let mut steps = 0usize;
+        let max_steps = 2 * self.chunks_total + 2 * (SLAB_BYTES / 8) + 64;
+        let mut stole = false;
+        loop {
+            if let Some(l) = self.take_free(class) {
+                return Some(l);
+            }
+            if ctx.budget_reserve(bytes) {
+                if self.new_slab(ctx, class, bytes) {
+                    continue;
+                }
+                ctx.budget_release(bytes);
+            }
+            let own_empty = self.ring.len() == self.vacant.len();
+            if own_empty || steps > max_steps || (!ctx.evict && steps > 4096) {
+                if !stole && ctx.evict {
+                    stole = true;
+                    if steal(bytes) > 0 {
+                        continue;
+                    }
+                }
+                self.classes[class].stats.outofmemory += 1;
+                return None;
+            }
+            steps += 1;
+            self.hand_step(ctx, class);
+        }
+    }
+
+    /// Frees memory back to the budget (for another shard or a lower limit): sweeps until
+    /// `bytes` were given back or a bound is hit. Returns bytes given back.
+    pub fn release_memory(&mut self, ctx: &Ctx, bytes: usize) -> usize {
+        let start = self.slab_bytes;
+        let max_steps = 2 * self.chunks_total + 64;
+        let mut steps = 0;
+        while (start - self.slab_bytes) < bytes as u64 && steps < max_steps {
+            if self.ring.len() == self.vacant.len() {
+                break;
+            }
+            self.hand_step(ctx, RELEASE);
+            steps += 1;
+        }
+        (start - self.slab_bytes) as usize
+    }
+
+    /// One step of the CLOCK hand: examine one chunk, or finish a slab.
+    fn hand_step(&mut self, ctx: &Ctx, want: usize) {
+        if self.ring.is_empty() {
+            return;
+        }
+        if self.hand >= self.ring.len() {
+            self.hand = 0;
+            self.hand_chunk = 0;
+        }
+        let sid = self.ring[self.hand];
+        if sid == VACANT {
+            self.hand += 1;
+            self.hand_chunk = 0;
+            return;
+        }
+        let sid = sid as usize;
+        let (carved, class) = {
+            let s = self.slab(sid);
+            (s.carved, s.class)
+        };
+        if self.hand_chunk < carved {
+            let idx = self.hand_chunk;
+            self.hand_chunk += 1;
+            let l = loc(sid, idx);
+            let c = self.chunk(l);
+            if c[0] & LIVE == 0 {
+                return;
+            }
+            let hd = Hdr::read(c, ctx.cas_on);
+            if ctx.invalid(&hd).is_some() {
+                let h = ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]);
+                self.remove(ctx, h, l, Why::Reclaim);
+            } else if hd.bits & ACCESS != 0 {
+                self.chunk_mut(l)[0] &= !ACCESS;
+            } else if ctx.evict {
+                let h = ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]);
+                self.remove(ctx, h, l, Why::Evict);
+            }
+            return;
+        }
+        // End of this slab.
+        self.hand_chunk = 0;
+        self.hand += 1;
+        if want != class {
+            if self.slab(sid).live > 0 && ctx.evict {
+                self.evacuate(ctx, sid);
+            }
+            if self.slab(sid).live == 0 {
+                self.release_slab(ctx, sid);
+            }
+        }
+    }
+
+    /// Moves the items of a slab to free chunks of the same class elsewhere, evicting
+    /// those that find no room.
+    fn evacuate(&mut self, ctx: &Ctx, sid: usize) {
+        let (carved, class) = {
+            let s = self.slab(sid);
+            (s.carved, s.class)
+        };
+        // Take this slab out of the class's free list so its own chunks are not used.
+        if self.slab(sid).in_partial {
+            let p = &mut self.classes[class].partial;
+            if let Some(i) = p.iter().rposition(|&s| s as usize == sid) {
+                p.swap_remove(i);
+            }
+            self.slab_mut(sid).in_partial = false;
+        }
+        let mut buf = Vec::new();
+        for idx in 0..carved {
+            let l = loc(sid, idx);
+            let (hd, h) = {
+                let c = self.chunk(l);
+                if c[0] & LIVE == 0 {
+                    continue;
+                }
+                let hd = Hdr::read(c, ctx.cas_on);
+                buf.clear();
+                buf.extend_from_slice(&c[..hd.total()]);
+                (hd, ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]))
+            };
+            if ctx.invalid(&hd).is_some() {
+                self.remove(ctx, h, l, Why::Reclaim);
+                continue;
+            }
+            match self.take_free(class) {
+                Some(n) => {
+                    self.chunk_mut(n)[..buf.len()].copy_from_slice(&buf);
+                    if let Some(s) = self.table.find_mut(tag_hash(h as u32), |s| s.loc == l) {
+                        s.loc = n;
+                    }
+                    // Chunk moved: free the old one without touching the counters.
+                    self.free_chunk(l);
+                }
+                None => self.remove(ctx, h, l, Why::Evict),
+            }
+        }
+        // Chunks freed above put the slab back on the free list; take it off again.
+        if self.slab(sid).in_partial {
+            let p = &mut self.classes[class].partial;
+            if let Some(i) = p.iter().rposition(|&s| s as usize == sid) {
+                p.swap_remove(i);
+            }
+            self.slab_mut(sid).in_partial = false;
+        }
+    }
+
+    /// Background expiry: examines up to `budget` chunks, frees expired and flushed items.
+    pub fn crawl(&mut self, ctx: &Ctx, budget: usize) -> usize {
+        let mut freed = 0;
+        let mut n = 0;
+        while n < budget && !self.ring.is_empty() {
+            if self.crawl >= self.ring.len() {
+                self.crawl = 0;
+                self.crawl_chunk = 0;
+                // One full pass done.
+                break;
+            }
+            let sid = self.ring[self.crawl];
+            if sid == VACANT {
+                self.crawl += 1;
+                self.crawl_chunk = 0;
+                continue;
+            }
+            let sid = sid as usize;
+            let carved = self.slab(sid).carved;
+            if self.crawl_chunk >= carved {
+                self.crawl += 1;
+                self.crawl_chunk = 0;
+                continue;
+            }
+            let l = loc(sid, self.crawl_chunk);
+            self.crawl_chunk += 1;
+            n += 1;
+            let c = self.chunk(l);
+            if c[0] & LIVE == 0 {
+                continue;
+            }
+            let hd = Hdr::read(c, ctx.cas_on);
+            if ctx.invalid(&hd).is_some() {
+                let h = ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]);
+                self.remove(ctx, h, l, Why::Crawl);
+                freed += 1;
+            }
+        }
+        // Give memory back when over a lowered limit.
+        if ctx.over_limit() {
+            self.release_memory(ctx, SLAB_BYTES);
+        }
+        freed
+    }
+
+    /// Per-class figures: (class, stats, used chunks, free chunks, total chunks).
+    pub fn class_stats(&self, out: &mut [ClassStats]) {
+        for (i, c) in self.classes.iter().enumerate() {
+            if let Some(o) = out.get_mut(i) {
+                o.add(&c.stats);
+            }
+        }
+        for s in self.slabs.iter().flatten() {
+            if let Some(o) = out.get_mut(s.class) {
+                o.total_chunks += s.nchunks as u64;
+                o.used_chunks += s.live as u64;
+                o.free_chunks += (s.nchunks - s.live) as u64;
+            }
+        }
+    }
+}
+
+#[cold]
+fn unreachable_slab() -> ! {
+    // Every location in the index points to a live slab; reaching here is a store bug.
+    panic!("store: item location points to a released slab")
+}

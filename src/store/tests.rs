@@ -1,0 +1,589 @@
+//! Unit tests for the store; expected values were checked against memcached 1.6.18.
+
+use super::*;
+use std::sync::Arc;
+
+fn store_with(f: impl FnOnce(&mut StoreConfig)) -> Store {
+    let mut cfg = StoreConfig::default();
+    f(&mut cfg);
+    Store::new(cfg, Arc::new(Clock::starting_at(1_700_000_000)))
+}
+
+fn store() -> Store {
+    store_with(|_| {})
+}
+
+fn get(s: &Store, k: &[u8]) -> Result<(Vec<u8>, u32, u64), Miss> {
+    s.get(k, |it| (it.value.to_vec(), it.flags, it.cas))
+}
+
+#[test]
+fn set_get_cas_numbering() {
+    let s = store();
+    assert_eq!(
+        s.store(StoreOp::Set, b"a", 0, 0, b"1"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(get(&s, b"a"), Ok((b"1".to_vec(), 0, 1)));
+    // flush_all takes a CAS unique, as memcached's oldest_cas does.
+    s.flush_all(0);
+    assert_eq!(get(&s, b"a"), Err(Miss::Flushed));
+    assert_eq!(
+        s.store(StoreOp::Set, b"b", 7, 0, b"2"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(get(&s, b"b"), Ok((b"2".to_vec(), 7, 3)));
+    assert_eq!(get(&s, b"zz"), Err(Miss::Absent));
+    assert_eq!(s.delete(b"b"), Ok(()));
+    assert_eq!(s.delete(b"b"), Err(Miss::Absent));
+    let st = s.stats();
+    assert_eq!(st.curr_items, 0);
+    assert_eq!(st.total_items, 2);
+}
+
+#[test]
+fn add_replace_append_prepend() {
+    let s = store();
+    let c = s.clock().clone();
+    assert_eq!(
+        s.store(StoreOp::Replace, b"k", 0, 0, b"x"),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(
+        s.store(StoreOp::Append, b"k", 0, 0, b"x"),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(
+        s.store(StoreOp::Add, b"k", 5, 100, b"x"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(StoreOp::Add, b"k", 0, 0, b"y"),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(
+        s.store(StoreOp::Append, b"k", 9, 0, b"yy"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(StoreOp::Prepend, b"k", 7, 0, b"z"),
+        StoreOutcome::Stored
+    );
+    let (v, f, cas) = get(&s, b"k").unwrap();
+    assert_eq!((v.as_slice(), f, cas), (&b"zxyy"[..], 5, 3));
+    // exptime kept from the add.
+    assert_eq!(s.get(b"k", |it| it.exptime), Ok(c.now() + 100));
+    assert_eq!(
+        s.store(StoreOp::Replace, b"k", 1, 100, b"r"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(get(&s, b"k").unwrap().0, b"r");
+    c.advance(101);
+    // Expired items count as absent for add.
+    assert_eq!(
+        s.store(StoreOp::Add, b"k", 0, 0, b"n"),
+        StoreOutcome::Stored
+    );
+}
+
+#[test]
+fn cas_rules() {
+    let s = store();
+    assert_eq!(
+        s.store(StoreOp::Cas(1), b"k", 0, 0, b"x"),
+        StoreOutcome::NotFound
+    );
+    s.store(StoreOp::Set, b"k", 0, 0, b"x");
+    let cas = get(&s, b"k").unwrap().2;
+    assert_eq!(
+        s.store(StoreOp::Cas(cas + 1), b"k", 0, 0, b"y"),
+        StoreOutcome::Exists
+    );
+    assert_eq!(
+        s.store(StoreOp::Cas(cas), b"k", 0, 0, b"y"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(StoreOp::Cas(cas), b"k", 0, 0, b"z"),
+        StoreOutcome::Exists
+    );
+    // touch and gat keep the CAS unique.
+    let cas = get(&s, b"k").unwrap().2;
+    s.touch(b"k", 100).unwrap();
+    assert_eq!(s.get_and_touch(b"k", 50, |it| it.cas), Ok(cas));
+    assert_eq!(get(&s, b"k").unwrap().2, cas);
+    // incr changes it.
+    s.store(StoreOp::Set, b"n", 0, 0, b"1");
+    let c1 = get(&s, b"n").unwrap().2;
+    assert_eq!(s.delta(b"n", Delta::Incr(1)), DeltaOutcome::Value(2));
+    assert!(get(&s, b"n").unwrap().2 > c1);
+
+    let s = store_with(|c| c.cas_enabled = false);
+    s.store(StoreOp::Set, b"k", 0, 0, b"x");
+    assert_eq!(get(&s, b"k").unwrap().2, 0);
+    // memcached -C: cas on a present key is always EXISTS.
+    assert_eq!(
+        s.store(StoreOp::Cas(0), b"k", 0, 0, b"y"),
+        StoreOutcome::Exists
+    );
+    assert_eq!(
+        s.store(StoreOp::Cas(5), b"q", 0, 0, b"y"),
+        StoreOutcome::NotFound
+    );
+}
+
+#[test]
+fn expiry_and_touch() {
+    let s = store();
+    let c = s.clock().clone();
+    s.store(StoreOp::Set, b"k", 0, 10, b"x");
+    s.store(StoreOp::Set, b"neg", 0, -1, b"x");
+    assert_eq!(get(&s, b"neg"), Err(Miss::Expired));
+    c.advance(9);
+    assert!(get(&s, b"k").is_ok());
+    s.touch(b"k", 5).unwrap();
+    c.advance(4);
+    assert!(get(&s, b"k").is_ok());
+    c.advance(1);
+    assert_eq!(get(&s, b"k"), Err(Miss::Expired));
+    assert_eq!(get(&s, b"k"), Err(Miss::Absent));
+    assert_eq!(s.touch(b"k", 5), Err(Miss::Absent));
+}
+
+#[test]
+fn flush_rules() {
+    // With CAS: same-second items stored after the flush survive.
+    let s = store();
+    let c = s.clock().clone();
+    s.store(StoreOp::Set, b"a", 0, 0, b"1");
+    s.flush_all(0);
+    s.store(StoreOp::Set, b"b", 0, 0, b"2");
+    assert_eq!(get(&s, b"a"), Err(Miss::Flushed));
+    assert!(get(&s, b"b").is_ok());
+    // Delayed flush.
+    s.store(StoreOp::Set, b"d", 0, 0, b"1");
+    s.flush_all(2);
+    assert!(get(&s, b"d").is_ok());
+    // memcached: oldest_live = realtime(2) - 1, so the flush bites one second later.
+    c.advance(1);
+    assert_eq!(get(&s, b"d"), Err(Miss::Flushed));
+    // Stored during the second the delayed flush takes effect: flushed too.
+    s.store(StoreOp::Set, b"e", 0, 0, b"1");
+    assert_eq!(get(&s, b"e"), Err(Miss::Flushed));
+    c.advance(1);
+    s.store(StoreOp::Set, b"e", 0, 0, b"1");
+    assert!(get(&s, b"e").is_ok());
+    // Flushed wins over expired.
+    s.store(StoreOp::Set, b"f", 0, 1, b"1");
+    c.advance(1);
+    s.flush_all(0);
+    assert_eq!(get(&s, b"f"), Err(Miss::Flushed));
+
+    // Without CAS: items stored in the same second after the flush are flushed too.
+    let s = store_with(|c| c.cas_enabled = false);
+    let c = s.clock().clone();
+    s.store(StoreOp::Set, b"a", 0, 0, b"1");
+    s.flush_all(0);
+    s.store(StoreOp::Set, b"b", 0, 0, b"2");
+    assert_eq!(get(&s, b"b"), Err(Miss::Flushed));
+    c.advance(1);
+    s.store(StoreOp::Set, b"b", 0, 0, b"2");
+    assert!(get(&s, b"b").is_ok());
+    assert_eq!(
+        s.delta(b"zz", Delta::Incr(1)),
+        DeltaOutcome::NotFound(Miss::Absent)
+    );
+}
+
+#[test]
+fn incr_decr_like_memcached() {
+    let s = store();
+    // (stored value, incr 1 result, value after, decr 1 result, value after)
+    type Case = (
+        &'static [u8],
+        Option<u64>,
+        &'static [u8],
+        Option<u64>,
+        &'static [u8],
+    );
+    let cases: &[Case] = &[
+        (b"10", Some(11), b"11", Some(9), b"9 "),
+        (b" 5", Some(6), b"6 ", Some(4), b"4 "),
+        (b"+5", Some(6), b"6 ", Some(4), b"4 "),
+        (b"-5", None, b"-5", None, b"-5"),
+        (b"-0", Some(1), b"1 ", Some(0), b"0 "),
+        (b"5 abc", Some(6), b"6    ", Some(4), b"4    "),
+        (b"5abc", None, b"5abc", None, b"5abc"),
+        (b"\t7", Some(8), b"8 ", Some(6), b"6 "),
+        (
+            b"99999999999999999999",
+            None,
+            b"99999999999999999999",
+            None,
+            b"99999999999999999999",
+        ),
+        (
+            b"18446744073709551615",
+            Some(0),
+            b"0                   ",
+            Some(18446744073709551614),
+            b"18446744073709551614",
+        ),
+        (
+            b"18446744073709551616",
+            None,
+            b"18446744073709551616",
+            None,
+            b"18446744073709551616",
+        ),
+        (
+            b"00000000000000000000000001",
+            Some(2),
+            b"2                         ",
+            Some(0),
+            b"0                         ",
+        ),
+        (b" ", None, b" ", None, b" "),
+        (b"", None, b"", None, b""),
+        (b"5\r\n6", Some(6), b"6   ", Some(4), b"4   "),
+        (b"0x10", None, b"0x10", None, b"0x10"),
+        (b"1000", Some(1001), b"1001", Some(999), b"999 "),
+        (b"99", Some(100), b"100", Some(98), b"98"),
+    ];
+    for &(v, inc, after_inc, dec, after_dec) in cases {
+        for (d, want, after) in [
+            (Delta::Incr(1), inc, after_inc),
+            (Delta::Decr(1), dec, after_dec),
+        ] {
+            s.store(StoreOp::Set, b"n", 3, 0, v);
+            let got = s.delta(b"n", d);
+            match want {
+                Some(n) => assert_eq!(got, DeltaOutcome::Value(n), "{v:?} {d:?}"),
+                None => assert_eq!(got, DeltaOutcome::NonNumeric, "{v:?} {d:?}"),
+            }
+            let (val, flags, _) = get(&s, b"n").unwrap();
+            assert_eq!(val, after, "{v:?} {d:?}");
+            assert_eq!(flags, 3);
+        }
+    }
+    s.store(StoreOp::Set, b"n", 0, 0, b"100");
+    assert_eq!(s.delta(b"n", Delta::Decr(95)), DeltaOutcome::Value(5));
+    assert_eq!(s.delta(b"n", Delta::Incr(u64::MAX)), DeltaOutcome::Value(4));
+    assert_eq!(s.delta(b"n", Delta::Decr(1000)), DeltaOutcome::Value(0));
+    assert_eq!(
+        s.delta(b"n", Delta::Incr(100000)),
+        DeltaOutcome::Value(100000)
+    );
+    assert_eq!(get(&s, b"n").unwrap().0, b"100000");
+}
+
+#[test]
+fn too_large_matches_memcached() {
+    // Largest storable values, bisected against memcached 1.6.18.
+    for (imax, cas, klen, flags, vmax) in [
+        (1 << 20, true, 1, 0, 1048516),
+        (1 << 20, true, 1, 1, 1048512),
+        (1 << 20, true, 10, 0, 1048507),
+        (1 << 20, true, 250, 1, 1048263),
+        (1 << 20, false, 1, 0, 1048524),
+        (1 << 20, false, 250, 1, 1048271),
+        (2 << 20, true, 10, 1, 2097079),
+        (512 << 10, true, 250, 0, 523979),
+    ] {
+        let s = store_with(|c| {
+            c.item_size_max = imax;
+            c.cas_enabled = cas;
+            c.mem_limit = 16 << 20;
+        });
+        assert!(!s.too_large_flags(klen, flags, vmax));
+        assert!(s.too_large_flags(klen, flags, vmax + 1));
+        let key = vec![b'k'; klen];
+        let val = vec![b'v'; vmax];
+        assert_eq!(
+            s.store(StoreOp::Set, &key, flags, 0, &val),
+            StoreOutcome::Stored
+        );
+        assert_eq!(get(&s, &key).unwrap().0.len(), vmax);
+        let val = vec![b'v'; vmax + 1];
+        assert_eq!(
+            s.store(StoreOp::Set, &key, flags, 0, &val),
+            StoreOutcome::TooLarge
+        );
+        // A failed set removes the old value.
+        assert_eq!(get(&s, &key), Err(Miss::Absent));
+    }
+    assert!(store().too_large(1, 1048517));
+    assert!(!store().too_large(1, 1048516));
+    // Append past the limit: NOT_STORED, old value kept.
+    let s = store();
+    s.store(StoreOp::Set, b"a", 0, 0, &vec![b'x'; 1048506]);
+    assert_eq!(
+        s.store(StoreOp::Append, b"a", 0, 0, &[b'y'; 20]),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(get(&s, b"a").unwrap().0.len(), 1048506);
+}
+
+#[test]
+fn no_evict_returns_out_of_memory() {
+    let s = store_with(|c| {
+        c.mem_limit = 1 << 20;
+        c.evict = false;
+        c.shards = 4;
+    });
+    let v = vec![b'v'; 1000];
+    let mut oom = 0;
+    for i in 0..5000 {
+        match s.store(StoreOp::Set, format!("k{i}").as_bytes(), 0, 0, &v) {
+            StoreOutcome::Stored => {}
+            StoreOutcome::OutOfMemory => oom += 1,
+            o => panic!("{o:?}"),
+        }
+    }
+    assert!(oom > 3000);
+    let st = s.stats();
+    assert_eq!(st.evictions, 0);
+    assert!(st.outofmemory > 0);
+    assert!(s.mem_used() <= 1 << 20);
+    assert!(get(&s, b"k0").is_ok());
+}
+
+#[test]
+fn crawler_and_reclaim() {
+    let s = store_with(|c| c.mem_limit = 4 << 20);
+    let c = s.clock().clone();
+    for i in 0..1000 {
+        s.store(
+            StoreOp::Set,
+            format!("k{i}").as_bytes(),
+            0,
+            if i % 2 == 0 { 5 } else { 0 },
+            b"v",
+        );
+    }
+    c.advance(10);
+    let mut freed = 0;
+    for _ in 0..10 {
+        freed += s.crawl_expired(100);
+    }
+    assert_eq!(freed, 500);
+    let st = s.stats();
+    assert_eq!(st.curr_items, 500);
+    assert_eq!(st.crawler_reclaimed, 500);
+    assert_eq!(st.expired_unfetched, 500);
+    s.flush_all(0);
+    let mut freed = 0;
+    for _ in 0..10 {
+        freed += s.crawl_expired(100);
+    }
+    assert_eq!(freed, 500);
+    assert_eq!(s.stats().curr_items, 0);
+}
+
+/// A value that carries its own checksum: 8-byte sum, then bytes.
+fn checked_value(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len.max(16)];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for b in v[8..].iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let sum: u64 = v[8..].iter().map(|&b| b as u64).sum();
+    v[..8].copy_from_slice(&sum.to_le_bytes());
+    v
+}
+
+fn check(v: &[u8]) -> bool {
+    v.len() >= 16 && {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&v[..8]);
+        u64::from_le_bytes(b) == v[8..].iter().map(|&b| b as u64).sum::<u64>()
+    }
+}
+
+#[test]
+fn threads_no_lost_increments_no_torn_values() {
+    let s = Arc::new(store_with(|c| {
+        c.mem_limit = 8 << 20;
+        c.shards = 4;
+    }));
+    s.store(StoreOp::Set, b"ctr", 0, 0, b"0");
+    const T: usize = 4;
+    const N: usize = 3000;
+    let hs: Vec<_> = (0..T)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut cas_wins = 0u64;
+                for i in 0..N {
+                    assert!(matches!(
+                        s.delta(b"ctr", Delta::Incr(1)),
+                        DeltaOutcome::Value(_)
+                    ));
+                    let k = format!("shared{}", i % 7);
+                    let v = checked_value((t * N + i) as u64, 16 + (i * 37) % 3000);
+                    assert_eq!(
+                        s.store(StoreOp::Set, k.as_bytes(), 0, 0, &v),
+                        StoreOutcome::Stored
+                    );
+                    if let Ok(ok) = s.get(format!("shared{}", (i + 3) % 7).as_bytes(), |it| {
+                        check(it.value)
+                    }) {
+                        assert!(ok, "torn value");
+                    }
+                    // cas-increment of a second counter
+                    loop {
+                        let (v, cas) = s
+                            .get(b"cc", |it| (it.value.to_vec(), it.cas))
+                            .unwrap_or((b"0".to_vec(), 0));
+                        let n: u64 = std::str::from_utf8(&v).unwrap().trim().parse().unwrap();
+                        let nv = (n + 1).to_string();
+                        let r = if cas == 0 {
+                            s.store(StoreOp::Add, b"cc", 0, 0, nv.as_bytes())
+                        } else {
+                            s.store(StoreOp::Cas(cas), b"cc", 0, 0, nv.as_bytes())
+                        };
+                        if r == StoreOutcome::Stored {
+                            cas_wins += 1;
+                            break;
+                        }
+                    }
+                }
+                cas_wins
+            })
+        })
+        .collect();
+    let wins: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(wins, (T * N) as u64);
+    assert_eq!(
+        s.delta(b"ctr", Delta::Incr(0)),
+        DeltaOutcome::Value((T * N) as u64)
+    );
+    assert_eq!(get(&s, b"cc").unwrap().0, (T * N).to_string().as_bytes());
+}
+
+#[test]
+fn overfill_ten_times() {
+    let limit = 64 << 20;
+    let s = store_with(|c| c.mem_limit = limit);
+    let mut written = 0usize;
+    let mut i = 0u64;
+    let mut recent = std::collections::VecDeque::new();
+    let mut rng = 12345u64;
+    while written < 10 * limit {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        // 100 B .. 16 KiB, skewed towards small values.
+        let len = 100 + ((rng % 16285) * (rng >> 20 & 0xff) / 255) as usize;
+        let key = format!("key:{i}");
+        let v = checked_value(i, len);
+        assert_eq!(
+            s.store(StoreOp::Set, key.as_bytes(), 0, 0, &v),
+            StoreOutcome::Stored
+        );
+        assert!(s.mem_used() <= limit);
+        written += len;
+        recent.push_back((key, i, len));
+        if recent.len() > 500 {
+            recent.pop_front();
+        }
+        i += 1;
+    }
+    let st = s.stats();
+    assert!(st.evictions > 0);
+    assert!(st.total_malloced <= limit as u64);
+    assert_eq!(st.outofmemory, 0);
+    let mut hits = 0;
+    for (k, seed, len) in &recent {
+        if let Ok(v) = get(&s, k.as_bytes()) {
+            assert_eq!(v.0, checked_value(*seed, *len));
+            hits += 1;
+        }
+    }
+    assert!(hits >= 495, "recent hits {hits}/500");
+    eprintln!(
+        "overfill: {} items, {} evictions, {} MiB in slabs, items {} MiB",
+        st.curr_items,
+        st.evictions,
+        st.total_malloced >> 20,
+        st.bytes >> 20
+    );
+    assert!(
+        st.bytes > (limit as u64) * 8 / 10,
+        "memory use {}",
+        st.bytes
+    );
+}
+
+#[test]
+fn memory_moves_between_classes() {
+    let limit = 16 << 20;
+    let s = store_with(|c| c.mem_limit = limit);
+    for i in 0..400_000u64 {
+        s.store(StoreOp::Set, format!("s{i}").as_bytes(), 0, 0, &[b'a'; 50]);
+    }
+    let small = s.stats().bytes;
+    assert!(small > (limit as u64) * 7 / 10);
+    let big = vec![b'b'; 100_000];
+    for i in 0..2000u64 {
+        assert_eq!(
+            s.store(StoreOp::Set, format!("b{i}").as_bytes(), 0, 0, &big),
+            StoreOutcome::Stored
+        );
+    }
+    let cls = s.class_stats();
+    let big_bytes: u64 = cls
+        .iter()
+        .filter(|c| c.chunk_size >= 100_000)
+        .map(|c| c.total_pages * c.chunk_size * c.chunks_per_page)
+        .sum();
+    assert!(
+        big_bytes > (limit as u64) * 8 / 10,
+        "large classes hold {big_bytes}"
+    );
+    assert!(get(&s, b"b1999").is_ok());
+    assert!(s.mem_used() <= limit);
+}
+
+#[test]
+fn lower_limit_gives_memory_back() {
+    let s = store_with(|c| c.mem_limit = 32 << 20);
+    for i in 0..300_000u64 {
+        s.store(StoreOp::Set, format!("k{i}").as_bytes(), 0, 0, &[b'a'; 100]);
+    }
+    assert!(s.mem_used() > 30 << 20);
+    s.set_mem_limit(8 << 20);
+    for i in 0..100_000u64 {
+        s.store(StoreOp::Set, format!("n{i}").as_bytes(), 0, 0, &[b'a'; 100]);
+    }
+    for _ in 0..100 {
+        s.crawl_expired(1000);
+    }
+    assert!(s.mem_used() <= 8 << 20, "{}", s.mem_used());
+    assert_eq!(s.stats().limit_maxbytes, 8 << 20);
+}
+
+#[test]
+fn size_per_item() {
+    let s = store_with(|c| c.mem_limit = 1 << 30);
+    let v = [b'v'; 100];
+    let n = 1_000_000u64;
+    for i in 0..n {
+        let k = format!("key:{i:08}");
+        assert_eq!(k.len(), 12);
+        s.store(StoreOp::Set, k.as_bytes(), 0, 0, &v);
+    }
+    let st = s.stats();
+    assert_eq!(st.curr_items, n);
+    let per = (st.total_malloced + st.hash_bytes) as f64 / n as f64;
+    eprintln!(
+        "size: {:.1} bytes/item (slabs {:.1} + index {:.1})",
+        per,
+        st.total_malloced as f64 / n as f64,
+        st.hash_bytes as f64 / n as f64
+    );
+    assert!(per < 160.0);
+}
