@@ -105,18 +105,13 @@ pub fn execute(
                 StoreOutcome::NotStored => "NOT_STORED",
                 StoreOutcome::Exists => "EXISTS",
                 StoreOutcome::NotFound => "NOT_FOUND",
+                // On these two the store has removed the old value of a `set`.
                 StoreOutcome::TooLarge => {
                     bump(&c.store_too_large, 1);
-                    if op == StoreOp::Set {
-                        store.unlink(key);
-                    }
                     "SERVER_ERROR object too large for cache"
                 }
                 StoreOutcome::OutOfMemory => {
                     bump(&c.store_no_memory, 1);
-                    if op == StoreOp::Set {
-                        store.unlink(key);
-                    }
                     "SERVER_ERROR out of memory storing object"
                 }
             };
@@ -325,7 +320,8 @@ fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
             }
             line(out, "END");
         }
-        "items" | "slabs" => line(out, "END"),
+        "items" => items_stats(shared, out),
+        "slabs" => slabs_stats(shared, out),
         "sizes" => {
             stat_line(out, "sizes_status", "disabled");
             line(out, "END");
@@ -424,6 +420,7 @@ fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "listen_disabled_num", 0);
     stat_line(out, "threads", shared.config.threads);
     stat_line(out, "conn_yields", s.conn_yields);
+    stat_line(out, "hash_bytes", st.hash_bytes);
     stat_line(out, "bytes", st.bytes);
     stat_line(out, "curr_items", st.curr_items);
     stat_line(out, "total_items", st.total_items);
@@ -432,6 +429,54 @@ fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
     stat_line(out, "evictions", st.evictions);
     stat_line(out, "reclaimed", st.reclaimed);
     stat_line(out, "crawler_reclaimed", st.crawler_reclaimed);
+    line(out, "END");
+}
+
+/// `stats items`: per size class, for classes holding items.
+fn items_stats(shared: &Shared, out: &mut Vec<u8>) {
+    for c in shared.store.class_stats() {
+        if c.number == 0 {
+            continue;
+        }
+        let id = c.id;
+        let mut item = |name: &str, v: u64| {
+            let _ = write!(out, "STAT items:{id}:{name} {v}\r\n");
+        };
+        item("number", c.number);
+        item("mem_requested", c.requested);
+        item("evicted", c.evicted);
+        item("evicted_nonzero", c.evicted_nonzero);
+        item("evicted_time", c.evicted_time as u64);
+        item("outofmemory", c.outofmemory);
+        item("reclaimed", c.reclaimed);
+        item("expired_unfetched", c.expired_unfetched);
+        item("evicted_unfetched", c.evicted_unfetched);
+        item("crawler_reclaimed", c.crawler_reclaimed);
+    }
+    line(out, "END");
+}
+
+/// `stats slabs`: per size class with memory, then totals.
+fn slabs_stats(shared: &Shared, out: &mut Vec<u8>) {
+    let mut active = 0;
+    for c in shared.store.class_stats() {
+        if c.total_pages == 0 {
+            continue;
+        }
+        active += 1;
+        let id = c.id;
+        let mut slab = |name: &str, v: u64| {
+            let _ = write!(out, "STAT {id}:{name} {v}\r\n");
+        };
+        slab("chunk_size", c.chunk_size);
+        slab("chunks_per_page", c.chunks_per_page);
+        slab("total_pages", c.total_pages);
+        slab("total_chunks", c.total_chunks);
+        slab("used_chunks", c.used_chunks);
+        slab("free_chunks", c.free_chunks);
+    }
+    stat_line(out, "active_slabs", active);
+    stat_line(out, "total_malloced", shared.store.stats().total_malloced);
     line(out, "END");
 }
 
