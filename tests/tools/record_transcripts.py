@@ -356,7 +356,7 @@ def esc(data):
         while j < n and data[j] == ch:
             j += 1
         run = j - i
-        if run >= 16 and 0x21 <= ch < 0x7F and ch not in b"\\{}*":
+        if run >= 16 and 0x20 <= ch < 0x7F and ch not in b"\\{}*":
             out.append("\\{%s*%d}" % (chr(ch), run))
             i = j
             continue
@@ -375,7 +375,10 @@ def esc(data):
         else:
             out.append("\\x%02x" % ch)
         i += 1
-    return "".join(out)
+    text = "".join(out)
+    if text.endswith(" "):
+        text = text[:-1] + "\\x20"  # keep trailing spaces visible and editor-proof
+    return text
 
 
 def lines_of(data):
