@@ -69,7 +69,9 @@ fn unescape(s: &str, where_: &str) -> Vec<u8> {
             i += 1;
             continue;
         }
-        let c = *b.get(i + 1).unwrap_or_else(|| panic!("{where_}: trailing backslash"));
+        let c = *b
+            .get(i + 1)
+            .unwrap_or_else(|| panic!("{where_}: trailing backslash"));
         match c {
             b'r' => out.push(b'\r'),
             b'n' => out.push(b'\n'),
@@ -133,7 +135,10 @@ fn parse_file(family: &str, text: &str) -> Vec<Case> {
         } else if let Some(t) = raw.strip_prefix("tag ") {
             case.tags.push(t.trim().to_string());
         } else if let Some(s) = raw.strip_prefix("sleep ") {
-            let secs = s.trim().parse().unwrap_or_else(|_| panic!("{where_}: sleep"));
+            let secs = s
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{where_}: sleep"));
             case.steps.push(Step::Sleep(secs));
             replied = true;
         } else if raw == "reconnect" {
@@ -184,7 +189,11 @@ fn load_cases() -> Vec<Case> {
     let filter = std::env::var("TRANSCRIPT_FILTER").unwrap_or_default();
     let mut out = Vec::new();
     for f in files {
-        let family = f.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
+        let family = f
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("?")
+            .to_string();
         let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
         out.extend(
             parse_file(&family, &text)
@@ -228,9 +237,7 @@ fn read_n(s: &mut TcpStream, n: usize) -> (Vec<u8>, bool) {
             }
             Ok(k) => got += k,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                break
-            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
             Err(_) => {
                 out.truncate(got);
                 return (out, true);
@@ -249,7 +256,8 @@ fn read_quiet(s: &mut TcpStream, first: Duration, quiet: Duration) -> (Vec<u8>, 
     let deadline = Instant::now() + PATIENCE;
     let mut wait = first;
     loop {
-        s.set_read_timeout(Some(wait.max(Duration::from_millis(1)))).ok();
+        s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .ok();
         match s.read(&mut buf) {
             Ok(0) => return (out, true),
             Ok(k) => {
@@ -365,7 +373,11 @@ fn run_case(case: &Case, target: Target) -> Result<(), String> {
                         ctx(),
                         shorten(expect),
                         shorten(&got),
-                        if c { " (then close)" } else { " (then nothing)" }
+                        if c {
+                            " (then close)"
+                        } else {
+                            " (then nothing)"
+                        }
                     ));
                 }
                 let (extra, c) = if c {
@@ -457,7 +469,10 @@ fn transcripts_match_memcached() {
 
 #[test]
 fn golden_format_roundtrips() {
-    assert_eq!(unescape("a\\r\\n\\0\\\\\\x7f\\{z*3}", "t"), b"a\r\n\0\\\x7fzzz");
+    assert_eq!(
+        unescape("a\\r\\n\\0\\\\\\x7f\\{z*3}", "t"),
+        b"a\r\n\0\\\x7fzzz"
+    );
     let cases = parse_file(
         "t",
         "== c\nargs -C\n> set a 0 0 1\\r\\n\n> x\\r\\n\n< STORED\\r\\n\n> get b\\r\\n\n<\n\
@@ -525,7 +540,14 @@ fn stats_general_shape() {
     };
     assert_eq!(get("version"), "1.6.18");
     assert_eq!(get("pid"), s.pid().to_string());
-    for k in ["cmd_get", "get_hits", "get_misses", "cmd_set", "curr_items", "total_items"] {
+    for k in [
+        "cmd_get",
+        "get_hits",
+        "get_misses",
+        "cmd_set",
+        "curr_items",
+        "total_items",
+    ] {
         assert!(is_number(&get(k)), "{k}");
     }
     assert_eq!(get("cmd_get"), "2");
@@ -589,7 +611,9 @@ fn stats_groups_shape() {
             let pat = |v: &[(String, String)]| -> Vec<String> {
                 let mut n: Vec<String> = v
                     .iter()
-                    .map(|(k, _)| String::from_utf8_lossy(&digits_as_pattern(k.as_bytes())).into_owned())
+                    .map(|(k, _)| {
+                        String::from_utf8_lossy(&digits_as_pattern(k.as_bytes())).into_owned()
+                    })
                     .collect();
                 n.dedup();
                 n
@@ -606,14 +630,22 @@ fn stats_groups_shape() {
         .map(|(_, v)| v.clone());
     assert_eq!(number.as_deref(), Some("1"), "{items:?}");
     let settings = stat_lines(&stats_raw(&mut c, "stats settings\r\n"), "settings");
-    let get = |k: &str| settings.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        settings
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
     assert_eq!(get("maxbytes"), Some("67108864"));
     assert_eq!(get("item_size_max"), Some("1048576"));
     assert_eq!(get("cas_enabled"), Some("yes"));
     assert_eq!(get("tcpport"), Some(s.port.to_string().as_str()));
     // `stats reset` and `stats detail dump` are in the goldens; conns lists our socket.
     let conns = stat_lines(&stats_raw(&mut c, "stats conns\r\n"), "conns");
-    assert!(conns.iter().any(|(k, _)| k.ends_with(":state")), "{conns:?}");
+    assert!(
+        conns.iter().any(|(k, _)| k.ends_with(":state")),
+        "{conns:?}"
+    );
 }
 
 /// `-M` with a small `-m`: stores fail with memcached's error instead of evicting, and
@@ -649,7 +681,10 @@ fn out_of_memory_with_evictions_disabled() {
         "after {stored} items"
     );
     // Replacing an existing key now fails too, and its old value is gone.
-    assert_eq!(store(&mut c, "f0"), "SERVER_ERROR out of memory storing object\r\n");
+    assert_eq!(
+        store(&mut c, "f0"),
+        "SERVER_ERROR out of memory storing object\r\n"
+    );
     c.roundtrip(b"get f0\r\n", b"END\r\n");
     // The connection stays usable and nothing was evicted.
     c.roundtrip(b"version\r\n", b"VERSION 1.6.18\r\n");
