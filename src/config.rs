@@ -129,6 +129,16 @@ pub fn parse_args(_args: &[String]) -> Invocation {
 }
 
 impl Config {
+    /// Log level for `-v` / `-vv` / `-vvv`.
+    pub fn log_level(&self) -> log::LevelFilter {
+        match self.verbose {
+            0 => log::LevelFilter::Warn,
+            1 => log::LevelFilter::Info,
+            2 => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        }
+    }
+
     /// `stats settings` lines, in memcached's order, for the settings we have.
     pub fn settings_stats(&self) -> Vec<(&'static str, String)> {
         Vec::new()

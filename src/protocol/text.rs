@@ -1,6 +1,50 @@
-//! memcached's text (ASCII) protocol: framing, parsing and reply composition.
+//! memcached 1.6.18's text (ASCII) protocol: framing, parsing and reply composition.
 //!
-//! PLACEHOLDER interface; the parser is being written.
+//! [`parse`] looks at the front of a connection's read buffer and answers with one
+//! [`Parse`]; it is pure (no I/O, clock or store) and allocates nothing. Frame rules,
+//! as memcached's `try_read_command_ascii` / `process_command_ascii` apply them:
+//!
+//! 1. **Line.** A request line ends at the first `\n`. One `\r` before it is dropped,
+//!    except when the `\r` is the line's only byte (`"\r\n"` is the one-byte command
+//!    `"\r"`). The line is also cut at its first NUL byte (memcached uses C strings).
+//! 2. **No `\n` yet.** With at most 2048 bytes buffered: [`Parse::Incomplete`]. With
+//!    more: unless the buffer starts with at most 100 spaces and then `"get "` or
+//!    `"gets "` (a big multi-get, keep reading), [`Parse::Close`].
+//! 3. **Tokens.** Words are separated by single spaces `' '` only (runs of spaces are
+//!    one separator; a tab is part of a word). At most 23 words are split off; the
+//!    rest of a longer line stays one unsplit remainder, which only multi-gets read
+//!    (as more keys). Commands are case-sensitive. An empty line, a blank line or a
+//!    first word shorter than 2 bytes is `ERROR`.
+//! 4. **Arity.** Each command accepts a fixed range of word counts; outside it the reply
+//!    is `ERROR` (never suppressed by `noreply`). A trailing word `noreply` (the last
+//!    word, wherever it falls) suppresses the error replies a command gives after its
+//!    arity check, and its normal reply (the executor's job).
+//! 5. **Keys.** A key longer than 250 bytes is `CLIENT_ERROR bad command line format`
+//!    (for multi-gets: any key, anywhere in the line; the whole reply is that error).
+//! 6. **Data block.** A storage command (`set add replace append prepend cas`) is
+//!    followed by exactly `<bytes>` bytes and `\r\n`. If those two bytes are anything
+//!    else, `<bytes> + 2` bytes are consumed anyway and the reply is
+//!    `CLIENT_ERROR bad data chunk`; parsing resumes right after them. A block that
+//!    would make an item larger than `-I` (memcached's arithmetic: 48-byte header +
+//!    key + 1 + 4 if flags != 0 + bytes + 2 + 8 with CAS > item_size_max) is refused
+//!    from the line alone: `SERVER_ERROR object too large for cache`, the `<bytes> + 2`
+//!    data bytes are swallowed as they arrive, and a `set` unlinks the key's old value.
+//!    A bad number on the line is `CLIENT_ERROR bad command line format` and *nothing*
+//!    is swallowed: the data line is then read as a command (usually `ERROR`).
+//! 7. **HTTP.** A line whose command is unknown and whose last word starts with
+//!    `HTTP/` closes the connection silently.
+//!
+//! Numbers follow memcached's `safe_strto*` helpers byte for byte (see `num.rs`),
+//! including C's leading whitespace, `+`/`-`, and 32-bit truncation of flags, exptime
+//! and length.
+//!
+//! What needs the store or configuration (`-F`, `-A`, stats groups, CAS clashes,
+//! out of memory, ...) is left to the executor, which gets a [`Command`].
+
+mod num;
+pub mod reply;
+#[cfg(test)]
+mod tests;
 
 /// Limits the parser needs to decide a request's fate without the store.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +86,28 @@ impl<'a> Iterator for Keys<'a> {
         self.0 = &s[end..];
         Some(&s[..end])
     }
+}
+
+/// Which `shutdown` form was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// `shutdown`
+    Immediate,
+    /// `shutdown graceful`
+    Graceful,
+    /// Anything else: `CLIENT_ERROR invalid shutdown mode` once shutdown is enabled.
+    Invalid,
+}
+
+/// The argument of `debugtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugTimeArg {
+    /// `p`: pause the clock.
+    Pause,
+    /// `r`: resume the clock.
+    Resume,
+    /// A number of seconds to move the clock by.
+    Shift(i64),
 }
 
 /// One parsed text-protocol request.
@@ -105,10 +171,14 @@ pub enum Command<'a> {
         /// Suppress the reply.
         noreply: bool,
     },
-    /// `flush_all [delay] [noreply]`
+    /// `flush_all [delay] [noreply]`. memcached counts `cmd_flush` and applies `-F`
+    /// ("CLIENT_ERROR flush_all not allowed") before it looks at the delay, so a bad
+    /// delay reaches the executor too.
     FlushAll {
-        /// Delay as the client sent it (0 = now).
-        delay: i64,
+        /// Delay as the client sent it, truncated to i32 like memcached (0 when absent;
+        /// `<= 0` means now). `None`: the delay is not a number; after the `-F` check
+        /// reply `CLIENT_ERROR invalid exptime argument` (unless `noreply`).
+        delay: Option<i64>,
         /// Suppress the reply.
         noreply: bool,
     },
@@ -116,34 +186,43 @@ pub enum Command<'a> {
     Version,
     /// `verbosity <level> [noreply]`
     Verbosity {
-        /// The level.
+        /// The level as sent (memcached clamps it to 2).
         level: u32,
         /// Suppress the reply.
         noreply: bool,
     },
     /// `quit`
     Quit,
-    /// `shutdown [graceful]`
+    /// `shutdown [graceful]` (any other form too: memcached checks `-A` first).
     Shutdown {
-        /// `shutdown graceful`.
-        graceful: bool,
+        /// Which form.
+        mode: ShutdownMode,
     },
-    /// `cache_memlimit <megabytes> [noreply]`
+    /// `cache_memlimit <megabytes> [noreply]`; values below 8 or above 1000000000 are
+    /// already answered by the parser.
     CacheMemlimit {
-        /// New limit in megabytes.
+        /// New limit in megabytes (8..=1000000000).
         megabytes: u64,
         /// Suppress the reply.
         noreply: bool,
     },
     /// `stats [group [args]]`: the words after `stats`.
     Stats {
-        /// The rest of the line (e.g. `b"settings"`, `b"detail dump"`, `b""`).
+        /// The rest of the line without leading/trailing spaces (e.g. `b"settings"`,
+        /// `b"detail dump"`, `b""`); split it into words with [`Keys`].
         args: &'a [u8],
     },
-    /// `debugtime <seconds>` (only served with `-o debugtime`).
+    /// `debugtime p|r|<seconds>` (memcached's debug builds only; answer `ERROR` when
+    /// not enabled). A non-number is already answered `ERROR` by the parser.
     DebugTime {
-        /// Seconds to move the clock.
-        seconds: i64,
+        /// What to do with the clock.
+        arg: DebugTimeArg,
+    },
+    /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`), not parsed yet: `consumed`
+    /// covers the request line only (an `ms` data block is not framed yet).
+    Meta {
+        /// The request line, without its line end.
+        line: &'a [u8],
     },
 }
 
@@ -161,15 +240,678 @@ pub enum Parse<'a> {
         /// Bytes of the buffer this took.
         consumed: usize,
         /// Data bytes after `consumed` to discard, which may not have arrived yet.
+        /// Non-zero exactly when a storage command was refused as too large
+        /// (count `store_too_large`).
         swallow: usize,
-        /// Key whose old value must be removed (a rejected `set`).
+        /// Key whose old value must be removed (a `set` refused as too large).
         unlink: Option<&'a [u8]>,
     },
     /// Close the connection without a reply.
     Close,
 }
 
-/// Parses one request from the front of `buf`.
-pub fn parse<'a>(_buf: &'a [u8], _limits: &Limits) -> Parse<'a> {
-    Parse::Close
+/// Longest key memcached accepts (`KEY_MAX_LENGTH`).
+pub const KEY_MAX_LENGTH: usize = 250;
+/// Without a `\n` in more than this many bytes, only a multi-get may keep reading.
+pub const MAX_LINE_WITHOUT_NEWLINE: usize = 2048;
+/// memcached's `sizeof(item)` on 64-bit hosts: the header counted in "too large".
+pub const ITEM_HEADER_SIZE: usize = 48;
+
+/// Error and status lines the parser answers with (without `\r\n`).
+pub mod errors {
+    /// Unknown command, wrong number of words, and some admin forms.
+    pub const ERROR: &str = "ERROR";
+    /// Key too long, bad number on a storage line, bad verbosity level, ...
+    pub const BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
+    /// The 2 bytes after a data block were not `\r\n`.
+    pub const BAD_CHUNK: &str = "CLIENT_ERROR bad data chunk";
+    /// Item would exceed `-I`.
+    pub const TOO_LARGE: &str = "SERVER_ERROR object too large for cache";
+    /// `delete <key> <x>` with x neither `0` nor `noreply`, or 3 extra words.
+    pub const DELETE_USAGE: &str =
+        "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
+    /// `incr`/`decr` delta not a u64.
+    pub const BAD_DELTA: &str = "CLIENT_ERROR invalid numeric delta argument";
+    /// `touch`/`gat`/`gats`/`flush_all` time not a number.
+    pub const BAD_EXPTIME: &str = "CLIENT_ERROR invalid exptime argument";
+    /// `cache_memlimit` below 8.
+    pub const MEMLIMIT_TOO_SMALL: &str = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
+    /// `cache_memlimit` above 1000000000.
+    pub const MEMLIMIT_NOT_BYTES: &str =
+        "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";
+    /// `watch`: we serve no log streams (memcached's text when watch is disabled).
+    pub const WATCH_NOT_ALLOWED: &str = "CLIENT_ERROR watch commands not allowed";
+    /// `refresh_certs`: no TLS (what the reference build says without TLS set up).
+    pub const TLS_NOT_ENABLED: &str = "Error TLS not enabled";
+    /// `slabs reassign`: our store moves memory by itself.
+    pub const SLAB_REASSIGN_DISABLED: &str = "CLIENT_ERROR slab reassignment disabled";
+    /// `lru_crawler metadump`: not served.
+    pub const METADUMP_NOT_ALLOWED: &str = "ERROR metadump not allowed";
+    /// `lru_crawler enable`: the crawler is "already running" (memcached's default).
+    pub const CRAWLER_START_FAILED: &str = "ERROR failed to start lru crawler thread";
+    /// `lru_crawler sleep` above one second.
+    pub const CRAWLER_SLEEP: &str = "CLIENT_ERROR sleep must be one second or less";
+    /// `lru tune` with hot + warm > 80.
+    pub const LRU_PCTS: &str = "ERROR hot and warm pcts must not exceed 80";
+    /// `lru tune` with a factor <= 0.
+    pub const LRU_FACTORS: &str = "ERROR hot/warm age factors must be greater than 0";
+    /// Accepted no-op admin commands.
+    pub const OK: &str = "OK";
+}
+
+use errors::*;
+
+/// Most words memcached splits a line into, counting its terminal token.
+const MAX_TOKENS: usize = 24;
+
+/// A request line split as memcached's `tokenize_command` does.
+struct Tokens<'a> {
+    /// Up to 23 words.
+    words: [&'a [u8]; MAX_TOKENS - 1],
+    /// How many words.
+    n: usize,
+    /// Byte offset in the line just past each word.
+    ends: [usize; MAX_TOKENS - 1],
+}
+
+impl<'a> Tokens<'a> {
+    fn split(line: &'a [u8]) -> Self {
+        let mut t = Tokens {
+            words: [&[]; MAX_TOKENS - 1],
+            n: 0,
+            ends: [0; MAX_TOKENS - 1],
+        };
+        let mut s = 0;
+        for (i, &b) in line.iter().enumerate() {
+            if b == b' ' {
+                if s != i {
+                    t.words[t.n] = &line[s..i];
+                    t.ends[t.n] = i;
+                    t.n += 1;
+                    if t.n == MAX_TOKENS - 1 {
+                        return t;
+                    }
+                }
+                s = i + 1;
+            }
+        }
+        if s < line.len() {
+            t.words[t.n] = &line[s..];
+            t.ends[t.n] = line.len();
+            t.n += 1;
+        }
+        t
+    }
+
+    /// memcached's `ntokens` (words + the terminal token).
+    #[inline]
+    fn count(&self) -> usize {
+        self.n + 1
+    }
+
+    /// Word `i`, or empty.
+    #[inline]
+    fn w(&self, i: usize) -> &'a [u8] {
+        if i < self.n {
+            self.words[i]
+        } else {
+            &[]
+        }
+    }
+
+    /// `set_noreply_maybe`: is the last word `noreply`?
+    #[inline]
+    fn noreply(&self) -> bool {
+        self.n > 0 && self.words[self.n - 1] == b"noreply"
+    }
+
+    /// The rest of the line after word `i`.
+    #[inline]
+    fn after(&self, line: &'a [u8], i: usize) -> &'a [u8] {
+        let at = if i < self.n { self.ends[i] } else { line.len() };
+        line.get(at..).unwrap_or(&[])
+    }
+}
+
+/// Finds `needle` in `hay`, eight bytes at a time.
+#[inline]
+fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pat = LO.wrapping_mul(u64::from(needle));
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        if let Ok(arr) = <[u8; 8]>::try_from(c) {
+            let x = u64::from_le_bytes(arr) ^ pat;
+            if x.wrapping_sub(LO) & !x & HI != 0 {
+                return c.iter().position(|&b| b == needle).map(|p| base + p);
+            }
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|p| base + p)
+}
+
+/// An error reply taking `consumed` bytes, suppressed when `noreply`.
+#[inline]
+fn err<'a>(reply: &'static str, noreply: bool, consumed: usize) -> Parse<'a> {
+    Parse::Error {
+        reply: if noreply { None } else { Some(reply) },
+        consumed,
+        swallow: 0,
+        unlink: None,
+    }
+}
+
+/// Parses one request from the front of `buf`. See the module documentation for the
+/// frame rules; the connection then acts on the result:
+/// - [`Parse::Incomplete`]: read more and call again with the same front;
+/// - [`Parse::Request`]: execute, advance by its length;
+/// - [`Parse::Error`]: write `reply` + `\r\n` if any, advance `consumed`, discard
+///   `swallow` further bytes (across reads), unlink `unlink` if any;
+/// - [`Parse::Close`]: close without a reply.
+pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
+    let Some(nl) = find_byte(buf, b'\n') else {
+        return no_newline(buf);
+    };
+    let mut end = nl;
+    if nl > 1 && buf[nl - 1] == b'\r' {
+        end -= 1;
+    }
+    let mut line = &buf[..end];
+    if let Some(z) = find_byte(line, 0) {
+        line = &line[..z];
+    }
+    parse_line(buf, line, nl + 1, limits)
+}
+
+/// Rule 2: nothing ends a line yet.
+fn no_newline(buf: &[u8]) -> Parse<'_> {
+    if buf.len() <= MAX_LINE_WITHOUT_NEWLINE {
+        return Parse::Incomplete;
+    }
+    let spaces = buf.iter().take_while(|&&b| b == b' ').count();
+    let rest = &buf[spaces..];
+    if spaces <= 100 && (rest.starts_with(b"get ") || rest.starts_with(b"gets ")) {
+        Parse::Incomplete
+    } else {
+        Parse::Close
+    }
+}
+
+/// Dispatches a whole line (`next`: where the line's bytes end in `buf`).
+fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) -> Parse<'a> {
+    let t = Tokens::split(line);
+    let n = t.count();
+    let cmd = t.w(0);
+    if n < 2 || cmd.len() < 2 {
+        return err(ERROR, false, next);
+    }
+    let arity = |ok: bool| {
+        if ok {
+            None
+        } else {
+            Some(err(ERROR, false, next))
+        }
+    };
+    macro_rules! want {
+        ($ok:expr) => {
+            if let Some(e) = arity($ok) {
+                return e;
+            }
+        };
+    }
+    let first = cmd[0];
+    if first == b'm' && cmd.len() == 2 {
+        return match cmd[1] {
+            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => Parse::Request(Command::Meta { line }, next),
+            _ => err(ERROR, false, next),
+        };
+    }
+    match first {
+        b'g' => {
+            want!(n >= 3);
+            match cmd {
+                b"get" => get(&t, line, next, false),
+                b"gets" => get(&t, line, next, true),
+                b"gat" => gat(&t, line, next, false),
+                b"gats" => gat(&t, line, next, true),
+                _ => err(ERROR, false, next),
+            }
+        }
+        b's' => match cmd {
+            b"set" => {
+                want!(n == 6 || n == 7);
+                storage(StoreCmd::Set, &t, buf, next, limits)
+            }
+            b"stats" => {
+                let args = t.after(line, 0);
+                let s = args.iter().take_while(|&&b| b == b' ').count();
+                let e = args.iter().rev().take_while(|&&b| b == b' ').count();
+                let args = args.get(s..args.len().saturating_sub(e)).unwrap_or(&[]);
+                Parse::Request(Command::Stats { args }, next)
+            }
+            b"shutdown" => {
+                let mode = if n == 2 {
+                    ShutdownMode::Immediate
+                } else if n == 3 && t.w(1) == b"graceful" {
+                    ShutdownMode::Graceful
+                } else {
+                    ShutdownMode::Invalid
+                };
+                Parse::Request(Command::Shutdown { mode }, next)
+            }
+            b"slabs" => slabs(&t, next),
+            _ => err(ERROR, false, next),
+        },
+        b'a' => match cmd {
+            b"add" | b"append" => {
+                want!(n == 6 || n == 7);
+                let c = if cmd == b"add" {
+                    StoreCmd::Add
+                } else {
+                    StoreCmd::Append
+                };
+                storage(c, &t, buf, next, limits)
+            }
+            _ => err(ERROR, false, next),
+        },
+        b'c' => match cmd {
+            b"cas" => {
+                want!(n == 7 || n == 8);
+                storage(StoreCmd::Cas(0), &t, buf, next, limits)
+            }
+            b"cache_memlimit" => {
+                want!(n == 3 || n == 4);
+                memlimit(&t, next)
+            }
+            _ => err(ERROR, false, next),
+        },
+        b'i' => match cmd {
+            b"incr" => {
+                want!(n == 4 || n == 5);
+                arith(&t, next, true)
+            }
+            _ => err(ERROR, false, next),
+        },
+        b'd' => match cmd {
+            b"delete" => {
+                want!((3..=5).contains(&n));
+                delete(&t, next)
+            }
+            b"decr" => {
+                want!(n == 4 || n == 5);
+                arith(&t, next, false)
+            }
+            b"debugtime" => debugtime(&t, next),
+            _ => err(ERROR, false, next),
+        },
+        b't' => match cmd {
+            b"touch" => {
+                want!(n == 4 || n == 5);
+                touch(&t, next)
+            }
+            _ => err(ERROR, false, next),
+        },
+        _ => match cmd {
+            b"replace" | b"prepend" => {
+                want!(n == 6 || n == 7);
+                let c = if cmd == b"replace" {
+                    StoreCmd::Replace
+                } else {
+                    StoreCmd::Prepend
+                };
+                storage(c, &t, buf, next, limits)
+            }
+            b"bget" => {
+                want!(n >= 3);
+                get(&t, line, next, false)
+            }
+            b"flush_all" => {
+                want!((2..=4).contains(&n));
+                let noreply = t.noreply();
+                let delay = if n != if noreply { 3 } else { 2 } {
+                    num::strtol(t.w(1)).map(i64::from)
+                } else {
+                    Some(0)
+                };
+                Parse::Request(Command::FlushAll { delay, noreply }, next)
+            }
+            b"version" => Parse::Request(Command::Version, next),
+            b"quit" => Parse::Request(Command::Quit, next),
+            b"verbosity" => {
+                want!(n == 3 || n == 4);
+                let noreply = t.noreply();
+                match num::strtoul(t.w(1)) {
+                    Some(level) => Parse::Request(Command::Verbosity { level, noreply }, next),
+                    None => err(BAD_FORMAT, noreply, next),
+                }
+            }
+            b"lru_crawler" => lru_crawler(&t, next),
+            b"watch" => err(WATCH_NOT_ALLOWED, t.noreply(), next),
+            b"lru" => {
+                want!(n >= 3);
+                lru(&t, next)
+            }
+            b"refresh_certs" => err(TLS_NOT_ENABLED, false, next),
+            _ => {
+                if t.w(t.n - 1).starts_with(b"HTTP/") {
+                    Parse::Close
+                } else {
+                    err(ERROR, false, next)
+                }
+            }
+        },
+    }
+}
+
+/// Checks that no key in a multi-get's key list is too long.
+#[inline]
+fn keys_ok(keys: &[u8]) -> bool {
+    Keys(keys).all(|k| k.len() <= KEY_MAX_LENGTH)
+}
+
+/// `get`/`gets`/`bget <key>+`
+fn get<'a>(t: &Tokens<'a>, line: &'a [u8], next: usize, cas: bool) -> Parse<'a> {
+    let keys = t.after(line, 0);
+    if !keys_ok(keys) {
+        return err(BAD_FORMAT, false, next);
+    }
+    Parse::Request(
+        Command::Get {
+            keys: Keys(keys),
+            cas,
+        },
+        next,
+    )
+}
+
+/// `gat`/`gats <exptime> <key>*`
+fn gat<'a>(t: &Tokens<'a>, line: &'a [u8], next: usize, cas: bool) -> Parse<'a> {
+    let Some(exptime) = num::strtol(t.w(1)) else {
+        return err(BAD_EXPTIME, false, next);
+    };
+    let keys = t.after(line, 1);
+    if !keys_ok(keys) {
+        return err(BAD_FORMAT, false, next);
+    }
+    Parse::Request(
+        Command::Gat {
+            exptime: i64::from(exptime),
+            keys: Keys(keys),
+            cas,
+        },
+        next,
+    )
+}
+
+/// memcached's item size for the "too large" test (`item_make_header` + CAS).
+#[inline]
+fn item_total(nkey: usize, flags: u32, vlen_crlf: usize, cas: bool) -> usize {
+    ITEM_HEADER_SIZE
+        + nkey
+        + 1
+        + if flags != 0 { 4 } else { 0 }
+        + vlen_crlf
+        + if cas { 8 } else { 0 }
+}
+
+/// `set|add|replace|append|prepend <key> <flags> <exptime> <bytes> [noreply]` and
+/// `cas <key> <flags> <exptime> <bytes> <cas> [noreply]`, plus the data block.
+fn storage<'a>(
+    cmd: StoreCmd,
+    t: &Tokens<'a>,
+    buf: &'a [u8],
+    next: usize,
+    limits: &Limits,
+) -> Parse<'a> {
+    let noreply = t.noreply();
+    let key = t.w(1);
+    if key.len() > KEY_MAX_LENGTH {
+        return err(BAD_FORMAT, noreply, next);
+    }
+    let (Some(flags), Some(exptime), Some(vlen)) = (
+        num::strtoul(t.w(2)),
+        num::strtol(t.w(3)),
+        num::strtol(t.w(4)),
+    ) else {
+        return err(BAD_FORMAT, noreply, next);
+    };
+    let cmd = match cmd {
+        StoreCmd::Cas(_) => match num::strtoull(t.w(5)) {
+            Some(unique) => StoreCmd::Cas(unique),
+            None => return err(BAD_FORMAT, noreply, next),
+        },
+        c => c,
+    };
+    let Ok(vlen) = usize::try_from(vlen) else {
+        return err(BAD_FORMAT, noreply, next);
+    };
+    if vlen > i32::MAX as usize - 2 {
+        return err(BAD_FORMAT, noreply, next);
+    }
+    let total = vlen + 2;
+    if item_total(key.len(), flags, total, limits.cas_enabled) > limits.item_size_max {
+        return Parse::Error {
+            reply: if noreply { None } else { Some(TOO_LARGE) },
+            consumed: next,
+            swallow: total,
+            unlink: if cmd == StoreCmd::Set {
+                Some(key)
+            } else {
+                None
+            },
+        };
+    }
+    let Some(block) = next.checked_add(total).and_then(|e| buf.get(next..e)) else {
+        return Parse::Incomplete;
+    };
+    let (data, crlf) = block.split_at(vlen);
+    if crlf != b"\r\n" {
+        return err(BAD_CHUNK, noreply, next + total);
+    }
+    Parse::Request(
+        Command::Store {
+            cmd,
+            key,
+            flags,
+            exptime: i64::from(exptime),
+            data,
+            noreply,
+        },
+        next + total,
+    )
+}
+
+/// `delete <key> [0] [noreply]`
+fn delete<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
+    let n = t.count();
+    let mut noreply = false;
+    if n > 3 {
+        let hold_is_zero = t.w(2) == b"0";
+        noreply = t.noreply();
+        let valid = (n == 4 && (hold_is_zero || noreply)) || (n == 5 && hold_is_zero && noreply);
+        if !valid {
+            return err(DELETE_USAGE, noreply, next);
+        }
+    }
+    let key = t.w(1);
+    if key.len() > KEY_MAX_LENGTH {
+        return err(BAD_FORMAT, noreply, next);
+    }
+    Parse::Request(Command::Delete { key, noreply }, next)
+}
+
+/// `incr|decr <key> <delta> [noreply]`
+fn arith<'a>(t: &Tokens<'a>, next: usize, incr: bool) -> Parse<'a> {
+    let noreply = t.noreply();
+    let key = t.w(1);
+    if key.len() > KEY_MAX_LENGTH {
+        return err(BAD_FORMAT, noreply, next);
+    }
+    match num::strtoull(t.w(2)) {
+        Some(delta) => Parse::Request(
+            Command::Arith {
+                key,
+                incr,
+                delta,
+                noreply,
+            },
+            next,
+        ),
+        None => err(BAD_DELTA, noreply, next),
+    }
+}
+
+/// `touch <key> <exptime> [noreply]`
+fn touch<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
+    let noreply = t.noreply();
+    let key = t.w(1);
+    if key.len() > KEY_MAX_LENGTH {
+        return err(BAD_FORMAT, noreply, next);
+    }
+    match num::strtol(t.w(2)) {
+        Some(exptime) => Parse::Request(
+            Command::Touch {
+                key,
+                exptime: i64::from(exptime),
+                noreply,
+            },
+            next,
+        ),
+        None => err(BAD_EXPTIME, noreply, next),
+    }
+}
+
+/// `cache_memlimit <megabytes> [noreply]`
+fn memlimit<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
+    let noreply = t.noreply();
+    match num::strtoul(t.w(1)) {
+        None => err(ERROR, noreply, next),
+        Some(m) if m < 8 => err(MEMLIMIT_TOO_SMALL, noreply, next),
+        Some(m) if m > 1_000_000_000 => err(MEMLIMIT_NOT_BYTES, noreply, next),
+        Some(m) => Parse::Request(
+            Command::CacheMemlimit {
+                megabytes: u64::from(m),
+                noreply,
+            },
+            next,
+        ),
+    }
+}
+
+/// `debugtime p|r|<seconds>`
+fn debugtime<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
+    if t.count() < 3 {
+        return err(ERROR, false, next);
+    }
+    let arg = match t.w(1) {
+        b"p" => DebugTimeArg::Pause,
+        b"r" => DebugTimeArg::Resume,
+        w => match num::strtoll(w) {
+            Some(s) => DebugTimeArg::Shift(s),
+            None => return err(ERROR, false, next),
+        },
+    };
+    Parse::Request(Command::DebugTime { arg }, next)
+}
+
+/// `slabs reassign <src> <dst>` | `slabs automove <0|1|2>` | `slabs automove ratio <r>`:
+/// validated as memcached does; reassign is refused, automove accepted as a no-op.
+fn slabs<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
+    let n = t.count();
+    if n == 5 && t.w(1) == b"reassign" {
+        return err(SLAB_REASSIGN_DISABLED, false, next);
+    }
+    if n >= 4 && t.w(1) == b"automove" {
+        let noreply = t.noreply();
+        if t.w(2) == b"ratio" {
+            if n < 5 || num::strtod(t.w(3)).is_none() {
+                return err(ERROR, noreply, next);
+            }
+            return err(OK, noreply, next);
+        }
+        return match num::strtoul(t.w(2)) {
+            None => err(BAD_FORMAT, noreply, next),
+            Some(0..=2) => err(OK, noreply, next),
+            Some(_) => err(ERROR, noreply, next),
+        };
+    }
+    err(ERROR, false, next)
+}
+
+/// `lru_crawler ...`: crawl/disable/sleep/tocrawl are accepted no-ops (expired items are
+/// reclaimed in the background anyway), enable says the crawler is running, metadump
+/// is not served.
+fn lru_crawler<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
+    let n = t.count();
+    let sub = t.w(1);
+    if n == 4 {
+        match sub {
+            b"crawl" => return err(OK, false, next),
+            b"metadump" => return err(METADUMP_NOT_ALLOWED, false, next),
+            b"tocrawl" => {
+                return match num::strtoul(t.w(2)) {
+                    Some(_) => err(OK, false, next),
+                    None => err(BAD_FORMAT, false, next),
+                }
+            }
+            b"sleep" => {
+                return match num::strtoul(t.w(2)) {
+                    None => err(BAD_FORMAT, false, next),
+                    Some(s) if s > 1_000_000 => err(CRAWLER_SLEEP, false, next),
+                    Some(_) => err(OK, false, next),
+                }
+            }
+            _ => {}
+        }
+    } else if n == 3 {
+        return match sub {
+            b"enable" => err(CRAWLER_START_FAILED, false, next),
+            b"disable" => err(OK, false, next),
+            _ => err(ERROR, false, next),
+        };
+    }
+    err(ERROR, false, next)
+}
+
+/// `lru tune|mode|temp_ttl ...`: validated as memcached does, accepted as no-ops.
+fn lru<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
+    let n = t.count();
+    let noreply = t.noreply();
+    match t.w(1) {
+        b"tune" if n >= 7 => {
+            match (
+                num::strtoul(t.w(2)),
+                num::strtoul(t.w(3)),
+                num::strtod(t.w(4)),
+                num::strtod(t.w(5)),
+            ) {
+                (Some(hot), Some(warm), Some(hot_factor), Some(factor)) => {
+                    if hot.wrapping_add(warm) > 80 {
+                        err(LRU_PCTS, noreply, next)
+                    } else if factor <= 0.0 || hot_factor <= 0.0 {
+                        err(LRU_FACTORS, noreply, next)
+                    } else {
+                        err(OK, noreply, next)
+                    }
+                }
+                _ => err(ERROR, noreply, next),
+            }
+        }
+        b"mode" if n >= 4 => match t.w(2) {
+            b"flat" | b"segmented" => err(OK, noreply, next),
+            _ => err(ERROR, noreply, next),
+        },
+        b"temp_ttl" if n >= 4 => match num::strtol(t.w(2)) {
+            Some(_) => err(OK, noreply, next),
+            None => err(ERROR, noreply, next),
+        },
+        _ => err(ERROR, noreply, next),
+    }
 }

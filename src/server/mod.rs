@@ -1,1 +1,241 @@
 //! Listeners, per-core workers and connections.
+//!
+//! ```text
+//!                 ┌──────────── acceptor thread ────────────┐
+//!   listeners ──▶ │ mio Poll: TCP (-l/-p) + unix (-s)        │  -c limit: "ERROR Too many
+//!                 │ accept → round-robin to a worker         │  open connections", close
+//!                 └───────┬──────────────────────────┬───────┘
+//!                         │ mailbox: crossbeam queue + mio Waker
+//!              ┌──────────▼─────────┐       ┌─────────▼──────────┐
+//!              │ worker 0 (mio Poll)│  ...  │ worker N-1         │
+//!              │ Conn: read → parse │       │                    │
+//!              │ → execute → reply  │       │                    │
+//!              │ one write a batch  │       │                    │
+//!              └──────────┬─────────┘       └─────────┬──────────┘
+//!                         └──── lock one shard, briefly ┘
+//!                                  Store (store::Store)
+//! ```
+//!
+//! A maintenance thread ticks the clock once a second and reclaims expired items in the
+//! background. `Server::start` returns a [`ServerHandle`]; [`ServerHandle::wait`] blocks
+//! until SIGTERM/SIGINT or the `shutdown` command, then everything stops: listeners
+//! close first, workers flush what they have buffered, threads are joined.
+
+mod conn;
+mod exec;
+mod listener;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::stats::{ConnCounters, Counters, PrefixStats};
+use crate::store::{Clock, Store, StoreConfig};
+
+pub use listener::Listeners;
+
+/// Why the server is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// The `shutdown` command.
+    Command,
+}
+
+/// What `stats conns` shows of one connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// Peer address, as memcached prints it (`tcp:1.2.3.4:5`, `unix:/path`).
+    pub addr: String,
+    /// Listener address.
+    pub listen_addr: String,
+    /// Relative time of the last command.
+    pub last_cmd: AtomicU32,
+    /// Current state name index (see `conn::STATE_NAMES`).
+    pub state: AtomicU32,
+}
+
+/// Everything the threads share.
+pub struct Shared {
+    /// Settings.
+    pub config: Config,
+    /// The item store.
+    pub store: Store,
+    /// The clock.
+    pub clock: Arc<Clock>,
+    /// One counter block per worker.
+    pub counters: Vec<Arc<Counters>>,
+    /// Connection counters.
+    pub conns: ConnCounters,
+    /// `stats detail`.
+    pub prefix: PrefixStats,
+    /// Current verbosity (`verbosity` command).
+    pub verbosity: AtomicU32,
+    /// Set when stopping.
+    pub stopping: AtomicBool,
+    /// Open connections by fd, for `stats conns`.
+    pub registry: Mutex<std::collections::BTreeMap<i32, Arc<ConnInfo>>>,
+    /// Listener descriptions (fd, address) for `stats conns`.
+    pub listener_info: Vec<(i32, String)>,
+    stop_tx: Sender<StopReason>,
+}
+
+impl Shared {
+    /// Asks the main thread to stop the server.
+    pub fn request_stop(&self, why: StopReason) {
+        let _ = self.stop_tx.send(why);
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    stop_rx: Receiver<StopReason>,
+    threads: Vec<JoinHandle<()>>,
+    wakers: Vec<Arc<mio::Waker>>,
+    /// Actual bound TCP addresses (useful with port 0).
+    pub local_addrs: Vec<std::net::SocketAddr>,
+}
+
+/// Builds the store settings from the command line.
+pub fn store_config(cfg: &Config) -> StoreConfig {
+    let shards = (cfg.threads * 4).next_power_of_two().clamp(4, 256);
+    StoreConfig {
+        mem_limit: (cfg.memory_limit_mb as usize).saturating_mul(1 << 20),
+        item_size_max: cfg.item_size_max,
+        growth_factor: cfg.growth_factor,
+        chunk_min: cfg.chunk_min,
+        cas_enabled: !cfg.disable_cas,
+        evict: !cfg.disable_evictions,
+        shards,
+    }
+}
+
+/// The server.
+pub struct Server;
+
+impl Server {
+    /// Binds the listeners (so bind errors surface before anything else starts).
+    pub fn bind(cfg: &Config) -> Result<Listeners, String> {
+        Listeners::bind(cfg)
+    }
+
+    /// Starts workers, the acceptor and the maintenance thread on bound listeners.
+    pub fn start(cfg: Config, listeners: Listeners) -> Result<ServerHandle, String> {
+        let clock = Arc::new(Clock::new());
+        let store = Store::new(store_config(&cfg), clock.clone());
+        let threads_n = cfg.threads.max(1);
+        let counters: Vec<Arc<Counters>> = (0..threads_n).map(|_| Arc::default()).collect();
+        let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
+        let listener_info = listeners.info();
+        let shared = Arc::new(Shared {
+            prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),
+            verbosity: AtomicU32::new(cfg.verbose as u32),
+            config: cfg,
+            store,
+            clock,
+            counters,
+            conns: ConnCounters::default(),
+            stopping: AtomicBool::new(false),
+            registry: Mutex::new(Default::default()),
+            listener_info,
+            stop_tx,
+        });
+        let n_listeners = shared.listener_info.len() as u64;
+        shared
+            .conns
+            .total_connections
+            .store(n_listeners, Ordering::Relaxed);
+        shared
+            .conns
+            .connection_structures
+            .store(n_listeners, Ordering::Relaxed);
+
+        let mut threads = Vec::new();
+        let mut wakers = Vec::new();
+        let mut mailboxes = Vec::new();
+        for id in 0..threads_n {
+            let w = worker::Worker::new(id, shared.clone()).map_err(|e| e.to_string())?;
+            wakers.push(w.waker());
+            mailboxes.push(w.mailbox());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{id}"))
+                    .spawn(move || w.run())
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let local_addrs = listeners.local_addrs();
+        let acceptor = listener::Acceptor::new(listeners, shared.clone(), mailboxes)
+            .map_err(|e| e.to_string())?;
+        wakers.push(acceptor.waker());
+        threads.push(
+            std::thread::Builder::new()
+                .name("acceptor".into())
+                .spawn(move || acceptor.run())
+                .map_err(|e| e.to_string())?,
+        );
+        let maint = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("maintenance".into())
+                .spawn(move || maintenance(maint))
+                .map_err(|e| e.to_string())?,
+        );
+        Ok(ServerHandle {
+            shared,
+            stop_rx,
+            threads,
+            wakers,
+            local_addrs,
+        })
+    }
+}
+
+/// Ticks the clock and reclaims expired items, until the server stops.
+fn maintenance(shared: Arc<Shared>) {
+    let mut ticks = 0u64;
+    while !shared.stopping.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        ticks += 1;
+        if ticks % 10 == 0 {
+            shared.clock.tick();
+            shared.store.crawl_expired(10_000);
+        }
+    }
+}
+
+impl ServerHandle {
+    /// The shared state (for tests and the binary).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Sender the signal handler uses.
+    pub fn stopper(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Blocks until a stop is requested; returns why.
+    pub fn wait(&self) -> StopReason {
+        self.stop_rx.recv().unwrap_or(StopReason::Signal)
+    }
+
+    /// Stops every thread: listeners close, workers flush and close connections.
+    pub fn stop(self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -7,7 +7,7 @@
 //! `0` means "never". We keep the same arithmetic so that every edge case (30-day
 //! boundary, absolute times in the past, negative TTLs) behaves the same.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest relative TTL: anything above is an absolute unix time (30 days).
@@ -24,6 +24,7 @@ pub struct Clock {
     process_started: i64,
     current: AtomicU32,
     offset: AtomicI64,
+    paused: AtomicBool,
 }
 
 fn unix_now() -> i64 {
@@ -52,6 +53,7 @@ impl Clock {
             process_started,
             current: AtomicU32::new((now - process_started) as u32),
             offset: AtomicI64::new(0),
+            paused: AtomicBool::new(false),
         }
     }
 
@@ -81,10 +83,27 @@ impl Clock {
         self.tick_at(unix_now());
     }
 
+    /// Stops (`true`) or restarts the clock's ticking (`debugtime p` / `debugtime r`).
+    /// While paused, time moves only by [`Clock::advance`]. On restart the clock
+    /// carries on from where it stood.
+    pub fn pause(&self, on: bool) {
+        let was = self.paused.swap(on, Ordering::Relaxed);
+        if was && !on {
+            // Re-base the offset so time continues from the paused value.
+            let rel = unix_now() - self.process_started;
+            let cur = self.current.load(Ordering::Relaxed) as i64;
+            self.offset.store(cur - rel, Ordering::Relaxed);
+        }
+    }
+
     /// Sets the clock from a given wall time (unix seconds); for tests.
     pub fn tick_at(&self, wall: i64) {
+        if self.paused.load(Ordering::Relaxed) {
+            return;
+        }
         let rel = wall - self.process_started + self.offset.load(Ordering::Relaxed);
-        self.current.store(rel.clamp(0, u32::MAX as i64) as u32, Ordering::Relaxed);
+        self.current
+            .store(rel.clamp(0, u32::MAX as i64) as u32, Ordering::Relaxed);
     }
 
     /// Moves the clock by `secs` (memcached's debug `debugtime` command).
@@ -137,7 +156,10 @@ mod tests {
         assert_eq!(now, 62);
         assert_eq!(c.realtime(0), 0);
         assert_eq!(c.realtime(10), now + 10);
-        assert_eq!(c.realtime(REALTIME_MAXDELTA), now + REALTIME_MAXDELTA as u32);
+        assert_eq!(
+            c.realtime(REALTIME_MAXDELTA),
+            now + REALTIME_MAXDELTA as u32
+        );
         // Above 30 days: absolute unix time.
         assert_eq!(c.realtime(1_700_000_100), 100 + 62);
         // Absolute time in the past: already expired.

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
+
+type Shard = Mutex<HashMap<Box<[u8]>, Entry>>;
 use parking_lot::Mutex;
 
 pub use clock::{Clock, RelTime};
@@ -174,7 +176,7 @@ pub struct Store {
     cfg: StoreConfig,
     clock: Arc<Clock>,
     cas: AtomicU64,
-    shards: Box<[Mutex<HashMap<Box<[u8]>, Entry>>]>,
+    shards: Box<[Shard]>,
     oldest_live: AtomicU64,
 }
 
@@ -198,7 +200,7 @@ impl Store {
         &self.clock
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Box<[u8]>, Entry>> {
+    fn shard(&self, key: &[u8]) -> &Shard {
         let mut h: u64 = 0xcbf29ce484222325;
         for b in key {
             h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
@@ -384,7 +386,10 @@ impl Store {
         for sh in self.shards.iter() {
             let m = sh.lock();
             s.curr_items += m.len() as u64;
-            s.bytes += m.iter().map(|(k, v)| (k.len() + v.value.len()) as u64).sum::<u64>();
+            s.bytes += m
+                .iter()
+                .map(|(k, v)| (k.len() + v.value.len()) as u64)
+                .sum::<u64>();
         }
         s
     }

@@ -37,7 +37,11 @@ pub fn free_port() -> u16 {
     }
     for _ in 0..1000 {
         let p = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-        let p = if p < 20000 || p > 60000 { 20000 + p % 1000 } else { p };
+        let p = if !(20000..=60000).contains(&p) {
+            20000 + p % 1000
+        } else {
+            p
+        };
         if TcpListener::bind(("127.0.0.1", p)).is_ok() {
             return p;
         }
@@ -178,8 +182,8 @@ impl Server {
 
     /// Resident set size of the server in bytes (from /proc).
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmRSS:"))
@@ -233,9 +237,7 @@ impl Client {
     pub fn connect(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream.set_nodelay(true).ok();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .ok();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
         Client { stream }
     }
 

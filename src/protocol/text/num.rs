@@ -1,0 +1,166 @@
+//! Number parsing exactly as memcached's `safe_strto*` helpers (util.c) do it on a
+//! 64-bit Linux host, applied to one token (memcached's tokens are NUL-terminated at
+//! the token's end, so "end of string" here is the end of the slice).
+//!
+//! The C rules reproduced:
+//! - leading C whitespace (`' '`, `\t`, `\n`, `\v`, `\f`, `\r`) is skipped, then an
+//!   optional `+` or `-`, then at least one decimal digit;
+//! - a value outside the C type's range (`unsigned long long`, `long`) is an error (ERANGE);
+//! - after the digits the token must end or continue with a whitespace byte — and then
+//!   anything may follow it (`"5\tjunk"` is 5);
+//! - the unsigned parsers negate a `-` value modulo 2^64 (as `strtoul` does) and then
+//!   reject it only when the result looks negative as a signed number and the token
+//!   holds a `-` somewhere;
+//! - `safe_strtoul` and `safe_strtol` store into 32-bit outputs, silently truncating
+//!   (`4294967297` flags become 1; a length of `4294967297` becomes 1).
+
+/// C `isspace` in the "C" locale.
+#[inline]
+pub(crate) fn c_isspace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// What `strtoull`/`strtoll` saw: sign, magnitude (None on overflow of u64), digit end.
+struct Scan {
+    neg: bool,
+    /// Magnitude, or None if it does not fit in a u64.
+    mag: Option<u64>,
+}
+
+/// Scans `[space]* [+-]? digit+`, then applies the "end of token or whitespace" rule.
+/// Returns None when there is no digit or junk follows the digits.
+#[inline]
+fn scan(tok: &[u8]) -> Option<Scan> {
+    let mut i = 0;
+    while i < tok.len() && c_isspace(tok[i]) {
+        i += 1;
+    }
+    let mut neg = false;
+    if let Some(&s) = tok.get(i) {
+        if s == b'+' || s == b'-' {
+            neg = s == b'-';
+            i += 1;
+        }
+    }
+    let start = i;
+    let mut mag: Option<u64> = Some(0);
+    while let Some(&d) = tok.get(i) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        mag = mag
+            .and_then(|m| m.checked_mul(10))
+            .and_then(|m| m.checked_add(u64::from(d - b'0')));
+        i += 1;
+    }
+    if i == start {
+        return None; // no conversion: endptr == str
+    }
+    match tok.get(i) {
+        None => {}
+        Some(&b) if c_isspace(b) => {}
+        Some(_) => return None,
+    }
+    Some(Scan { neg, mag })
+}
+
+/// `safe_strtoull`: a u64.
+pub(crate) fn strtoull(tok: &[u8]) -> Option<u64> {
+    let s = scan(tok)?;
+    let mag = s.mag?; // ERANGE
+    let v = if s.neg { mag.wrapping_neg() } else { mag };
+    if (v as i64) < 0 && tok.contains(&b'-') {
+        return None;
+    }
+    Some(v)
+}
+
+/// `safe_strtoul`: `strtoul` (64-bit) stored into a u32 (truncating).
+pub(crate) fn strtoul(tok: &[u8]) -> Option<u32> {
+    strtoull(tok).map(|v| v as u32)
+}
+
+/// `safe_strtoll`: an i64.
+pub(crate) fn strtoll(tok: &[u8]) -> Option<i64> {
+    let s = scan(tok)?;
+    let mag = s.mag?;
+    if s.neg {
+        if mag > 1u64 << 63 {
+            return None; // ERANGE
+        }
+        Some((mag as i64).wrapping_neg())
+    } else {
+        i64::try_from(mag).ok()
+    }
+}
+
+/// `safe_strtol`: `strtol` (64-bit long) stored into an i32 (truncating).
+pub(crate) fn strtol(tok: &[u8]) -> Option<i32> {
+    strtoll(tok).map(|v| v as i32)
+}
+
+/// `safe_strtod`, approximately: leading whitespace skipped, the number must end at the
+/// token's end or at whitespace. Uses Rust's float syntax (decimal, exponent, `inf`,
+/// `nan`); C's hexadecimal floats are not accepted.
+pub(crate) fn strtod(tok: &[u8]) -> Option<f64> {
+    let mut i = 0;
+    while i < tok.len() && c_isspace(tok[i]) {
+        i += 1;
+    }
+    let rest = &tok[i..];
+    let end = rest
+        .iter()
+        .position(|&b| c_isspace(b))
+        .unwrap_or(rest.len());
+    let s = std::str::from_utf8(&rest[..end]).ok()?;
+    let v: f64 = s.parse().ok()?;
+    if v.is_infinite() && !s.to_ascii_lowercase().contains("inf") {
+        return None; // ERANGE
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsigned() {
+        assert_eq!(strtoull(b"0"), Some(0));
+        assert_eq!(strtoull(b"+5"), Some(5));
+        assert_eq!(strtoull(b"\t 5"), Some(5));
+        assert_eq!(strtoull(b"5\t"), Some(5));
+        assert_eq!(strtoull(b"5\tjunk"), Some(5));
+        assert_eq!(strtoull(b"5\r"), Some(5));
+        assert_eq!(strtoull(b"5x"), None);
+        assert_eq!(strtoull(b""), None);
+        assert_eq!(strtoull(b"-"), None);
+        assert_eq!(strtoull(b"+"), None);
+        assert_eq!(strtoull(b"x"), None);
+        assert_eq!(strtoull(b"-1"), None);
+        assert_eq!(strtoull(b"-0"), Some(0));
+        assert_eq!(strtoull(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(strtoull(b"18446744073709551616"), None);
+        // -(2^64-1) wraps to 1, which does not look negative: accepted like C.
+        assert_eq!(strtoull(b"-18446744073709551615"), Some(1));
+        assert_eq!(strtoul(b"4294967296"), Some(0));
+        assert_eq!(strtoul(b"4294967297"), Some(1));
+        assert_eq!(strtoul(b"-1"), None);
+    }
+
+    #[test]
+    fn signed() {
+        assert_eq!(strtol(b"-1"), Some(-1));
+        assert_eq!(strtol(b"+7"), Some(7));
+        assert_eq!(strtol(b"4294967297"), Some(1));
+        assert_eq!(strtol(b"2147483648"), Some(i32::MIN));
+        assert_eq!(strtoll(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(strtoll(b"9223372036854775808"), None);
+        assert_eq!(strtoll(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(strtoll(b"-9223372036854775809"), None);
+        assert_eq!(strtol(b"99999999999999999999"), None);
+        assert_eq!(strtol(b"1.5"), None);
+        assert_eq!(strtod(b"0.5"), Some(0.5));
+        assert_eq!(strtod(b"x"), None);
+    }
+}

@@ -1,0 +1,437 @@
+//! One client connection: its buffers, the read → parse → execute → reply loop, and
+//! back-pressure.
+//!
+//! ```text
+//!  rbuf: [ consumed | unprocessed input ........ | free ]      wbuf: [ sent | to send ]
+//!        0          rpos                          rend  len          0      wpos     len
+//! ```
+//! `drive` alternates reading and processing until the socket has nothing more
+//! (edge-triggered), then writes every reply of the batch with one write. It stops
+//! early — without reading more — when `-R` requests have been served (the worker
+//! comes back after other connections had their turn) or when more than
+//! [`WBUF_HIGH`] bytes of replies wait for a client that does not read (the writable
+//! event brings it back). Memory per connection is therefore bounded by the largest
+//! request plus `WBUF_HIGH` plus one item.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use mio::event::Source;
+use mio::net::{TcpStream, UnixStream};
+use mio::{Interest, Registry, Token};
+
+use super::exec::{self, Flow};
+use super::{ConnInfo, Shared};
+use crate::config::ProtocolMode;
+use crate::protocol::text::{self, Limits, Parse};
+use crate::stats::{bump, Counters};
+
+/// Replies waiting beyond this many bytes stop request processing until the client
+/// reads.
+pub const WBUF_HIGH: usize = 4 << 20;
+const RBUF_INITIAL: usize = 4096;
+const RBUF_IDLE_MAX: usize = 64 << 10;
+const WBUF_IDLE_MAX: usize = 1 << 20;
+
+/// Names of connection states for `stats conns`, as memcached prints them.
+pub const STATE_NAMES: [&str; 6] = [
+    "conn_waiting",
+    "conn_parse_cmd",
+    "conn_nread",
+    "conn_swallow",
+    "conn_mwrite",
+    "conn_closing",
+];
+const ST_WAITING: u32 = 0;
+const ST_PARSE: u32 = 1;
+const ST_NREAD: u32 = 2;
+const ST_SWALLOW: u32 = 3;
+const ST_MWRITE: u32 = 4;
+
+/// A client socket: TCP or unix.
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix domain socket.
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// What the worker should do with a connection after `drive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for the socket (readable or writable).
+    Idle,
+    /// Stopped after `-R` requests with input left: drive again soon.
+    Pending,
+    /// Close it now.
+    Close,
+}
+
+/// Where processing of buffered input stopped.
+enum Stop {
+    /// All complete requests were served; more bytes are needed.
+    NeedInput,
+    /// `-R` requests served.
+    Yield,
+    /// Too many replies are waiting for the client.
+    Blocked,
+    /// Close (after sending what is buffered when `flush` is true).
+    Close { flush: bool },
+}
+
+/// Which protocol this connection speaks, decided by its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Text,
+    Binary,
+}
+
+/// One client connection.
+pub struct Conn {
+    /// The socket.
+    pub stream: Stream,
+    /// File descriptor (connection id in `stats conns`).
+    pub fd: RawFd,
+    /// What `stats conns` shows.
+    pub info: Arc<ConnInfo>,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    swallow: usize,
+    skip_keys: usize,
+    proto: Option<Proto>,
+    closing: bool,
+}
+
+impl Conn {
+    /// Wraps an accepted socket.
+    pub fn new(stream: Stream, info: Arc<ConnInfo>) -> Conn {
+        let fd = stream.as_raw_fd();
+        Conn {
+            stream,
+            fd,
+            info,
+            rbuf: vec![0; RBUF_INITIAL],
+            rpos: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            swallow: 0,
+            skip_keys: 0,
+            proto: None,
+            closing: false,
+        }
+    }
+
+    /// Seconds-relative time of the last request.
+    pub fn last_cmd(&self) -> u32 {
+        self.info.last_cmd.load(Ordering::Relaxed)
+    }
+
+    /// At shutdown: tries, for a short bounded time, to send what is buffered.
+    pub fn finish(&mut self, counters: &Counters) {
+        for _ in 0..100 {
+            if self.pending_output() == 0 || !self.write_out(counters) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn pending_output(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Reads, serves and writes until the socket would block, `-R` requests were
+    /// served, or the client stops reading its replies.
+    pub fn drive(&mut self, shared: &Shared, counters: &Counters) -> Status {
+        let mut served = 0usize;
+        loop {
+            if self.pending_output() > 0 && !self.write_out(counters) {
+                return Status::Close;
+            }
+            if self.wbuf.len() > WBUF_HIGH {
+                self.set_state(ST_MWRITE);
+                return Status::Idle; // the writable event resumes us
+            }
+            match self.process(shared, counters, &mut served) {
+                Stop::Close { flush } => {
+                    if flush {
+                        self.write_out(counters);
+                    }
+                    return Status::Close;
+                }
+                Stop::Yield => {
+                    bump(&counters.conn_yields, 1);
+                    return if self.write_out(counters) {
+                        Status::Pending
+                    } else {
+                        Status::Close
+                    };
+                }
+                Stop::Blocked => continue,
+                Stop::NeedInput => {}
+            }
+            match self.read_some(shared, counters) {
+                Ok(true) => continue,
+                Ok(false) => {
+                    // Would block: send the batch's replies in one write.
+                    if !self.write_out(counters) {
+                        return Status::Close;
+                    }
+                    self.shrink_when_idle();
+                    return Status::Idle;
+                }
+                Err(()) => {
+                    // Peer closed or error: flush what we have, then close.
+                    self.write_out(counters);
+                    return Status::Close;
+                }
+            }
+        }
+    }
+
+    /// Reads once into the buffer. Ok(true): got bytes; Ok(false): would block;
+    /// Err: closed or failed.
+    fn read_some(&mut self, shared: &Shared, counters: &Counters) -> Result<bool, ()> {
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.rend == self.rbuf.len() {
+            if self.rpos > 0 {
+                self.rbuf.copy_within(self.rpos..self.rend, 0);
+                self.rend -= self.rpos;
+                self.rpos = 0;
+            } else {
+                let cap = max_request(shared);
+                if self.rbuf.len() >= cap {
+                    log::info!("conn {}: request larger than {cap} bytes; closing", self.fd);
+                    return Err(());
+                }
+                let new_len = (self.rbuf.len() * 2).min(cap);
+                self.rbuf.resize(new_len, 0);
+            }
+        }
+        loop {
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    self.rend += n;
+                    bump(&counters.bytes_read, n as u64);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return Err(()),
+            }
+        }
+    }
+
+    /// Writes buffered replies until done or the socket would block. False on error.
+    fn write_out(&mut self, counters: &Counters) -> bool {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.wpos += n;
+                    bump(&counters.bytes_written, n as u64);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        true
+    }
+
+    fn shrink_when_idle(&mut self) {
+        if self.rpos == self.rend && self.rbuf.len() > RBUF_IDLE_MAX {
+            self.rbuf = vec![0; RBUF_INITIAL];
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > WBUF_IDLE_MAX {
+            self.wbuf = Vec::new();
+        }
+        self.set_state(if self.swallow > 0 {
+            ST_SWALLOW
+        } else if self.rpos < self.rend {
+            ST_NREAD
+        } else {
+            ST_WAITING
+        });
+    }
+
+    fn set_state(&self, s: u32) {
+        self.info.state.store(s, Ordering::Relaxed);
+    }
+
+    /// Serves complete requests in the read buffer.
+    fn process(&mut self, shared: &Shared, counters: &Counters, served: &mut usize) -> Stop {
+        if self.closing {
+            return Stop::Close { flush: true };
+        }
+        let cfg = &shared.config;
+        let limits = Limits {
+            item_size_max: cfg.item_size_max,
+            cas_enabled: !cfg.disable_cas,
+        };
+        let mut touched = false;
+        loop {
+            if self.swallow > 0 {
+                let k = self.swallow.min(self.rend - self.rpos);
+                self.rpos += k;
+                self.swallow -= k;
+                if self.swallow > 0 {
+                    return Stop::NeedInput;
+                }
+            }
+            if self.rpos == self.rend {
+                return Stop::NeedInput;
+            }
+            if self.wbuf.len() > WBUF_HIGH {
+                return Stop::Blocked;
+            }
+            if *served >= cfg.reqs_per_event {
+                return Stop::Yield;
+            }
+            if !touched {
+                touched = true;
+                self.set_state(ST_PARSE);
+                self.info
+                    .last_cmd
+                    .store(shared.clock.now(), Ordering::Relaxed);
+            }
+            let input = &self.rbuf[self.rpos..self.rend];
+            let proto = match self.proto {
+                Some(p) => p,
+                None => {
+                    let p = match (cfg.protocol, input[0]) {
+                        (ProtocolMode::Ascii, _) => Proto::Text,
+                        (_, 0x80) => Proto::Binary,
+                        (ProtocolMode::Binary, _) => return Stop::Close { flush: false },
+                        _ => Proto::Text,
+                    };
+                    self.proto = Some(p);
+                    p
+                }
+            };
+            if proto == Proto::Binary {
+                // The binary protocol is not served yet: answer the first request
+                // with "unknown command" and close.
+                if input.len() < 24 {
+                    return Stop::NeedInput;
+                }
+                exec::binary_unsupported(input, &mut self.wbuf);
+                return Stop::Close { flush: true };
+            }
+            *served += 1;
+            match text::parse(input, &limits) {
+                Parse::Incomplete => {
+                    *served -= 1;
+                    return Stop::NeedInput;
+                }
+                Parse::Close => return Stop::Close { flush: true },
+                Parse::Error {
+                    reply,
+                    consumed,
+                    swallow,
+                    unlink,
+                } => {
+                    if let Some(r) = reply {
+                        self.wbuf.extend_from_slice(r.as_bytes());
+                        self.wbuf.extend_from_slice(b"\r\n");
+                    }
+                    if let Some(key) = unlink {
+                        shared.store.unlink(key);
+                    }
+                    if swallow > 0 {
+                        // Only a storage command refused as too large swallows.
+                        bump(&counters.store_too_large, 1);
+                    }
+                    self.rpos += consumed;
+                    self.swallow = swallow;
+                }
+                Parse::Request(cmd, used) => {
+                    let skip = std::mem::take(&mut self.skip_keys);
+                    match exec::execute(cmd, shared, counters, &mut self.wbuf, skip) {
+                        Flow::Continue => self.rpos += used,
+                        Flow::Close => {
+                            self.rpos += used;
+                            self.closing = true;
+                            return Stop::Close { flush: true };
+                        }
+                        Flow::Suspend { keys_done } => {
+                            self.skip_keys = keys_done;
+                            return Stop::Blocked;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Largest buffered request before a connection is dropped: one item plus room for a
+/// very long multi-get line.
+fn max_request(shared: &Shared) -> usize {
+    shared.config.item_size_max + (8 << 20)
+}

@@ -1,0 +1,477 @@
+//! Executes parsed text-protocol commands against the store and composes the replies
+//! into the connection's write buffer. This is where a request touches memory: every
+//! store call locks one shard for the duration of one item operation, and a value is
+//! copied into the reply buffer under that lock.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+
+use super::conn::{STATE_NAMES, WBUF_HIGH};
+use super::{Shared, StopReason};
+use crate::protocol::text::{reply as compose, Command, DebugTimeArg, Keys, ShutdownMode, StoreCmd};
+use crate::stats::{self, bump, stat_line, Counters, PrefixEvent};
+use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, StoreOp, StoreOutcome};
+
+/// The version string clients see (`VERSION 1.6.18`): the memcached release whose
+/// behaviour we reproduce.
+pub const PROTOCOL_VERSION: &str = "1.6.18";
+
+/// What the connection does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on with the next request.
+    Continue,
+    /// Send what is buffered, then close (`quit`, `shutdown`).
+    Close,
+    /// The reply buffer is full: run this same request again later, skipping the
+    /// first `keys_done` keys (a multi-get interrupted by back-pressure).
+    Suspend {
+        /// Keys already answered.
+        keys_done: usize,
+    },
+}
+
+fn line(out: &mut Vec<u8>, s: &str) {
+    compose::line(out, s);
+}
+
+fn reply(out: &mut Vec<u8>, noreply: bool, s: &str) {
+    if !noreply {
+        compose::line(out, s);
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, it: &ItemRef<'_>, with_cas: bool) {
+    compose::value(out, it.key, it.flags, it.value, with_cas.then_some(it.cas));
+}
+
+fn count_miss(c: &Counters, m: Miss) {
+    bump(&c.get_misses, 1);
+    match m {
+        Miss::Expired => bump(&c.get_expired, 1),
+        Miss::Flushed => bump(&c.get_flushed, 1),
+        Miss::Absent => {}
+    }
+}
+
+/// Runs one text command. `skip` keys of a multi-get were already answered by an
+/// earlier, suspended run of the same request.
+pub fn execute(
+    cmd: Command<'_>,
+    shared: &Shared,
+    c: &Counters,
+    out: &mut Vec<u8>,
+    skip: usize,
+) -> Flow {
+    let store = &shared.store;
+    match cmd {
+        Command::Get { keys, cas } => retrieve(shared, c, out, keys, None, cas, skip),
+        Command::Gat { exptime, keys, cas } => {
+            retrieve(shared, c, out, keys, Some(exptime), cas, skip)
+        }
+        Command::Store {
+            cmd,
+            key,
+            flags,
+            exptime,
+            data,
+            noreply,
+        } => {
+            let op = match cmd {
+                StoreCmd::Set => StoreOp::Set,
+                StoreCmd::Add => StoreOp::Add,
+                StoreCmd::Replace => StoreOp::Replace,
+                StoreCmd::Append => StoreOp::Append,
+                StoreCmd::Prepend => StoreOp::Prepend,
+                StoreCmd::Cas(u) => StoreOp::Cas(u),
+            };
+            let outcome = store.store(op, key, flags, exptime, data);
+            if !matches!(outcome, StoreOutcome::TooLarge) {
+                bump(&c.set_cmds, 1);
+            }
+            shared.prefix.record(key, PrefixEvent::Set);
+            if let StoreOp::Cas(_) = op {
+                match outcome {
+                    StoreOutcome::Stored => bump(&c.cas_hits, 1),
+                    StoreOutcome::Exists => bump(&c.cas_badval, 1),
+                    StoreOutcome::NotFound => bump(&c.cas_misses, 1),
+                    _ => {}
+                }
+            }
+            let text = match outcome {
+                StoreOutcome::Stored => "STORED",
+                StoreOutcome::NotStored => "NOT_STORED",
+                StoreOutcome::Exists => "EXISTS",
+                StoreOutcome::NotFound => "NOT_FOUND",
+                StoreOutcome::TooLarge => {
+                    bump(&c.store_too_large, 1);
+                    if op == StoreOp::Set {
+                        store.unlink(key);
+                    }
+                    "SERVER_ERROR object too large for cache"
+                }
+                StoreOutcome::OutOfMemory => {
+                    bump(&c.store_no_memory, 1);
+                    if op == StoreOp::Set {
+                        store.unlink(key);
+                    }
+                    "SERVER_ERROR out of memory storing object"
+                }
+            };
+            reply(out, noreply, text);
+            Flow::Continue
+        }
+        Command::Delete { key, noreply } => {
+            let r = store.delete(key);
+            shared.prefix.record(key, PrefixEvent::Delete);
+            if r.is_ok() {
+                bump(&c.delete_hits, 1);
+                reply(out, noreply, "DELETED");
+            } else {
+                bump(&c.delete_misses, 1);
+                reply(out, noreply, "NOT_FOUND");
+            }
+            Flow::Continue
+        }
+        Command::Arith {
+            key,
+            incr,
+            delta,
+            noreply,
+        } => {
+            let d = if incr {
+                Delta::Incr(delta)
+            } else {
+                Delta::Decr(delta)
+            };
+            let (hits, misses) = if incr {
+                (&c.incr_hits, &c.incr_misses)
+            } else {
+                (&c.decr_hits, &c.decr_misses)
+            };
+            match store.delta(key, d) {
+                DeltaOutcome::Value(v) => {
+                    bump(hits, 1);
+                    if !noreply {
+                        compose::number(out, v);
+                    }
+                }
+                DeltaOutcome::NotFound(_) => {
+                    bump(misses, 1);
+                    reply(out, noreply, "NOT_FOUND");
+                }
+                DeltaOutcome::NonNumeric => reply(
+                    out,
+                    noreply,
+                    "CLIENT_ERROR cannot increment or decrement non-numeric value",
+                ),
+                DeltaOutcome::OutOfMemory => reply(out, noreply, "SERVER_ERROR out of memory"),
+            }
+            Flow::Continue
+        }
+        Command::Touch {
+            key,
+            exptime,
+            noreply,
+        } => {
+            bump(&c.touch_cmds, 1);
+            if store.touch(key, exptime).is_ok() {
+                bump(&c.touch_hits, 1);
+                reply(out, noreply, "TOUCHED");
+            } else {
+                bump(&c.touch_misses, 1);
+                reply(out, noreply, "NOT_FOUND");
+            }
+            Flow::Continue
+        }
+        Command::FlushAll { delay, noreply } => {
+            bump(&c.flush_cmds, 1);
+            if shared.config.disable_flush_all {
+                reply(out, noreply, "CLIENT_ERROR flush_all not allowed");
+                return Flow::Continue;
+            }
+            match delay {
+                Some(d) => {
+                    store.flush_all(d.max(0));
+                    reply(out, noreply, "OK");
+                }
+                None => reply(out, noreply, "CLIENT_ERROR invalid exptime argument"),
+            }
+            Flow::Continue
+        }
+        Command::Version => {
+            compose::version(out, PROTOCOL_VERSION);
+            Flow::Continue
+        }
+        Command::Verbosity { level, noreply } => {
+            shared.verbosity.store(level.min(2), Ordering::Relaxed);
+            reply(out, noreply, "OK");
+            Flow::Continue
+        }
+        Command::Quit => Flow::Close,
+        Command::Shutdown { mode } => {
+            if !shared.config.enable_shutdown {
+                line(out, "ERROR: shutdown not enabled");
+                return Flow::Continue;
+            }
+            if mode == ShutdownMode::Invalid {
+                line(out, "CLIENT_ERROR invalid shutdown mode");
+                return Flow::Continue;
+            }
+            // Graceful and immediate both stop cleanly: buffered replies are sent.
+            shared.request_stop(StopReason::Command);
+            Flow::Close
+        }
+        Command::CacheMemlimit { megabytes, noreply } => {
+            let text = if store.set_mem_limit((megabytes as usize).saturating_mul(1 << 20)) {
+                "OK"
+            } else {
+                "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust"
+            };
+            reply(out, noreply, text);
+            Flow::Continue
+        }
+        Command::Stats { args } => {
+            stats_command(shared, args, out);
+            Flow::Continue
+        }
+        Command::DebugTime { arg } => {
+            if shared.config.debugtime {
+                match arg {
+                    DebugTimeArg::Shift(secs) => shared.clock.advance(secs),
+                    DebugTimeArg::Pause => shared.clock.pause(true),
+                    DebugTimeArg::Resume => shared.clock.pause(false),
+                }
+                line(out, "OK");
+            } else {
+                line(out, "ERROR");
+            }
+            Flow::Continue
+        }
+        Command::Meta { .. } => {
+            // The meta protocol is not served yet.
+            line(out, "ERROR");
+            Flow::Continue
+        }
+    }
+}
+
+/// get / gets / gat / gats.
+fn retrieve(
+    shared: &Shared,
+    c: &Counters,
+    out: &mut Vec<u8>,
+    keys: Keys<'_>,
+    touch: Option<i64>,
+    with_cas: bool,
+    skip: usize,
+) -> Flow {
+    let store = &shared.store;
+    for (i, key) in keys.enumerate().skip(skip) {
+        if i > skip && out.len() > WBUF_HIGH {
+            return Flow::Suspend { keys_done: i };
+        }
+        let r = match touch {
+            None => {
+                bump(&c.get_cmds, 1);
+                store.get(key, |it| write_value(out, it, with_cas))
+            }
+            Some(exptime) => {
+                bump(&c.touch_cmds, 1);
+                store.get_and_touch(key, exptime, |it| write_value(out, it, with_cas))
+            }
+        };
+        shared.prefix.record(key, PrefixEvent::Get(r.is_ok()));
+        match (r, touch) {
+            (Ok(()), None) => bump(&c.get_hits, 1),
+            (Ok(()), Some(_)) => bump(&c.touch_hits, 1),
+            (Err(m), None) => count_miss(c, m),
+            (Err(_), Some(_)) => bump(&c.touch_misses, 1),
+        }
+    }
+    out.extend_from_slice(b"END\r\n");
+    Flow::Continue
+}
+
+fn rusage() -> (String, String) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let f = |t: nix::sys::time::TimeVal| format!("{}.{:06}", t.tv_sec(), t.tv_usec());
+            (f(u.user_time()), f(u.system_time()))
+        }
+        Err(_) => ("0.000000".into(), "0.000000".into()),
+    }
+}
+
+/// `stats [group]`.
+fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
+    let mut words = Keys(args).map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"));
+    let group = words.next().unwrap_or("");
+    match group {
+        "" => general_stats(shared, out),
+        "settings" => {
+            for (name, value) in shared.config.settings_stats() {
+                let value = match name {
+                    "verbosity" => shared.verbosity.load(Ordering::Relaxed).to_string(),
+                    "detail_enabled" => {
+                        if shared.prefix.enabled() { "yes" } else { "no" }.to_string()
+                    }
+                    _ => value,
+                };
+                stat_line(out, name, value);
+            }
+            line(out, "END");
+        }
+        "items" | "slabs" => line(out, "END"),
+        "sizes" => {
+            stat_line(out, "sizes_status", "disabled");
+            line(out, "END");
+        }
+        "conns" => conns_stats(shared, out),
+        "reset" => {
+            for w in &shared.counters {
+                w.reset();
+            }
+            shared.conns.total_connections.store(0, Ordering::Relaxed);
+            shared
+                .conns
+                .rejected_connections
+                .store(0, Ordering::Relaxed);
+            shared.prefix.clear();
+            line(out, "RESET");
+        }
+        "detail" => match words.next() {
+            Some("on") => {
+                shared.prefix.set_enabled(true);
+                line(out, "OK");
+            }
+            Some("off") => {
+                shared.prefix.set_enabled(false);
+                line(out, "OK");
+            }
+            Some("dump") => shared.prefix.dump(out),
+            _ => line(out, "CLIENT_ERROR usage: stats detail on|off|dump"),
+        },
+        _ => line(out, "ERROR"),
+    }
+}
+
+fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
+    let s = stats::sum(shared.counters.iter().map(|a| &**a));
+    let st = shared.store.stats();
+    let clock = &shared.clock;
+    let conns = &shared.conns;
+    let (user, sys) = rusage();
+    stat_line(out, "pid", std::process::id());
+    stat_line(out, "uptime", clock.uptime());
+    stat_line(out, "time", clock.unix_time());
+    stat_line(out, "version", PROTOCOL_VERSION);
+    stat_line(out, "pointer_size", usize::BITS);
+    stat_line(out, "rusage_user", user);
+    stat_line(out, "rusage_system", sys);
+    stat_line(out, "max_connections", shared.config.max_conns);
+    stat_line(
+        out,
+        "curr_connections",
+        conns.curr_connections.load(Ordering::Relaxed),
+    );
+    stat_line(
+        out,
+        "total_connections",
+        conns.total_connections.load(Ordering::Relaxed),
+    );
+    stat_line(
+        out,
+        "rejected_connections",
+        conns.rejected_connections.load(Ordering::Relaxed),
+    );
+    stat_line(
+        out,
+        "connection_structures",
+        conns.connection_structures.load(Ordering::Relaxed),
+    );
+    stat_line(out, "cmd_get", s.get_cmds);
+    stat_line(out, "cmd_set", s.set_cmds);
+    stat_line(out, "cmd_flush", s.flush_cmds);
+    stat_line(out, "cmd_touch", s.touch_cmds);
+    stat_line(out, "cmd_meta", s.meta_cmds);
+    stat_line(out, "get_hits", s.get_hits);
+    stat_line(out, "get_misses", s.get_misses);
+    stat_line(out, "get_expired", s.get_expired);
+    stat_line(out, "get_flushed", s.get_flushed);
+    stat_line(out, "delete_misses", s.delete_misses);
+    stat_line(out, "delete_hits", s.delete_hits);
+    stat_line(out, "incr_misses", s.incr_misses);
+    stat_line(out, "incr_hits", s.incr_hits);
+    stat_line(out, "decr_misses", s.decr_misses);
+    stat_line(out, "decr_hits", s.decr_hits);
+    stat_line(out, "cas_misses", s.cas_misses);
+    stat_line(out, "cas_hits", s.cas_hits);
+    stat_line(out, "cas_badval", s.cas_badval);
+    stat_line(out, "touch_hits", s.touch_hits);
+    stat_line(out, "touch_misses", s.touch_misses);
+    stat_line(out, "store_too_large", s.store_too_large);
+    stat_line(out, "store_no_memory", s.store_no_memory);
+    stat_line(out, "auth_cmds", s.auth_cmds);
+    stat_line(out, "auth_errors", s.auth_errors);
+    stat_line(out, "bytes_read", s.bytes_read);
+    stat_line(out, "bytes_written", s.bytes_written);
+    stat_line(out, "limit_maxbytes", st.limit_maxbytes);
+    stat_line(out, "accepting_conns", 1);
+    stat_line(out, "listen_disabled_num", 0);
+    stat_line(out, "threads", shared.config.threads);
+    stat_line(out, "conn_yields", s.conn_yields);
+    stat_line(out, "bytes", st.bytes);
+    stat_line(out, "curr_items", st.curr_items);
+    stat_line(out, "total_items", st.total_items);
+    stat_line(out, "expired_unfetched", st.expired_unfetched);
+    stat_line(out, "evicted_unfetched", st.evicted_unfetched);
+    stat_line(out, "evictions", st.evictions);
+    stat_line(out, "reclaimed", st.reclaimed);
+    stat_line(out, "crawler_reclaimed", st.crawler_reclaimed);
+    line(out, "END");
+}
+
+fn conns_stats(shared: &Shared, out: &mut Vec<u8>) {
+    let now = shared.clock.now();
+    for (fd, addr) in &shared.listener_info {
+        let _ = write!(out, "STAT {fd}:addr {addr}\r\n");
+        let _ = write!(out, "STAT {fd}:state conn_listening\r\n");
+        let _ = write!(
+            out,
+            "STAT {fd}:secs_since_last_cmd {}\r\n",
+            shared.clock.uptime()
+        );
+    }
+    let reg = shared.registry.lock();
+    for (fd, info) in reg.iter() {
+        let last = info.last_cmd.load(Ordering::Relaxed);
+        let state = STATE_NAMES
+            .get(info.state.load(Ordering::Relaxed) as usize)
+            .copied()
+            .unwrap_or("conn_waiting");
+        let _ = write!(out, "STAT {fd}:addr {}\r\n", info.addr);
+        let _ = write!(out, "STAT {fd}:listen_addr {}\r\n", info.listen_addr);
+        let _ = write!(out, "STAT {fd}:state {state}\r\n");
+        let _ = write!(
+            out,
+            "STAT {fd}:secs_since_last_cmd {}\r\n",
+            now.saturating_sub(last)
+        );
+    }
+    line(out, "END");
+}
+
+/// Answers a binary-protocol request with "unknown command" (the binary protocol is
+/// not served yet). `req` holds at least the 24-byte request header.
+pub fn binary_unsupported(req: &[u8], out: &mut Vec<u8>) {
+    const BODY: &[u8] = b"Unknown command";
+    let opcode = req.get(1).copied().unwrap_or(0);
+    let opaque = req.get(12..16).unwrap_or(&[0; 4]);
+    out.extend_from_slice(&[0x81, opcode, 0, 0, 0, 0, 0x00, 0x81]);
+    out.extend_from_slice(&(BODY.len() as u32).to_be_bytes());
+    out.extend_from_slice(opaque);
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(BODY);
+}

@@ -1,0 +1,317 @@
+//! Listening sockets and the acceptor thread that hands connections to workers.
+
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::conn::Stream;
+use super::Shared;
+use crate::config::Config;
+
+/// A connection accepted and on its way to a worker.
+pub struct NewConn {
+    /// The socket.
+    pub stream: Stream,
+    /// Peer address as `stats conns` prints it.
+    pub peer: String,
+    /// Listener address as `stats conns` prints it.
+    pub listen: String,
+}
+
+/// A worker's mailbox: a queue plus the waker of its poll.
+#[derive(Clone)]
+pub struct Mailbox {
+    /// Queue of new connections.
+    pub tx: Sender<NewConn>,
+    /// Wakes the worker.
+    pub waker: Arc<Waker>,
+}
+
+enum Listener {
+    Tcp(TcpListener, String),
+    Unix(UnixListener, String, PathBuf),
+}
+
+/// The bound listening sockets.
+pub struct Listeners {
+    list: Vec<Listener>,
+}
+
+fn tcp_listener(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(backlog)?;
+    Ok(TcpListener::from_std(sock.into()))
+}
+
+/// Splits one `-l` entry into host and optional port (`host`, `host:port`,
+/// `[v6]:port`, `v6`).
+fn split_host_port(entry: &str) -> (String, Option<String>) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        if let Some((h, p)) = rest.split_once(']') {
+            let port = p.strip_prefix(':').map(str::to_string);
+            return (h.to_string(), port);
+        }
+    }
+    match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p.to_string())),
+        _ => (entry.to_string(), None),
+    }
+}
+
+impl Listeners {
+    /// Binds what the configuration asks for: a unix socket (`-s`), or TCP on every
+    /// `-l` address (all interfaces when none) at `-p`.
+    pub fn bind(cfg: &Config) -> Result<Listeners, String> {
+        let mut list = Vec::new();
+        if let Some(path) = &cfg.unix_socket {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                use std::os::unix::fs::FileTypeExt;
+                if meta.file_type().is_socket() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            let l = UnixListener::bind(path).map_err(|e| {
+                format!(
+                    "failed to listen on UNIX socket \"{}\": {e}",
+                    path.display()
+                )
+            })?;
+            let mode = cfg.unix_mask & 0o777;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+            let name = format!("unix:{}", path.display());
+            list.push(Listener::Unix(l, name, path.clone()));
+            return Ok(Listeners { list });
+        }
+        if cfg.port == 0 && cfg.listen.is_empty() {
+            return Ok(Listeners { list });
+        }
+        let entries: Vec<String> = if cfg.listen.is_empty() {
+            vec![String::new()]
+        } else {
+            cfg.listen
+                .iter()
+                .flat_map(|l| l.split(',').map(|s| s.trim().to_string()))
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        for entry in entries {
+            let (host, port) = if entry.is_empty() {
+                (String::new(), None)
+            } else {
+                split_host_port(&entry)
+            };
+            let port: u16 = match port {
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| format!("getaddrinfo(): Servname not supported for ai_socktype\nfailed to listen on TCP port {p}: Invalid argument"))?,
+                None => cfg.port,
+            };
+            let addrs: Vec<SocketAddr> = if host.is_empty() {
+                vec![
+                    SocketAddr::from(([0, 0, 0, 0], port)),
+                    SocketAddr::from(([0u16; 8], port)),
+                ]
+            } else {
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|_| {
+                        format!(
+                            "getaddrinfo(): Name or service not known\nfailed to listen on TCP port {port}: Invalid argument"
+                        )
+                    })?
+                    .collect()
+            };
+            let mut bound = 0;
+            let mut last_err = None;
+            for a in addrs {
+                match tcp_listener(a, cfg.backlog) {
+                    Ok(l) => {
+                        let name = match l.local_addr() {
+                            Ok(SocketAddr::V4(v)) => format!("tcp:{}:{}", v.ip(), v.port()),
+                            Ok(SocketAddr::V6(v)) => format!("tcp6:[{}]:{}", v.ip(), v.port()),
+                            Err(_) => format!("tcp:{a}"),
+                        };
+                        list.push(Listener::Tcp(l, name));
+                        bound += 1;
+                    }
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            if bound == 0 {
+                let e = last_err.map(|e| e.to_string()).unwrap_or_default();
+                return Err(format!("failed to listen on TCP port {port}: {e}"));
+            }
+        }
+        Ok(Listeners { list })
+    }
+
+    /// (fd, address) of every listener, for `stats conns`.
+    pub fn info(&self) -> Vec<(i32, String)> {
+        self.list
+            .iter()
+            .map(|l| match l {
+                Listener::Tcp(t, n) => (t.as_raw_fd(), n.clone()),
+                Listener::Unix(u, n, _) => (u.as_raw_fd(), n.clone()),
+            })
+            .collect()
+    }
+
+    /// Bound TCP addresses.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.list
+            .iter()
+            .filter_map(|l| match l {
+                Listener::Tcp(t, _) => t.local_addr().ok(),
+                Listener::Unix(..) => None,
+            })
+            .collect()
+    }
+}
+
+const WAKER: Token = Token(usize::MAX);
+
+/// The acceptor: owns the listeners, enforces `-c`, spreads connections round-robin.
+pub struct Acceptor {
+    poll: Poll,
+    listeners: Listeners,
+    shared: Arc<Shared>,
+    mailboxes: Vec<Mailbox>,
+    next: usize,
+    waker: Arc<Waker>,
+}
+
+impl Acceptor {
+    /// Registers the listeners with a new poll.
+    pub fn new(
+        mut listeners: Listeners,
+        shared: Arc<Shared>,
+        mailboxes: Vec<Mailbox>,
+    ) -> std::io::Result<Acceptor> {
+        let poll = Poll::new()?;
+        for (i, l) in listeners.list.iter_mut().enumerate() {
+            match l {
+                Listener::Tcp(t, _) => poll.registry().register(t, Token(i), Interest::READABLE)?,
+                Listener::Unix(u, _, _) => {
+                    poll.registry().register(u, Token(i), Interest::READABLE)?
+                }
+            }
+        }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(Acceptor {
+            poll,
+            listeners,
+            shared,
+            mailboxes,
+            next: 0,
+            waker,
+        })
+    }
+
+    /// The waker that interrupts the acceptor (used at stop).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Accepts until the server stops.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("acceptor poll failed: {e}");
+                break;
+            }
+            if self.shared.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            for ev in events.iter() {
+                if ev.token() != WAKER {
+                    self.accept_all(ev.token().0);
+                }
+            }
+        }
+        for l in &self.listeners.list {
+            if let Listener::Unix(_, _, path) = l {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    fn accept_all(&mut self, idx: usize) {
+        loop {
+            let accepted = match self.listeners.list.get(idx) {
+                Some(Listener::Tcp(t, name)) => t.accept().map(|(s, peer)| {
+                    let _ = s.set_nodelay(true);
+                    let peer = match peer {
+                        SocketAddr::V4(v) => format!("tcp:{}:{}", v.ip(), v.port()),
+                        SocketAddr::V6(v) => format!("tcp6:[{}]:{}", v.ip(), v.port()),
+                    };
+                    (Stream::Tcp(s), peer, name.clone())
+                }),
+                Some(Listener::Unix(u, name, _)) => u
+                    .accept()
+                    .map(|(s, _)| (Stream::Unix(s), name.clone(), name.clone())),
+                None => return,
+            };
+            match accepted {
+                Ok((stream, peer, listen)) => self.hand_off(stream, peer, listen),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and let the next readiness retry.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn hand_off(&mut self, mut stream: Stream, peer: String, listen: String) {
+        let c = &self.shared.conns;
+        let max = self.shared.config.max_conns as u64;
+        if c.curr_connections.load(Ordering::Relaxed) >= max {
+            c.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            let _ = stream.write(b"ERROR Too many open connections\r\n");
+            log::info!("rejected connection from {peer}: too many open connections");
+            return;
+        }
+        let now = c.curr_connections.fetch_add(1, Ordering::Relaxed) + 1;
+        c.total_connections.fetch_add(1, Ordering::Relaxed);
+        let listeners = self.listeners.list.len() as u64;
+        c.connection_structures
+            .fetch_max(now + listeners, Ordering::Relaxed);
+        let n = self.mailboxes.len();
+        let mb = &self.mailboxes[self.next % n];
+        self.next = self.next.wrapping_add(1);
+        if mb
+            .tx
+            .send(NewConn {
+                stream,
+                peer,
+                listen,
+            })
+            .is_ok()
+        {
+            let _ = mb.waker.wake();
+        } else {
+            c.curr_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

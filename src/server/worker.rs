@@ -1,0 +1,214 @@
+//! A worker thread: one `mio` event loop owning its connections for their whole life.
+//!
+//! New connections arrive in the worker's mailbox (a crossbeam queue) with a wake-up
+//! through its `mio::Waker`. Each readiness event drives one connection
+//! ([`Conn::drive`]); connections that stopped after `-R` requests go to a pending list
+//! that is served again after the other ready connections had their turn, so one
+//! pipelining client cannot starve the rest.
+
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::conn::{Conn, Status};
+use super::listener::{Mailbox, NewConn};
+use super::{ConnInfo, Shared};
+use crate::stats::Counters;
+
+const WAKER: Token = Token(usize::MAX);
+
+/// One event-loop thread.
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    waker: Arc<Waker>,
+    tx: Sender<NewConn>,
+    rx: Receiver<NewConn>,
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    pending: VecDeque<usize>,
+}
+
+impl Worker {
+    /// A worker with its own poll and mailbox.
+    pub fn new(id: usize, shared: Arc<Shared>) -> std::io::Result<Worker> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let counters = shared.counters[id].clone();
+        Ok(Worker {
+            id,
+            poll,
+            waker,
+            tx,
+            rx,
+            shared,
+            counters,
+            conns: Vec::new(),
+            free: Vec::new(),
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// The waker that interrupts this worker's poll.
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Where the acceptor sends new connections.
+    pub fn mailbox(&self) -> Mailbox {
+        Mailbox {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Runs the event loop until the server stops.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut last_sweep = self.shared.clock.now();
+        loop {
+            let timeout = if self.pending.is_empty() {
+                Some(Duration::from_secs(1))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("worker {}: poll failed: {e}", self.id);
+                break;
+            }
+            if self.shared.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => self.accept_new(),
+                    Token(i) => self.drive(i),
+                }
+            }
+            for _ in 0..self.pending.len() {
+                if let Some(i) = self.pending.pop_front() {
+                    self.drive(i);
+                }
+            }
+            let now = self.shared.clock.now();
+            if now != last_sweep {
+                last_sweep = now;
+                self.sweep_idle(now);
+            }
+        }
+        self.shutdown();
+    }
+
+    fn accept_new(&mut self) {
+        while let Ok(nc) = self.rx.try_recv() {
+            let NewConn {
+                mut stream,
+                peer,
+                listen,
+            } = nc;
+            let idx = match self.free.pop() {
+                Some(i) => i,
+                None => {
+                    self.conns.push(None);
+                    self.conns.len() - 1
+                }
+            };
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(idx),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("worker {}: register failed: {e}", self.id);
+                self.free.push(idx);
+                self.shared
+                    .conns
+                    .curr_connections
+                    .fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+            let info = Arc::new(ConnInfo {
+                addr: peer,
+                listen_addr: listen,
+                last_cmd: AtomicU32::new(self.shared.clock.now()),
+                state: AtomicU32::new(0),
+            });
+            let conn = Conn::new(stream, info.clone());
+            self.shared.registry.lock().insert(conn.fd, info);
+            log::debug!("worker {}: new connection fd {}", self.id, conn.fd);
+            self.conns[idx] = Some(conn);
+            // Data may already be waiting; edge-triggered readiness reports it, but
+            // driving once now costs one read and never misses it.
+            self.drive(idx);
+        }
+    }
+
+    fn drive(&mut self, idx: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
+        match conn.drive(&self.shared, &self.counters) {
+            Status::Idle => {}
+            Status::Pending => {
+                if !self.pending.contains(&idx) {
+                    self.pending.push_back(idx);
+                }
+            }
+            Status::Close => self.close(idx),
+        }
+    }
+
+    fn close(&mut self, idx: usize) {
+        if let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.shared.registry.lock().remove(&conn.fd);
+            self.shared
+                .conns
+                .curr_connections
+                .fetch_sub(1, Ordering::Relaxed);
+            log::debug!("worker {}: closed fd {}", self.id, conn.fd);
+            self.free.push(idx);
+        }
+        self.pending.retain(|&i| i != idx);
+    }
+
+    fn sweep_idle(&mut self, now: u32) {
+        let limit = self.shared.config.idle_timeout;
+        if limit == 0 {
+            return;
+        }
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.as_ref()
+                    .filter(|c| now.saturating_sub(c.last_cmd()) > limit)
+                    .map(|_| i)
+            })
+            .collect();
+        for i in idle {
+            log::info!("worker {}: closing idle connection", self.id);
+            self.close(i);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for i in 0..self.conns.len() {
+            if let Some(Some(c)) = self.conns.get_mut(i) {
+                c.finish(&self.counters);
+            }
+            self.close(i);
+        }
+    }
+}
