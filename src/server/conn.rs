@@ -32,7 +32,7 @@ use crate::stats::{bump, Counters};
 /// Replies waiting beyond this many bytes stop request processing until the client
 /// reads.
 pub const WBUF_HIGH: usize = 4 << 20;
-const RBUF_INITIAL: usize = 4096;
+const RBUF_INITIAL: usize = 16 << 10;
 const RBUF_IDLE_MAX: usize = 64 << 10;
 const WBUF_IDLE_MAX: usize = 1 << 20;
 
@@ -133,6 +133,16 @@ enum Stop {
     Close { flush: bool },
 }
 
+/// Result of reading from the socket.
+enum ReadResult {
+    /// Bytes arrived; `drained`: the socket then reported it has no more.
+    Data { drained: bool },
+    /// Nothing to read now.
+    WouldBlock,
+    /// End of stream or error.
+    Closed,
+}
+
 /// Which protocol this connection speaks, decided by its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proto {
@@ -157,6 +167,7 @@ pub struct Conn {
     skip_keys: usize,
     proto: Option<Proto>,
     closing: bool,
+    drained: bool,
 }
 
 impl Conn {
@@ -176,6 +187,7 @@ impl Conn {
             skip_keys: 0,
             proto: None,
             closing: false,
+            drained: false,
         }
     }
 
@@ -226,17 +238,26 @@ impl Conn {
                 Stop::Blocked => continue,
                 Stop::NeedInput => {}
             }
+            if self.drained {
+                // The last read emptied the socket: send the batch's replies in one
+                // write and wait for the next readiness edge.
+                self.drained = false;
+                if !self.write_out(counters) {
+                    return Status::Close;
+                }
+                self.shrink_when_idle();
+                return Status::Idle;
+            }
             match self.read_some(shared, counters) {
-                Ok(true) => continue,
-                Ok(false) => {
-                    // Would block: send the batch's replies in one write.
+                ReadResult::Data { drained } => self.drained = drained,
+                ReadResult::WouldBlock => {
                     if !self.write_out(counters) {
                         return Status::Close;
                     }
                     self.shrink_when_idle();
                     return Status::Idle;
                 }
-                Err(()) => {
+                ReadResult::Closed => {
                     // Peer closed or error: flush what we have, then close.
                     self.write_out(counters);
                     return Status::Close;
@@ -245,9 +266,9 @@ impl Conn {
         }
     }
 
-    /// Reads once into the buffer. Ok(true): got bytes; Ok(false): would block;
-    /// Err: closed or failed.
-    fn read_some(&mut self, shared: &Shared, counters: &Counters) -> Result<bool, ()> {
+    /// Reads into the buffer until the socket is drained or the buffer is full (like
+    /// memcached, so a long line that has fully arrived is parsed whole).
+    fn read_some(&mut self, shared: &Shared, counters: &Counters) -> ReadResult {
         if self.rpos == self.rend {
             self.rpos = 0;
             self.rend = 0;
@@ -261,25 +282,35 @@ impl Conn {
                 let cap = max_request(shared);
                 if self.rbuf.len() >= cap {
                     log::info!("conn {}: request larger than {cap} bytes; closing", self.fd);
-                    return Err(());
+                    return ReadResult::Closed;
                 }
                 let new_len = (self.rbuf.len() * 2).min(cap);
                 self.rbuf.resize(new_len, 0);
             }
         }
-        loop {
+        let mut got = false;
+        while self.rend < self.rbuf.len() {
             match self.stream.read(&mut self.rbuf[self.rend..]) {
-                Ok(0) => return Err(()),
+                Ok(0) if got => return ReadResult::Data { drained: false },
+                Ok(0) => return ReadResult::Closed,
                 Ok(n) => {
                     self.rend += n;
                     bump(&counters.bytes_read, n as u64);
-                    return Ok(true);
+                    got = true;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    return if got {
+                        ReadResult::Data { drained: true }
+                    } else {
+                        ReadResult::WouldBlock
+                    };
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return Err(()),
+                Err(_) if got => return ReadResult::Data { drained: false },
+                Err(_) => return ReadResult::Closed,
             }
         }
+        ReadResult::Data { drained: false }
     }
 
     /// Writes buffered replies until done or the socket would block. False on error.
