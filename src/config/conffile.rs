@@ -58,12 +58,30 @@ mod tests {
                     -o a=1, b\n-D#\n--port=5\n";
         let got = lines(text);
         let want = vec![
-            Line { number: 4, args: vec!["-m".into(), "64".into()] },
-            Line { number: 5, args: vec!["-p".into(), "11211".into()] },
-            Line { number: 6, args: vec!["-M".into()] },
-            Line { number: 7, args: vec!["-o".into(), "a=1, b".into()] },
-            Line { number: 8, args: vec!["-D#".into()] },
-            Line { number: 9, args: vec!["--port=5".into()] },
+            Line {
+                number: 4,
+                args: vec!["-m".into(), "64".into()],
+            },
+            Line {
+                number: 5,
+                args: vec!["-p".into(), "11211".into()],
+            },
+            Line {
+                number: 6,
+                args: vec!["-M".into()],
+            },
+            Line {
+                number: 7,
+                args: vec!["-o".into(), "a=1, b".into()],
+            },
+            Line {
+                number: 8,
+                args: vec!["-D#".into()],
+            },
+            Line {
+                number: 9,
+                args: vec!["--port=5".into()],
+            },
         ];
         assert_eq!(got, want);
     }

@@ -192,10 +192,7 @@ impl<'a> Getopt<'a> {
                         self.idx += 1;
                         Ok((found.val, Some(v.clone())))
                     }
-                    None => Err(format!(
-                        "option '--{}' requires an argument",
-                        found.name
-                    )),
+                    None => Err(format!("option '--{}' requires an argument", found.name)),
                 },
             },
         }
@@ -291,6 +288,7 @@ mod tests {
                 Ok(('v', None)),
                 Ok(('v', None)),
                 Ok(('d', None)),
+                Ok(('v', None)),
                 Ok(('p', Some("9".into()))),
             ]
         );
@@ -321,7 +319,9 @@ mod tests {
         );
         assert_eq!(
             run(&["--disable-cas=1"]),
-            vec![Err("option '--disable-cas' doesn't allow an argument".into())]
+            vec![Err(
+                "option '--disable-cas' doesn't allow an argument".into()
+            )]
         );
         assert_eq!(
             run(&["--dis"]),

@@ -406,7 +406,9 @@ type OptResult = Result<Step, (String, i32)>;
 /// Parses the command line (without the program name). Messages that glibc
 /// prefixes with the program name use `argv[0]` of this process.
 pub fn parse_args(args: &[String]) -> Invocation {
-    let program = std::env::args().next().unwrap_or_else(|| "ferrocache".into());
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "ferrocache".into());
     parse_args_as(&program, args)
 }
 
@@ -444,10 +446,7 @@ pub fn parse_args_as(program: &str, args: &[String]) -> Invocation {
 
 /// glibc's message for an option error, then memcached's own line.
 fn getopt_error(program: &str, msg: &str) -> (String, i32) {
-    (
-        format!("{program}: {msg}\nIllegal argument \"?\"\n"),
-        1,
-    )
+    (format!("{program}: {msg}\nIllegal argument \"?\"\n"), 1)
 }
 
 impl Config {
@@ -626,13 +625,21 @@ impl Config {
             OPT_CONFIG => {
                 if st.in_file {
                     return Err((
-                        format!("{}: --config cannot be used inside a config file", st.program),
+                        format!(
+                            "{}: --config cannot be used inside a config file",
+                            st.program
+                        ),
                         EX_USAGE,
                     ));
                 }
                 return self.apply_file(st, arg);
             }
-            _ => return Err(getopt_error(&st.program, &format!("invalid option -- '{opt}'"))),
+            _ => {
+                return Err(getopt_error(
+                    &st.program,
+                    &format!("invalid option -- '{opt}'"),
+                ))
+            }
         }
         Ok(Step::Continue)
     }
@@ -717,15 +724,39 @@ impl Config {
             }
             "lru_crawler_sleep" | "lru_crawler_tocrawl" => Some(format!("Missing {name} value")),
             "ext_path" => Some("missing argument to ext_path, ie: ext_path=/d/file:5G".into()),
-            "slab_automove_ratio" | "slab_automove_window" | "hash_algorithm" | "hot_lru_pct"
-            | "warm_lru_pct" | "hot_max_factor" | "warm_max_factor" | "temporary_ttl"
-            | "watcher_logbuf_size" | "worker_logbuf_size" | "slab_chunk_max"
-            | "read_buf_mem_limit" | "ssl_chain_cert" | "ssl_key" | "ssl_verify_mode"
-            | "ssl_keyformat" | "ssl_ciphers" | "ssl_ca_cert" | "ssl_wbuf_size"
-            | "ssl_min_version" | "ext_page_size" | "ext_wbuf_size" | "ext_threads"
-            | "ext_io_depth" | "ext_item_size" | "ext_item_age" | "ext_low_ttl"
-            | "ext_recache_rate" | "ext_compact_under" | "ext_drop_under" | "ext_max_sleep"
-            | "ext_max_frag" | "slab_automove_freeratio" => Some(format!("Missing {name} argument")),
+            "slab_automove_ratio"
+            | "slab_automove_window"
+            | "hash_algorithm"
+            | "hot_lru_pct"
+            | "warm_lru_pct"
+            | "hot_max_factor"
+            | "warm_max_factor"
+            | "temporary_ttl"
+            | "watcher_logbuf_size"
+            | "worker_logbuf_size"
+            | "slab_chunk_max"
+            | "read_buf_mem_limit"
+            | "ssl_chain_cert"
+            | "ssl_key"
+            | "ssl_verify_mode"
+            | "ssl_keyformat"
+            | "ssl_ciphers"
+            | "ssl_ca_cert"
+            | "ssl_wbuf_size"
+            | "ssl_min_version"
+            | "ext_page_size"
+            | "ext_wbuf_size"
+            | "ext_threads"
+            | "ext_io_depth"
+            | "ext_item_size"
+            | "ext_item_age"
+            | "ext_low_ttl"
+            | "ext_recache_rate"
+            | "ext_compact_under"
+            | "ext_drop_under"
+            | "ext_max_sleep"
+            | "ext_max_frag"
+            | "slab_automove_freeratio" => Some(format!("Missing {name} argument")),
             _ => None,
         };
         let v = match (value, missing) {
@@ -750,45 +781,26 @@ impl Config {
                 }
                 self.hashpower_init = n as u32;
             }
-            "slab_automove" => {
-                if value.is_some() {
-                    let n = c_atoi(v);
-                    if !(0..=2).contains(&n) {
-                        return err("slab_automove must be between 0 and 2".into());
-                    }
-                }
+            "slab_automove" if value.is_some() && !(0..=2).contains(&c_atoi(v)) => {
+                return err("slab_automove must be between 0 and 2".into());
             }
-            "slab_automove_ratio" => {
-                let r = c_atof(v);
-                if r.is_nan() || r <= 0.0 || r > 1.0 {
-                    return err("slab_automove_ratio must be > 0 and < 1".into());
-                }
+            "slab_automove_ratio" if c_atof(v).is_nan() || c_atof(v) <= 0.0 || c_atof(v) > 1.0 => {
+                return err("slab_automove_ratio must be > 0 and < 1".into());
             }
-            "slab_automove_window" => {
-                if c_atoi(v) < 3 {
-                    return err("slab_automove_window must be > 2".into());
-                }
+            "slab_automove_window" if c_atoi(v) < 3 => {
+                return err("slab_automove_window must be > 2".into());
             }
-            "tail_repair_time" => {
-                if c_atoi(v) < 10 {
-                    return err("Cannot set tail_repair_time to less than 10 seconds".into());
-                }
+            "tail_repair_time" if c_atoi(v) < 10 => {
+                return err("Cannot set tail_repair_time to less than 10 seconds".into());
             }
-            "hash_algorithm" => {
-                if !matches!(v, "jenkins" | "murmur3" | "xxh3") {
-                    return err("Unknown hash_algorithm option (jenkins, murmur3, xxh3)".into());
-                }
+            "hash_algorithm" if !matches!(v, "jenkins" | "murmur3" | "xxh3") => {
+                return err("Unknown hash_algorithm option (jenkins, murmur3, xxh3)".into());
             }
-            "lru_crawler_sleep" => {
-                let n = c_atoi(v);
-                if !(0..=1_000_000).contains(&n) {
-                    return err("LRU crawler sleep must be between 0 and 1 second".into());
-                }
+            "lru_crawler_sleep" if !(0..=1_000_000).contains(&c_atoi(v)) => {
+                return err("LRU crawler sleep must be between 0 and 1 second".into());
             }
-            "lru_crawler_tocrawl" => {
-                if safe_strtoul(v).is_none() {
-                    return err("lru_crawler_tocrawl takes a numeric 32bit value".into());
-                }
+            "lru_crawler_tocrawl" if safe_strtoul(v).is_none() => {
+                return err("lru_crawler_tocrawl takes a numeric 32bit value".into());
             }
             "lru_maintainer" => st.lru_maintainer = true,
             "no_lru_maintainer" => st.lru_maintainer = false,
@@ -803,19 +815,18 @@ impl Config {
                     st.warm_lru_pct = n;
                 }
             }
-            "hot_max_factor" | "warm_max_factor" => {
-                let f = c_atof(v);
-                if f.is_nan() || f <= 0.0 {
-                    return err(format!("{name} must be > 0"));
-                }
+            "hot_max_factor" | "warm_max_factor" if c_atof(v).is_nan() || c_atof(v) <= 0.0 => {
+                return err(format!("{name} must be > 0"));
             }
             "temporary_ttl" => st.temp_lru = true,
             "idle_timeout" => self.idle_timeout = c_atoi(v).max(0) as u32,
-            "watcher_logbuf_size" | "worker_logbuf_size" | "read_buf_mem_limit"
-            | "ssl_wbuf_size" => {
-                if safe_strtoul(v).is_none() {
-                    return unparsable();
-                }
+            "watcher_logbuf_size"
+            | "worker_logbuf_size"
+            | "read_buf_mem_limit"
+            | "ssl_wbuf_size"
+                if safe_strtoul(v).is_none() =>
+            {
+                return unparsable();
             }
             "slab_chunk_max" => match safe_strtol(v) {
                 Some(n) if n > 0 => {
@@ -825,11 +836,7 @@ impl Config {
                 // memcached prints this and then crashes on 0; we stop.
                 _ => return unparsable(),
             },
-            "ssl_keyformat" => {
-                if safe_strtol(v).is_none() {
-                    return unparsable();
-                }
-            }
+            "ssl_keyformat" if safe_strtol(v).is_none() => return unparsable(),
             "ssl_verify_mode" | "ssl_min_version" => {
                 let what = if name == "ssl_verify_mode" {
                     "Invalid ssl_verify_mode. Use help to see valid options."
@@ -847,10 +854,10 @@ impl Config {
             ),
             "ext_page_size" | "ext_wbuf_size" | "ext_threads" | "ext_io_depth"
             | "ext_item_size" | "ext_item_age" | "ext_low_ttl" | "ext_recache_rate"
-            | "ext_compact_under" | "ext_drop_under" | "ext_max_sleep" => {
-                if safe_strtoul(v).is_none() {
-                    return unparsable();
-                }
+            | "ext_compact_under" | "ext_drop_under" | "ext_max_sleep"
+                if safe_strtoul(v).is_none() =>
+            {
+                return unparsable();
             }
             "debugtime" => self.debugtime = true,
             _ => {}
@@ -907,7 +914,9 @@ impl Config {
             if !st.protocol_specified {
                 self.protocol = ProtocolMode::Binary;
             } else if self.protocol != ProtocolMode::Binary {
-                return usage("ERROR: You cannot allow the ASCII protocol while using SASL.".into());
+                return usage(
+                    "ERROR: You cannot allow the ASCII protocol while using SASL.".into(),
+                );
             }
             if st.udp_port != 0 {
                 return usage(
@@ -1020,7 +1029,11 @@ impl Config {
     /// ssl_* (but ssl_enabled).
     pub fn settings_stats(&self) -> Vec<(&'static str, String)> {
         let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
-        let threads_per_udp = if self.listen.len() > 1 { 1 } else { self.threads };
+        let threads_per_udp = if self.listen.len() > 1 {
+            1
+        } else {
+            self.threads
+        };
         vec![
             ("maxbytes", self.max_bytes().to_string()),
             ("maxconns", self.max_conns.to_string()),
