@@ -7,7 +7,7 @@
 //! 2. [`check_root`] then [`drop_privileges_for`] (`-u`);
 //! 3. [`daemonize`] (`-d`), before any thread is started;
 //! 4. bind the listeners (as the unprivileged user: a port below 1024 then
-//!    fails, as in memcached);
+//!    fails, as in memcached); on failure print [`listen_failure`] and exit;
 //! 5. [`write_pid_file`] (`-P`; a failure is only reported), and
 //!    [`remove_pid_file`] on a clean exit.
 //!
@@ -236,9 +236,113 @@ pub fn remove_pid_file(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("Could not remove the pid file {}: {e}", path.display()))
 }
 
+/// Why a listener could not be opened (for [`listen_failure`]).
+#[derive(Debug)]
+pub enum ListenError {
+    /// The host of a `-l` entry did not resolve; the resolver's message
+    /// (glibc's `gai_strerror`, e.g. `Name or service not known`).
+    Resolve(String),
+    /// `bind`/`listen` failed.
+    Bind(std::io::Error),
+}
+
+/// Which listener failed (for [`listen_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenKind {
+    /// A TCP listener.
+    Tcp,
+    /// A UDP socket.
+    Udp,
+    /// The `-s` Unix socket.
+    Unix,
+}
+
+/// The OS's text for an error, without Rust's ` (os error N)` suffix.
+fn os_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// memcached's stderr text (without the final newline) and exit status (71)
+/// when a listener cannot be opened. The first line is memcached's exactly:
+/// `getaddrinfo(): Name or service not known` (bad `-l fooble`),
+/// `bind(): Permission denied`, or, for an address in use,
+/// `failed to listen on one of interface(s) 127.0.0.1: Address already in use`
+/// (with `-l`) / `failed to listen on TCP port 11211: ...` (without).
+/// memcached's second line carries a stale `errno`; ours names the cause.
+pub fn listen_failure(cfg: &Config, kind: ListenKind, err: &ListenError) -> (String, i32) {
+    let what = match kind {
+        ListenKind::Unix => format!(
+            "UNIX socket: {}",
+            cfg.unix_socket
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ),
+        _ if !cfg.listen.is_empty() => {
+            format!("one of interface(s) {}", cfg.listen.join(","))
+        }
+        ListenKind::Tcp => format!("TCP port {}", cfg.port),
+        ListenKind::Udp => format!("UDP port {}", cfg.udp_port),
+    };
+    let text = match err {
+        ListenError::Resolve(msg) => {
+            format!("getaddrinfo(): {msg}\nfailed to listen on {what}: {msg}")
+        }
+        ListenError::Bind(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
+            format!("failed to listen on {what}: {}", os_text(e))
+        }
+        ListenError::Bind(e) => {
+            let t = os_text(e);
+            format!("bind(): {t}\nfailed to listen on {what}: {t}")
+        }
+    };
+    (text, EX_OSERR)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_failures() {
+        let mut cfg = Config {
+            listen: vec!["fooble".into()],
+            ..Config::default()
+        };
+        let (m, code) = listen_failure(
+            &cfg,
+            ListenKind::Tcp,
+            &ListenError::Resolve("Name or service not known".into()),
+        );
+        assert_eq!(code, 71);
+        assert_eq!(
+            m.lines().next(),
+            Some("getaddrinfo(): Name or service not known")
+        );
+        cfg.listen = vec!["127.0.0.1".into()];
+        let inuse = || ListenError::Bind(std::io::Error::from_raw_os_error(libc::EADDRINUSE));
+        assert_eq!(
+            listen_failure(&cfg, ListenKind::Tcp, &inuse()).0,
+            "failed to listen on one of interface(s) 127.0.0.1: Address already in use"
+        );
+        let denied = ListenError::Bind(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(
+            listen_failure(&cfg, ListenKind::Tcp, &denied)
+                .0
+                .lines()
+                .next(),
+            Some("bind(): Permission denied")
+        );
+        cfg.listen.clear();
+        assert_eq!(
+            listen_failure(&cfg, ListenKind::Tcp, &inuse()).0,
+            "failed to listen on TCP port 11211: Address already in use"
+        );
+    }
 
     #[test]
     fn root_check() {
