@@ -391,7 +391,7 @@ struct State {
     temp_lru: bool,
     lru_maintainer: bool,
     napi_ids: i32,
-    /// Depth of `--config` nesting (only 0 or 1 allowed).
+    /// Inside a `--config` file (which may not name another one).
     in_file: bool,
 }
 
@@ -406,9 +406,9 @@ type OptResult = Result<Step, (String, i32)>;
 /// Parses the command line (without the program name). Messages that glibc
 /// prefixes with the program name use `argv[0]` of this process.
 pub fn parse_args(args: &[String]) -> Invocation {
-    let program = std::env::args()
+    let program = std::env::args_os()
         .next()
-        .unwrap_or_else(|| "ferrocache".into());
+        .map_or_else(|| "ferrocache".into(), |p| p.to_string_lossy().into_owned());
     parse_args_as(&program, args)
 }
 
