@@ -2,6 +2,7 @@
 //!
 //! Where things are:
 //! - [`config`]: command line and `memcached.conf`.
+//! - [`daemon`]: root check, privilege drop, daemonizing, pid file, rlimits.
 //! - [`protocol`]: pure parsers and reply composers (text, later meta and binary).
 //! - [`store`]: the sharded, slab-allocated item store and the server clock.
 //! - [`server`]: listeners, per-core `mio` workers, connections, command execution.
@@ -9,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod daemon;
 pub mod protocol;
 pub mod server;
 pub mod stats;

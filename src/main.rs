@@ -1,11 +1,36 @@
-//! The `ferrocache` server binary: parse the command line, bind, drop privileges,
+//! The `ferrocache` server binary: parse the command line, then start up in
+//! memcached's order (open-files limit, root check and `-u`, `-d`, bind, pid file),
 //! start the workers, wait for SIGTERM/SIGINT or `shutdown`, stop cleanly.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use ferrocache::config::{self, Invocation};
+use ferrocache::config::{self, Config, Invocation, EX_OSERR, EX_USAGE};
+use ferrocache::daemon;
 use ferrocache::server::{Server, StopReason};
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn fail(msg: &str, code: i32) -> ExitCode {
+    eprintln!("{msg}");
+    exit(code)
+}
+
+/// Options memcached has that this build does not serve: refuse to start rather
+/// than run without the authentication or encryption the operator asked for.
+fn unsupported(cfg: &Config) -> Option<&'static str> {
+    if cfg.sasl {
+        Some("This server is not built with SASL support.")
+    } else if cfg.auth_file.is_some() {
+        Some("This server is not built with ASCII authentication support (-Y).")
+    } else if cfg.tls {
+        Some("This server is not built with TLS support.")
+    } else {
+        None
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,38 +43,62 @@ fn main() -> ExitCode {
         } => {
             let _ = std::io::stdout().write_all(stdout.as_bytes());
             let _ = std::io::stderr().write_all(stderr.as_bytes());
-            return ExitCode::from(code as u8);
+            return exit(code);
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default())
         .filter_level(cfg.log_level())
         .parse_default_env()
         .init();
+    for w in &cfg.warnings {
+        eprintln!("{w}");
+    }
+    for o in &cfg.ignored {
+        log::info!("option {o} is accepted for compatibility and has no effect here");
+    }
+    if let Some(msg) = unsupported(&cfg) {
+        return fail(msg, EX_USAGE);
+    }
 
+    if let Err(msg) = daemon::raise_nofile_limit(cfg.max_conns) {
+        eprintln!("{msg}");
+    }
+    if let Err((msg, code)) = daemon::check_root(&cfg) {
+        return fail(&msg, code);
+    }
+    if let Err((msg, code)) = daemon::drop_privileges_for(&cfg) {
+        return fail(&msg, code);
+    }
+    if cfg.daemonize {
+        if let Err(msg) = daemon::daemonize(cfg.verbose > 0) {
+            return fail(&msg, EX_OSERR);
+        }
+    }
     let listeners = match Server::bind(&cfg) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(71); // EX_OSERR, as memcached
+        Err((kind, err)) => {
+            let (msg, code) = daemon::listen_failure(&cfg, kind, &err);
+            return fail(&msg, code);
         }
     };
+    if let Some(path) = &cfg.pid_file {
+        match daemon::write_pid_file(path) {
+            Ok(Some(warning)) | Err(warning) => eprintln!("{warning}"),
+            Ok(None) => {}
+        }
+    }
     // Signals are routed to the stop channel before any worker starts.
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ]) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("failed to install signal handlers: {e}");
-            return ExitCode::from(71);
-        }
+        Err(e) => return fail(&format!("failed to install signal handlers: {e}"), EX_OSERR),
     };
+    let pid_file = cfg.pid_file.clone();
     let handle = match Server::start(cfg, listeners) {
         Ok(h) => h,
-        Err(e) => {
-            eprintln!("failed to start: {e}");
-            return ExitCode::from(71);
-        }
+        Err(e) => return fail(&format!("failed to start: {e}"), EX_OSERR),
     };
     let stopper = handle.stopper();
     let sig_handle = signals.handle();
@@ -65,5 +114,8 @@ fn main() -> ExitCode {
     handle.stop();
     sig_handle.close();
     let _ = sig_thread.join();
+    if let Some(path) = pid_file {
+        let _ = daemon::remove_pid_file(&path);
+    }
     ExitCode::SUCCESS
 }

@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::conn::Stream;
 use super::Shared;
 use crate::config::Config;
+use crate::daemon::{ListenError, ListenKind};
 
 /// A connection accepted and on its way to a worker.
 pub struct NewConn {
@@ -58,25 +59,12 @@ fn tcp_listener(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> 
     Ok(TcpListener::from_std(sock.into()))
 }
 
-/// Splits one `-l` entry into host and optional port (`host`, `host:port`,
-/// `[v6]:port`, `v6`).
-fn split_host_port(entry: &str) -> (String, Option<String>) {
-    if let Some(rest) = entry.strip_prefix('[') {
-        if let Some((h, p)) = rest.split_once(']') {
-            let port = p.strip_prefix(':').map(str::to_string);
-            return (h.to_string(), port);
-        }
-    }
-    match entry.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p.to_string())),
-        _ => (entry.to_string(), None),
-    }
-}
-
 impl Listeners {
     /// Binds what the configuration asks for: a unix socket (`-s`), or TCP on every
-    /// `-l` address (all interfaces when none) at `-p`.
-    pub fn bind(cfg: &Config) -> Result<Listeners, String> {
+    /// `-l` address (all interfaces when none) at `-p`. `-p 0` without `-l` means no
+    /// TCP, as in memcached. Errors say which kind of listener failed and why, for
+    /// [`crate::daemon::listen_failure`] to print as memcached does.
+    pub fn bind(cfg: &Config) -> Result<Listeners, (ListenKind, ListenError)> {
         let mut list = Vec::new();
         if let Some(path) = &cfg.unix_socket {
             if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -85,12 +73,8 @@ impl Listeners {
                     let _ = std::fs::remove_file(path);
                 }
             }
-            let l = UnixListener::bind(path).map_err(|e| {
-                format!(
-                    "failed to listen on UNIX socket \"{}\": {e}",
-                    path.display()
-                )
-            })?;
+            let l =
+                UnixListener::bind(path).map_err(|e| (ListenKind::Unix, ListenError::Bind(e)))?;
             let mode = cfg.unix_mask & 0o777;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
             let name = format!("unix:{}", path.display());
@@ -100,41 +84,21 @@ impl Listeners {
         if cfg.port == 0 && cfg.listen.is_empty() {
             return Ok(Listeners { list });
         }
-        let entries: Vec<String> = if cfg.listen.is_empty() {
-            vec![String::new()]
-        } else {
-            cfg.listen
-                .iter()
-                .flat_map(|l| l.split(',').map(|s| s.trim().to_string()))
-                .filter(|s| !s.is_empty())
-                .collect()
-        };
-        for entry in entries {
-            let (host, port) = if entry.is_empty() {
-                (String::new(), None)
-            } else {
-                split_host_port(&entry)
-            };
-            let port: u16 = match port {
-                Some(p) => p
-                    .parse()
-                    .map_err(|_| format!("getaddrinfo(): Servname not supported for ai_socktype\nfailed to listen on TCP port {p}: Invalid argument"))?,
-                None => cfg.port,
-            };
-            let addrs: Vec<SocketAddr> = if host.is_empty() {
-                vec![
+        for (host, port) in cfg.listen_targets() {
+            let addrs: Vec<SocketAddr> = match host {
+                None => vec![
                     SocketAddr::from(([0, 0, 0, 0], port)),
                     SocketAddr::from(([0u16; 8], port)),
-                ]
-            } else {
-                (host.as_str(), port)
+                ],
+                Some(h) => (h.as_str(), port)
                     .to_socket_addrs()
                     .map_err(|_| {
-                        format!(
-                            "getaddrinfo(): Name or service not known\nfailed to listen on TCP port {port}: Invalid argument"
+                        (
+                            ListenKind::Tcp,
+                            ListenError::Resolve("Name or service not known".into()),
                         )
                     })?
-                    .collect()
+                    .collect(),
             };
             let mut bound = 0;
             let mut last_err = None;
@@ -153,8 +117,9 @@ impl Listeners {
                 }
             }
             if bound == 0 {
-                let e = last_err.map(|e| e.to_string()).unwrap_or_default();
-                return Err(format!("failed to listen on TCP port {port}: {e}"));
+                let e =
+                    last_err.unwrap_or_else(|| std::io::Error::from(ErrorKind::AddrNotAvailable));
+                return Err((ListenKind::Tcp, ListenError::Bind(e)));
             }
         }
         Ok(Listeners { list })

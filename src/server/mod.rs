@@ -123,7 +123,9 @@ pub struct Server;
 
 impl Server {
     /// Binds the listeners (so bind errors surface before anything else starts).
-    pub fn bind(cfg: &Config) -> Result<Listeners, String> {
+    pub fn bind(
+        cfg: &Config,
+    ) -> Result<Listeners, (crate::daemon::ListenKind, crate::daemon::ListenError)> {
         Listeners::bind(cfg)
     }
 

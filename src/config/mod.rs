@@ -1,0 +1,1315 @@
+//! Command line and `memcached.conf`: memcached 1.6.18's flags, names,
+//! defaults, messages and exit codes.
+//!
+//! [`parse_args`] reads the command line the way memcached's `main()` does:
+//! glibc `getopt_long` over the same option string and long names (see
+//! [`getopt`]), each value converted with C's `atoi`/`atof`/`strtol` rules
+//! (so `-m 64k` is 64 megabytes, as in memcached), the same per-option checks
+//! while parsing and the same cross-checks afterwards, with memcached's
+//! messages and exit codes (1 for most option errors, 64 = `EX_USAGE` for the
+//! later checks). `--config FILE` splices a Debian-style `memcached.conf` in
+//! place (see [`conffile`]).
+//!
+//! Options memcached knows but we do not act on are accepted and listed in
+//! [`Config::ignored`], so the server can log them. Warnings memcached prints
+//! while starting anyway are in [`Config::warnings`].
+
+mod conffile;
+mod getopt;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use getopt::{Getopt, HasArg, LongOpt};
+
+/// The memcached version whose behaviour we follow.
+pub const MEMCACHED_VERSION: &str = "1.6.18";
+/// `sysexits.h` `EX_USAGE`: memcached's exit status for most late option errors.
+pub const EX_USAGE: i32 = 64;
+/// `sysexits.h` `EX_NOINPUT`: a `--config` file that cannot be read.
+pub const EX_NOINPUT: i32 = 66;
+/// `sysexits.h` `EX_NOUSER`: `-u` names an unknown user.
+pub const EX_NOUSER: i32 = 67;
+/// `sysexits.h` `EX_OSERR`: an OS call failed (bind, setuid, rlimit).
+pub const EX_OSERR: i32 = 71;
+
+/// Which protocols a connection may speak (`-B`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolMode {
+    /// Picked from the first byte (0x80 = binary).
+    Auto,
+    /// Text only.
+    Ascii,
+    /// Binary only.
+    Binary,
+}
+
+impl ProtocolMode {
+    /// memcached's name for the mode (`stats settings` `binding_protocol`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolMode::Auto => "auto-negotiate",
+            ProtocolMode::Ascii => "ascii",
+            ProtocolMode::Binary => "binary",
+        }
+    }
+}
+
+/// Everything the server needs from the command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TCP port (`-p`, 0 = any free port, as in memcached). When `-U` is
+    /// given without `-p`, memcached uses the UDP port for TCP too; so do we.
+    pub port: u16,
+    /// UDP port (`-U`, 0 = off, the default).
+    pub udp_port: u16,
+    /// Interfaces to listen on (`-l`, repeatable, comma lists), each maybe
+    /// with `:port` (`host:port`, `[v6]:port`). Empty = all interfaces.
+    /// See [`Config::listen_targets`].
+    pub listen: Vec<String>,
+    /// Unix socket path (`-s`): disables TCP and UDP.
+    pub unix_socket: Option<PathBuf>,
+    /// Unix socket permission mask (`-a`, octal; default 0700).
+    pub unix_mask: u32,
+    /// Item memory in megabytes (`-m`, C `atoi`: no unit suffixes; a
+    /// negative value wraps like memcached's `size_t`).
+    pub memory_limit_mb: u64,
+    /// Max simultaneous connections (`-c`).
+    pub max_conns: usize,
+    /// Worker threads (`-t`, default: the number of cores).
+    pub threads: usize,
+    /// Max requests per event per connection (`-R`; a negative value, which
+    /// memcached accepts, means 1).
+    pub reqs_per_event: usize,
+    /// Protocol (`-B`; `-S` makes it binary, `-Y` ascii, unless given).
+    pub protocol: ProtocolMode,
+    /// Max item size in bytes (`-I`, `k`/`m` suffixes; 1k..=1024m, at most
+    /// half of `-m`).
+    pub item_size_max: usize,
+    /// Return errors instead of evicting (`-M`).
+    pub disable_evictions: bool,
+    /// Disable CAS (`-C`).
+    pub disable_cas: bool,
+    /// Slab growth factor (`-f`, > 1).
+    pub growth_factor: f64,
+    /// Minimum chunk space (`-n`; memcached accepts negatives, we use 1).
+    pub chunk_min: usize,
+    /// Listen backlog (`-b`).
+    pub backlog: i32,
+    /// Disable `flush_all` (`-F`).
+    pub disable_flush_all: bool,
+    /// Enable `shutdown` (`-A`).
+    pub enable_shutdown: bool,
+    /// User to run as (`-u`); see [`crate::daemon::drop_privileges`].
+    pub user: Option<String>,
+    /// Pid file (`-P`); see [`crate::daemon::write_pid_file`].
+    pub pid_file: Option<PathBuf>,
+    /// Run as a daemon (`-d`); see [`crate::daemon::daemonize`].
+    pub daemonize: bool,
+    /// Verbosity (`-v` count); see [`Config::log_level`].
+    pub verbose: u8,
+    /// Per-prefix stats delimiter (`-D`, first byte of the value).
+    pub prefix_delimiter: u8,
+    /// Per-prefix stats on from the start (`-D` given).
+    pub detail_enabled: bool,
+    /// `-o debugtime` (ours, not memcached's): serve the `debugtime` command.
+    pub debugtime: bool,
+    /// `-o idle_timeout=N` seconds (0 = none; negative values mean 0).
+    pub idle_timeout: u32,
+    /// `-o maxconns_fast` (default on; `no_maxconns_fast` turns it off):
+    /// over `-c`, answer `ERROR Too many open connections` and close at once.
+    pub maxconns_fast: bool,
+    /// `-o slab_chunk_max=BYTES` (default 512 KiB; with `-I` above 1m and no
+    /// explicit value, half a 1 MiB page). Checked against `-I` like memcached.
+    pub slab_chunk_max: usize,
+    /// `-o hashpower=N` (0 = not given). Validated like memcached; a hint only.
+    pub hashpower_init: u32,
+    /// `-X`: disable `stats cachedump` and `lru_crawler metadump`.
+    pub disable_dumping: bool,
+    /// `-W`: disable `watch`.
+    pub disable_watch: bool,
+    /// `-S`: SASL authentication required (binary protocol only). The server
+    /// must implement it or refuse to start.
+    pub sasl: bool,
+    /// `-Y FILE`: ascii authentication tokens. The server must implement it or
+    /// refuse to start.
+    pub auth_file: Option<PathBuf>,
+    /// `-Z`: TLS. The server must implement it or refuse to start.
+    pub tls: bool,
+    /// `-k`: lock memory (accepted, ignored).
+    pub lock_memory: bool,
+    /// `-r`: maximize the core file limit (accepted, ignored).
+    pub enable_coredumps: bool,
+    /// `-L`: large pages (accepted, ignored).
+    pub large_pages: bool,
+    /// `-e FILE`: restartable memory file (accepted, ignored).
+    pub memory_file: Option<PathBuf>,
+    /// `-N N`: NAPI ids (accepted, ignored; must not exceed `-t`).
+    pub napi_ids: u32,
+    /// Every `-o` sub-option given, in order: (name, value).
+    pub extended: Vec<(String, Option<String>)>,
+    /// Options accepted but not acted on, as typed (e.g. `-k`,
+    /// `-o hash_algorithm=jenkins`): the server logs them as ignored.
+    pub ignored: Vec<String>,
+    /// Warnings memcached prints on stderr before starting anyway (e.g. for
+    /// `-t 65`); the server prints each as a line (they have no newline).
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: 11211,
+            udp_port: 0,
+            listen: Vec::new(),
+            unix_socket: None,
+            unix_mask: 0o700,
+            memory_limit_mb: 64,
+            max_conns: 1024,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(4),
+            reqs_per_event: 20,
+            protocol: ProtocolMode::Auto,
+            item_size_max: 1 << 20,
+            disable_evictions: false,
+            disable_cas: false,
+            growth_factor: 1.25,
+            chunk_min: 48,
+            backlog: 1024,
+            disable_flush_all: false,
+            enable_shutdown: false,
+            user: None,
+            pid_file: None,
+            daemonize: false,
+            verbose: 0,
+            prefix_delimiter: b':',
+            detail_enabled: false,
+            debugtime: false,
+            idle_timeout: 0,
+            maxconns_fast: true,
+            slab_chunk_max: SLAB_PAGE_SIZE / 2,
+            hashpower_init: 0,
+            disable_dumping: false,
+            disable_watch: false,
+            sasl: false,
+            auth_file: None,
+            tls: false,
+            lock_memory: false,
+            enable_coredumps: false,
+            large_pages: false,
+            memory_file: None,
+            napi_ids: 0,
+            extended: Vec::new(),
+            ignored: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// memcached's slab page size (1 MiB); `slab_chunk_max` must divide it.
+const SLAB_PAGE_SIZE: usize = 1 << 20;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Start the server.
+    Run(Box<Config>),
+    /// Print something and exit (`-h`, `-V`, or an error).
+    Exit {
+        /// Text for standard output.
+        stdout: String,
+        /// Text for standard error.
+        stderr: String,
+        /// Exit status.
+        code: i32,
+    },
+}
+
+impl Invocation {
+    fn error(msg: impl Into<String>, code: i32) -> Invocation {
+        let mut stderr = msg.into();
+        if !stderr.ends_with('\n') {
+            stderr.push('\n');
+        }
+        Invocation::Exit {
+            stdout: String::new(),
+            stderr,
+            code,
+        }
+    }
+}
+
+/// Our private code for `--config` (not a memcached option).
+const OPT_CONFIG: char = '\u{10001}';
+
+/// memcached 1.6.18's `getopt` string.
+const SHORTOPTS: &str = "a:AZp:s:U:m:Mc:khiVrvdl:u:P:f:n:t:D:LR:Cb:B:I:SFXWY:e:o:N:";
+
+const fn lo(name: &'static str, has_arg: HasArg, val: char) -> LongOpt {
+    LongOpt { name, has_arg, val }
+}
+
+/// memcached 1.6.18's long options, in its order (which shows in the
+/// "ambiguous" message), plus our `--config`.
+const LONGOPTS: &[LongOpt] = &[
+    lo("unix-mask", HasArg::Required, 'a'),
+    lo("enable-shutdown", HasArg::No, 'A'),
+    lo("enable-ssl", HasArg::No, 'Z'),
+    lo("port", HasArg::Required, 'p'),
+    lo("unix-socket", HasArg::Required, 's'),
+    lo("udp-port", HasArg::Required, 'U'),
+    lo("memory-limit", HasArg::Required, 'm'),
+    lo("disable-evictions", HasArg::No, 'M'),
+    lo("conn-limit", HasArg::Required, 'c'),
+    lo("lock-memory", HasArg::No, 'k'),
+    lo("help", HasArg::No, 'h'),
+    lo("license", HasArg::No, 'i'),
+    lo("version", HasArg::No, 'V'),
+    lo("enable-coredumps", HasArg::No, 'r'),
+    lo("verbose", HasArg::Optional, 'v'),
+    lo("daemon", HasArg::No, 'd'),
+    lo("listen", HasArg::Required, 'l'),
+    lo("user", HasArg::Required, 'u'),
+    lo("pidfile", HasArg::Required, 'P'),
+    lo("slab-growth-factor", HasArg::Required, 'f'),
+    lo("slab-min-size", HasArg::Required, 'n'),
+    lo("threads", HasArg::Required, 't'),
+    lo("enable-largepages", HasArg::No, 'L'),
+    lo("max-reqs-per-event", HasArg::Required, 'R'),
+    lo("disable-cas", HasArg::No, 'C'),
+    lo("listen-backlog", HasArg::Required, 'b'),
+    lo("protocol", HasArg::Required, 'B'),
+    lo("max-item-size", HasArg::Required, 'I'),
+    lo("enable-sasl", HasArg::No, 'S'),
+    lo("disable-flush-all", HasArg::No, 'F'),
+    lo("disable-dumping", HasArg::No, 'X'),
+    lo("disable-watch", HasArg::No, 'W'),
+    lo("auth-file", HasArg::Required, 'Y'),
+    lo("memory-file", HasArg::Required, 'e'),
+    lo("extended", HasArg::Required, 'o'),
+    lo("napi-ids", HasArg::Required, 'N'),
+    lo("config", HasArg::Required, OPT_CONFIG),
+];
+
+/// Every `-o` sub-option memcached 1.6.18 (Debian build: TLS and extstore,
+/// no proxy) accepts, plus our `debugtime`.
+const SUBOPTS: &[&str] = &[
+    "maxconns_fast",
+    "hashpower",
+    "no_hashexpand",
+    "slab_reassign",
+    "slab_automove",
+    "slab_automove_ratio",
+    "slab_automove_window",
+    "tail_repair_time",
+    "hash_algorithm",
+    "lru_crawler",
+    "lru_crawler_sleep",
+    "lru_crawler_tocrawl",
+    "lru_maintainer",
+    "hot_lru_pct",
+    "warm_lru_pct",
+    "hot_max_factor",
+    "warm_max_factor",
+    "temporary_ttl",
+    "idle_timeout",
+    "watcher_logbuf_size",
+    "worker_logbuf_size",
+    "slab_sizes",
+    "slab_chunk_max",
+    "track_sizes",
+    "no_inline_ascii_resp",
+    "modern",
+    "no_modern",
+    "no_chunked_items",
+    "no_slab_reassign",
+    "no_slab_automove",
+    "no_maxconns_fast",
+    "inline_ascii_resp",
+    "no_lru_crawler",
+    "no_lru_maintainer",
+    "no_drop_privileges",
+    "drop_privileges",
+    "resp_obj_mem_limit",
+    "read_buf_mem_limit",
+    "ssl_chain_cert",
+    "ssl_key",
+    "ssl_verify_mode",
+    "ssl_keyformat",
+    "ssl_ciphers",
+    "ssl_ca_cert",
+    "ssl_wbuf_size",
+    "ssl_session_cache",
+    "ssl_kernel_tls",
+    "ssl_min_version",
+    "sock_cookie_id",
+    "ext_path",
+    "ext_page_size",
+    "ext_wbuf_size",
+    "ext_threads",
+    "ext_io_depth",
+    "ext_item_size",
+    "ext_item_age",
+    "ext_low_ttl",
+    "ext_recache_rate",
+    "ext_compact_under",
+    "ext_drop_under",
+    "ext_max_sleep",
+    "ext_max_frag",
+    "ext_drop_unread",
+    "slab_automove_freeratio",
+    "debugtime",
+];
+
+/// `-o` sub-options the server acts on; every other one is reported in
+/// [`Config::ignored`].
+const SUBOPTS_USED: &[&str] = &[
+    "maxconns_fast",
+    "no_maxconns_fast",
+    "idle_timeout",
+    "slab_chunk_max",
+    "debugtime",
+];
+
+/// What parsing needs to remember besides the [`Config`] itself.
+#[derive(Debug)]
+struct State {
+    program: String,
+    /// Raw `-l` string, comma-joined like memcached's `settings.inter`.
+    inter: Option<String>,
+    port: i32,
+    udp_port: i32,
+    tcp_specified: bool,
+    udp_specified: bool,
+    protocol_specified: bool,
+    item_size_max: i64,
+    max_bytes: u64,
+    slab_chunk_changed: bool,
+    hot_lru_pct: i32,
+    warm_lru_pct: i32,
+    temp_lru: bool,
+    lru_maintainer: bool,
+    napi_ids: i32,
+    /// Inside a `--config` file (which may not name another one).
+    in_file: bool,
+}
+
+/// What one option does to the parse.
+enum Step {
+    Continue,
+    Stop(Invocation),
+}
+
+type OptResult = Result<Step, (String, i32)>;
+
+/// Parses the command line (without the program name). Messages that glibc
+/// prefixes with the program name use `argv[0]` of this process.
+pub fn parse_args(args: &[String]) -> Invocation {
+    let program = std::env::args_os()
+        .next()
+        .map_or_else(|| "ferrocache".into(), |p| p.to_string_lossy().into_owned());
+    parse_args_as(&program, args)
+}
+
+/// [`parse_args`] with an explicit program name (for getopt's messages).
+pub fn parse_args_as(program: &str, args: &[String]) -> Invocation {
+    let mut cfg = Config::default();
+    let mut st = State {
+        program: program.to_string(),
+        inter: None,
+        port: 11211,
+        udp_port: 0,
+        tcp_specified: false,
+        udp_specified: false,
+        protocol_specified: false,
+        item_size_max: 1 << 20,
+        max_bytes: 64 << 20,
+        slab_chunk_changed: false,
+        hot_lru_pct: 20,
+        warm_lru_pct: 40,
+        temp_lru: false,
+        lru_maintainer: true,
+        napi_ids: 0,
+        in_file: false,
+    };
+    match cfg.apply_args(&mut st, args) {
+        Ok(Step::Continue) => {}
+        Ok(Step::Stop(inv)) => return inv,
+        Err((msg, code)) => return Invocation::error(msg, code),
+    }
+    match cfg.finish(&mut st) {
+        Ok(()) => Invocation::Run(Box::new(cfg)),
+        Err((msg, code)) => Invocation::error(msg, code),
+    }
+}
+
+/// glibc's message for an option error, then memcached's own line.
+fn getopt_error(program: &str, msg: &str) -> (String, i32) {
+    (format!("{program}: {msg}\nIllegal argument \"?\"\n"), 1)
+}
+
+impl Config {
+    /// Runs every option of `args` through [`Config::apply_opt`].
+    fn apply_args(&mut self, st: &mut State, args: &[String]) -> OptResult {
+        for item in Getopt::new(args, SHORTOPTS, LONGOPTS) {
+            let (opt, val) = match item {
+                Ok(p) => p,
+                Err(msg) => return Err(getopt_error(&st.program, &msg)),
+            };
+            if let Step::Stop(inv) = self.apply_opt(st, opt, val.as_deref())? {
+                return Ok(Step::Stop(inv));
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    /// Applies one option, with memcached's immediate checks.
+    fn apply_opt(&mut self, st: &mut State, opt: char, val: Option<&str>) -> OptResult {
+        let arg = val.unwrap_or("");
+        let fail = |m: &str| Err((m.to_string(), 1));
+        match opt {
+            'a' => self.unix_mask = c_strtol(arg, 8) as u32,
+            'A' => self.enable_shutdown = true,
+            'Z' => self.tls = true,
+            'p' => {
+                st.port = c_atoi(arg);
+                st.tcp_specified = true;
+            }
+            's' => self.unix_socket = Some(PathBuf::from(arg)),
+            'U' => {
+                st.udp_port = c_atoi(arg);
+                st.udp_specified = true;
+            }
+            'm' => {
+                // (size_t)atoi(optarg) * 1024 * 1024
+                let mb = c_atoi(arg) as i64 as u64;
+                self.memory_limit_mb = mb;
+                st.max_bytes = mb.wrapping_mul(1 << 20);
+            }
+            'M' => self.disable_evictions = true,
+            'c' => {
+                let n = c_atoi(arg);
+                if n <= 0 {
+                    return fail("Maximum connections must be greater than 0");
+                }
+                self.max_conns = n as usize;
+            }
+            'k' => {
+                self.lock_memory = true;
+                self.ignored.push("-k".into());
+            }
+            'h' => {
+                return Ok(Step::Stop(Invocation::Exit {
+                    stdout: self.help_text(st),
+                    stderr: String::new(),
+                    code: 0,
+                }))
+            }
+            'i' => {
+                return Ok(Step::Stop(Invocation::Exit {
+                    stdout: license_text(),
+                    stderr: String::new(),
+                    code: 0,
+                }))
+            }
+            'V' => {
+                return Ok(Step::Stop(Invocation::Exit {
+                    stdout: version_text(),
+                    stderr: String::new(),
+                    code: 0,
+                }))
+            }
+            'r' => {
+                self.enable_coredumps = true;
+                self.ignored.push("-r".into());
+            }
+            'v' => self.verbose = self.verbose.saturating_add(1),
+            'd' => self.daemonize = true,
+            'l' => match &mut st.inter {
+                // memcached skips a value already contained in the list.
+                Some(inter) if inter.contains(arg) => {}
+                Some(inter) => {
+                    inter.push(',');
+                    inter.push_str(arg);
+                }
+                None => st.inter = Some(arg.to_string()),
+            },
+            'u' => self.user = Some(arg.to_string()),
+            'P' => self.pid_file = Some(PathBuf::from(arg)),
+            'f' => {
+                let f = c_atof(arg);
+                if f.is_nan() || f <= 1.0 {
+                    return fail("Factor must be greater than 1");
+                }
+                self.growth_factor = f;
+            }
+            'n' => {
+                let n = c_atoi(arg);
+                if n == 0 {
+                    return fail("Chunk size must be greater than 0");
+                }
+                self.chunk_min = n.max(1) as usize;
+            }
+            't' => {
+                let n = c_atoi(arg);
+                if n <= 0 {
+                    return fail("Number of threads must be greater than 0");
+                }
+                if n > 64 {
+                    self.warnings.push(
+                        "WARNING: Setting a high number of workerthreads is not recommended.\n \
+                         Set this value to the number of cores in your machine or less."
+                            .into(),
+                    );
+                }
+                self.threads = n as usize;
+            }
+            'D' => {
+                let Some(&b) = arg.as_bytes().first() else {
+                    return fail("No delimiter specified");
+                };
+                self.prefix_delimiter = b;
+                self.detail_enabled = true;
+            }
+            'L' => {
+                self.large_pages = true;
+                self.ignored.push("-L".into());
+            }
+            'R' => {
+                let n = c_atoi(arg);
+                if n == 0 {
+                    return fail("Number of requests per event must be greater than 0");
+                }
+                self.reqs_per_event = n.max(1) as usize;
+            }
+            'C' => self.disable_cas = true,
+            'b' => self.backlog = c_atoi(arg),
+            'B' => {
+                st.protocol_specified = true;
+                self.protocol = match arg {
+                    "auto" => ProtocolMode::Auto,
+                    "binary" => ProtocolMode::Binary,
+                    "ascii" => ProtocolMode::Ascii,
+                    _ => {
+                        return Err((
+                            format!(
+                                "Invalid value for binding protocol: {arg}\n \
+                                 -- should be one of auto, binary, or ascii"
+                            ),
+                            EX_USAGE,
+                        ))
+                    }
+                }
+            }
+            'I' => st.item_size_max = parse_item_size(arg),
+            'S' => self.sasl = true,
+            'F' => self.disable_flush_all = true,
+            'X' => self.disable_dumping = true,
+            'W' => self.disable_watch = true,
+            'Y' => self.auth_file = Some(PathBuf::from(arg)),
+            'e' => {
+                self.memory_file = Some(PathBuf::from(arg));
+                self.ignored.push(format!("-e {arg}"));
+            }
+            'o' => self.apply_subopts(st, arg)?,
+            'N' => {
+                let n = c_atoi(arg);
+                if n <= 0 {
+                    return fail("Maximum number of NAPI IDs must be greater than 0");
+                }
+                st.napi_ids = n;
+                self.napi_ids = n as u32;
+                self.ignored.push(format!("-N {arg}"));
+            }
+            OPT_CONFIG => {
+                if st.in_file {
+                    return Err((
+                        format!(
+                            "{}: --config cannot be used inside a config file",
+                            st.program
+                        ),
+                        EX_USAGE,
+                    ));
+                }
+                return self.apply_file(st, arg);
+            }
+            _ => {
+                return Err(getopt_error(
+                    &st.program,
+                    &format!("invalid option -- '{opt}'"),
+                ))
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    /// Reads `path` as a `memcached.conf` and applies its options in place.
+    fn apply_file(&mut self, st: &mut State, path: &str) -> OptResult {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            (
+                format!("{}: cannot read config file {path}: {e}", st.program),
+                EX_NOINPUT,
+            )
+        })?;
+        st.in_file = true;
+        let result = self.apply_conf_text(st, path, &text);
+        st.in_file = false;
+        result
+    }
+
+    /// Applies the options of a `memcached.conf` text; errors name the file
+    /// and line (`FILE:LINE: message`).
+    fn apply_conf_text(&mut self, st: &mut State, path: &str, text: &str) -> OptResult {
+        for line in conffile::lines(text) {
+            let at = |msg: &str| format!("{path}:{}: {msg}", line.number);
+            let mut getopt = Getopt::new(&line.args, SHORTOPTS, LONGOPTS);
+            for item in getopt.by_ref() {
+                let (opt, val) = match item {
+                    Ok(p) => p,
+                    Err(msg) => return Err((at(&msg), 1)),
+                };
+                if opt == 'd' {
+                    // Debian's conf files are read by init scripts that
+                    // daemonize on their own; `-d` there is ignored.
+                    continue;
+                }
+                match self.apply_opt(st, opt, val.as_deref()) {
+                    Ok(Step::Continue) => {}
+                    Ok(Step::Stop(inv)) => return Ok(Step::Stop(inv)),
+                    Err((msg, code)) => return Err((at(msg.trim_end()), code)),
+                }
+            }
+            if let Some(extra) = getopt.skipped.first() {
+                return Err((at(&format!("unexpected value '{extra}'")), EX_USAGE));
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    /// Applies `-o a=1,b,...` with memcached's checks and messages.
+    fn apply_subopts(&mut self, st: &mut State, list: &str) -> Result<(), (String, i32)> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        for token in list.split(',') {
+            let (name, value) = match token.find('=') {
+                Some(eq) => (&token[..eq], Some(&token[eq + 1..])),
+                None => (token, None),
+            };
+            if !SUBOPTS.contains(&name) {
+                return Err((format!("Illegal suboption \"{token}\""), 1));
+            }
+            self.apply_subopt(st, name, value)?;
+            self.extended
+                .push((name.to_string(), value.map(str::to_string)));
+            if !SUBOPTS_USED.contains(&name) {
+                self.ignored.push(format!("-o {token}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_subopt(
+        &mut self,
+        st: &mut State,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), (String, i32)> {
+        let err = |m: String| Err((m, 1));
+        // Options whose value memcached requires, and its message when absent.
+        let missing = match name {
+            "hashpower" | "tail_repair_time" | "idle_timeout" => {
+                Some(format!("Missing numeric argument for {name}"))
+            }
+            "lru_crawler_sleep" | "lru_crawler_tocrawl" => Some(format!("Missing {name} value")),
+            "ext_path" => Some("missing argument to ext_path, ie: ext_path=/d/file:5G".into()),
+            "slab_automove_ratio"
+            | "slab_automove_window"
+            | "hash_algorithm"
+            | "hot_lru_pct"
+            | "warm_lru_pct"
+            | "hot_max_factor"
+            | "warm_max_factor"
+            | "temporary_ttl"
+            | "watcher_logbuf_size"
+            | "worker_logbuf_size"
+            | "slab_chunk_max"
+            | "read_buf_mem_limit"
+            | "ssl_chain_cert"
+            | "ssl_key"
+            | "ssl_verify_mode"
+            | "ssl_keyformat"
+            | "ssl_ciphers"
+            | "ssl_ca_cert"
+            | "ssl_wbuf_size"
+            | "ssl_min_version"
+            | "ext_page_size"
+            | "ext_wbuf_size"
+            | "ext_threads"
+            | "ext_io_depth"
+            | "ext_item_size"
+            | "ext_item_age"
+            | "ext_low_ttl"
+            | "ext_recache_rate"
+            | "ext_compact_under"
+            | "ext_drop_under"
+            | "ext_max_sleep"
+            | "ext_max_frag"
+            | "slab_automove_freeratio" => Some(format!("Missing {name} argument")),
+            _ => None,
+        };
+        let v = match (value, missing) {
+            (None, Some(m)) => return err(m),
+            (Some(v), _) => v,
+            (None, None) => "",
+        };
+        let unparsable = || Err((format!("could not parse argument to {name}"), 1));
+        match name {
+            "maxconns_fast" => self.maxconns_fast = true,
+            "no_maxconns_fast" => self.maxconns_fast = false,
+            "hashpower" => {
+                let n = c_atoi(v);
+                if n < 12 {
+                    return err(format!("Initial hashtable multiplier of {n} is too low"));
+                }
+                if n > 32 {
+                    return err(format!(
+                        "Initial hashtable multiplier of {n} is too high\n\
+                         Choose a value based on \"STAT hash_power_level\" from a running instance"
+                    ));
+                }
+                self.hashpower_init = n as u32;
+            }
+            "slab_automove" if value.is_some() && !(0..=2).contains(&c_atoi(v)) => {
+                return err("slab_automove must be between 0 and 2".into());
+            }
+            "slab_automove_ratio" if c_atof(v).is_nan() || c_atof(v) <= 0.0 || c_atof(v) > 1.0 => {
+                return err("slab_automove_ratio must be > 0 and < 1".into());
+            }
+            "slab_automove_window" if c_atoi(v) < 3 => {
+                return err("slab_automove_window must be > 2".into());
+            }
+            "tail_repair_time" if c_atoi(v) < 10 => {
+                return err("Cannot set tail_repair_time to less than 10 seconds".into());
+            }
+            "hash_algorithm" if !matches!(v, "jenkins" | "murmur3" | "xxh3") => {
+                return err("Unknown hash_algorithm option (jenkins, murmur3, xxh3)".into());
+            }
+            "lru_crawler_sleep" if !(0..=1_000_000).contains(&c_atoi(v)) => {
+                return err("LRU crawler sleep must be between 0 and 1 second".into());
+            }
+            "lru_crawler_tocrawl" if safe_strtoul(v).is_none() => {
+                return err("lru_crawler_tocrawl takes a numeric 32bit value".into());
+            }
+            "lru_maintainer" => st.lru_maintainer = true,
+            "no_lru_maintainer" => st.lru_maintainer = false,
+            "hot_lru_pct" | "warm_lru_pct" => {
+                let n = c_atoi(v);
+                if !(1..80).contains(&n) {
+                    return err(format!("{name} must be > 1 and < 80"));
+                }
+                if name == "hot_lru_pct" {
+                    st.hot_lru_pct = n;
+                } else {
+                    st.warm_lru_pct = n;
+                }
+            }
+            "hot_max_factor" | "warm_max_factor" if c_atof(v).is_nan() || c_atof(v) <= 0.0 => {
+                return err(format!("{name} must be > 0"));
+            }
+            "temporary_ttl" => st.temp_lru = true,
+            "idle_timeout" => self.idle_timeout = c_atoi(v).max(0) as u32,
+            "watcher_logbuf_size"
+            | "worker_logbuf_size"
+            | "read_buf_mem_limit"
+            | "ssl_wbuf_size"
+                if safe_strtoul(v).is_none() =>
+            {
+                return unparsable();
+            }
+            "slab_chunk_max" => match safe_strtol(v) {
+                Some(n) if n > 0 => {
+                    self.slab_chunk_max = n as usize;
+                    st.slab_chunk_changed = true;
+                }
+                // memcached prints this and then crashes on 0; we stop.
+                _ => return unparsable(),
+            },
+            "ssl_keyformat" if safe_strtol(v).is_none() => return unparsable(),
+            "ssl_verify_mode" | "ssl_min_version" => {
+                let what = if name == "ssl_verify_mode" {
+                    "Invalid ssl_verify_mode. Use help to see valid options."
+                } else {
+                    "Invalid ssl_min_version. Use help to see valid options."
+                };
+                match safe_strtoul(v) {
+                    None => return unparsable(),
+                    Some(n) if n > 3 => return err(what.into()),
+                    Some(_) => {}
+                }
+            }
+            "resp_obj_mem_limit" => self.warnings.push(
+                "DEPRECATED: resp_obj_mem_limit no longer used. See read_buf_mem_limit,".into(),
+            ),
+            "ext_page_size" | "ext_wbuf_size" | "ext_threads" | "ext_io_depth"
+            | "ext_item_size" | "ext_item_age" | "ext_low_ttl" | "ext_recache_rate"
+            | "ext_compact_under" | "ext_drop_under" | "ext_max_sleep"
+                if safe_strtoul(v).is_none() =>
+            {
+                return unparsable();
+            }
+            "debugtime" => self.debugtime = true,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// memcached's checks after all options are read, in its order.
+    fn finish(&mut self, st: &mut State) -> Result<(), (String, i32)> {
+        let usage = |m: String| Err((m, EX_USAGE));
+        if st.napi_ids > 0 && st.napi_ids as usize > self.threads {
+            return usage(format!(
+                "Number of napi_ids({}) cannot be greater than number of threads({})",
+                st.napi_ids, self.threads
+            ));
+        }
+        let item = st.item_size_max;
+        if item < 1024 {
+            return usage("Item max size cannot be less than 1024 bytes.".into());
+        }
+        if item as u64 > st.max_bytes / 2 {
+            return usage("Cannot set item size limit higher than 1/2 of memory max.".into());
+        }
+        if item > 1024 * 1024 * 1024 {
+            return usage("Cannot set item size limit higher than a gigabyte.".into());
+        }
+        self.item_size_max = item as usize;
+        if self.item_size_max > SLAB_PAGE_SIZE && !st.slab_chunk_changed {
+            self.slab_chunk_max = SLAB_PAGE_SIZE / 2;
+        }
+        let chunk = self.slab_chunk_max;
+        if chunk > self.item_size_max {
+            return usage(format!(
+                "slab_chunk_max (bytes: {chunk}) cannot be larger than -I (item_size_max {item})"
+            ));
+        }
+        if self.item_size_max % chunk != 0 {
+            return usage(format!(
+                "-I (item_size_max: {item}) must be evenly divisible by slab_chunk_max (bytes: {chunk})"
+            ));
+        }
+        if SLAB_PAGE_SIZE % chunk != 0 {
+            return usage(format!(
+                "slab_chunk_max (bytes: {chunk}) must divide evenly into {SLAB_PAGE_SIZE} (slab_page_size)"
+            ));
+        }
+        if st.hot_lru_pct + st.warm_lru_pct > 80 {
+            return usage("hot_lru_pct + warm_lru_pct cannot be more than 80% combined".into());
+        }
+        if st.temp_lru && !st.lru_maintainer {
+            return usage("temporary_ttl requires lru_maintainer to be enabled".into());
+        }
+        if self.sasl {
+            if !st.protocol_specified {
+                self.protocol = ProtocolMode::Binary;
+            } else if self.protocol != ProtocolMode::Binary {
+                return usage(
+                    "ERROR: You cannot allow the ASCII protocol while using SASL.".into(),
+                );
+            }
+            if st.udp_port != 0 {
+                return usage(
+                    "ERROR: Cannot enable UDP while using binary SASL authentication.".into(),
+                );
+            }
+        }
+        if self.auth_file.is_some() {
+            if !st.protocol_specified {
+                self.protocol = ProtocolMode::Ascii;
+            } else if self.protocol != ProtocolMode::Ascii {
+                return usage(
+                    "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens."
+                        .into(),
+                );
+            }
+            if st.udp_port != 0 {
+                return usage(
+                    "Cannot use UDP with ascii authentication enabled (-U 0 to disable)".into(),
+                );
+            }
+        }
+        if st.udp_specified && st.udp_port != 0 && !st.tcp_specified {
+            st.port = st.udp_port;
+        }
+        if st.port > 65535 {
+            return usage(format!("ERROR: Invalid port number {}.", st.port));
+        }
+        // memcached ends up on an ephemeral port for a negative -p.
+        self.port = st.port.max(0) as u16;
+        // memcached hands -U to the socket layer unchecked: it wraps.
+        self.udp_port = st.udp_port as u16;
+        if let Some(inter) = &st.inter {
+            self.listen = inter
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        if self.hashpower_init > 0 {
+            // memcached sizes its item lock table from the thread count and
+            // refuses a hash table that is not bigger.
+            let lock_power = match self.threads {
+                0..=2 => 10,
+                3 => 11,
+                4 => 12,
+                _ => 13,
+            };
+            if self.hashpower_init <= lock_power {
+                return Err((
+                    format!(
+                        "Hash table power size ({}) cannot be equal to or less than item lock table ({lock_power})\n\
+                         Item lock table grows with `-t N` (worker threadcount)\n\
+                         Hash table grows with `-o hashpower=N` ",
+                        self.hashpower_init
+                    ),
+                    1,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Item memory in bytes (`-m` × 1 MiB, wrapping like memcached's `size_t`).
+    pub fn max_bytes(&self) -> u64 {
+        self.memory_limit_mb.wrapping_mul(1 << 20)
+    }
+
+    /// Where to listen, from `-l` and `-p`: (host, port) pairs, the host
+    /// without IPv6 brackets. Entries are `host`, `host:port`, `[v6]` or
+    /// `[v6]:port`; a bare IPv6 address (several colons) has no port part.
+    /// `None` host = all interfaces (no `-l`). Empty if `-s` is given.
+    pub fn listen_targets(&self) -> Vec<(Option<String>, u16)> {
+        if self.unix_socket.is_some() {
+            return Vec::new();
+        }
+        if self.listen.is_empty() {
+            return vec![(None, self.port)];
+        }
+        self.listen
+            .iter()
+            .map(|entry| {
+                let (host, port) = split_host_port(entry);
+                let port = port.map_or(self.port, |p| c_atoi(p) as u16);
+                (Some(host.to_string()), port)
+            })
+            .collect()
+    }
+
+    /// memcached's `STAT inter` value: the `-l` list, or `NULL`.
+    fn inter(&self) -> String {
+        if self.listen.is_empty() {
+            "NULL".into()
+        } else {
+            self.listen.join(",")
+        }
+    }
+
+    /// `stats settings` lines, in memcached 1.6.18's order, for the settings
+    /// we have. The server replaces the values that change at run time:
+    /// `verbosity` (`verbosity` command), `oldest` (relative time of the last
+    /// `flush_all`, 0 = never), `detail_enabled` (`stats detail on|off`).
+    ///
+    /// memcached lines left out, because they describe its internals and no
+    /// value would be true of us: slab_automove*, lru_crawler_sleep/tocrawl,
+    /// tail_repair_time, hash_algorithm, lru_maintainer_thread,
+    /// lru_segmented, hot/warm_lru_pct, hot/warm_max_factor, temp_lru,
+    /// temporary_ttl, hashpower_init, watcher/worker_logbuf_size,
+    /// read_buf_mem_limit, track_sizes, inline_ascii_response, ext_*,
+    /// ssl_* (but ssl_enabled).
+    pub fn settings_stats(&self) -> Vec<(&'static str, String)> {
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let threads_per_udp = if self.listen.len() > 1 {
+            1
+        } else {
+            self.threads
+        };
+        vec![
+            ("maxbytes", self.max_bytes().to_string()),
+            ("maxconns", self.max_conns.to_string()),
+            ("tcpport", self.port.to_string()),
+            ("udpport", self.udp_port.to_string()),
+            ("inter", self.inter()),
+            ("verbosity", self.verbose.to_string()),
+            ("oldest", "0".into()),
+            (
+                "evictions",
+                if self.disable_evictions { "off" } else { "on" }.into(),
+            ),
+            (
+                "domain_socket",
+                self.unix_socket
+                    .as_ref()
+                    .map_or("NULL".into(), |p| p.display().to_string()),
+            ),
+            ("umask", format!("{:o}", self.unix_mask)),
+            ("shutdown_command", yes_no(self.enable_shutdown)),
+            ("growth_factor", format!("{:.2}", self.growth_factor)),
+            ("chunk_size", self.chunk_min.to_string()),
+            ("num_threads", self.threads.to_string()),
+            // memcached's rule: one thread per UDP socket with several -l
+            // interfaces, else all workers.
+            ("num_threads_per_udp", threads_per_udp.to_string()),
+            (
+                "stat_key_prefix",
+                (self.prefix_delimiter as char).to_string(),
+            ),
+            ("detail_enabled", yes_no(self.detail_enabled)),
+            ("reqs_per_event", self.reqs_per_event.to_string()),
+            ("cas_enabled", yes_no(!self.disable_cas)),
+            ("tcp_backlog", self.backlog.to_string()),
+            ("binding_protocol", self.protocol.name().into()),
+            ("auth_enabled_sasl", yes_no(self.sasl)),
+            (
+                "auth_enabled_ascii",
+                self.auth_file
+                    .as_ref()
+                    .map_or("no".into(), |p| p.display().to_string()),
+            ),
+            ("item_size_max", self.item_size_max.to_string()),
+            ("maxconns_fast", yes_no(self.maxconns_fast)),
+            // Fixed fact: memory pages move between size classes.
+            ("slab_reassign", "yes".into()),
+            ("slab_chunk_max", self.slab_chunk_max.to_string()),
+            // Fixed fact: expired items are reclaimed in the background.
+            ("lru_crawler", "yes".into()),
+            ("flush_enabled", yes_no(!self.disable_flush_all)),
+            ("dump_enabled", yes_no(!self.disable_dumping)),
+            ("idle_timeout", self.idle_timeout.to_string()),
+            // Fixed fact: no TLS.
+            ("ssl_enabled", "no".into()),
+            // Fixed facts: no NAPI id grouping, no restartable memory file
+            // (memcached prints a NULL pointer through glibc's printf).
+            ("num_napi_ids", "(null)".into()),
+            ("memory_file", "(null)".into()),
+        ]
+    }
+
+    /// Log level for `-v` count: none = warn, `-v` = info, `-vv` = debug,
+    /// `-vvv` and more = trace.
+    pub fn log_level(&self) -> log::LevelFilter {
+        match self.verbose {
+            0 => log::LevelFilter::Warn,
+            1 => log::LevelFilter::Info,
+            2 => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        }
+    }
+
+    /// `-h`: memcached's layout, our options only. Defaults shown are the
+    /// values parsed so far, as memcached does.
+    fn help_text(&self, st: &State) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{}", version_text().trim_end());
+        let rows: Vec<(String, String)> = vec![
+            ("-p, --port=<num>".into(), format!("TCP port to listen on (default: {})", st.port)),
+            ("-U, --udp-port=<num>".into(), format!("UDP port to listen on (default: {}, off)", st.udp_port)),
+            ("-s, --unix-socket=<file>".into(), "UNIX socket to listen on (disables network support)".into()),
+            ("-a, --unix-mask=<mask>".into(), format!("access mask for UNIX socket, in octal (default: {:o})", self.unix_mask)),
+            ("-A, --enable-shutdown".into(), "enable ascii \"shutdown\" command".into()),
+            ("-l, --listen=<addr>".into(), "interface to listen on (default: INADDR_ANY)\nmay be repeated, or a comma separated list; <addr>:<port> sets the port".into()),
+            ("-d, --daemon".into(), "run as a daemon".into()),
+            ("-u, --user=<user>".into(), "assume identity of <username> (only when run as root)".into()),
+            ("-m, --memory-limit=<num>".into(), format!("item memory in megabytes (default: {})", self.memory_limit_mb)),
+            ("-M, --disable-evictions".into(), "return error on memory exhausted instead of evicting".into()),
+            ("-c, --conn-limit=<num>".into(), format!("max simultaneous connections (default: {})", self.max_conns)),
+            ("-v, --verbose".into(), "verbose (print errors/warnings while in event loop)".into()),
+            ("-vv".into(), "very verbose (also print client commands/responses)".into()),
+            ("-vvv".into(), "extremely verbose (internal state transitions)".into()),
+            ("-h, --help".into(), "print this help and exit".into()),
+            ("-V, --version".into(), "print version and exit".into()),
+            ("-P, --pidfile=<file>".into(), "save PID in <file>, only used with -d option".into()),
+            ("-f, --slab-growth-factor=<num>".into(), format!("chunk size growth factor (default: {:.2})", self.growth_factor)),
+            ("-n, --slab-min-size=<bytes>".into(), format!("min space used for key+value+flags (default: {})", self.chunk_min)),
+            ("-D <char>".into(), "Use <char> as the delimiter between key prefixes and IDs.\nThis is used for per-prefix stats reporting. The default is\n\":\" (colon). If this option is specified, stats collection\nis turned on automatically; if not, then it may be turned on\nby sending the \"stats detail on\" command to the server.".into()),
+            ("-t, --threads=<num>".into(), format!("number of threads to use (default: {})", self.threads)),
+            ("-R, --max-reqs-per-event".into(), format!("maximum number of requests per event, limits the\nrequests processed per connection to prevent\nstarvation (default: {})", self.reqs_per_event)),
+            ("-C, --disable-cas".into(), "disable use of CAS".into()),
+            ("-b, --listen-backlog=<num>".into(), format!("set the backlog queue limit (default: {})", self.backlog)),
+            ("-B, --protocol=<name>".into(), "protocol - one of ascii, binary, or auto (default: auto-negotiate)".into()),
+            ("-I, --max-item-size=<num>".into(), "adjusts max item size\n(default: 1m, min: 1k, max: 1024m)".into()),
+            ("-F, --disable-flush-all".into(), "disable flush_all command".into()),
+            ("-X, --disable-dumping".into(), "disable stats cachedump and lru_crawler metadump".into()),
+            ("-W  --disable-watch".into(), "disable watch commands (live logging)".into()),
+            ("--config=<file>".into(), "read options from a memcached.conf file (one option\nper line, '#' comments); later options override it".into()),
+            ("-o, --extended".into(), "comma separated list of extended options\nmost options have a 'no_' prefix to disable".into()),
+        ];
+        for (flag, text) in rows {
+            for (i, line) in text.lines().enumerate() {
+                if i == 0 {
+                    if flag.len() >= 26 {
+                        let _ = writeln!(s, "{flag} {line}");
+                    } else {
+                        let _ = writeln!(s, "{flag:<26}{line}");
+                    }
+                } else {
+                    let _ = writeln!(s, "{:<26}{line}", "");
+                }
+            }
+        }
+        s.push_str(
+            "   - maxconns_fast:       immediately close new connections after limit (default: enabled)\n\
+             \x20  - idle_timeout:        timeout for idle connections. (default: 0, no timeout)\n\
+             \x20  - slab_chunk_max:      (EXPERIMENTAL) maximum slab size in bytes. (default: 524288)\n\
+             \x20  - debugtime:           enable the \"debugtime\" command (moves the server clock; testing only)\n\
+             \x20  other memcached -o options, and -k -r -L -e -N, are accepted and ignored.\n",
+        );
+        s
+    }
+}
+
+/// `-V` output.
+fn version_text() -> String {
+    format!(
+        "ferrocache {} (memcached {MEMCACHED_VERSION} compatible)\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// `-i` output.
+fn license_text() -> String {
+    format!(
+        "{}\nferrocache is distributed under the BSD 3-Clause license.\n",
+        version_text()
+    )
+}
+
+/// `-I` value: a number with an optional `k`/`m` suffix, computed in C
+/// `int` arithmetic like memcached (so `2048m` wraps negative).
+fn parse_item_size(arg: &str) -> i64 {
+    let (num, mult) = match arg.as_bytes().last() {
+        Some(b'k' | b'K') => (&arg[..arg.len() - 1], 1024),
+        Some(b'm' | b'M') => (&arg[..arg.len() - 1], 1024 * 1024),
+        _ => (arg, 1),
+    };
+    c_atoi(num).wrapping_mul(mult) as i64
+}
+
+/// Splits `host:port`, `[v6]:port`, `[v6]`; a bare IPv6 address (more than
+/// one colon) has no port.
+fn split_host_port(entry: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        if let Some(end) = rest.find(']') {
+            let host = &rest[..end];
+            let port = rest[end + 1..].strip_prefix(':');
+            return (host, port);
+        }
+        return (entry, None);
+    }
+    match (entry.find(':'), entry.rfind(':')) {
+        (Some(a), Some(b)) if a == b => (&entry[..a], Some(&entry[a + 1..])),
+        _ => (entry, None),
+    }
+}
+
+fn is_c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// C `strtol(s, NULL, base)` for base 8 or 10: leading spaces, a sign, the
+/// longest run of digits; saturates at the `long` range; 0 if no digits.
+/// Also returns how many bytes were used (0 if no digits).
+fn c_strtol_end(s: &str, base: u32) -> (i64, usize) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && is_c_space(b[i]) {
+        i += 1;
+    }
+    let mut neg = false;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        neg = b[i] == b'-';
+        i += 1;
+    }
+    let start = i;
+    let mut v: i128 = 0;
+    while i < b.len() {
+        let Some(d) = (b[i] as char).to_digit(base) else {
+            break;
+        };
+        v = (v * base as i128 + d as i128).min(i64::MAX as i128 + 1);
+        i += 1;
+    }
+    if i == start {
+        return (0, 0);
+    }
+    let v = if neg { -v } else { v };
+    (v.clamp(i64::MIN as i128, i64::MAX as i128) as i64, i)
+}
+
+/// C `strtol(s, NULL, base)`.
+fn c_strtol(s: &str, base: u32) -> i64 {
+    c_strtol_end(s, base).0
+}
+
+/// C `atoi`: glibc's `(int) strtol(s, NULL, 10)`, truncating.
+fn c_atoi(s: &str) -> i32 {
+    c_strtol(s, 10) as i32
+}
+
+/// C `atof` (decimal, `inf`/`nan`, and hex integers like `0x2`): the
+/// longest parsable prefix after leading spaces; 0.0 if none.
+fn c_atof(s: &str) -> f64 {
+    let t = s.trim_start_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
+    let (sign, body) = match t.as_bytes().first() {
+        Some(b'-') => (-1.0, &t[1..]),
+        Some(b'+') => (1.0, &t[1..]),
+        _ => (1.0, t),
+    };
+    if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        let digits: String = hex.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+        if !digits.is_empty() {
+            return sign * u64::from_str_radix(&digits, 16).map_or(f64::INFINITY, |v| v as f64);
+        }
+    }
+    let lower = body.to_ascii_lowercase();
+    for word in ["infinity", "inf"] {
+        if lower.starts_with(word) {
+            return sign * f64::INFINITY;
+        }
+    }
+    if lower.starts_with("nan") {
+        return f64::NAN;
+    }
+    let len = body
+        .char_indices()
+        .take_while(|&(_, c)| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+        .count();
+    (1..=len)
+        .rev()
+        .find_map(|n| body[..n].parse::<f64>().ok())
+        .map_or(0.0, |v| sign * v)
+}
+
+/// memcached's `safe_strtoul`: digits, then the end or a space; a negative
+/// value is rejected.
+fn safe_strtoul(s: &str) -> Option<u32> {
+    let (v, end) = c_strtol_end(s, 10);
+    let ok_end = end > 0 && s.as_bytes().get(end).map_or(true, |&b| is_c_space(b));
+    if !ok_end || (v < 0 && s.contains('-')) {
+        return None;
+    }
+    Some(v as u32)
+}
+
+/// memcached's `safe_strtol`: like [`safe_strtoul`], signed, within `int`.
+fn safe_strtol(s: &str) -> Option<i32> {
+    let (v, end) = c_strtol_end(s, 10);
+    let ok_end = end > 0 && s.as_bytes().get(end).map_or(true, |&b| is_c_space(b));
+    if !ok_end || v > i32::MAX as i64 || v < i32::MIN as i64 {
+        return None;
+    }
+    Some(v as i32)
+}
+
+#[cfg(test)]
+mod tests;
