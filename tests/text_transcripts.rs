@@ -630,7 +630,16 @@ fn stats_groups_shape() {
                 n
             };
             if group != "conns" && group != "slabs" {
-                assert_eq!(pat(&st), pat(&want), "stats {group} names");
+                // memcached's names in memcached's order; the ones describing
+                // memcached internals we do not have are left out.
+                let (ours, theirs) = (pat(&st), pat(&want));
+                let mut pos = 0;
+                for name in &ours {
+                    match theirs[pos..].iter().position(|t| t == name) {
+                        Some(i) => pos += i + 1,
+                        None => panic!("stats {group}: {name} not in memcached's order {theirs:?}"),
+                    }
+                }
             }
         }
     }

@@ -164,6 +164,7 @@ pub struct Conn {
     wbuf: Vec<u8>,
     wpos: usize,
     swallow: usize,
+    after_swallow: Option<&'static str>,
     skip_keys: usize,
     proto: Option<Proto>,
     closing: bool,
@@ -184,6 +185,7 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             swallow: 0,
+            after_swallow: None,
             skip_keys: 0,
             proto: None,
             closing: false,
@@ -215,7 +217,9 @@ impl Conn {
     pub fn drive(&mut self, shared: &Shared, counters: &Counters) -> Status {
         let mut served = 0usize;
         loop {
-            if self.pending_output() > 0 && !self.write_out(counters) {
+            // Replies are written when the batch ends (below); here only when too
+            // many wait, to make room.
+            if self.wbuf.len() > WBUF_HIGH && !self.write_out(counters) {
                 return Status::Close;
             }
             if self.wbuf.len() > WBUF_HIGH {
@@ -373,6 +377,11 @@ impl Conn {
                 if self.swallow > 0 {
                     return Stop::NeedInput;
                 }
+                // As memcached: the refusal is sent once the data block is gone.
+                if let Some(r) = self.after_swallow.take() {
+                    self.wbuf.extend_from_slice(r.as_bytes());
+                    self.wbuf.extend_from_slice(b"\r\n");
+                }
             }
             if self.rpos == self.rend {
                 return Stop::NeedInput;
@@ -426,7 +435,9 @@ impl Conn {
                     swallow,
                     unlink,
                 } => {
-                    if let Some(r) = reply {
+                    if swallow > 0 {
+                        self.after_swallow = reply;
+                    } else if let Some(r) = reply {
                         self.wbuf.extend_from_slice(r.as_bytes());
                         self.wbuf.extend_from_slice(b"\r\n");
                     }
