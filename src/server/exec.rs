@@ -327,6 +327,7 @@ fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
             line(out, "END");
         }
         "conns" => conns_stats(shared, out),
+        "cachedump" => cachedump(shared, words.next(), words.next(), out),
         "reset" => {
             for w in &shared.counters {
                 w.reset();
@@ -477,6 +478,33 @@ fn slabs_stats(shared: &Shared, out: &mut Vec<u8>) {
     }
     stat_line(out, "active_slabs", active);
     stat_line(out, "total_malloced", shared.store.stats().total_malloced);
+    line(out, "END");
+}
+
+/// `stats cachedump <class> <limit>`: memcached's item listing, as
+/// `ITEM <key> [<bytes> b; <expiry unix time> s]`.
+fn cachedump(shared: &Shared, id: Option<&str>, limit: Option<&str>, out: &mut Vec<u8>) {
+    let (Some(id), Some(limit)) = (id, limit) else {
+        return line(out, "CLIENT_ERROR bad command line");
+    };
+    if shared.config.disable_dumping {
+        return line(out, "CLIENT_ERROR stats cachedump not allowed");
+    }
+    let (Ok(id), Ok(limit)) = (id.parse::<u32>(), limit.parse::<u32>()) else {
+        return line(out, "CLIENT_ERROR bad command line format");
+    };
+    let classes = shared.store.classes();
+    if id as usize > classes {
+        return line(out, "CLIENT_ERROR Illegal slab id");
+    }
+    // memcached caps an unlimited dump at 2 MB of output; a count cap does the same job.
+    let limit = if limit == 0 { 50_000 } else { limit as usize };
+    let started = shared.clock.process_started();
+    for (key, vlen, exp) in shared.store.dump_class(id as usize, limit) {
+        out.extend_from_slice(b"ITEM ");
+        out.extend_from_slice(&key);
+        let _ = write!(out, " [{vlen} b; {} s]\r\n", exp as i64 + started);
+    }
     line(out, "END");
 }
 

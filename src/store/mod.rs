@@ -829,6 +829,32 @@ impl Store {
         cls
     }
 
+    /// Number of slab classes (ids are `1..=classes()`).
+    pub fn classes(&self) -> usize {
+        self.ctx.sizes.len()
+    }
+
+    /// Lists up to `limit` valid items of class `id` (1-based) as
+    /// `(key, value length, relative expiry)`, for `stats cachedump`. Shards are locked
+    /// one at a time.
+    pub fn dump_class(&self, id: usize, limit: usize) -> Vec<(Vec<u8>, usize, RelTime)> {
+        let mut out = Vec::new();
+        if id == 0 || id > self.classes() {
+            return out;
+        }
+        for sh in self.shards.iter() {
+            let sh = sh.lock();
+            let go_on = sh.dump_class(&self.ctx, id - 1, &mut |k, vlen, exp| {
+                out.push((k.to_vec(), vlen, exp));
+                out.len() < limit
+            });
+            if !go_on {
+                break;
+            }
+        }
+        out
+    }
+
     /// One step of background expiry: examines a bounded number of chunks per shard
     /// (in batches, so no lock is held long) and frees expired or flushed items; returns
     /// how many. `max` bounds the chunks examined per shard per call.

@@ -665,6 +665,32 @@ impl Shard {
         freed
     }
 
+    /// Calls `f(key, value_len, exptime)` for live, valid items of one class until it
+    /// returns false (`stats cachedump`).
+    pub fn dump_class(
+        &self,
+        ctx: &Ctx,
+        class: usize,
+        f: &mut dyn FnMut(&[u8], usize, u32) -> bool,
+    ) -> bool {
+        for s in self.slabs.iter().flatten().filter(|s| s.class == class) {
+            for idx in 0..s.carved {
+                let c = s.chunk(idx);
+                if c[0] & LIVE == 0 {
+                    continue;
+                }
+                let hd = Hdr::read(c, ctx.cas_on);
+                if ctx.invalid(&hd).is_some() {
+                    continue;
+                }
+                if !f(&c[hd.key_at..hd.key_at + hd.klen], hd.vlen, hd.exptime) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Per-class figures: (class, stats, used chunks, free chunks, total chunks).
     pub fn class_stats(&self, out: &mut [ClassStats]) {
         for (i, c) in self.classes.iter().enumerate() {
