@@ -56,6 +56,12 @@ fn main() -> ExitCode {
     for o in &cfg.ignored {
         log::info!("option {o} is accepted for compatibility and has no effect here");
     }
+    if cfg.udp_port != 0 {
+        log::warn!(
+            "UDP (-U {}) is not served by this build; TCP only",
+            cfg.udp_port
+        );
+    }
     if let Some(msg) = unsupported(&cfg) {
         return fail(msg, EX_USAGE);
     }

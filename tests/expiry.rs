@@ -55,7 +55,10 @@ fn ttl_rules_follow_memcached() {
     assert!(hit(&mut c, "rel"), "relative TTL 100 expired after 98 s");
     advance(&mut c, 3);
     assert!(!hit(&mut c, "rel"), "relative TTL 100 alive after 101 s");
-    assert!(hit(&mut c, "abs"), "absolute expiry 200 s ahead gone after 101 s");
+    assert!(
+        hit(&mut c, "abs"),
+        "absolute expiry 200 s ahead gone after 101 s"
+    );
     advance(&mut c, 102);
     assert!(!hit(&mut c, "abs"), "absolute expiry passed");
     advance(&mut c, MONTH - 210);

@@ -1098,7 +1098,12 @@ impl Config {
     /// Log level for `-v` count: none = warn, `-v` = info, `-vv` = debug,
     /// `-vvv` and more = trace.
     pub fn log_level(&self) -> log::LevelFilter {
-        match self.verbose {
+        Self::level_filter(self.verbose)
+    }
+
+    /// Log level for a verbosity (the `-v` count, or the `verbosity` command).
+    pub fn level_filter(verbose: u8) -> log::LevelFilter {
+        match verbose {
             0 => log::LevelFilter::Warn,
             1 => log::LevelFilter::Info,
             2 => log::LevelFilter::Debug,

@@ -201,7 +201,9 @@ pub fn execute(
             Flow::Continue
         }
         Command::Verbosity { level, noreply } => {
-            shared.verbosity.store(level.min(2), Ordering::Relaxed);
+            let level = level.min(2);
+            shared.verbosity.store(level, Ordering::Relaxed);
+            log::set_max_level(crate::config::Config::level_filter(level as u8));
             reply(out, noreply, "OK");
             Flow::Continue
         }
@@ -338,6 +340,7 @@ fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
                 .rejected_connections
                 .store(0, Ordering::Relaxed);
             shared.prefix.clear();
+            shared.store.reset_stats();
             line(out, "RESET");
         }
         "detail" => match words.next() {

@@ -829,6 +829,14 @@ impl Store {
         cls
     }
 
+    /// Zeroes the store's event counters (`stats reset`: `total_items`, `evictions`,
+    /// `reclaimed`, ...), as memcached does; current figures stay.
+    pub fn reset_stats(&self) {
+        for sh in self.shards.iter() {
+            sh.lock().reset_stats();
+        }
+    }
+
     /// Number of slab classes (ids are `1..=classes()`).
     pub fn classes(&self) -> usize {
         self.ctx.sizes.len()

@@ -691,6 +691,23 @@ impl Shard {
         true
     }
 
+    /// Zeroes the event counters (`stats reset`); figures describing what is stored
+    /// now (items, bytes, pages) stay.
+    pub fn reset_stats(&mut self) {
+        self.total_items = 0;
+        for c in &mut self.classes {
+            let st = &mut c.stats;
+            st.evicted = 0;
+            st.evicted_nonzero = 0;
+            st.evicted_unfetched = 0;
+            st.evicted_time = 0;
+            st.expired_unfetched = 0;
+            st.reclaimed = 0;
+            st.outofmemory = 0;
+            st.crawler_reclaimed = 0;
+        }
+    }
+
     /// Per-class figures: (class, stats, used chunks, free chunks, total chunks).
     pub fn class_stats(&self, out: &mut [ClassStats]) {
         for (i, c) in self.classes.iter().enumerate() {
