@@ -157,7 +157,22 @@ impl Worker {
         let Some(Some(conn)) = self.conns.get_mut(idx) else {
             return;
         };
-        match conn.drive(&self.shared, &self.counters) {
+        // A bug that panics while serving one connection closes that connection;
+        // the worker and its other clients carry on.
+        let shared = &self.shared;
+        let counters = &self.counters;
+        let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conn.drive(shared, counters)
+        }))
+        .unwrap_or_else(|_| {
+            log::error!(
+                "worker {}: internal error serving fd {}; closing it",
+                self.id,
+                conn.fd
+            );
+            Status::Close
+        });
+        match status {
             Status::Idle => {}
             Status::Pending => {
                 if !self.pending.contains(&idx) {
