@@ -3,65 +3,13 @@
 mod common;
 use common::*;
 
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const MEMCAPABLE: &str = "/usr/bin/memccapable";
 const PYTHON: &str = "/usr/bin/python3";
 /// Exit status the python scripts use when their client module is missing.
 const SKIP_STATUS: i32 = 77;
-
-/// Output of a child process run with a wall-clock bound.
-struct Run {
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd`, killing it after `limit`; collects stdout and stderr.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Run {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let mut status = None;
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = child.try_wait() {
-            status = Some(st);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let timed_out = status.is_none();
-    if timed_out {
-        let _ = child.kill();
-    }
-    let waited = child.wait().ok();
-    let status = if timed_out { None } else { waited.or(status) };
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
-    Run {
-        status,
-        stdout,
-        stderr,
-    }
-}
 
 /// memcapable prints each test name padded to 40 columns on stdout, then `[pass]\n`
 /// there, or `[FAIL]` on stderr (so a failed test's field runs into the next name).

@@ -6,7 +6,7 @@ use common::*;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Exit of a process run to completion with a bound.
@@ -24,38 +24,10 @@ impl Exited {
 
 /// Runs `bin args`, expecting it to exit within `limit`; None (and killed) if it did not.
 fn run_to_exit(bin: &str, args: &[String], limit: Duration) -> Option<Exited> {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-    let mut err = child.stderr.take().expect("piped stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    });
-    let deadline = Instant::now() + limit;
-    let mut status = None;
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = child.try_wait() {
-            status = Some(st);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let timed_out = status.is_none();
-    if timed_out {
-        let _ = child.kill();
-    }
-    let waited = child.wait().ok();
-    let status = if timed_out { None } else { waited.or(status) };
-    let stderr = reader.join().unwrap_or_default();
-    status.map(|s| Exited {
+    let run = run_bounded(Command::new(bin).args(args), limit);
+    run.status.map(|s| Exited {
         code: s.code(),
-        stderr,
+        stderr: run.stderr,
     })
 }
 

@@ -10,9 +10,9 @@
 mod common;
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Silence that ends a reply.
 const QUIET: Duration = Duration::from_millis(200);
@@ -333,27 +333,7 @@ fn cases() -> Vec<Case> {
 
 /// Reads until quiet or close; returns bytes and whether the peer closed.
 fn read_reply(s: &mut TcpStream, first: Duration) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let deadline = Instant::now() + LIMIT;
-    s.set_read_timeout(Some(first)).ok();
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return (out, true),
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                s.set_read_timeout(Some(QUIET)).ok();
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                return (out, false)
-            }
-            Err(_) => return (out, true),
-        }
-        if Instant::now() > deadline {
-            return (out, false);
-        }
-    }
+    read_quiet_stream(s, first, QUIET, LIMIT)
 }
 
 /// The class of a reply: its lines minus data blocks, repeats collapsed, `|`-joined, then

@@ -251,29 +251,7 @@ fn read_n(s: &mut TcpStream, n: usize) -> (Vec<u8>, bool) {
 /// Whatever arrives until `quiet` passes with nothing new (bounded by PATIENCE overall),
 /// waiting up to `first` for the first byte. Returns bytes and whether the peer closed.
 fn read_quiet(s: &mut TcpStream, first: Duration, quiet: Duration) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let deadline = Instant::now() + PATIENCE;
-    let mut wait = first;
-    loop {
-        s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
-            .ok();
-        match s.read(&mut buf) {
-            Ok(0) => return (out, true),
-            Ok(k) => {
-                out.extend_from_slice(&buf[..k]);
-                wait = quiet;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                return (out, false)
-            }
-            Err(_) => return (out, true),
-        }
-        if Instant::now() > deadline {
-            return (out, false);
-        }
-    }
+    read_quiet_stream(s, first, quiet, PATIENCE)
 }
 
 /// Digit runs replaced by `#`, for `cas-shape` cases.

@@ -55,22 +55,10 @@ pub struct Limits {
     pub cas_enabled: bool,
 }
 
-/// Which storage command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreCmd {
-    /// `set`
-    Set,
-    /// `add`
-    Add,
-    /// `replace`
-    Replace,
-    /// `append`
-    Append,
-    /// `prepend`
-    Prepend,
-    /// `cas` with the client's unique
-    Cas(u64),
-}
+/// Which storage command: the store's own operation type (`set`, `add`, `replace`,
+/// `append`, `prepend`, `cas` with the client's unique), so the executor hands it over
+/// unchanged.
+pub use crate::store::StoreOp as StoreCmd;
 
 /// Space-separated keys of a retrieval command, borrowed from the request line.
 #[derive(Debug, Clone, Copy)]

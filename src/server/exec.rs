@@ -8,9 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::conn::{STATE_NAMES, WBUF_HIGH};
 use super::{Shared, StopReason};
-use crate::protocol::text::{
-    reply as compose, Command, DebugTimeArg, Keys, ShutdownMode, StoreCmd,
-};
+use crate::protocol::text::{reply as compose, Command, DebugTimeArg, Keys, ShutdownMode};
 use crate::stats::{self, bump, stat_line, Counters, PrefixEvent};
 use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, StoreOp, StoreOutcome};
 
@@ -72,21 +70,13 @@ pub fn execute(
             retrieve(shared, c, out, keys, Some(exptime), cas, skip)
         }
         Command::Store {
-            cmd,
+            cmd: op,
             key,
             flags,
             exptime,
             data,
             noreply,
         } => {
-            let op = match cmd {
-                StoreCmd::Set => StoreOp::Set,
-                StoreCmd::Add => StoreOp::Add,
-                StoreCmd::Replace => StoreOp::Replace,
-                StoreCmd::Append => StoreOp::Append,
-                StoreCmd::Prepend => StoreOp::Prepend,
-                StoreCmd::Cas(u) => StoreOp::Cas(u),
-            };
             let outcome = store.store(op, key, flags, exptime, data);
             if !matches!(outcome, StoreOutcome::TooLarge) {
                 bump(&c.set_cmds, 1);

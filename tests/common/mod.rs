@@ -5,7 +5,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -270,23 +270,11 @@ impl Client {
     /// Reads whatever arrives until the connection has been quiet for `quiet`.
     /// Returns the bytes and whether the peer closed.
     pub fn read_quiet(&mut self, quiet: Duration) -> (Vec<u8>, bool) {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        self.stream.set_read_timeout(Some(quiet)).ok();
-        let closed = loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => break true,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                    break false
-                }
-                Err(_) => break true,
-            }
-        };
+        let r = read_quiet_stream(&mut self.stream, quiet, quiet, Duration::from_secs(30));
         self.stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .ok();
-        (out, closed)
+        r
     }
 
     /// Sends a request and reads a reply of exactly the expected length, then checks
@@ -338,4 +326,91 @@ pub fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b)
         .replace('\r', "\\r")
         .replace('\n', "\\n\n")
+}
+
+/// Output of a child process run with a wall-clock bound.
+pub struct Run {
+    /// Exit status (None: killed at the time limit).
+    pub status: Option<ExitStatus>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `cmd`, killing it after `limit`; collects stdout and stderr.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let mut status = None;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            status = Some(st);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let timed_out = status.is_none();
+    if timed_out {
+        let _ = child.kill();
+    }
+    let waited = child.wait().ok();
+    let status = if timed_out { None } else { waited.or(status) };
+    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    Run {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Whatever arrives until `quiet` passes with nothing new (bounded by `limit` overall),
+/// waiting up to `first` for the first byte. Returns bytes and whether the peer closed.
+pub fn read_quiet_stream(
+    s: &mut TcpStream,
+    first: Duration,
+    quiet: Duration,
+    limit: Duration,
+) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + limit;
+    let mut wait = first;
+    loop {
+        s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .ok();
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(k) => {
+                out.extend_from_slice(&buf[..k]);
+                wait = quiet;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                return (out, false)
+            }
+            Err(_) => return (out, true),
+        }
+        if Instant::now() > deadline {
+            return (out, false);
+        }
+    }
 }
