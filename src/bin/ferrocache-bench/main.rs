@@ -1,0 +1,61 @@
+//! `ferrocache-bench`: the load generator and the side-by-side comparison with
+//! memcached. Loopback only; every run is bounded by a request count and a duration.
+//!
+//! Subcommands:
+//! - `run`: drive one server with a workload, print a live progress line and a final
+//!   table (ops/s, p50/p99/p99.9 latency), optionally JSON.
+//! - `compare`: start memcached and ferrocache with the same `-t`/`-m` on 127.0.0.1,
+//!   pin servers and generator to different cores, run every workload on both in turns,
+//!   print medians, ratios and server CPU time per operation.
+//! - `memory`: RSS per item after storing N items in each server.
+//! - `hitratio`: cache-aside miss ratio over Zipf-popular keys in each server.
+
+mod compare;
+mod hitratio;
+mod load;
+mod memory;
+#[allow(dead_code)] // shared by the subcommands; not every helper is used by each
+mod servers;
+
+use clap::{Parser, Subcommand};
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferrocache-bench",
+    version,
+    about = "Load generator and memcached comparison for ferrocache"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Drive one server with a workload.
+    Run(load::Args),
+    /// Side-by-side comparison with memcached.
+    Compare(compare::Args),
+    /// RSS per item after a fill.
+    Memory(memory::Args),
+    /// Cache-aside miss ratio over Zipf-popular keys.
+    Hitratio(hitratio::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run(a) => load::main(a),
+        Cmd::Compare(a) => compare::main(a),
+        Cmd::Memory(a) => memory::main(a),
+        Cmd::Hitratio(a) => hitratio::main(a),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrocache-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
