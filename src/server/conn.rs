@@ -298,9 +298,16 @@ impl Conn {
                 Ok(0) if got => return ReadResult::Data { drained: false },
                 Ok(0) => return ReadResult::Closed,
                 Ok(n) => {
+                    let offered = self.rbuf.len() - self.rend;
                     self.rend += n;
                     bump(&counters.bytes_read, n as u64);
                     got = true;
+                    if n < offered {
+                        // A short read emptied the socket's receive queue; anything
+                        // arriving later raises a new edge. Skipping the read that
+                        // would return EAGAIN saves one syscall per request.
+                        return ReadResult::Data { drained: true };
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     return if got {

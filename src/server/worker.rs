@@ -75,10 +75,15 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let mut last_sweep = self.shared.clock.now();
         loop {
-            let timeout = if self.pending.is_empty() {
+            // Block without a timer unless something periodic needs this thread: an
+            // idle-timeout sweep, or connections waiting for their next -R turn. (A
+            // timed epoll_wait arms a kernel timer on every call.)
+            let timeout = if !self.pending.is_empty() {
+                Some(Duration::ZERO)
+            } else if self.shared.config.idle_timeout > 0 {
                 Some(Duration::from_secs(1))
             } else {
-                Some(Duration::ZERO)
+                None
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
