@@ -33,7 +33,28 @@ use crate::stats::{bump, Counters};
 /// reads.
 pub const WBUF_HIGH: usize = 4 << 20;
 const RBUF_INITIAL: usize = 16 << 10;
-const RBUF_IDLE_MAX: usize = 64 << 10;
+/// Read buffers a worker keeps for reuse.
+const POOL_MAX: usize = 64;
+
+/// A worker's spare read buffers: connections borrow one while they have input and
+/// give it back when idle.
+#[derive(Default)]
+pub struct BufPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufPool {
+    fn take(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_else(|| vec![0; RBUF_INITIAL])
+    }
+
+    fn give(&mut self, buf: Vec<u8>) {
+        // Grown buffers (a large value or a long multi-get) are not kept.
+        if buf.len() == RBUF_INITIAL && self.free.len() < POOL_MAX {
+            self.free.push(buf);
+        }
+    }
+}
 const WBUF_IDLE_MAX: usize = 1 << 20;
 
 /// Names of connection states for `stats conns`, as memcached prints them.
@@ -179,7 +200,7 @@ impl Conn {
             stream,
             fd,
             info,
-            rbuf: vec![0; RBUF_INITIAL],
+            rbuf: Vec::new(),
             rpos: 0,
             rend: 0,
             wbuf: Vec::new(),
@@ -214,7 +235,7 @@ impl Conn {
 
     /// Reads, serves and writes until the socket would block, `-R` requests were
     /// served, or the client stops reading its replies.
-    pub fn drive(&mut self, shared: &Shared, counters: &Counters) -> Status {
+    pub fn drive(&mut self, shared: &Shared, counters: &Counters, pool: &mut BufPool) -> Status {
         let mut served = 0usize;
         loop {
             // Replies are written when the batch ends (below); here only when too
@@ -249,16 +270,16 @@ impl Conn {
                 if !self.write_out(counters) {
                     return Status::Close;
                 }
-                self.shrink_when_idle();
+                self.shrink_when_idle(pool);
                 return Status::Idle;
             }
-            match self.read_some(shared, counters) {
+            match self.read_some(shared, counters, pool) {
                 ReadResult::Data { drained } => self.drained = drained,
                 ReadResult::WouldBlock => {
                     if !self.write_out(counters) {
                         return Status::Close;
                     }
-                    self.shrink_when_idle();
+                    self.shrink_when_idle(pool);
                     return Status::Idle;
                 }
                 ReadResult::Closed => {
@@ -272,10 +293,18 @@ impl Conn {
 
     /// Reads into the buffer until the socket is drained or the buffer is full (like
     /// memcached, so a long line that has fully arrived is parsed whole).
-    fn read_some(&mut self, shared: &Shared, counters: &Counters) -> ReadResult {
+    fn read_some(
+        &mut self,
+        shared: &Shared,
+        counters: &Counters,
+        pool: &mut BufPool,
+    ) -> ReadResult {
         if self.rpos == self.rend {
             self.rpos = 0;
             self.rend = 0;
+        }
+        if self.rbuf.is_empty() {
+            self.rbuf = pool.take();
         }
         if self.rend == self.rbuf.len() {
             if self.rpos > 0 {
@@ -343,9 +372,11 @@ impl Conn {
         true
     }
 
-    fn shrink_when_idle(&mut self) {
-        if self.rpos == self.rend && self.rbuf.len() > RBUF_IDLE_MAX {
-            self.rbuf = vec![0; RBUF_INITIAL];
+    fn shrink_when_idle(&mut self, pool: &mut BufPool) {
+        if self.rpos == self.rend && !self.rbuf.is_empty() {
+            // Nothing buffered: an idle connection holds no read buffer (memcached
+            // does the same), so thousands of idle clients cost little memory.
+            pool.give(std::mem::take(&mut self.rbuf));
             self.rpos = 0;
             self.rend = 0;
         }

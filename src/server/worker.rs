@@ -15,7 +15,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::conn::{Conn, Status};
+use super::conn::{BufPool, Conn, Status};
 use super::listener::{Mailbox, NewConn};
 use super::{ConnInfo, Shared};
 use crate::stats::Counters;
@@ -34,6 +34,7 @@ pub struct Worker {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     pending: VecDeque<usize>,
+    pool: BufPool,
 }
 
 impl Worker {
@@ -54,6 +55,7 @@ impl Worker {
             conns: Vec::new(),
             free: Vec::new(),
             pending: VecDeque::new(),
+            pool: BufPool::default(),
         })
     }
 
@@ -166,8 +168,9 @@ impl Worker {
         // the worker and its other clients carry on.
         let shared = &self.shared;
         let counters = &self.counters;
+        let pool = &mut self.pool;
         let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            conn.drive(shared, counters)
+            conn.drive(shared, counters, pool)
         }))
         .unwrap_or_else(|_| {
             log::error!(
