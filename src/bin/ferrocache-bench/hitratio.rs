@@ -16,7 +16,9 @@
 //! comparison is fair.
 
 use crate::servers::{Kind, ServerProc};
-use crate::textconn::{json_f64, json_str, mix64, split_args, stat_u64, Conn, SplitMix64};
+use crate::textconn::{
+    json_f64, json_str, mix64, ratio_str, split_args, stat_u64, Conn, SplitMix64,
+};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -234,7 +236,11 @@ fn run(args: &Args, kind: Kind, seq: &[u32]) -> Result<Row, String> {
             let text = String::from_utf8_lossy(&line).into_owned();
             let f: Vec<&str> = text.split(' ').collect();
             let k = key(r as u64);
-            let len = match (f.first(), f.get(1), f.get(3).and_then(|v| v.parse::<usize>().ok())) {
+            let len = match (
+                f.first(),
+                f.get(1),
+                f.get(3).and_then(|v| v.parse::<usize>().ok()),
+            ) {
                 (Some(&"VALUE"), Some(got), Some(len)) if f.len() == 4 && *got == k => len,
                 _ => return Err(format!("unexpected reply to get {k}: {text:?}")),
             };
@@ -257,7 +263,9 @@ fn run(args: &Args, kind: Kind, seq: &[u32]) -> Result<Row, String> {
         sets.clear();
         for &r in &missed_order {
             value(r as u64, &mut want);
-            sets.extend_from_slice(format!("set {} 0 0 {}\r\n", key(r as u64), want.len()).as_bytes());
+            sets.extend_from_slice(
+                format!("set {} 0 0 {}\r\n", key(r as u64), want.len()).as_bytes(),
+            );
             sets.extend_from_slice(&want);
             sets.extend_from_slice(b"\r\n");
         }
@@ -358,9 +366,9 @@ fn print_table(args: &Args, rows: &[Row], distinct: u64, distinct_bytes: u64) {
     }
     if let Some((m, f)) = pair(rows) {
         println!(
-            "ratio ferrocache/memcached: miss_ratio {:.3}  warm_miss {:.3}",
-            f.miss_ratio() / m.miss_ratio(),
-            warm_miss(f, distinct) / warm_miss(m, distinct)
+            "ratio ferrocache/memcached: miss_ratio {}  warm_miss {}",
+            ratio_str(f.miss_ratio(), m.miss_ratio()),
+            ratio_str(warm_miss(f, distinct), warm_miss(m, distinct))
         );
     }
 }

@@ -35,7 +35,10 @@ impl Conn {
     fn io_err(&self, what: &str, e: std::io::Error) -> String {
         match e.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                format!("{}: {what}: no progress within the I/O timeout (server stalled?)", self.addr)
+                format!(
+                    "{}: {what}: no progress within the I/O timeout (server stalled?)",
+                    self.addr
+                )
             }
             _ => format!("{}: {what}: {e}", self.addr),
         }
@@ -159,4 +162,14 @@ pub fn json_f64(v: f64) -> String {
 /// Splits a `--server-args` style string into flags (whitespace separated).
 pub fn split_args(s: &str) -> Vec<&str> {
     s.split_whitespace().collect()
+}
+
+/// `a / b` with three decimals for tables, or `n/a` when it is not a finite number.
+pub fn ratio_str(a: f64, b: f64) -> String {
+    let r = a / b;
+    if r.is_finite() {
+        format!("{r:.3}")
+    } else {
+        "n/a".into()
+    }
 }
