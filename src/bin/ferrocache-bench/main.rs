@@ -16,6 +16,7 @@ mod load;
 mod memory;
 #[allow(dead_code)] // shared by the subcommands; not every helper is used by each
 mod servers;
+mod textconn;
 
 use clap::{Parser, Subcommand};
 
