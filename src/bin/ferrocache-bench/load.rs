@@ -597,7 +597,9 @@ pub fn run_load_with(
             at_measure_start();
             hook_done = true;
         }
-        if cfg.progress && now >= next_progress {
+        if now >= next_progress && !cfg.progress {
+            next_progress += Duration::from_secs(1);
+        } else if now >= next_progress {
             let (n, p99) = {
                 let h = shared.hist.lock();
                 (h.count(), h.quantile(0.99))
