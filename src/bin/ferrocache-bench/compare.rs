@@ -1,10 +1,561 @@
-//! `compare` subcommand (being written).
+//! `compare`: memcached and ferrocache side by side. Both servers are started with the
+//! same `-t` and `-m` on 127.0.0.1, pinned to one core while this process (the load
+//! generator) is pinned to another, and every selected workload runs on both in turns
+//! (memcached, ferrocache, memcached, ...). Per workload: medians of ops/s, p50, p99,
+//! p99.9 and server CPU time per operation for both, their ratios (ferrocache /
+//! memcached), and server RSS; then one summary of the ratios against the issue's targets.
+//!
+//! Servers are fresh per workload, not per round: a restart per round would repeat the
+//! preload (up to 160 MB in (d)) for every round and throw away the state (e) needs to
+//! reach eviction steady state, while both servers still get the same history.
+
+use crate::load::{self, LoadConfig, LoadResult};
+use crate::servers::{self, Kind, ServerProc};
+use crate::wire::Protocol;
+use std::fmt::Write as _;
+use std::time::Duration;
 
 /// Options of `compare`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Workloads to run, comma-separated, from a,b,c,d,e,f.
+    #[arg(long, default_value = "a,b,c,d,e,f")]
+    pub workloads: String,
+    /// Server threads (-t for both servers).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Server memory in MB (-m for both; workload e always uses 64).
+    #[arg(long, default_value_t = 1024)]
+    pub mem: usize,
+    /// Measured runs per server and workload (interleaved).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Warm-up seconds before each run.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Write every figure (rounds, medians, ratios, targets) as JSON to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Do not pin servers and load generator to separate cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// CI check: one round of 1 s, workloads a and b, small key spaces. Fails only on
+    /// errors, never on speed.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+/// Memory of workload (e), MiB.
+const E_MEM_MB: usize = 64;
+/// Value sizes of workload (e).
+const E_VALUE: (usize, usize) = (100, 1000);
+
+/// One workload: its name, description, and load configuration.
+struct Workload {
+    name: char,
+    desc: String,
+    mem_mb: usize,
+    cfg: LoadConfig,
+}
+
+fn workload(name: char, addr: std::net::SocketAddr, smoke: bool) -> Result<Workload, String> {
+    let mut c = LoadConfig::new(addr);
+    // Defaults = (a): 50 connections, request/response, 90 % get, 10k keys, 100 B.
+    c.conns = 50;
+    c.pipeline = 1;
+    c.get_ratio = 0.9;
+    c.keys = 10_000;
+    c.value_min = 100;
+    c.value_max = 100;
+    c.protocol = Protocol::Text;
+    let mut mem_mb = 0; // 0 = --mem
+    let desc: String = match name {
+        'a' => "50 conns, request/response, 90% get / 10% set, 10k keys, 100 B values".into(),
+        'b' => {
+            c.conns = 10;
+            c.pipeline = 16;
+            c.get_ratio = 1.0;
+            "pipelined gets: 10 conns x depth 16, 10k keys, 100 B values".into()
+        }
+        'c' => {
+            c.get_ratio = 1.0;
+            c.multiget = 10;
+            "10-key multi-gets: 50 conns, 10k keys, 100 B values".into()
+        }
+        'd' => {
+            c.value_min = 16 << 10;
+            c.value_max = 16 << 10;
+            "16 KiB values: 50 conns, 90% get / 10% set, 10k keys".into()
+        }
+        'e' => {
+            mem_mb = E_MEM_MB;
+            c.get_ratio = 0.5;
+            c.value_min = E_VALUE.0;
+            c.value_max = E_VALUE.1;
+            // Items of ~(average value + 64 B of key and header): 10x what fits.
+            let avg = (E_VALUE.0 + E_VALUE.1) / 2 + 64;
+            c.keys = 10 * (E_MEM_MB as u64 * 1024 * 1024) / avg as u64;
+            // Every key is set once before the rounds (about 10x the memory written):
+            // the servers evict from the first measured second on, and the RSS read
+            // at the end is that of a full cache.
+            c.preload = true;
+            format!(
+                "evictions: -m {E_MEM_MB}, 50/50 get/set, {} keys (10x what fits), {}-{} B values, prefilled",
+                c.keys, E_VALUE.0, E_VALUE.1
+            )
+        }
+        'f' => {
+            c.idle_conns = 1000;
+            "1,000 idle connections beside 50 busy ones running (a)".into()
+        }
+        other => return Err(format!("--workloads: unknown workload {other:?} (a..f)")),
+    };
+    let mut desc: String = desc;
+    if smoke {
+        c.keys = c.keys.min(1000);
+        desc.push_str(&format!(" (smoke: {} keys)", c.keys));
+    }
+    Ok(Workload {
+        name,
+        desc,
+        mem_mb,
+        cfg: c,
+    })
+}
+
+/// One measured run on one server.
+#[derive(Debug, Clone)]
+struct Run {
+    res: LoadResult,
+    cpu_us_per_op: f64,
+}
+
+/// Medians over the rounds of one server.
+#[derive(Debug, Clone, Default)]
+struct Medians {
+    ops_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    cpu_us_per_op: f64,
+    rss_mib: f64,
+    errors: u64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn medians(runs: &[Run], rss: u64) -> Medians {
+    let m = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    Medians {
+        ops_per_sec: m(&|r| r.res.ops_per_sec),
+        p50_us: m(&|r| r.res.p50_us),
+        p99_us: m(&|r| r.res.p99_us),
+        p999_us: m(&|r| r.res.p999_us),
+        cpu_us_per_op: m(&|r| r.cpu_us_per_op),
+        rss_mib: rss as f64 / (1024.0 * 1024.0),
+        errors: runs.iter().map(|r| r.res.errors).sum(),
+    }
+}
+
+/// Results of one workload.
+struct WorkloadResult {
+    name: char,
+    desc: String,
+    mem_mb: usize,
+    runs: [Vec<Run>; 2],
+    med: [Medians; 2],
+}
+
+impl WorkloadResult {
+    fn ratio(&self, f: fn(&Medians) -> f64) -> f64 {
+        let (m, r) = (f(&self.med[0]), f(&self.med[1]));
+        if m > 0.0 {
+            r / m
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+const KINDS: [Kind; 2] = [Kind::Memcached, Kind::Ferrocache];
+
+/// First two CPUs this process may run on.
+fn two_cpus() -> Option<(usize, usize)> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    let mut it = (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false));
+    Some((it.next()?, it.next()?))
+}
+
+fn run_one(srv: &ServerProc, cfg: &LoadConfig) -> Result<Run, String> {
+    let mut before = None;
+    let res = load::run_load_with(cfg, &mut || before = Some(srv.cpu_time()))?;
+    let after = srv.cpu_time();
+    let cpu = after.saturating_sub(before.unwrap_or(after));
+    let cpu_us_per_op = if res.ops > 0 {
+        cpu.as_secs_f64() * 1e6 / res.ops as f64
+    } else {
+        0.0
+    };
+    Ok(Run { res, cpu_us_per_op })
+}
+
+fn run_workload(
+    w: &Workload,
+    a: &Args,
+    rounds: usize,
+    duration: Duration,
+    warmup: Duration,
+    server_cpus: Option<&str>,
+) -> Result<WorkloadResult, String> {
+    let mem = if w.mem_mb > 0 { w.mem_mb } else { a.mem };
+    let mut srv = Vec::new();
+    for k in KINDS {
+        srv.push(ServerProc::start(k, a.threads, mem, &[], server_cpus)?);
+    }
+    println!(
+        "\nworkload {}: {} [-t {} -m {}, {} x {:.1} s after {:.1} s warm-up]",
+        w.name,
+        w.desc,
+        a.threads,
+        mem,
+        rounds,
+        duration.as_secs_f64(),
+        warmup.as_secs_f64()
+    );
+    if w.cfg.preload {
+        for s in &srv {
+            let mut c = w.cfg.clone();
+            c.server = s.addr;
+            load::preload(&c).map_err(|e| format!("{}: {e}", s.kind.name()))?;
+        }
+    }
+    let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for (i, s) in srv.iter().enumerate() {
+            let mut c = w.cfg.clone();
+            c.server = s.addr;
+            c.preload = false;
+            c.duration = duration;
+            c.warmup = warmup;
+            c.seed = round as u64 + 1;
+            c.progress = false;
+            let r = run_one(s, &c).map_err(|e| format!("{}: {e}", s.kind.name()))?;
+            println!(
+                "  round {} {:<10} {:>9.0} ops/s  p50 {:.3}  p99 {:.3}  p99.9 {:.3} ms  \
+                 srv cpu {:.2} us/op  hits {} misses {}  errors {}",
+                round + 1,
+                s.kind.name(),
+                r.res.ops_per_sec,
+                r.res.p50_us / 1e3,
+                r.res.p99_us / 1e3,
+                r.res.p999_us / 1e3,
+                r.cpu_us_per_op,
+                r.res.hits,
+                r.res.misses,
+                r.res.errors
+            );
+            if let Some(e) = &r.res.first_error {
+                println!("    first error: {e}");
+            }
+            runs[i].push(r);
+        }
+    }
+    let med = [
+        medians(&runs[0], srv[0].rss_bytes()),
+        medians(&runs[1], srv[1].rss_bytes()),
+    ];
+    drop(srv);
+    let wr = WorkloadResult {
+        name: w.name,
+        desc: w.desc.clone(),
+        mem_mb: mem,
+        runs,
+        med,
+    };
+    print_workload(&wr);
+    Ok(wr)
+}
+
+/// A table row: label, field, scale, decimals.
+type Row = (&'static str, fn(&Medians) -> f64, f64, usize);
+
+fn print_workload(w: &WorkloadResult) {
+    println!(
+        "  {:<16} {:>12} {:>12} {:>8}",
+        format!("medians ({})", w.name),
+        "memcached",
+        "ferrocache",
+        "ratio"
+    );
+    let rows: [Row; 6] = [
+        ("ops/s", |m| m.ops_per_sec, 1.0, 0),
+        ("p50 ms", |m| m.p50_us, 1e-3, 3),
+        ("p99 ms", |m| m.p99_us, 1e-3, 3),
+        ("p99.9 ms", |m| m.p999_us, 1e-3, 3),
+        ("srv cpu us/op", |m| m.cpu_us_per_op, 1.0, 2),
+        ("srv RSS MiB", |m| m.rss_mib, 1.0, 1),
+    ];
+    for (label, f, scale, prec) in rows {
+        println!(
+            "  {:<16} {:>12.prec$} {:>12.prec$} {:>8.2}",
+            label,
+            f(&w.med[0]) * scale,
+            f(&w.med[1]) * scale,
+            w.ratio(f),
+        );
+    }
+}
+
+/// One target of the issue: description and verdict (None = not measured here).
+struct Target {
+    what: String,
+    value: Option<f64>,
+    limit: String,
+    met: Option<bool>,
+}
+
+fn targets(results: &[WorkloadResult], a: &Args, pinned: bool) -> Vec<Target> {
+    let find = |n: char| results.iter().find(|w| w.name == n);
+    let mut t = Vec::new();
+    let mut ratio_target = |what: &str, n: char, f: fn(&Medians) -> f64, le: bool, lim: f64| {
+        let v = find(n).map(|w| w.ratio(f));
+        t.push(Target {
+            what: what.into(),
+            value: v,
+            limit: format!("{} {lim}", if le { "<=" } else { ">=" }),
+            met: v.map(|v| if le { v <= lim } else { v >= lim }),
+        });
+    };
+    ratio_target("server CPU/op (a)", 'a', |m| m.cpu_us_per_op, true, 0.6);
+    ratio_target("ops/s (a)", 'a', |m| m.ops_per_sec, false, 1.3);
+    ratio_target("ops/s (b)", 'b', |m| m.ops_per_sec, false, 3.0);
+    ratio_target("p99 (a)", 'a', |m| m.p99_us, true, 1.0);
+    ratio_target("p99 (b)", 'b', |m| m.p99_us, true, 1.0);
+    let t2 = a.threads == 2 && !pinned;
+    let v = if t2 {
+        find('a').map(|w| w.ratio(|m| m.ops_per_sec))
+    } else {
+        None
+    };
+    t.push(Target {
+        what: "ops/s (a) -t 2 unpinned".into(),
+        value: v,
+        limit: if t2 {
+            ">= 1.2".into()
+        } else {
+            ">= 1.2 (run with --threads 2 --no-pin)".into()
+        },
+        met: v.map(|v| v >= 1.2),
+    });
+    let lim = 1.1 * E_MEM_MB as f64 + 32.0;
+    let v = find('e').map(|w| w.med[1].rss_mib);
+    t.push(Target {
+        what: "ferrocache RSS MiB under (e)".into(),
+        value: v,
+        limit: format!("<= {lim:.1}"),
+        met: v.map(|v| v <= lim),
+    });
+    t
+}
+
+fn fmt_f(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".into()
+    }
+}
+
+fn to_json(a: &Args, pinned: bool, results: &[WorkloadResult], targets: &[Target]) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "{{\"threads\":{},\"mem_mb\":{},\"pinned\":{},\"rounds\":{},\"workloads\":[",
+        a.threads,
+        a.mem,
+        pinned,
+        results.first().map(|w| w.runs[0].len()).unwrap_or(0)
+    );
+    for (i, w) in results.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"name\":\"{}\",\"desc\":\"{}\",\"mem_mb\":{},\"servers\":{{",
+            w.name, w.desc, w.mem_mb
+        );
+        for (k, kind) in KINDS.iter().enumerate() {
+            if k > 0 {
+                o.push(',');
+            }
+            let m = &w.med[k];
+            let _ = write!(
+                o,
+                "\"{}\":{{\"median\":{{\"ops_per_sec\":{},\"p50_us\":{},\"p99_us\":{},\
+                 \"p999_us\":{},\"cpu_us_per_op\":{},\"rss_mib\":{},\"errors\":{}}},\"rounds\":[",
+                kind.name(),
+                fmt_f(m.ops_per_sec),
+                fmt_f(m.p50_us),
+                fmt_f(m.p99_us),
+                fmt_f(m.p999_us),
+                fmt_f(m.cpu_us_per_op),
+                fmt_f(m.rss_mib),
+                m.errors
+            );
+            for (j, r) in w.runs[k].iter().enumerate() {
+                if j > 0 {
+                    o.push(',');
+                }
+                let mut js = r.res.to_json();
+                js.pop(); // '}'
+                let _ = write!(o, "{js},\"cpu_us_per_op\":{}}}", fmt_f(r.cpu_us_per_op));
+            }
+            o.push_str("]}");
+        }
+        let _ = write!(
+            o,
+            "}},\"ratios\":{{\"ops_per_sec\":{},\"p50\":{},\"p99\":{},\"p999\":{},\
+             \"cpu_per_op\":{},\"rss\":{}}}}}",
+            fmt_f(w.ratio(|m| m.ops_per_sec)),
+            fmt_f(w.ratio(|m| m.p50_us)),
+            fmt_f(w.ratio(|m| m.p99_us)),
+            fmt_f(w.ratio(|m| m.p999_us)),
+            fmt_f(w.ratio(|m| m.cpu_us_per_op)),
+            fmt_f(w.ratio(|m| m.rss_mib)),
+        );
+    }
+    o.push_str("],\"targets\":[");
+    for (i, t) in targets.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"what\":\"{}\",\"value\":{},\"limit\":\"{}\",\"met\":{}}}",
+            t.what,
+            t.value.map(fmt_f).unwrap_or_else(|| "null".into()),
+            t.limit,
+            t.met
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "null".into())
+        );
+    }
+    o.push_str("]}\n");
+    o
+}
 
 /// Runs `compare`.
-pub fn main(_args: Args) -> Result<(), String> {
-    Err("not written yet".into())
+pub fn main(a: Args) -> Result<(), String> {
+    let (names, rounds, duration, warmup) = if a.smoke {
+        (vec!['a', 'b'], 1, 1.0, 0.3)
+    } else {
+        let mut v = Vec::new();
+        for n in a
+            .workloads
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let mut ch = n.chars();
+            match (ch.next(), ch.next()) {
+                (Some(c), None) => v.push(c),
+                _ => return Err(format!("--workloads: unknown workload {n:?} (a..f)")),
+            }
+        }
+        (v, a.rounds, a.duration, a.warmup)
+    };
+    if rounds == 0 || !(duration > 0.0 && duration <= 600.0) || !(0.0..=60.0).contains(&warmup) {
+        return Err("need --rounds >= 1, 0 < --duration <= 600, 0 <= --warmup <= 60".into());
+    }
+    if a.threads == 0 || a.mem == 0 {
+        return Err("--threads and --mem must be >= 1".into());
+    }
+    let placeholder = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let workloads = names
+        .iter()
+        .map(|&n| workload(n, placeholder, a.smoke))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cpus = if a.no_pin { None } else { two_cpus() };
+    let server_cpus = cpus.map(|(_, s)| s.to_string());
+    if let Some((me, srv)) = cpus {
+        servers::pin_self(&[me])?;
+        println!("pinned: load generator on CPU {me}, servers on CPU {srv}");
+    } else {
+        println!("not pinned");
+    }
+    let mut results = Vec::new();
+    for w in &workloads {
+        results.push(run_workload(
+            w,
+            &a,
+            rounds,
+            Duration::from_secs_f64(duration),
+            Duration::from_secs_f64(warmup),
+            server_cpus.as_deref(),
+        )?);
+    }
+    let pinned = cpus.is_some();
+    println!("\nsummary: ratios ferrocache / memcached (medians; ops/s higher is better, the rest lower)");
+    println!(
+        "  {:<4} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8}",
+        "wl", "ops/s", "p50", "p99", "p99.9", "cpu/op", "RSS"
+    );
+    for w in &results {
+        println!(
+            "  {:<4} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>10.2} {:>8.2}",
+            w.name,
+            w.ratio(|m| m.ops_per_sec),
+            w.ratio(|m| m.p50_us),
+            w.ratio(|m| m.p99_us),
+            w.ratio(|m| m.p999_us),
+            w.ratio(|m| m.cpu_us_per_op),
+            w.ratio(|m| m.rss_mib),
+        );
+    }
+    let ts = targets(&results, &a, pinned);
+    let config_note = if a.threads == 1 && pinned {
+        ""
+    } else {
+        " (targets other than the -t 2 one are defined pinned at -t 1)"
+    };
+    println!("\ntargets{config_note}:");
+    for t in &ts {
+        let (v, verdict) = match (t.value, t.met) {
+            (Some(v), Some(true)) => (format!("{v:.2}"), "met"),
+            (Some(v), Some(false)) => (format!("{v:.2}"), "NOT MET"),
+            _ => ("-".to_string(), "not measured"),
+        };
+        println!("  {:<32} {:>8}  {:<40} {}", t.what, v, t.limit, verdict);
+    }
+    println!(
+        "  {:<32} {:>8}  {:<40} not measured",
+        "RSS/item 1M,10M; Zipf miss ratio", "-", "see `memory` and `hitratio`"
+    );
+    if let Some(path) = &a.json {
+        std::fs::write(path, to_json(&a, pinned, &results, &ts))
+            .map_err(|e| format!("--json {}: {e}", path.display()))?;
+    }
+    let errors: u64 = results
+        .iter()
+        .flat_map(|w| w.med.iter().map(|m| m.errors))
+        .sum();
+    if errors > 0 {
+        return Err(format!("{errors} errors during the comparison"));
+    }
+    Ok(())
 }

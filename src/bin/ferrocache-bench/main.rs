@@ -11,12 +11,15 @@
 //! - `hitratio`: cache-aside miss ratio over Zipf-popular keys in each server.
 
 mod compare;
+mod hist;
 mod hitratio;
 mod load;
 mod memory;
 #[allow(dead_code)] // shared by the subcommands; not every helper is used by each
 mod servers;
 mod textconn;
+mod wire;
+mod zipf;
 
 use clap::{Parser, Subcommand};
 
