@@ -17,7 +17,7 @@
 
 use crate::servers::{Kind, ServerProc};
 use crate::textconn::{
-    json_f64, json_str, mix64, ratio_str, split_args, stat_u64, Conn, SplitMix64,
+    json_f64, json_str, mix64, ratio_str, stat_u64, Conn, ServerFlags, SplitMix64,
 };
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -56,15 +56,9 @@ pub struct Args {
     /// Longest allowed run per server, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
-    /// Extra flags for both servers (one string, whitespace separated).
-    #[arg(long, allow_hyphen_values = true, default_value = "")]
-    server_args: String,
-    /// Extra flags for memcached only.
-    #[arg(long, allow_hyphen_values = true, default_value = "")]
-    memcached_args: String,
-    /// Extra flags for ferrocache only.
-    #[arg(long, allow_hyphen_values = true, default_value = "")]
-    ferrocache_args: String,
+    /// Extra server flags.
+    #[command(flatten)]
+    flags: ServerFlags,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<String>,
@@ -184,11 +178,7 @@ pub fn main(args: Args) -> Result<(), String> {
 
 /// Plays `seq` against a fresh `kind`.
 fn run(args: &Args, kind: Kind, seq: &[u32]) -> Result<Row, String> {
-    let mut extra = split_args(&args.server_args);
-    extra.extend(split_args(match kind {
-        Kind::Memcached => &args.memcached_args,
-        Kind::Ferrocache => &args.ferrocache_args,
-    }));
+    let extra = args.flags.for_kind(kind);
     let server = ServerProc::start(kind, args.threads, args.mem, &extra, None)?;
     let mut c = Conn::connect(server.addr, Duration::from_secs(30))?;
     let cpu0 = server.cpu_time();

@@ -7,6 +7,7 @@
 //! The engine is [`run_load`]; `compare` calls it too.
 
 use crate::hist::Hist;
+use crate::textconn::json_str;
 use crate::wire::{self, Protocol, ReqKind};
 use crate::zipf::{KeyChooser, Rng};
 use mio::net::TcpStream;
@@ -219,21 +220,6 @@ pub struct LoadResult {
     pub errors: u64,
     /// Description of the first error.
     pub first_error: Option<String>,
-}
-
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }
 
 impl LoadResult {

@@ -10,7 +10,7 @@
 //! memcached ratios.
 
 use crate::servers::{Kind, ServerProc};
-use crate::textconn::{json_f64, json_str, ratio_str, split_args, stat_u64, Conn, SplitMix64};
+use crate::textconn::{json_f64, json_str, ratio_str, stat_u64, Conn, ServerFlags, SplitMix64};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,15 +44,9 @@ pub struct Args {
     /// Longest allowed fill per server, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
-    /// Extra flags for both servers (one string, whitespace separated).
-    #[arg(long, allow_hyphen_values = true, default_value = "")]
-    server_args: String,
-    /// Extra flags for memcached only.
-    #[arg(long, allow_hyphen_values = true, default_value = "")]
-    memcached_args: String,
-    /// Extra flags for ferrocache only.
-    #[arg(long, allow_hyphen_values = true, default_value = "")]
-    ferrocache_args: String,
+    /// Extra server flags.
+    #[command(flatten)]
+    flags: ServerFlags,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<String>,
@@ -157,11 +151,7 @@ pub fn main(args: Args) -> Result<(), String> {
 
 /// Starts a fresh `kind`, fills it with `n` items and measures.
 fn measure(args: &Args, kind: Kind, n: u64, mem_mb: usize) -> Result<Row, String> {
-    let mut extra = split_args(&args.server_args);
-    extra.extend(split_args(match kind {
-        Kind::Memcached => &args.memcached_args,
-        Kind::Ferrocache => &args.ferrocache_args,
-    }));
+    let extra = args.flags.for_kind(kind);
     let server = ServerProc::start(kind, args.threads, mem_mb, &extra, None)?;
     let io = Duration::from_secs(30);
     let mut c = Conn::connect(server.addr, io)?;

@@ -160,6 +160,33 @@ pub fn json_f64(v: f64) -> String {
 }
 
 /// Splits a `--server-args` style string into flags (whitespace separated).
+/// Extra server flags shared by the subcommands that start servers.
+#[derive(clap::Args, Debug)]
+pub struct ServerFlags {
+    /// Extra flags for both servers (one string, whitespace separated).
+    #[arg(long, allow_hyphen_values = true, default_value = "")]
+    server_args: String,
+    /// Extra flags for memcached only.
+    #[arg(long, allow_hyphen_values = true, default_value = "")]
+    memcached_args: String,
+    /// Extra flags for ferrocache only.
+    #[arg(long, allow_hyphen_values = true, default_value = "")]
+    ferrocache_args: String,
+}
+
+impl ServerFlags {
+    /// The flags for one server: the common ones, then its own.
+    pub fn for_kind(&self, kind: crate::servers::Kind) -> Vec<&str> {
+        let mut v = split_args(&self.server_args);
+        v.extend(split_args(match kind {
+            crate::servers::Kind::Memcached => &self.memcached_args,
+            crate::servers::Kind::Ferrocache => &self.ferrocache_args,
+        }));
+        v
+    }
+}
+
+/// Whitespace-separated words of a flags string.
 pub fn split_args(s: &str) -> Vec<&str> {
     s.split_whitespace().collect()
 }
