@@ -199,3 +199,34 @@ fn one_request_per_event_keeps_a_quiet_client_served() {
         "quiet client waited {worst:?}"
     );
 }
+
+/// A large pipelined batch (far more than `-R` requests, arriving over many reads)
+/// whose only reply is the last one: the server must keep reading while it works
+/// through the batch in `-R` turns, and answer. (Regression: a readiness edge that
+/// arrived during the turns was lost, and the final reply never came.)
+#[test]
+fn large_noreply_batch_then_one_reply() {
+    let s = Server::ferrocache(&["-t", "1"]);
+    for n in [2_000usize, 20_000] {
+        let mut c = s.connect();
+        let mut batch = Vec::new();
+        for i in 0..n {
+            batch.extend_from_slice(format!("set big:{i:08} 0 0 100 noreply\r\n").as_bytes());
+            batch.extend_from_slice(&[b'v'; 100]);
+            batch.extend_from_slice(b"\r\n");
+        }
+        batch.extend_from_slice(b"version\r\n");
+        c.send(&batch);
+        let line = String::from_utf8_lossy(&c.read_until(b"\r\n")).into_owned();
+        assert!(line.starts_with("VERSION "), "{n} sets: got {line:?}");
+        c.roundtrip(
+            format!("get big:{:08}\r\n", n - 1).as_bytes(),
+            format!(
+                "VALUE big:{:08} 0 100\r\n{}\r\nEND\r\n",
+                n - 1,
+                "v".repeat(100)
+            )
+            .as_bytes(),
+        );
+    }
+}

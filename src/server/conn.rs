@@ -219,6 +219,12 @@ impl Conn {
         self.info.last_cmd.load(Ordering::Relaxed)
     }
 
+    /// A readiness event arrived: new bytes may be waiting even if an earlier read
+    /// drained the socket, so the next `drive` must read again.
+    pub fn readiness(&mut self) {
+        self.drained = false;
+    }
+
     /// At shutdown: tries, for a short bounded time, to send what is buffered.
     pub fn finish(&mut self, counters: &Counters) {
         for _ in 0..100 {

@@ -100,7 +100,12 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => self.accept_new(),
-                    Token(i) => self.drive(i),
+                    Token(i) => {
+                        if let Some(Some(c)) = self.conns.get_mut(i) {
+                            c.readiness();
+                        }
+                        self.drive(i);
+                    }
                 }
             }
             for _ in 0..self.pending.len() {
