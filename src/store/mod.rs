@@ -395,18 +395,17 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
 }
 
 fn build_classes(cfg: &StoreConfig) -> (Vec<usize>, Vec<usize>) {
-    let hdr = item::BASE + if cfg.cas_enabled { 8 } else { 0 };
+    let hdr = item::BASE + if cfg.cas_enabled { item::CAS_BYTES } else { 0 };
     let max = cfg.item_size_max.max(1024);
-    let round8 = |x: usize| (x + 7) & !7;
     let g = 1.0 + (cfg.growth_factor - 1.0).max(0.01) / 4.0;
     let mut sizes = Vec::new();
-    let mut size = round8(hdr + cfg.chunk_min.max(1)).min(max);
+    let mut size = (hdr + cfg.chunk_min.max(1)).min(max);
     loop {
         sizes.push(size);
         if size >= max {
             break;
         }
-        let next = round8((size as f64 * g) as usize).max(size + 8);
+        let next = ((size as f64 * g) as usize).max(size + 8);
         size = next.min(max);
     }
     let slabs = sizes
@@ -473,9 +472,15 @@ impl Store {
         }
     }
 
+    /// The next CAS unique, modulo 2^48 as items keep it (0 is skipped: it means "none").
     fn next_cas(&self) -> u64 {
         if self.cfg.cas_enabled {
-            self.cas.fetch_add(1, Ordering::AcqRel) + 1
+            let c = (self.cas.fetch_add(1, Ordering::AcqRel) + 1) & item::CAS_MASK;
+            if c == 0 {
+                (self.cas.fetch_add(1, Ordering::AcqRel) + 1) & item::CAS_MASK
+            } else {
+                c
+            }
         } else {
             0
         }
@@ -552,7 +557,7 @@ impl Store {
             let now = ctx.clock.now();
             sh.bump(l, now);
             if let Some(e) = touch {
-                item::wr32(sh.chunk_mut(l), 6, ctx.clock.realtime(e));
+                item::wr32(sh.chunk_mut(l), item::OFF_EXP, ctx.clock.realtime(e));
             }
             let c = sh.chunk(l);
             let hd = item::Hdr::read(c, ctx.cas_on);
@@ -707,10 +712,9 @@ impl Store {
                 c[va..va + d.len()].copy_from_slice(d);
                 c[va + d.len()..hd.total()].fill(b' ');
                 if cas_on {
-                    let at = hd.cas_at();
-                    c[at..at + 8].copy_from_slice(&cas.to_le_bytes());
+                    item::write_cas(c, hd.cas_at(), cas);
                 }
-                item::wr32(c, 10, now);
+                item::wr32(c, item::OFF_TIME, now);
                 return DeltaOutcome::Value(n);
             }
             let total = item::total_size(key.len(), d.len(), hd.flags, cas_on);
