@@ -4,20 +4,23 @@
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
-//! | 0  | 1 | `bits`: `LIVE` 0x01 (chunk holds an item), `ACCESS` 0x02 (CLOCK reference bit, set on every read), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the 4-byte flags field is present), `BIG` 0x10 (the value length has a fourth byte) |
+//! | 0  | 1 | `bits`: `LIVE` 0x01 (chunk holds an item), `ACCESS` 0x02 (CLOCK reference bit, set on every read), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the flags field is present), `BIG` 0x10 (the value length has a fourth byte), `HAS_EXP` 0x20 (the expiry field is present) |
 //! | 1  | 1 | key length (1..=250) |
 //! | 2  | 3 | value length in bytes (without `\r\n`), low 24 bits |
-//! | 5  | 4 | expiry, relative seconds (0 = never) |
-//! | 9  | 4 | last access/update time, relative seconds (for `flush_all` and ages) |
-//! | 13 | 1 | value length bits 24..31, only when `BIG` (values of 16 MiB and more) |
-//! | 13 or 14 | 4 | client flags, only when `HAS_FLAGS` (flags 0 cost nothing, as in memcached) |
+//! | 5  | 4 | last access/update time, relative seconds (for `flush_all` and ages) |
+//! | 9  | 1 | value length bits 24..31, only when `BIG` (values of 16 MiB and more) |
+//! | ... | 4 | expiry, relative seconds, only when `HAS_EXP` (absent = never expires) |
+//! | ... | 4 | client flags, only when `HAS_FLAGS` (flags 0 cost nothing, as in memcached) |
 //! | ... | 6 | CAS unique, low 48 bits, only when the store has CAS enabled (`-C` drops it) |
 //! | ... | key length | key |
 //! | ... | value length | value (no `\r\n` stored) |
 //!
-//! So the header is 13 bytes, +4 for non-zero flags, +6 with CAS (19 for the usual
-//! item), against 48-56 in memcached. A free chunk has `bits == 0` and keeps the index of
-//! the next free chunk of its slab at offset 2 (4 bytes).
+//! So the header is 9 bytes, +4 with an expiry, +4 for non-zero flags, +6 with CAS (15
+//! for an item with CAS and neither expiry nor flags, 19 with an expiry), against 48-56
+//! in memcached. Setting an expiry on an item stored without one (`touch`, `gat`) grows
+//! it by 4 bytes: in place when its chunk has room, else in a new chunk. A free chunk has
+//! `bits == 0` and keeps the index of the next free chunk of its slab at offset 2 (4
+//! bytes).
 //!
 //! CAS uniques come from one 64-bit counter; the item keeps its low 48 bits
 //! ([`CAS_BYTES`]), and the store hands out uniques modulo 2^48 (skipping 0), so what a
@@ -35,17 +38,17 @@ pub const FETCHED: u8 = 0x04;
 pub const HAS_FLAGS: u8 = 0x08;
 /// The value length has a fourth byte (at [`BASE`]).
 pub const BIG: u8 = 0x10;
+/// The 4-byte expiry field is present.
+pub const HAS_EXP: u8 = 0x20;
 
 /// Fixed header size.
-pub const BASE: usize = 13;
+pub const BASE: usize = 9;
 /// Bytes of the stored CAS unique.
 pub const CAS_BYTES: usize = 6;
 /// Uniques are kept modulo 2^48.
 pub const CAS_MASK: u64 = (1 << (8 * CAS_BYTES)) - 1;
-/// Offset of the expiry.
-pub const OFF_EXP: usize = 5;
 /// Offset of the last access time.
-pub const OFF_TIME: usize = 9;
+pub const OFF_TIME: usize = 5;
 
 #[inline]
 pub(crate) fn rd32(c: &[u8], at: usize) -> u32 {
@@ -61,8 +64,9 @@ pub(crate) fn wr32(c: &mut [u8], at: usize, v: u32) {
 
 /// Bytes an item takes in a chunk.
 #[inline]
-pub fn total_size(key_len: usize, value_len: usize, flags: u32, cas: bool) -> usize {
+pub fn total_size(key_len: usize, value_len: usize, flags: u32, exptime: u32, cas: bool) -> usize {
     BASE + usize::from(value_len >= 1 << 24)
+        + if exptime != 0 { 4 } else { 0 }
         + if flags != 0 { 4 } else { 0 }
         + if cas { CAS_BYTES } else { 0 }
         + key_len
@@ -101,6 +105,12 @@ impl Hdr {
             vlen |= (c[BASE] as usize) << 24;
             at += 1;
         }
+        let exptime = if bits & HAS_EXP != 0 {
+            at += 4;
+            rd32(c, at - 4)
+        } else {
+            0
+        };
         let flags = if bits & HAS_FLAGS != 0 {
             at += 4;
             rd32(c, at - 4)
@@ -119,7 +129,7 @@ impl Hdr {
             bits,
             klen: c[1] as usize,
             vlen,
-            exptime: rd32(c, OFF_EXP),
+            exptime,
             time: rd32(c, OFF_TIME),
             flags,
             cas,
@@ -151,6 +161,7 @@ impl Hdr {
 pub fn key_at(c: &[u8], cas_on: bool) -> usize {
     let b = c[0];
     BASE + usize::from(b & BIG != 0)
+        + if b & HAS_EXP != 0 { 4 } else { 0 }
         + if b & HAS_FLAGS != 0 { 4 } else { 0 }
         + if cas_on { CAS_BYTES } else { 0 }
 }
@@ -174,15 +185,21 @@ pub fn write_header(
     cas: u64,
 ) -> usize {
     let big = vlen >= 1 << 24;
-    c[0] = LIVE | if flags != 0 { HAS_FLAGS } else { 0 } | if big { BIG } else { 0 };
+    c[0] = LIVE
+        | if flags != 0 { HAS_FLAGS } else { 0 }
+        | if big { BIG } else { 0 }
+        | if exptime != 0 { HAS_EXP } else { 0 };
     c[1] = klen as u8;
     c[2..5].copy_from_slice(&(vlen as u32).to_le_bytes()[..3]);
-    wr32(c, OFF_EXP, exptime);
     wr32(c, OFF_TIME, time);
     let mut at = BASE;
     if big {
         c[at] = (vlen >> 24) as u8;
         at += 1;
+    }
+    if exptime != 0 {
+        wr32(c, at, exptime);
+        at += 4;
     }
     if flags != 0 {
         wr32(c, at, flags);
@@ -193,4 +210,10 @@ pub fn write_header(
         at += CAS_BYTES;
     }
     at
+}
+
+/// Offset of the expiry field (present when `HAS_EXP`), or where it goes.
+#[inline]
+pub fn exp_at(c: &[u8]) -> usize {
+    BASE + usize::from(c[0] & BIG != 0)
 }

@@ -549,26 +549,78 @@ impl Store {
         f: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Result<R, Miss> {
         let ctx = &self.ctx;
-        self.with(key, |sh, h, _| {
-            let l = match sh.find(ctx, h, key) {
+        self.with(key, |sh, h, steal| {
+            let mut l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
                 Found::Miss(m) => return Err(m),
             };
             let now = ctx.clock.now();
             sh.bump(l, now);
+            let mut drop_after = false;
             if let Some(e) = touch {
-                item::wr32(sh.chunk_mut(l), item::OFF_EXP, ctx.clock.realtime(e));
+                let exp = ctx.clock.realtime(e);
+                if !sh.set_exptime(ctx, l, exp) {
+                    match self.regrow(sh, h, key, l, exp, steal) {
+                        Ok(n) => l = n,
+                        Err(Some(_)) => drop_after = true,
+                        Err(None) => return Err(Miss::Absent),
+                    }
+                }
             }
             let c = sh.chunk(l);
             let hd = item::Hdr::read(c, ctx.cas_on);
-            Ok(f(&ItemRef {
+            let r = f(&ItemRef {
                 key: &c[hd.key_at..hd.key_at + hd.klen],
                 flags: hd.flags,
                 value: &c[hd.value_at()..hd.total()],
                 cas: hd.cas,
                 exptime: hd.exptime,
-            }))
+            });
+            if drop_after {
+                sh.delete_at(ctx, h, l);
+            }
+            Ok(r)
         })
+    }
+
+    /// Moves the item at `l` to a chunk with room for an expiry field and sets it to
+    /// `exp`. `Err(Some(l))`: no memory (the item is still at `l`, without the new
+    /// expiry; the caller removes it rather than let it outlive its expiry).
+    /// `Err(None)`: finding memory evicted the item itself.
+    fn regrow(
+        &self,
+        sh: &mut Shard,
+        h: u64,
+        key: &[u8],
+        l: shard::Loc,
+        exp: u32,
+        steal: &dyn Fn(usize) -> usize,
+    ) -> Result<shard::Loc, Option<shard::Loc>> {
+        let ctx = &self.ctx;
+        let hd = item::Hdr::read(sh.chunk(l), ctx.cas_on);
+        let old = sh.chunk(l)[hd.key_at..hd.total()].to_vec();
+        let total = item::total_size(hd.klen, hd.vlen, hd.flags, exp, ctx.cas_on);
+        let Some(class) = ctx.class_for(total) else {
+            return Err(Some(l));
+        };
+        let Some(new) = sh.alloc(ctx, class, steal) else {
+            return Err(sh.find_raw(ctx, h, key));
+        };
+        let Some(cur) = sh.find_raw(ctx, h, key) else {
+            sh.free_chunk(new);
+            return Err(None);
+        };
+        let bits = sh.chunk(cur)[0];
+        let c = sh.chunk_mut(new);
+        let at = item::write_header(
+            c, hd.klen, hd.vlen, hd.flags, exp, hd.time, ctx.cas_on, hd.cas,
+        );
+        c[0] |= bits & (item::ACCESS | item::FETCHED);
+        c[at..at + old.len()].copy_from_slice(&old);
+        sh.link(ctx, h, new, Some(cur));
+        // A move, not a new item.
+        sh.total_items -= 1;
+        Ok(new)
     }
 
     /// Like [`Store::get`], and sets a new expiry (`gat`).
@@ -637,7 +689,7 @@ impl Store {
             if old_val.is_some() && self.too_large_flags(key.len(), nflags, vlen) {
                 return StoreOutcome::NotStored;
             }
-            let total = item::total_size(key.len(), vlen, nflags, cas_on);
+            let total = item::total_size(key.len(), vlen, nflags, nexp, cas_on);
             let Some(class) = ctx.class_for(total) else {
                 // Only append/prepend can grow past the largest class.
                 return StoreOutcome::NotStored;
@@ -717,7 +769,7 @@ impl Store {
                 item::wr32(c, item::OFF_TIME, now);
                 return DeltaOutcome::Value(n);
             }
-            let total = item::total_size(key.len(), d.len(), hd.flags, cas_on);
+            let total = item::total_size(key.len(), d.len(), hd.flags, hd.exptime, cas_on);
             let Some(class) = ctx.class_for(total) else {
                 return DeltaOutcome::OutOfMemory;
             };

@@ -275,6 +275,34 @@ impl Shard {
         }
     }
 
+    /// Sets the expiry of the item at `l` in place. An item stored without an expiry
+    /// field grows by 4 bytes when its chunk has room; false when it has not (the caller
+    /// moves the item to a larger chunk).
+    pub fn set_exptime(&mut self, ctx: &Ctx, l: Loc, exp: u32) -> bool {
+        let (sid, idx) = split(l);
+        let slab = self.slab_mut(sid);
+        let class = slab.class;
+        let c = slab.chunk_mut(idx);
+        let at = item::exp_at(c);
+        if c[0] & item::HAS_EXP != 0 {
+            item::wr32(c, at, exp);
+            return true;
+        }
+        if exp == 0 {
+            return true;
+        }
+        let total = Hdr::read(c, ctx.cas_on).total();
+        if c.len() < total + 4 {
+            return false;
+        }
+        c.copy_within(at..total, at + 4);
+        c[0] |= item::HAS_EXP;
+        item::wr32(c, at, exp);
+        self.bytes += 4;
+        self.classes[class].stats.requested += 4;
+        true
+    }
+
     /// Removes an item from the index and frees its chunk.
     fn remove(&mut self, ctx: &Ctx, h: u64, l: Loc, why: Why) {
         if let Ok(e) = self.tables[sub_of(h)].find_entry(table_hash(h), |&s| s == l) {

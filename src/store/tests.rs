@@ -587,3 +587,33 @@ fn size_per_item() {
     );
     assert!(per < 160.0);
 }
+
+#[test]
+fn touch_adds_an_expiry_field() {
+    let s = store();
+    let c = s.clock().clone();
+    // Sizes around class boundaries: some chunks have room for the field, some not.
+    for len in 40..140usize {
+        let k = format!("t{len}");
+        let v = checked_value(len as u64, len);
+        s.store(StoreOp::Set, k.as_bytes(), 3, 0, &v);
+        assert_eq!(s.get(k.as_bytes(), |it| it.exptime), Ok(0));
+        let cas = get(&s, k.as_bytes()).unwrap().2;
+        let bytes = s.stats().bytes;
+        s.touch(k.as_bytes(), 100).unwrap();
+        assert_eq!(s.stats().bytes, bytes + 4);
+        let (v2, f, cas2) = get(&s, k.as_bytes()).unwrap();
+        assert_eq!((v2, f, cas2), (v.clone(), 3, cas));
+        assert_eq!(s.get(k.as_bytes(), |it| it.exptime), Ok(c.now() + 100));
+        assert_eq!(
+            s.get_and_touch(k.as_bytes(), 0, |it| it.value.to_vec()),
+            Ok(v.clone())
+        );
+        assert_eq!(s.get(k.as_bytes(), |it| it.exptime), Ok(0));
+        s.touch(k.as_bytes(), 10).unwrap();
+    }
+    let st = s.stats();
+    assert_eq!((st.curr_items, st.total_items), (100, 100));
+    c.advance(11);
+    assert_eq!(get(&s, b"t77"), Err(Miss::Expired));
+}
