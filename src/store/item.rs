@@ -30,8 +30,11 @@
 
 /// The chunk holds an item.
 pub const LIVE: u8 = 0x01;
-/// CLOCK reference bit: set on access, cleared by the eviction hand.
-pub const ACCESS: u8 = 0x02;
+/// CLOCK access counter (2 bits): +1 on each read up to 3, -1 each time the eviction
+/// hand passes; the hand evicts items at 0.
+pub const FREQ: u8 = 0xC0;
+/// One step of the access counter.
+pub const FREQ_ONE: u8 = 0x40;
 /// The item was read at least once since it was stored.
 pub const FETCHED: u8 = 0x04;
 /// The 4-byte flags field is present.

@@ -615,7 +615,7 @@ impl Store {
         let at = item::write_header(
             c, hd.klen, hd.vlen, hd.flags, exp, hd.time, ctx.cas_on, hd.cas,
         );
-        c[0] |= bits & (item::ACCESS | item::FETCHED);
+        c[0] |= bits & (item::FREQ | item::FETCHED);
         c[at..at + old.len()].copy_from_slice(&old);
         sh.link(ctx, h, new, Some(cur));
         // A move, not a new item.

@@ -17,7 +17,7 @@
 
 use hashbrown::HashTable;
 
-use super::item::{self, Hdr, ACCESS, FETCHED, LIVE};
+use super::item::{self, Hdr, FETCHED, FREQ, FREQ_ONE, LIVE};
 use super::{ClassStats, Ctx, Miss};
 
 /// Slab size for small chunks.
@@ -27,6 +27,8 @@ const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
 const MAX_SLABS: usize = 1 << (32 - CHUNK_BITS);
 const NONE: u32 = u32::MAX;
 const VACANT: u32 = u32::MAX;
+/// Laps of the hand after which every item has been evicted (access counter 0..=3).
+const LAPS: usize = 5;
 /// Want-class meaning "give slabs back, whatever their class".
 pub const RELEASE: usize = usize::MAX;
 
@@ -115,6 +117,8 @@ struct Slab {
     live: u32,
     free_head: u32,
     in_partial: bool,
+    /// Being emptied by [`Shard::evacuate`]: freed chunks are not offered for reuse.
+    draining: bool,
     ring_pos: usize,
 }
 
@@ -269,7 +273,8 @@ impl Shard {
     /// Marks an item as read now.
     pub fn bump(&mut self, l: Loc, now: u32) {
         let c = self.chunk_mut(l);
-        c[0] |= ACCESS | FETCHED;
+        let b = c[0];
+        c[0] = if b & FREQ == FREQ { b } else { b + FREQ_ONE } | FETCHED;
         if item::rd32(c, item::OFF_TIME) != now {
             item::wr32(c, item::OFF_TIME, now);
         }
@@ -370,7 +375,7 @@ impl Shard {
         slab.free_head = idx;
         slab.live -= 1;
         let class = slab.class;
-        if !slab.in_partial {
+        if !slab.in_partial && !slab.draining {
             slab.in_partial = true;
             self.classes[class].partial.push(sid as u32);
         }
@@ -473,6 +478,7 @@ impl Shard {
             live: 0,
             free_head: NONE,
             in_partial: true,
+            draining: false,
             ring_pos,
         });
         self.classes[class].partial.push(sid as u32);
@@ -539,7 +545,9 @@ impl Shard {
     ) -> Option<Loc> {
         let bytes = ctx.slab_bytes(class);
         let mut steps = 0usize;
-        let max_steps = 2 * self.chunks_total + 2 * (SLAB_BYTES / 8) + 64;
+        // Every item is evicted by the fourth lap at the latest (its access counter is 3
+        // at most and nothing reads while the shard is locked), and its slab released.
+        let max_steps = LAPS * self.chunks_total + 2 * (SLAB_BYTES / 8) + 64;
         let mut stole = false;
         loop {
             if let Some(l) = self.take_free(class) {
@@ -571,7 +579,7 @@ impl Shard {
     /// `bytes` were given back or a bound is hit. Returns bytes given back.
     pub fn release_memory(&mut self, ctx: &Ctx, bytes: usize) -> usize {
         let start = self.slab_bytes;
-        let max_steps = 2 * self.chunks_total + 64;
+        let max_steps = LAPS * self.chunks_total + 64;
         let mut steps = 0;
         while (start - self.slab_bytes) < bytes as u64 && steps < max_steps {
             if self.ring.len() == self.vacant.len() {
@@ -615,8 +623,8 @@ impl Shard {
             if ctx.invalid(&hd).is_some() {
                 let h = ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]);
                 self.remove(ctx, h, l, Why::Reclaim);
-            } else if hd.bits & ACCESS != 0 {
-                self.chunk_mut(l)[0] &= !ACCESS;
+            } else if hd.bits & FREQ != 0 {
+                self.chunk_mut(l)[0] -= FREQ_ONE;
             } else if ctx.evict {
                 let h = ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]);
                 self.remove(ctx, h, l, Why::Evict);
@@ -636,8 +644,10 @@ impl Shard {
         }
     }
 
-    /// Moves the items of a slab to free chunks of the same class elsewhere, evicting
-    /// those that find no room.
+    /// Moves the items of a slab to free chunks of the same class elsewhere. When there
+    /// is no room for the next one, the rest stay and so does the slab: the hand has
+    /// already evicted its cold items, and evicting items that were just read (the
+    /// survivors) to move memory to another class loses more hits than the hand going on.
     fn evacuate(&mut self, ctx: &Ctx, sid: usize) {
         let (carved, class) = {
             let s = self.slab(sid);
@@ -651,6 +661,7 @@ impl Shard {
             }
             self.slab_mut(sid).in_partial = false;
         }
+        self.slab_mut(sid).draining = true;
         let mut buf = Vec::new();
         for idx in 0..carved {
             let l = loc(sid, idx);
@@ -677,16 +688,15 @@ impl Shard {
                     // Chunk moved: free the old one without touching the counters.
                     self.free_chunk(l);
                 }
-                None => self.remove(ctx, h, l, Why::Evict),
+                None => break,
             }
         }
-        // Chunks freed above put the slab back on the free list; take it off again.
-        if self.slab(sid).in_partial {
-            let p = &mut self.classes[class].partial;
-            if let Some(i) = p.iter().rposition(|&s| s as usize == sid) {
-                p.swap_remove(i);
-            }
-            self.slab_mut(sid).in_partial = false;
+        self.slab_mut(sid).draining = false;
+        // Chunks freed above are not on the free list: a slab that still holds items
+        // (with `evict` off) goes back on it.
+        if self.slab(sid).live > 0 && self.slab(sid).live < self.slab(sid).nchunks {
+            self.slab_mut(sid).in_partial = true;
+            self.classes[class].partial.push(sid as u32);
         }
     }
 

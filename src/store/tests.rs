@@ -617,3 +617,95 @@ fn touch_adds_an_expiry_field() {
     c.advance(11);
     assert_eq!(get(&s, b"t77"), Err(Miss::Expired));
 }
+
+/// xorshift64*, the random source of the hit-ratio simulation (also easy to reproduce
+/// in a client script that replays the same trace against memcached).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Value length of key `k` in the simulation: 50 B .. 2 KiB, uniform.
+fn sim_value_len(k: usize) -> usize {
+    50 + (k.wrapping_mul(2_654_435_761) >> 7) % 1999
+}
+
+/// Replays a cache-aside trace against a store: `requests` gets of keys drawn from a
+/// Zipf(`alpha`) popularity over `keys` keys, each miss followed by a set of the key.
+/// Returns the miss ratio.
+fn zipf_cache_aside(mem_limit: usize, keys: usize, requests: usize, alpha: f64) -> f64 {
+    let s = store_with(|c| {
+        c.mem_limit = mem_limit;
+        c.shards = 8;
+    });
+    let mut cdf = Vec::with_capacity(keys);
+    let mut sum = 0.0;
+    for i in 1..=keys {
+        sum += 1.0 / (i as f64).powf(alpha);
+        cdf.push(sum);
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let value = vec![b'x'; 2100];
+    let mut misses = 0usize;
+    for _ in 0..requests {
+        let u = rng.unit() * sum;
+        let k = cdf.partition_point(|&c| c < u).min(keys - 1);
+        let key = format!("z:{k}");
+        if s.get(key.as_bytes(), |_| ()).is_err() {
+            misses += 1;
+            let v = &value[..sim_value_len(k)];
+            assert_eq!(
+                s.store(StoreOp::Set, key.as_bytes(), 0, 0, v),
+                StoreOutcome::Stored
+            );
+        }
+    }
+    let st = s.stats();
+    eprintln!(
+        "zipf({alpha}) cache-aside: {} keys, {} requests, -m {} MiB: miss ratio {:.4} \
+         ({} items kept, {} evictions, items {} MiB in {} MiB of slabs)",
+        keys,
+        requests,
+        mem_limit >> 20,
+        misses as f64 / requests as f64,
+        st.curr_items,
+        st.evictions,
+        st.bytes >> 20,
+        st.total_malloced >> 20
+    );
+    if std::env::var_os("SIM_CLASSES").is_some() {
+        for c in s.class_stats().iter().filter(|c| c.total_pages > 0) {
+            eprintln!(
+                "class {:3} chunk {:5} pages {:5} chunks {:6} used {:6} free {:6}",
+                c.id, c.chunk_size, c.total_pages, c.total_chunks, c.used_chunks, c.free_chunks
+            );
+        }
+    }
+    misses as f64 / requests as f64
+}
+
+/// The cache-aside simulation at the size of the comparison with memcached (-m 64,
+/// 1M keys, 1M requests; run with `--ignored --nocapture` to see the figure).
+#[test]
+#[ignore]
+fn zipf_hit_ratio_full() {
+    let r = zipf_cache_aside(64 << 20, 1_000_000, 1_000_000, 0.99);
+    assert!(r < 0.5, "miss ratio {r}");
+}
+
+/// A small, fast version of the cache-aside simulation.
+#[test]
+fn zipf_hit_ratio_small() {
+    let r = zipf_cache_aside(8 << 20, 200_000, 200_000, 0.99);
+    assert!(r < 0.6, "miss ratio {r}");
+}
