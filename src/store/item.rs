@@ -4,7 +4,7 @@
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
-//! | 0  | 1 | `bits`: `LIVE` 0x01 (chunk holds an item), `ACCESS` 0x02 (CLOCK reference bit, set on every read), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the flags field is present), `BIG` 0x10 (the value length has a fourth byte), `HAS_EXP` 0x20 (the expiry field is present) |
+//! | 0  | 1 | `bits`: `LIVE` 0x01 (chunk holds an item), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the flags field is present), `BIG` 0x10 (the value length has a fourth byte), `HAS_EXP` 0x20 (the expiry field is present), access counter 0xC0 (2 bits: +1 per read up to 3, -1 per pass of the CLOCK hand) |
 //! | 1  | 1 | key length (1..=250) |
 //! | 2  | 3 | value length in bytes (without `\r\n`), low 24 bits |
 //! | 5  | 4 | last access/update time, relative seconds (for `flush_all` and ages) |

@@ -6,12 +6,13 @@
 //!   from the store-wide byte budget before they are allocated and given back when the
 //!   slab is dropped, so the sum of all slabs never exceeds the limit.
 //! - All slabs of a shard sit on one ring; one CLOCK hand sweeps it when memory is short.
-//!   It reclaims expired and flushed items, clears set access bits, and evicts items
-//!   whose bit is clear. When the hand reaches the end of a slab whose class is not the
-//!   one that needs memory, the slab's survivors move to free chunks of their class
-//!   elsewhere (or are evicted) and the slab goes back to the budget. So memory flows to
-//!   the classes and shards that allocate, in the order it was last swept: no class or
-//!   shard keeps memory it does not use (no slab calcification).
+//!   It reclaims expired and flushed items, decrements non-zero access counters, and
+//!   evicts items whose counter is 0. When the hand reaches the end of a slab whose
+//!   class is not the one that needs memory, the slab's survivors move to free chunks of
+//!   their class elsewhere and the slab goes back to the budget (if some find no room,
+//!   the slab stays). So memory flows to the classes and shards that allocate, in the
+//!   order it was last swept: no class or shard keeps memory it does not use (no slab
+//!   calcification).
 //! - A shard that cannot free memory itself (it owns too little) asks other shards, with
 //!   `try_lock` only (never blocking while holding its own lock), to give a slab back.
 

@@ -709,3 +709,25 @@ fn zipf_hit_ratio_small() {
     let r = zipf_cache_aside(8 << 20, 200_000, 200_000, 0.99);
     assert!(r < 0.6, "miss ratio {r}");
 }
+
+#[test]
+fn cas_uniques_wrap_at_48_bits() {
+    let s = store();
+    s.cas.store(item::CAS_MASK - 1, Ordering::Relaxed);
+    s.store(StoreOp::Set, b"a", 0, 0, b"1");
+    let ca = get(&s, b"a").unwrap().2;
+    assert_eq!(ca, item::CAS_MASK);
+    // The next unique would be 2^48 = 0 as stored: 0 means "none", so it is skipped.
+    s.store(StoreOp::Set, b"b", 0, 0, b"2");
+    let cb = get(&s, b"b").unwrap().2;
+    assert_eq!(cb, 1);
+    assert_eq!(
+        s.store(StoreOp::Cas(ca + 1), b"a", 0, 0, b"x"),
+        StoreOutcome::Exists
+    );
+    assert_eq!(
+        s.store(StoreOp::Cas(ca), b"a", 0, 0, b"x"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(get(&s, b"a").unwrap().2, 2);
+}
