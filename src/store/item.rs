@@ -4,31 +4,54 @@
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
-//! | 0  | 1 | `bits`: `LIVE` 0x01 (chunk holds an item), `ACCESS` 0x02 (CLOCK reference bit, set on every read), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the 4-byte flags field is present) |
-//! | 1  | 1 | key length (1..=255) |
-//! | 2  | 4 | value length in bytes (without `\r\n`) |
-//! | 6  | 4 | expiry, relative seconds (0 = never) |
-//! | 10 | 4 | last access/update time, relative seconds (for `flush_all` and ages) |
-//! | 14 | 4 | client flags, only when `HAS_FLAGS` (flags 0 cost nothing, as in memcached) |
-//! | 14 or 18 | 8 | CAS unique, only when the store has CAS enabled (`-C` drops it) |
+//! | 0  | 1 | `bits`: `LIVE` 0x01 (chunk holds an item), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the flags field is present), `BIG` 0x10 (the value length has a fourth byte), `HAS_EXP` 0x20 (the expiry field is present), access counter 0xC0 (2 bits: +1 per read up to 3, -1 per pass of the CLOCK hand) |
+//! | 1  | 1 | key length (1..=250) |
+//! | 2  | 3 | value length in bytes (without `\r\n`), low 24 bits |
+//! | 5  | 4 | last access/update time, relative seconds (for `flush_all` and ages) |
+//! | 9  | 1 | value length bits 24..31, only when `BIG` (values of 16 MiB and more) |
+//! | ... | 4 | expiry, relative seconds, only when `HAS_EXP` (absent = never expires) |
+//! | ... | 4 | client flags, only when `HAS_FLAGS` (flags 0 cost nothing, as in memcached) |
+//! | ... | 6 | CAS unique, low 48 bits, only when the store has CAS enabled (`-C` drops it) |
 //! | ... | key length | key |
 //! | ... | value length | value (no `\r\n` stored) |
 //!
-//! So the header is 14 bytes, +4 for non-zero flags, +8 with CAS (22 for the usual
-//! item), against 48-56 in memcached. A free chunk has `bits == 0` and keeps the index of
-//! the next free chunk of its slab at offset 2 (4 bytes).
+//! So the header is 9 bytes, +4 with an expiry, +4 for non-zero flags, +6 with CAS (15
+//! for an item with CAS and neither expiry nor flags, 19 with an expiry), against 48-56
+//! in memcached. Setting an expiry on an item stored without one (`touch`, `gat`) grows
+//! it by 4 bytes: in place when its chunk has room, else in a new chunk. A free chunk has
+//! `bits == 0` and keeps the index of the next free chunk of its slab at offset 2 (4
+//! bytes).
+//!
+//! CAS uniques come from one 64-bit counter; the item keeps its low 48 bits
+//! ([`CAS_BYTES`]), and the store hands out uniques modulo 2^48 (skipping 0), so what a
+//! client reads back is what it compares against. That is 2.8 x 10^14 uniques (nine
+//! years at a million stores a second) before uniques repeat; memcached's 64-bit
+//! counter never does.
 
 /// The chunk holds an item.
 pub const LIVE: u8 = 0x01;
-/// CLOCK reference bit: set on access, cleared by the eviction hand.
-pub const ACCESS: u8 = 0x02;
+/// CLOCK access counter (2 bits): +1 on each read up to 3, -1 each time the eviction
+/// hand passes; the hand evicts items at 0.
+pub const FREQ: u8 = 0xC0;
+/// One step of the access counter.
+pub const FREQ_ONE: u8 = 0x40;
 /// The item was read at least once since it was stored.
 pub const FETCHED: u8 = 0x04;
 /// The 4-byte flags field is present.
 pub const HAS_FLAGS: u8 = 0x08;
+/// The value length has a fourth byte (at [`BASE`]).
+pub const BIG: u8 = 0x10;
+/// The 4-byte expiry field is present.
+pub const HAS_EXP: u8 = 0x20;
 
 /// Fixed header size.
-pub const BASE: usize = 14;
+pub const BASE: usize = 9;
+/// Bytes of the stored CAS unique.
+pub const CAS_BYTES: usize = 6;
+/// Uniques are kept modulo 2^48.
+pub const CAS_MASK: u64 = (1 << (8 * CAS_BYTES)) - 1;
+/// Offset of the last access time.
+pub const OFF_TIME: usize = 5;
 
 #[inline]
 pub(crate) fn rd32(c: &[u8], at: usize) -> u32 {
@@ -44,8 +67,13 @@ pub(crate) fn wr32(c: &mut [u8], at: usize, v: u32) {
 
 /// Bytes an item takes in a chunk.
 #[inline]
-pub fn total_size(key_len: usize, value_len: usize, flags: u32, cas: bool) -> usize {
-    BASE + if flags != 0 { 4 } else { 0 } + if cas { 8 } else { 0 } + key_len + value_len
+pub fn total_size(key_len: usize, value_len: usize, flags: u32, exptime: u32, cas: bool) -> usize {
+    BASE + usize::from(value_len >= 1 << 24)
+        + if exptime != 0 { 4 } else { 0 }
+        + if flags != 0 { 4 } else { 0 }
+        + if cas { CAS_BYTES } else { 0 }
+        + key_len
+        + value_len
 }
 
 /// A parsed view of an item header.
@@ -74,17 +102,28 @@ impl Hdr {
     #[inline]
     pub fn read(c: &[u8], cas_on: bool) -> Hdr {
         let bits = c[0];
+        let mut vlen = u32::from_le_bytes([c[2], c[3], c[4], 0]) as usize;
         let mut at = BASE;
+        if bits & BIG != 0 {
+            vlen |= (c[BASE] as usize) << 24;
+            at += 1;
+        }
+        let exptime = if bits & HAS_EXP != 0 {
+            at += 4;
+            rd32(c, at - 4)
+        } else {
+            0
+        };
         let flags = if bits & HAS_FLAGS != 0 {
             at += 4;
-            rd32(c, BASE)
+            rd32(c, at - 4)
         } else {
             0
         };
         let cas = if cas_on {
             let mut b = [0u8; 8];
-            b.copy_from_slice(&c[at..at + 8]);
-            at += 8;
+            b[..CAS_BYTES].copy_from_slice(&c[at..at + CAS_BYTES]);
+            at += CAS_BYTES;
             u64::from_le_bytes(b)
         } else {
             0
@@ -92,9 +131,9 @@ impl Hdr {
         Hdr {
             bits,
             klen: c[1] as usize,
-            vlen: rd32(c, 2) as usize,
-            exptime: rd32(c, 6),
-            time: rd32(c, 10),
+            vlen,
+            exptime,
+            time: rd32(c, OFF_TIME),
             flags,
             cas,
             key_at: at,
@@ -116,8 +155,24 @@ impl Hdr {
     /// Offset of the CAS field (when enabled).
     #[inline]
     pub fn cas_at(&self) -> usize {
-        self.key_at - 8
+        self.key_at - CAS_BYTES
     }
+}
+
+/// Offset of the key of the item at the start of `c` (reads only the bits byte).
+#[inline]
+pub fn key_at(c: &[u8], cas_on: bool) -> usize {
+    let b = c[0];
+    BASE + usize::from(b & BIG != 0)
+        + if b & HAS_EXP != 0 { 4 } else { 0 }
+        + if b & HAS_FLAGS != 0 { 4 } else { 0 }
+        + if cas_on { CAS_BYTES } else { 0 }
+}
+
+/// Writes the CAS unique (low 48 bits) at `at`.
+#[inline]
+pub fn write_cas(c: &mut [u8], at: usize, cas: u64) {
+    c[at..at + CAS_BYTES].copy_from_slice(&cas.to_le_bytes()[..CAS_BYTES]);
 }
 
 /// Writes a header for a new item; returns the key offset.
@@ -132,19 +187,36 @@ pub fn write_header(
     cas_on: bool,
     cas: u64,
 ) -> usize {
-    c[0] = LIVE | if flags != 0 { HAS_FLAGS } else { 0 };
+    let big = vlen >= 1 << 24;
+    c[0] = LIVE
+        | if flags != 0 { HAS_FLAGS } else { 0 }
+        | if big { BIG } else { 0 }
+        | if exptime != 0 { HAS_EXP } else { 0 };
     c[1] = klen as u8;
-    wr32(c, 2, vlen as u32);
-    wr32(c, 6, exptime);
-    wr32(c, 10, time);
+    c[2..5].copy_from_slice(&(vlen as u32).to_le_bytes()[..3]);
+    wr32(c, OFF_TIME, time);
     let mut at = BASE;
+    if big {
+        c[at] = (vlen >> 24) as u8;
+        at += 1;
+    }
+    if exptime != 0 {
+        wr32(c, at, exptime);
+        at += 4;
+    }
     if flags != 0 {
-        wr32(c, BASE, flags);
+        wr32(c, at, flags);
         at += 4;
     }
     if cas_on {
-        c[at..at + 8].copy_from_slice(&cas.to_le_bytes());
-        at += 8;
+        write_cas(c, at, cas);
+        at += CAS_BYTES;
     }
     at
+}
+
+/// Offset of the expiry field (present when `HAS_EXP`), or where it goes.
+#[inline]
+pub fn exp_at(c: &[u8]) -> usize {
+    BASE + usize::from(c[0] & BIG != 0)
 }

@@ -6,18 +6,19 @@
 //!   from the store-wide byte budget before they are allocated and given back when the
 //!   slab is dropped, so the sum of all slabs never exceeds the limit.
 //! - All slabs of a shard sit on one ring; one CLOCK hand sweeps it when memory is short.
-//!   It reclaims expired and flushed items, clears set access bits, and evicts items
-//!   whose bit is clear. When the hand reaches the end of a slab whose class is not the
-//!   one that needs memory, the slab's survivors move to free chunks of their class
-//!   elsewhere (or are evicted) and the slab goes back to the budget. So memory flows to
-//!   the classes and shards that allocate, in the order it was last swept: no class or
-//!   shard keeps memory it does not use (no slab calcification).
+//!   It reclaims expired and flushed items, decrements non-zero access counters, and
+//!   evicts items whose counter is 0. When the hand reaches the end of a slab whose
+//!   class is not the one that needs memory, the slab's survivors move to free chunks of
+//!   their class elsewhere and the slab goes back to the budget (if some find no room,
+//!   the slab stays). So memory flows to the classes and shards that allocate, in the
+//!   order it was last swept: no class or shard keeps memory it does not use (no slab
+//!   calcification).
 //! - A shard that cannot free memory itself (it owns too little) asks other shards, with
 //!   `try_lock` only (never blocking while holding its own lock), to give a slab back.
 
 use hashbrown::HashTable;
 
-use super::item::{self, Hdr, ACCESS, FETCHED, LIVE};
+use super::item::{self, Hdr, FETCHED, FREQ, FREQ_ONE, LIVE};
 use super::{ClassStats, Ctx, Miss};
 
 /// Slab size for small chunks.
@@ -27,6 +28,8 @@ const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
 const MAX_SLABS: usize = 1 << (32 - CHUNK_BITS);
 const NONE: u32 = u32::MAX;
 const VACANT: u32 = u32::MAX;
+/// Laps of the hand after which every item has been evicted (access counter 0..=3).
+const LAPS: usize = 5;
 /// Want-class meaning "give slabs back, whatever their class".
 pub const RELEASE: usize = usize::MAX;
 
@@ -43,16 +46,67 @@ fn split(l: Loc) -> (usize, u32) {
     ((l >> CHUNK_BITS) as usize, l & CHUNK_MASK)
 }
 
-/// One index slot: item location plus 32 bits of the key hash (8 bytes).
-#[derive(Clone, Copy)]
-struct Slot {
-    loc: Loc,
-    tag: u32,
+/// Number of hash tables in a shard's index.
+const SUBTABLES: usize = 4;
+/// Upper bounds (of 24 hash bits) of the sub-tables' shares of the keys: shares grow by
+/// 2^(1/4) from one table to the next (0.189, 0.225, 0.268, 0.318), so the tables double
+/// at different item counts and the index is never all at half load right after a
+/// doubling (the index costs 7.3-9.2 bytes per item at any count instead of 5.7-11.4).
+const SUB_BOUNDS: [u32; SUBTABLES - 1] = [3_174_369, 6_949_350, 11_438_586];
+
+/// Which sub-table holds a key: bits 32..56 of its hash (the shard uses the top bits,
+/// the table the low 32).
+#[inline]
+fn sub_of(h: u64) -> usize {
+    let u = ((h >> 32) as u32) & 0x00FF_FFFF;
+    usize::from(u >= SUB_BOUNDS[0])
+        + usize::from(u >= SUB_BOUNDS[1])
+        + usize::from(u >= SUB_BOUNDS[2])
 }
 
+/// The hash a table files a key under (from the low 32 bits of the key hash).
 #[inline]
-fn tag_hash(tag: u32) -> u64 {
-    (tag as u64 | ((tag as u64) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+fn table_hash(h: u64) -> u64 {
+    let t = h as u32 as u64;
+    (t | (t << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// True when the item at `l` has this key.
+#[inline]
+fn key_is(slabs: &[Option<Slab>], l: Loc, key: &[u8], cas_on: bool) -> bool {
+    let (sid, idx) = split(l);
+    match slabs.get(sid) {
+        Some(Some(sl)) => {
+            let c = sl.chunk(idx);
+            let at = item::key_at(c, cas_on);
+            c[1] as usize == key.len() && c.get(at..at + key.len()) == Some(key)
+        }
+        _ => false,
+    }
+}
+
+/// The table hash of the item at `l`, for rehashing (reads the key in item memory).
+#[inline]
+fn rehash(slabs: &[Option<Slab>], ctx: &Ctx, l: Loc) -> u64 {
+    let (sid, idx) = split(l);
+    match slabs.get(sid) {
+        Some(Some(sl)) => {
+            let c = sl.chunk(idx);
+            let at = item::key_at(c, ctx.cas_on);
+            let klen = c[1] as usize;
+            table_hash(ctx.hash(c.get(at..at + klen).unwrap_or_default()))
+        }
+        _ => 0,
+    }
+}
+
+/// Buckets of a hashbrown table of this capacity (its control bytes and slots).
+fn buckets(cap: usize) -> usize {
+    match cap {
+        0 => 0,
+        1..=7 => cap + 1,
+        _ => (cap * 8 / 7).next_power_of_two(),
+    }
 }
 
 struct Slab {
@@ -64,6 +118,8 @@ struct Slab {
     live: u32,
     free_head: u32,
     in_partial: bool,
+    /// Being emptied by [`Shard::evacuate`]: freed chunks are not offered for reuse.
+    draining: bool,
     ring_pos: usize,
 }
 
@@ -98,7 +154,8 @@ enum Why {
 
 /// One shard of the store.
 pub struct Shard {
-    table: HashTable<Slot>,
+    /// The index: item locations (4 bytes each), keys compared in item memory.
+    tables: [HashTable<Loc>; SUBTABLES],
     slabs: Vec<Option<Slab>>,
     free_ids: Vec<u32>,
     ring: Vec<u32>,
@@ -131,7 +188,7 @@ impl Shard {
     /// An empty shard for `nclasses` slab classes.
     pub fn new(nclasses: usize) -> Shard {
         Shard {
-            table: HashTable::new(),
+            tables: std::array::from_fn(|_| HashTable::new()),
             slabs: Vec::new(),
             free_ids: Vec::new(),
             ring: Vec::new(),
@@ -151,12 +208,15 @@ impl Shard {
 
     /// Items in the index.
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.tables.iter().map(HashTable::len).sum()
     }
 
     /// Bytes held by the index itself (approximate: buckets × (slot + control byte)).
     pub fn index_bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<Slot>() + 1)
+        self.tables
+            .iter()
+            .map(|t| buckets(t.capacity()) * (std::mem::size_of::<Loc>() + 1))
+            .sum()
     }
 
     fn slab(&self, sid: usize) -> &Slab {
@@ -189,24 +249,11 @@ impl Shard {
 
     /// Finds a key without checking validity.
     pub fn find_raw(&self, ctx: &Ctx, h: u64, key: &[u8]) -> Option<Loc> {
-        let tag = h as u32;
         let slabs = &self.slabs;
         let cas_on = ctx.cas_on;
-        self.table
-            .find(tag_hash(tag), |s| {
-                s.tag == tag && {
-                    let (sid, idx) = split(s.loc);
-                    match slabs.get(sid) {
-                        Some(Some(sl)) => {
-                            let c = sl.chunk(idx);
-                            let hd = Hdr::read(c, cas_on);
-                            c.get(hd.key_at..hd.key_at + hd.klen) == Some(key)
-                        }
-                        _ => false,
-                    }
-                }
-            })
-            .map(|s| s.loc)
+        self.tables[sub_of(h)]
+            .find(table_hash(h), |&l| key_is(slabs, l, key, cas_on))
+            .copied()
     }
 
     /// Finds a valid item; expired or flushed ones are removed and reported.
@@ -227,15 +274,44 @@ impl Shard {
     /// Marks an item as read now.
     pub fn bump(&mut self, l: Loc, now: u32) {
         let c = self.chunk_mut(l);
-        c[0] |= ACCESS | FETCHED;
-        if item::rd32(c, 10) != now {
-            item::wr32(c, 10, now);
+        let b = c[0];
+        c[0] = if b & FREQ == FREQ { b } else { b + FREQ_ONE } | FETCHED;
+        if item::rd32(c, item::OFF_TIME) != now {
+            item::wr32(c, item::OFF_TIME, now);
         }
+    }
+
+    /// Sets the expiry of the item at `l` in place. An item stored without an expiry
+    /// field grows by 4 bytes when its chunk has room; false when it has not (the caller
+    /// moves the item to a larger chunk).
+    pub fn set_exptime(&mut self, ctx: &Ctx, l: Loc, exp: u32) -> bool {
+        let (sid, idx) = split(l);
+        let slab = self.slab_mut(sid);
+        let class = slab.class;
+        let c = slab.chunk_mut(idx);
+        let at = item::exp_at(c);
+        if c[0] & item::HAS_EXP != 0 {
+            item::wr32(c, at, exp);
+            return true;
+        }
+        if exp == 0 {
+            return true;
+        }
+        let total = Hdr::read(c, ctx.cas_on).total();
+        if c.len() < total + 4 {
+            return false;
+        }
+        c.copy_within(at..total, at + 4);
+        c[0] |= item::HAS_EXP;
+        item::wr32(c, at, exp);
+        self.bytes += 4;
+        self.classes[class].stats.requested += 4;
+        true
     }
 
     /// Removes an item from the index and frees its chunk.
     fn remove(&mut self, ctx: &Ctx, h: u64, l: Loc, why: Why) {
-        if let Ok(e) = self.table.find_entry(tag_hash(h as u32), |s| s.loc == l) {
+        if let Ok(e) = self.tables[sub_of(h)].find_entry(table_hash(h), |&s| s == l) {
             e.remove();
         }
         let hd = Hdr::read(self.chunk(l), ctx.cas_on);
@@ -300,7 +376,7 @@ impl Shard {
         slab.free_head = idx;
         slab.live -= 1;
         let class = slab.class;
-        if !slab.in_partial {
+        if !slab.in_partial && !slab.draining {
             slab.in_partial = true;
             self.classes[class].partial.push(sid as u32);
         }
@@ -316,10 +392,10 @@ impl Shard {
         st.requested += hd.total() as u64;
         self.bytes += hd.total() as u64;
         self.total_items += 1;
-        let tag = h as u32;
+        let t = sub_of(h);
         if let Some(o) = old {
-            if let Some(s) = self.table.find_mut(tag_hash(tag), |s| s.loc == o) {
-                s.loc = new;
+            if let Some(s) = self.tables[t].find_mut(table_hash(h), |&s| s == o) {
+                *s = new;
                 let ohd = Hdr::read(self.chunk(o), ctx.cas_on);
                 let (osid, _) = split(o);
                 let oclass = self.slab(osid).class;
@@ -331,8 +407,8 @@ impl Shard {
                 return;
             }
         }
-        self.table
-            .insert_unique(tag_hash(tag), Slot { loc: new, tag }, |s| tag_hash(s.tag));
+        let slabs = &self.slabs;
+        self.tables[t].insert_unique(table_hash(h), new, |&l| rehash(slabs, ctx, l));
     }
 
     fn take_free(&mut self, class: usize) -> Option<Loc> {
@@ -403,6 +479,7 @@ impl Shard {
             live: 0,
             free_head: NONE,
             in_partial: true,
+            draining: false,
             ring_pos,
         });
         self.classes[class].partial.push(sid as u32);
@@ -469,7 +546,9 @@ impl Shard {
     ) -> Option<Loc> {
         let bytes = ctx.slab_bytes(class);
         let mut steps = 0usize;
-        let max_steps = 2 * self.chunks_total + 2 * (SLAB_BYTES / 8) + 64;
+        // Every item is evicted by the fourth lap at the latest (its access counter is 3
+        // at most and nothing reads while the shard is locked), and its slab released.
+        let max_steps = LAPS * self.chunks_total + 2 * (SLAB_BYTES / 8) + 64;
         let mut stole = false;
         loop {
             if let Some(l) = self.take_free(class) {
@@ -501,7 +580,7 @@ impl Shard {
     /// `bytes` were given back or a bound is hit. Returns bytes given back.
     pub fn release_memory(&mut self, ctx: &Ctx, bytes: usize) -> usize {
         let start = self.slab_bytes;
-        let max_steps = 2 * self.chunks_total + 64;
+        let max_steps = LAPS * self.chunks_total + 64;
         let mut steps = 0;
         while (start - self.slab_bytes) < bytes as u64 && steps < max_steps {
             if self.ring.len() == self.vacant.len() {
@@ -545,8 +624,8 @@ impl Shard {
             if ctx.invalid(&hd).is_some() {
                 let h = ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]);
                 self.remove(ctx, h, l, Why::Reclaim);
-            } else if hd.bits & ACCESS != 0 {
-                self.chunk_mut(l)[0] &= !ACCESS;
+            } else if hd.bits & FREQ != 0 {
+                self.chunk_mut(l)[0] -= FREQ_ONE;
             } else if ctx.evict {
                 let h = ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]);
                 self.remove(ctx, h, l, Why::Evict);
@@ -566,8 +645,10 @@ impl Shard {
         }
     }
 
-    /// Moves the items of a slab to free chunks of the same class elsewhere, evicting
-    /// those that find no room.
+    /// Moves the items of a slab to free chunks of the same class elsewhere. When there
+    /// is no room for the next one, the rest stay and so does the slab: the hand has
+    /// already evicted its cold items, and evicting items that were just read (the
+    /// survivors) to move memory to another class loses more hits than the hand going on.
     fn evacuate(&mut self, ctx: &Ctx, sid: usize) {
         let (carved, class) = {
             let s = self.slab(sid);
@@ -581,6 +662,7 @@ impl Shard {
             }
             self.slab_mut(sid).in_partial = false;
         }
+        self.slab_mut(sid).draining = true;
         let mut buf = Vec::new();
         for idx in 0..carved {
             let l = loc(sid, idx);
@@ -601,22 +683,21 @@ impl Shard {
             match self.take_free(class) {
                 Some(n) => {
                     self.chunk_mut(n)[..buf.len()].copy_from_slice(&buf);
-                    if let Some(s) = self.table.find_mut(tag_hash(h as u32), |s| s.loc == l) {
-                        s.loc = n;
+                    if let Some(s) = self.tables[sub_of(h)].find_mut(table_hash(h), |&s| s == l) {
+                        *s = n;
                     }
                     // Chunk moved: free the old one without touching the counters.
                     self.free_chunk(l);
                 }
-                None => self.remove(ctx, h, l, Why::Evict),
+                None => break,
             }
         }
-        // Chunks freed above put the slab back on the free list; take it off again.
-        if self.slab(sid).in_partial {
-            let p = &mut self.classes[class].partial;
-            if let Some(i) = p.iter().rposition(|&s| s as usize == sid) {
-                p.swap_remove(i);
-            }
-            self.slab_mut(sid).in_partial = false;
+        self.slab_mut(sid).draining = false;
+        // Chunks freed above are not on the free list: a slab that still holds items
+        // (with `evict` off) goes back on it.
+        if self.slab(sid).live > 0 && self.slab(sid).live < self.slab(sid).nchunks {
+            self.slab_mut(sid).in_partial = true;
+            self.classes[class].partial.push(sid as u32);
         }
     }
 

@@ -587,3 +587,147 @@ fn size_per_item() {
     );
     assert!(per < 160.0);
 }
+
+#[test]
+fn touch_adds_an_expiry_field() {
+    let s = store();
+    let c = s.clock().clone();
+    // Sizes around class boundaries: some chunks have room for the field, some not.
+    for len in 40..140usize {
+        let k = format!("t{len}");
+        let v = checked_value(len as u64, len);
+        s.store(StoreOp::Set, k.as_bytes(), 3, 0, &v);
+        assert_eq!(s.get(k.as_bytes(), |it| it.exptime), Ok(0));
+        let cas = get(&s, k.as_bytes()).unwrap().2;
+        let bytes = s.stats().bytes;
+        s.touch(k.as_bytes(), 100).unwrap();
+        assert_eq!(s.stats().bytes, bytes + 4);
+        let (v2, f, cas2) = get(&s, k.as_bytes()).unwrap();
+        assert_eq!((v2, f, cas2), (v.clone(), 3, cas));
+        assert_eq!(s.get(k.as_bytes(), |it| it.exptime), Ok(c.now() + 100));
+        assert_eq!(
+            s.get_and_touch(k.as_bytes(), 0, |it| it.value.to_vec()),
+            Ok(v.clone())
+        );
+        assert_eq!(s.get(k.as_bytes(), |it| it.exptime), Ok(0));
+        s.touch(k.as_bytes(), 10).unwrap();
+    }
+    let st = s.stats();
+    assert_eq!((st.curr_items, st.total_items), (100, 100));
+    c.advance(11);
+    assert_eq!(get(&s, b"t77"), Err(Miss::Expired));
+}
+
+/// xorshift64*, the random source of the hit-ratio simulation (also easy to reproduce
+/// in a client script that replays the same trace against memcached).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Value length of key `k` in the simulation: 50 B .. 2 KiB, uniform.
+fn sim_value_len(k: usize) -> usize {
+    50 + (k.wrapping_mul(2_654_435_761) >> 7) % 1999
+}
+
+/// Replays a cache-aside trace against a store: `requests` gets of keys drawn from a
+/// Zipf(`alpha`) popularity over `keys` keys, each miss followed by a set of the key.
+/// Returns the miss ratio.
+fn zipf_cache_aside(mem_limit: usize, keys: usize, requests: usize, alpha: f64) -> f64 {
+    let s = store_with(|c| {
+        c.mem_limit = mem_limit;
+        c.shards = 8;
+    });
+    let mut cdf = Vec::with_capacity(keys);
+    let mut sum = 0.0;
+    for i in 1..=keys {
+        sum += 1.0 / (i as f64).powf(alpha);
+        cdf.push(sum);
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let value = vec![b'x'; 2100];
+    let mut misses = 0usize;
+    for _ in 0..requests {
+        let u = rng.unit() * sum;
+        let k = cdf.partition_point(|&c| c < u).min(keys - 1);
+        let key = format!("z:{k}");
+        if s.get(key.as_bytes(), |_| ()).is_err() {
+            misses += 1;
+            let v = &value[..sim_value_len(k)];
+            assert_eq!(
+                s.store(StoreOp::Set, key.as_bytes(), 0, 0, v),
+                StoreOutcome::Stored
+            );
+        }
+    }
+    let st = s.stats();
+    eprintln!(
+        "zipf({alpha}) cache-aside: {} keys, {} requests, -m {} MiB: miss ratio {:.4} \
+         ({} items kept, {} evictions, items {} MiB in {} MiB of slabs)",
+        keys,
+        requests,
+        mem_limit >> 20,
+        misses as f64 / requests as f64,
+        st.curr_items,
+        st.evictions,
+        st.bytes >> 20,
+        st.total_malloced >> 20
+    );
+    if std::env::var_os("SIM_CLASSES").is_some() {
+        for c in s.class_stats().iter().filter(|c| c.total_pages > 0) {
+            eprintln!(
+                "class {:3} chunk {:5} pages {:5} chunks {:6} used {:6} free {:6}",
+                c.id, c.chunk_size, c.total_pages, c.total_chunks, c.used_chunks, c.free_chunks
+            );
+        }
+    }
+    misses as f64 / requests as f64
+}
+
+/// The cache-aside simulation at the size of the comparison with memcached (-m 64,
+/// 1M keys, 1M requests; run with `--ignored --nocapture` to see the figure).
+#[test]
+#[ignore]
+fn zipf_hit_ratio_full() {
+    let r = zipf_cache_aside(64 << 20, 1_000_000, 1_000_000, 0.99);
+    assert!(r < 0.5, "miss ratio {r}");
+}
+
+/// A small, fast version of the cache-aside simulation.
+#[test]
+fn zipf_hit_ratio_small() {
+    let r = zipf_cache_aside(8 << 20, 200_000, 200_000, 0.99);
+    assert!(r < 0.6, "miss ratio {r}");
+}
+
+#[test]
+fn cas_uniques_wrap_at_48_bits() {
+    let s = store();
+    s.cas.store(item::CAS_MASK - 1, Ordering::Relaxed);
+    s.store(StoreOp::Set, b"a", 0, 0, b"1");
+    let ca = get(&s, b"a").unwrap().2;
+    assert_eq!(ca, item::CAS_MASK);
+    // The next unique would be 2^48 = 0 as stored: 0 means "none", so it is skipped.
+    s.store(StoreOp::Set, b"b", 0, 0, b"2");
+    let cb = get(&s, b"b").unwrap().2;
+    assert_eq!(cb, 1);
+    assert_eq!(
+        s.store(StoreOp::Cas(ca + 1), b"a", 0, 0, b"x"),
+        StoreOutcome::Exists
+    );
+    assert_eq!(
+        s.store(StoreOp::Cas(ca), b"a", 0, 0, b"x"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(get(&s, b"a").unwrap().2, 2);
+}
