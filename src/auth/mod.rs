@@ -32,13 +32,21 @@
 //!   and the 1-based line number. A file with no entries is an error too: the
 //!   server refuses to start with `-S` and no usable credentials.
 //!
-//! Example:
+//! Example (bob's line is what `echo builder | ferrocache passwd bob` wrote):
 //!
-//! ```text
-//! # memcached-style plain password
+//! ```
+//! use ferrocache::auth::{AuthDb, AuthSession, Step, AUTHENTICATED};
+//! let file = "\
+//! ## memcached-style plain password
 //! alice:wonderland
-//! # written by `ferrocache passwd bob`
-//! bob:$scram-sha-256$4096$W22ZaJ0SNY7soEsUEjb6gQ==$xKSVEDI6tPlSysH6mUQZOeeOp01r6B3fcJbodRPcYV0=
+//! bob:$scram-sha-256$4096$TFLi5/f6yEZR7LB3n9CJ7Q==$yNczvwP0CzzmVYDFyTisAJHhWHbW0bHyAhlZWh47T24=
+//! ";
+//! let db = AuthDb::from_str(file, "example").unwrap();
+//! assert_eq!(db.mechanisms(), "SCRAM-SHA-256 SCRAM-SHA-1 PLAIN");
+//! let (_, step) = AuthSession::start(&db, b"PLAIN", b"\0bob\0builder");
+//! assert_eq!(step, Step::Success(AUTHENTICATED.to_vec()));
+//! let (_, step) = AuthSession::start(&db, b"PLAIN", b"\0alice\0wrong");
+//! assert_eq!(step, Step::Failure);
 //! ```
 //!
 //! # Mechanisms
@@ -686,4 +694,27 @@ fn authzid_ok(data: &[u8]) -> bool {
     };
     let user = fields.next().and_then(|f| f.strip_prefix(b"n="));
     user == Some(name)
+}
+
+/// How many failed `SASL_AUTH`/`SASL_STEP` exchanges one connection may make before
+/// the server closes it and logs the failures (memcached itself never closes; the
+/// issue asks for a bound so one connection cannot guess passwords forever).
+pub const MAX_FAILURES_PER_CONNECTION: u32 = 5;
+
+/// The environment variable naming the credentials file, as in memcached.
+pub const PWDB_ENV: &str = "MEMCACHED_SASL_PWDB";
+
+impl AuthDb {
+    /// Loads the credentials a server started with `-S` uses: the file named by
+    /// `flag` (a command-line option) if given, else by `$MEMCACHED_SASL_PWDB`.
+    /// `Err` (no file named, unreadable, malformed or empty) means: refuse to start.
+    pub fn load_for_server(flag: Option<&str>) -> Result<AuthDb, String> {
+        let path = match flag {
+            Some(p) => p.to_string(),
+            None => std::env::var(PWDB_ENV).map_err(|_| {
+                format!("SASL (-S) needs credentials: set {PWDB_ENV} to a user:password file")
+            })?,
+        };
+        AuthDb::load(&path)
+    }
 }
