@@ -420,8 +420,20 @@ impl AuthDb {
 
     /// The salted secret for a SCRAM exchange: stored, or derived from a plain
     /// password with a fresh salt.
+    ///
+    /// An unknown user gets a random secret, so the exchange goes on and fails at the
+    /// proof, like a wrong password: the first message does not tell whether a user
+    /// exists (a plain-password user also gets a fresh salt each time).
     fn scram_secret(&self, identity: &Identity, hash: ScramHash) -> Option<Salted> {
-        let e = self.entry(identity)?;
+        let Some(e) = self.entry(identity) else {
+            let mut key = vec![0u8; hash.key_len()];
+            getrandom::getrandom(&mut key).ok()?;
+            return Some(Salted {
+                iterations: DEFAULT_ITERATIONS,
+                salt: random_salt().ok()?,
+                key,
+            });
+        };
         if let Some(s) = e.salted(hash) {
             return Some(s.clone());
         }

@@ -247,6 +247,17 @@ fn scram_rejects_malformed_and_out_of_order_messages() {
         fail(b"SCRAM-SHA-256", b"n,a=alice,n=alice,r=abc"),
         Step::Continue(_)
     ));
+    // An unknown user is not told apart at the first message: it fails at the proof.
+    let mut c = match ScramClient::<Sha256>::new("mallory", "x", ChannelBinding::None) {
+        Ok(c) => c,
+        Err(e) => panic!("{e:?}"),
+    };
+    let (mut s, step) = AuthSession::start(&d, b"SCRAM-SHA-256", &c.initial());
+    let Step::Continue(ch) = step else {
+        panic!("unknown user refused at the first message")
+    };
+    let fin = c.response(&ch).unwrap_or_default();
+    assert_eq!(s.step(&fin), Step::Failure);
     // Empty initial: the client-first message comes as a step.
     let (mut s, step) = AuthSession::start(&d, b"SCRAM-SHA-1", b"");
     assert_eq!(step, Step::Continue(Vec::new()));
