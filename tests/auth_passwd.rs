@@ -44,12 +44,8 @@ fn passwd(args: &[&str], env_file: Option<&str>, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ferrocache passwd");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write password");
+    // A usage error exits before reading stdin: a broken pipe here is expected then.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
     child.wait_with_output().expect("wait")
 }
 
