@@ -331,7 +331,10 @@ impl AuthDb {
             }
             let entry = users.entry(user.to_string()).or_default();
             let dup = || {
-                format!("{name}:{n}: user '{user}' already has an entry of this kind or a plain password and salted entries")
+                format!(
+                    "{name}:{n}: user '{user}' already has an entry (allowed: one plain \
+                     password, or one salted entry per hash)"
+                )
             };
             if secret.starts_with("$scram-") {
                 let (hash, salted) =

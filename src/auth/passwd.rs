@@ -223,9 +223,8 @@ pub fn passwd_main(args: &[String]) -> ExitCode {
             eprintln!("{msg}");
             ExitCode::SUCCESS
         }
-        Err((msg, 0)) => {
+        Err((_, 0)) => {
             print!("{USAGE}");
-            let _ = msg;
             ExitCode::SUCCESS
         }
         Err((msg, code)) => {
