@@ -34,6 +34,9 @@ fn unsupported(cfg: &Config) -> Option<&'static str> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("passwd") {
+        return ferrocache::auth::passwd_main(&args[1..]);
+    }
     let cfg = match config::parse_args(&args) {
         Invocation::Run(cfg) => *cfg,
         Invocation::Exit {
