@@ -94,25 +94,57 @@ impl Server {
     }
 
     fn spawn(bin: &str, args: &[&str], ours: bool) -> Server {
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]);
-        if is_root() {
-            cmd.args(["-u", "nobody"]);
+        // A port checked free can be taken by another process before the server binds
+        // it; the server then exits, while the readiness probe may reach the other
+        // process. So the server must still be running after it is reachable, or we
+        // start it again on another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new(bin);
+            cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]);
+            if is_root() {
+                cmd.args(["-u", "nobody"]);
+            }
+            cmd.args(args);
+            if ours && std::env::var("RUST_LOG").is_err() {
+                cmd.env("RUST_LOG", "warn");
+            }
+            cmd.stdin(Stdio::null());
+            let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+            let mut s = Server {
+                child: Some(child),
+                port,
+                socket: None,
+            };
+            if s.wait_ready_own() {
+                return s;
+            }
         }
-        cmd.args(args);
-        if ours && std::env::var("RUST_LOG").is_err() {
-            cmd.env("RUST_LOG", "warn");
+        panic!("{bin} could not be started on a free port");
+    }
+
+    /// Waits until the port accepts connections and our child is still alive a
+    /// moment later (false: the child exited, e.g. the port was taken).
+    fn wait_ready_own(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.exited() {
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(30));
+                return !self.exited();
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        cmd.stdin(Stdio::null());
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-        let s = Server {
-            child: Some(child),
-            port,
-            socket: None,
-        };
-        s.wait_ready();
-        s
+        panic!("server on port {} did not come up", self.port);
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(
+            self.child.as_mut().map(|c| c.try_wait()),
+            Some(Ok(Some(_))) | None
+        )
     }
 
     /// Starts a server with a full argument list of the test's own (no `-l/-p` added);
