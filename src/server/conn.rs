@@ -23,9 +23,11 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
+use super::binary_exec;
 use super::exec::{self, Flow};
 use super::{ConnInfo, Shared};
 use crate::config::ProtocolMode;
+use crate::protocol::binary;
 use crate::protocol::text::{self, Limits, Parse};
 use crate::stats::{bump, Counters};
 
@@ -458,13 +460,43 @@ impl Conn {
                 }
             };
             if proto == Proto::Binary {
-                // The binary protocol is not served yet: answer the first request
-                // with "unknown command" and close.
-                if input.len() < 24 {
-                    return Stop::NeedInput;
+                *served += 1;
+                match binary::parse(input, &limits) {
+                    binary::Parse::Incomplete => {
+                        *served -= 1;
+                        return Stop::NeedInput;
+                    }
+                    binary::Parse::Close => return Stop::Close { flush: false },
+                    binary::Parse::Error {
+                        header,
+                        status,
+                        consumed,
+                        swallow,
+                        close,
+                        unlink,
+                    } => {
+                        binary::write_error(&mut self.wbuf, &header, status);
+                        if let Some(key) = unlink {
+                            shared.store.unlink(key);
+                        }
+                        self.rpos += consumed;
+                        self.swallow = swallow;
+                        if close {
+                            self.closing = true;
+                            return Stop::Close { flush: true };
+                        }
+                    }
+                    binary::Parse::Request(req, used) => {
+                        self.rpos += used;
+                        if binary_exec::execute(req, shared, counters, &mut self.wbuf)
+                            == Flow::Close
+                        {
+                            self.closing = true;
+                            return Stop::Close { flush: true };
+                        }
+                    }
                 }
-                exec::binary_unsupported(input, &mut self.wbuf);
-                return Stop::Close { flush: true };
+                continue;
             }
             *served += 1;
             match text::parse(input, &limits) {
