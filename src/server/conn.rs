@@ -188,6 +188,7 @@ pub struct Conn {
     wpos: usize,
     swallow: usize,
     after_swallow: Option<&'static str>,
+    bin_after_swallow: Option<(binary::Header, binary::Status)>,
     skip_keys: usize,
     proto: Option<Proto>,
     closing: bool,
@@ -209,6 +210,7 @@ impl Conn {
             wpos: 0,
             swallow: 0,
             after_swallow: None,
+            bin_after_swallow: None,
             skip_keys: 0,
             proto: None,
             closing: false,
@@ -428,6 +430,9 @@ impl Conn {
                     self.wbuf.extend_from_slice(r.as_bytes());
                     self.wbuf.extend_from_slice(b"\r\n");
                 }
+                if let Some((header, status)) = self.bin_after_swallow.take() {
+                    binary::write_error(&mut self.wbuf, &header, status);
+                }
             }
             if self.rpos == self.rend {
                 return Stop::NeedInput;
@@ -452,7 +457,9 @@ impl Conn {
                     let p = match (cfg.protocol, input[0]) {
                         (ProtocolMode::Ascii, _) => Proto::Text,
                         (_, 0x80) => Proto::Binary,
-                        (ProtocolMode::Binary, _) => return Stop::Close { flush: false },
+                        // As memcached: a binary-only connection waits for a whole
+                        // header and closes on its bad magic.
+                        (ProtocolMode::Binary, _) => Proto::Binary,
                         _ => Proto::Text,
                     };
                     self.proto = Some(p);
@@ -475,7 +482,12 @@ impl Conn {
                         close,
                         unlink,
                     } => {
-                        binary::write_error(&mut self.wbuf, &header, status);
+                        if swallow > 0 {
+                            // As memcached: the error leaves once the body is gone.
+                            self.bin_after_swallow = Some((header, status));
+                        } else {
+                            binary::write_error(&mut self.wbuf, &header, status);
+                        }
                         if let Some(key) = unlink {
                             shared.store.unlink(key);
                         }
