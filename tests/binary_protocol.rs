@@ -432,6 +432,16 @@ fn keyless_and_storage_opcodes_match_memcached() {
                 pkt(STAT, b"detail off", &[], &[], 5, 0),
                 pkt(STAT, b"detail what", &[], &[], 6, 0),
                 pkt(STAT, b"cachedump 1 1", &[], &[], 7, 0),
+                pkt(STAT, b"detail on", &[], &[], 8, 0),
+                [
+                    set(SET, "p:x", "1", 0, 9, 0),
+                    keyed(GET, "p:x", 10),
+                    keyed(GETQ, "p:y", 11),
+                    keyed(DELETE, "p:x", 12),
+                ]
+                .concat(),
+                pkt(STAT, b"detail dump", &[], &[], 13, 0),
+                pkt(STAT, b"sizes", &[], &[], 14, 0),
             ],
         ),
     ]);
@@ -515,6 +525,8 @@ fn quit_and_protocol_errors_match_memcached() {
                 raw(SET, 1, 8, 9 + 1_048_500, 1, 0, b"\0\0\0\0\0\0\0\0v"),
                 vec![b'z'; 1_048_500],
                 set(SET, "w", "1", 0, 2, 0),
+                keyed(GET, "v", 3),
+                keyed(GETK, &"k".repeat(250), 4),
             ]
             .concat()],
         ),
