@@ -163,6 +163,13 @@ fn quiet_case(name: &'static str, steps: Vec<Vec<u8>>) -> Case {
 /// Runs a case's steps on one connection; per step the bytes received and whether the
 /// server closed. A second connection then checks the server still answers.
 fn run(server: &Server, c: &Case) -> Vec<(Vec<u8>, bool)> {
+    let text_only = c.args.contains(&"ascii");
+    if !text_only {
+        // A sentinel item stored by another client before the case runs.
+        let mut first = server.connect();
+        first.send(&set(SET, "sentinel", "intact", 0, 0, 0));
+        first.read_exact(24);
+    }
     let mut cl = server.connect();
     let noop_reply = {
         let mut r = vec![0x81, NOOP, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -207,6 +214,15 @@ fn run(server: &Server, c: &Case) -> Vec<(Vec<u8>, bool)> {
         r.extend_from_slice(b"1.6.18");
         r
     });
+    // Stored data survives whatever the case sent (unless it flushed).
+    other.send(&keyed(GET, "sentinel", 8));
+    let head = other.read_exact(24);
+    let blen = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    let body = other.read_exact(blen);
+    if !c.name.contains("flush") {
+        assert_eq!(&body[..], b"\0\0\0\0intact", "{}: sentinel lost", c.name);
+    }
+    out.push(([head, body].concat(), false));
     out
 }
 
@@ -396,6 +412,23 @@ fn keyless_and_storage_opcodes_match_memcached() {
             ],
         ),
         case(
+            "expiry-values",
+            vec![
+                pkt(SET, b"e1", &set_ex(0, 0xffff_ffff), b"v", 1, 0),
+                pkt(SET, b"e2", &set_ex(0, 1 << 31), b"v", 2, 0),
+                pkt(SET, b"e3", &set_ex(0, 100), b"v", 3, 0),
+                [
+                    keyed(GET, "e1", 5),
+                    keyed(GET, "e2", 6),
+                    keyed(GET, "e3", 7),
+                ]
+                .concat(),
+                touchlike(GAT, "e3", 0xffff_fff0, 9),
+                touchlike(GAT, "e3", 1_000_000_000, 10),
+                keyed(GET, "e3", 11),
+            ],
+        ),
+        case(
             "touch-gat",
             vec![
                 set(SET, "g", "val", 3, 1, 0),
@@ -531,6 +564,23 @@ fn quit_and_protocol_errors_match_memcached() {
             .concat()],
         ),
     ]);
+}
+
+/// Known gap: an item stored already expired (absolute time in the past). memcached
+/// replies with the CAS it assigned; ferrocache reads the new CAS back from the store
+/// after storing (the store API does not return it) and so answers CAS 0 here.
+#[test]
+#[ignore = "needs a Store API that returns the CAS it assigns"]
+fn cas_of_items_stored_already_expired() {
+    compare(vec![case(
+        "expired-on-arrival",
+        vec![
+            pkt(SET, b"e4", &set_ex(0, 1_000_000_000), b"v", 4, 0),
+            keyed(GET, "e4", 8),
+            arith(INCR, "e5", 1, 1, 1_000_000_000, 12, 0),
+            keyed(GET, "e5", 13),
+        ],
+    )]);
 }
 
 #[test]

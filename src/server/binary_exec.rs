@@ -26,6 +26,11 @@ fn count_miss(c: &Counters, m: Miss) {
 
 /// The CAS unique a key holds now (None when absent). Used for the CAS memcached
 /// returns after a store and for CAS checks the store has no operation for.
+///
+/// Known limits until the store reports the CAS it assigns and offers CAS-checked
+/// delete/append/incr: the look-up is a second shard visit (not atomic with the
+/// change, so a concurrent writer's CAS can be reported), it counts as an access for
+/// the LRU, and an item stored already expired reads back as CAS 0.
 fn current_cas(shared: &Shared, key: &[u8]) -> Option<u64> {
     shared.store.get(key, |it| it.cas).ok()
 }
