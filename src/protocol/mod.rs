@@ -2,4 +2,5 @@
 //! more bytes") out; replies are composed into a caller's buffer. No sockets, no clock
 //! and no store in here, so every parser can be unit-tested and fuzzed alone.
 
+pub mod binary;
 pub mod text;

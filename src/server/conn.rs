@@ -23,9 +23,11 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
+use super::binary_exec;
 use super::exec::{self, Flow};
 use super::{ConnInfo, Shared};
 use crate::config::ProtocolMode;
+use crate::protocol::binary;
 use crate::protocol::text::{self, Limits, Parse};
 use crate::stats::{bump, Counters};
 
@@ -186,6 +188,7 @@ pub struct Conn {
     wpos: usize,
     swallow: usize,
     after_swallow: Option<&'static str>,
+    bin_after_swallow: Option<(binary::Header, binary::Status)>,
     skip_keys: usize,
     proto: Option<Proto>,
     closing: bool,
@@ -207,6 +210,7 @@ impl Conn {
             wpos: 0,
             swallow: 0,
             after_swallow: None,
+            bin_after_swallow: None,
             skip_keys: 0,
             proto: None,
             closing: false,
@@ -426,6 +430,9 @@ impl Conn {
                     self.wbuf.extend_from_slice(r.as_bytes());
                     self.wbuf.extend_from_slice(b"\r\n");
                 }
+                if let Some((header, status)) = self.bin_after_swallow.take() {
+                    binary::write_error(&mut self.wbuf, &header, status);
+                }
             }
             if self.rpos == self.rend {
                 return Stop::NeedInput;
@@ -450,7 +457,9 @@ impl Conn {
                     let p = match (cfg.protocol, input[0]) {
                         (ProtocolMode::Ascii, _) => Proto::Text,
                         (_, 0x80) => Proto::Binary,
-                        (ProtocolMode::Binary, _) => return Stop::Close { flush: false },
+                        // As memcached: a binary-only connection waits for a whole
+                        // header and closes on its bad magic.
+                        (ProtocolMode::Binary, _) => Proto::Binary,
                         _ => Proto::Text,
                     };
                     self.proto = Some(p);
@@ -458,13 +467,48 @@ impl Conn {
                 }
             };
             if proto == Proto::Binary {
-                // The binary protocol is not served yet: answer the first request
-                // with "unknown command" and close.
-                if input.len() < 24 {
-                    return Stop::NeedInput;
+                *served += 1;
+                match binary::parse(input, &limits) {
+                    binary::Parse::Incomplete => {
+                        *served -= 1;
+                        return Stop::NeedInput;
+                    }
+                    binary::Parse::Close => return Stop::Close { flush: false },
+                    binary::Parse::Error {
+                        header,
+                        status,
+                        consumed,
+                        swallow,
+                        close,
+                        unlink,
+                    } => {
+                        if swallow > 0 {
+                            // As memcached: the error leaves once the body is gone.
+                            self.bin_after_swallow = Some((header, status));
+                        } else {
+                            binary::write_error(&mut self.wbuf, &header, status);
+                        }
+                        if let Some(key) = unlink {
+                            shared.store.unlink(key);
+                        }
+                        self.rpos += consumed;
+                        self.swallow = swallow;
+                        if close {
+                            self.closing = true;
+                            return Stop::Close { flush: true };
+                        }
+                    }
+                    binary::Parse::Request(req, used) => {
+                        self.rpos += used;
+                        if binary_exec::execute(req, shared, counters, &mut self.wbuf)
+                            == Flow::Close
+                        {
+                            self.closing = true;
+                            return Stop::Close { flush: true };
+                        }
+                    }
                 }
-                exec::binary_unsupported(input, &mut self.wbuf);
-                return Stop::Close { flush: true };
+                continue;
             }
             *served += 1;
             match text::parse(input, &limits) {

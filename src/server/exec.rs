@@ -293,8 +293,8 @@ fn rusage() -> (String, String) {
     }
 }
 
-/// `stats [group]`.
-fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
+/// `stats [group]` (also the source of the binary protocol's STAT packets).
+pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
     let mut words = Keys(args).map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"));
     let group = words.next().unwrap_or("");
     match group {
@@ -529,17 +529,4 @@ fn conns_stats(shared: &Shared, out: &mut Vec<u8>) {
         );
     }
     line(out, "END");
-}
-
-/// Answers a binary-protocol request with "unknown command" (the binary protocol is
-/// not served yet). `req` holds at least the 24-byte request header.
-pub fn binary_unsupported(req: &[u8], out: &mut Vec<u8>) {
-    const BODY: &[u8] = b"Unknown command";
-    let opcode = req.get(1).copied().unwrap_or(0);
-    let opaque = req.get(12..16).unwrap_or(&[0; 4]);
-    out.extend_from_slice(&[0x81, opcode, 0, 0, 0, 0, 0x00, 0x81]);
-    out.extend_from_slice(&(BODY.len() as u32).to_be_bytes());
-    out.extend_from_slice(opaque);
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(BODY);
 }

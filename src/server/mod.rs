@@ -21,6 +21,7 @@
 //! until SIGTERM/SIGINT or the `shutdown` command, then everything stops: listeners
 //! close first, workers flush what they have buffered, threads are joined.
 
+mod binary_exec;
 mod conn;
 mod exec;
 mod listener;

@@ -1,0 +1,345 @@
+//! Executes parsed binary-protocol requests against the store and composes the reply
+//! packets into the connection's write buffer, with memcached 1.6.18's rules: quiet
+//! forms suppress successes (and get misses), errors are always sent, error packets
+//! carry CAS 0, and the same `stats` counters as the text protocol move.
+
+use super::exec::{self, Flow, PROTOCOL_VERSION};
+use super::Shared;
+use crate::protocol::binary::{
+    write_error, write_hit, write_key_miss, write_ok, write_stat, Command, Header, Request, Status,
+    StoreKind,
+};
+use crate::stats::{bump, Counters, PrefixEvent};
+use crate::store::{Delta, DeltaOutcome, Miss, StoreOp, StoreOutcome};
+
+/// The "do not create" expiry of INCREMENT/DECREMENT.
+const NO_CREATE: u32 = 0xffff_ffff;
+
+fn count_miss(c: &Counters, m: Miss) {
+    bump(&c.get_misses, 1);
+    match m {
+        Miss::Expired => bump(&c.get_expired, 1),
+        Miss::Flushed => bump(&c.get_flushed, 1),
+        Miss::Absent => {}
+    }
+}
+
+/// The CAS unique a key holds now (None when absent). Used for the CAS memcached
+/// returns after a store and for CAS checks the store has no operation for.
+///
+/// Known limits until the store reports the CAS it assigns and offers CAS-checked
+/// delete/append/incr: the look-up is a second shard visit (not atomic with the
+/// change, so a concurrent writer's CAS can be reported), it counts as an access for
+/// the LRU, and an item stored already expired reads back as CAS 0.
+fn current_cas(shared: &Shared, key: &[u8]) -> Option<u64> {
+    shared.store.get(key, |it| it.cas).ok()
+}
+
+/// Runs one binary request.
+pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) -> Flow {
+    let h = &req.header;
+    let key = req.key;
+    let quiet = req.quiet;
+    let store = &shared.store;
+    let cas_on = !shared.config.disable_cas;
+    let req_cas = if cas_on { h.cas } else { 0 };
+    match req.cmd {
+        Command::Get {
+            with_key,
+            with_value,
+            exptime,
+        } => {
+            let emit = |it: &crate::store::ItemRef<'_>, out: &mut Vec<u8>| {
+                write_hit(
+                    out,
+                    h,
+                    it.flags,
+                    with_key.then_some(key),
+                    with_value.then_some(it.value),
+                    it.cas,
+                );
+            };
+            let r = match exptime {
+                None => store.get(key, |it| emit(it, out)),
+                Some(e) => store.get_and_touch(key, e as i64, |it| emit(it, out)),
+            };
+            shared.prefix.record(key, PrefixEvent::Get(r.is_ok()));
+            match (exptime.is_some(), r) {
+                (false, Ok(())) => {
+                    bump(&c.get_cmds, 1);
+                    bump(&c.get_hits, 1);
+                }
+                (true, Ok(())) => {
+                    bump(&c.touch_cmds, 1);
+                    bump(&c.touch_hits, 1);
+                }
+                (touch, Err(m)) => {
+                    if touch {
+                        bump(&c.touch_cmds, 1);
+                        bump(&c.touch_misses, 1);
+                    } else {
+                        bump(&c.get_cmds, 1);
+                        count_miss(c, m);
+                    }
+                    if !quiet {
+                        if with_key {
+                            write_key_miss(out, h, key);
+                        } else {
+                            write_error(out, h, Status::KeyEnoent);
+                        }
+                    }
+                }
+            }
+        }
+        Command::Store {
+            kind,
+            flags,
+            exptime,
+            value,
+        } => {
+            shared.prefix.record(key, PrefixEvent::Set);
+            let status = store_cmd(shared, c, key, kind, flags, exptime, value, req_cas);
+            match status {
+                Status::Success => {
+                    if !quiet {
+                        let cas = current_cas(shared, key).unwrap_or(0);
+                        write_ok(out, h, &[], cas);
+                    }
+                }
+                s => write_error(out, h, s),
+            }
+        }
+        Command::Delete => {
+            shared.prefix.record(key, PrefixEvent::Delete);
+            let result = if req_cas != 0 {
+                match current_cas(shared, key) {
+                    None => Err(Status::KeyEnoent),
+                    Some(v) if v != req_cas => Err(Status::KeyEexists),
+                    Some(_) => store.delete(key).map_err(|_| Status::KeyEnoent),
+                }
+            } else {
+                store.delete(key).map_err(|_| Status::KeyEnoent)
+            };
+            match result {
+                Ok(()) => {
+                    bump(&c.delete_hits, 1);
+                    if !quiet {
+                        write_ok(out, h, &[], 0);
+                    }
+                }
+                Err(s) => {
+                    if s == Status::KeyEnoent {
+                        bump(&c.delete_misses, 1);
+                    }
+                    write_error(out, h, s);
+                }
+            }
+        }
+        Command::Arith {
+            incr,
+            delta,
+            initial,
+            exptime,
+        } => arith(
+            shared, c, out, h, quiet, key, incr, delta, initial, exptime, req_cas,
+        ),
+        Command::Quit => {
+            if !quiet {
+                write_ok(out, h, &[], 0);
+            }
+            return Flow::Close;
+        }
+        Command::Flush { delay } => {
+            if shared.config.disable_flush_all {
+                write_error(out, h, Status::AuthError);
+            } else {
+                bump(&c.flush_cmds, 1);
+                store.flush_all(delay as i64);
+                if !quiet {
+                    write_ok(out, h, &[], 0);
+                }
+            }
+        }
+        Command::Noop => write_ok(out, h, &[], 0),
+        Command::Version => write_ok(out, h, PROTOCOL_VERSION.as_bytes(), 0),
+        Command::Stat => stat(shared, out, h, key),
+    }
+    Flow::Continue
+}
+
+/// SET/ADD/REPLACE/APPEND/PREPEND; returns the reply status.
+#[allow(clippy::too_many_arguments)]
+fn store_cmd(
+    shared: &Shared,
+    c: &Counters,
+    key: &[u8],
+    kind: StoreKind,
+    flags: u32,
+    exptime: u32,
+    value: &[u8],
+    cas: u64,
+) -> Status {
+    let store = &shared.store;
+    let append = matches!(kind, StoreKind::Append | StoreKind::Prepend);
+    if append && cas != 0 {
+        // memcached checks the CAS of append/prepend too.
+        match current_cas(shared, key) {
+            None => {
+                bump(&c.set_cmds, 1);
+                return Status::NotStored;
+            }
+            Some(v) if v != cas => {
+                bump(&c.set_cmds, 1);
+                return Status::KeyEexists;
+            }
+            Some(_) => {}
+        }
+    }
+    let op = match kind {
+        _ if cas != 0 && !append => StoreOp::Cas(cas),
+        StoreKind::Set => StoreOp::Set,
+        StoreKind::Add => StoreOp::Add,
+        StoreKind::Replace => StoreOp::Replace,
+        StoreKind::Append => StoreOp::Append,
+        StoreKind::Prepend => StoreOp::Prepend,
+    };
+    let outcome = store.store(op, key, flags, exptime as i64, value);
+    if !matches!(outcome, StoreOutcome::TooLarge) {
+        bump(&c.set_cmds, 1);
+    }
+    if let StoreOp::Cas(_) = op {
+        match outcome {
+            StoreOutcome::Stored => bump(&c.cas_hits, 1),
+            StoreOutcome::Exists => bump(&c.cas_badval, 1),
+            StoreOutcome::NotFound => bump(&c.cas_misses, 1),
+            _ => {}
+        }
+    }
+    match outcome {
+        StoreOutcome::Stored => Status::Success,
+        StoreOutcome::Exists => Status::KeyEexists,
+        StoreOutcome::NotFound => Status::KeyEnoent,
+        StoreOutcome::NotStored => match kind {
+            StoreKind::Add => Status::KeyEexists,
+            StoreKind::Replace => Status::KeyEnoent,
+            _ => Status::NotStored,
+        },
+        StoreOutcome::TooLarge => Status::E2big,
+        StoreOutcome::OutOfMemory => {
+            bump(&c.store_no_memory, 1);
+            Status::Enomem
+        }
+    }
+}
+
+/// INCREMENT/DECREMENT with memcached's create-on-miss rule.
+#[allow(clippy::too_many_arguments)]
+fn arith(
+    shared: &Shared,
+    c: &Counters,
+    out: &mut Vec<u8>,
+    h: &Header,
+    quiet: bool,
+    key: &[u8],
+    incr: bool,
+    delta: u64,
+    initial: u64,
+    exptime: u32,
+    cas: u64,
+) {
+    let store = &shared.store;
+    let (hits, misses) = if incr {
+        (&c.incr_hits, &c.incr_misses)
+    } else {
+        (&c.decr_hits, &c.decr_misses)
+    };
+    let outcome = match (cas, current_cas(shared, key)) {
+        (0, _) | (_, None) => store.delta(
+            key,
+            if incr {
+                Delta::Incr(delta)
+            } else {
+                Delta::Decr(delta)
+            },
+        ),
+        (want, Some(have)) if want != have => return write_error(out, h, Status::KeyEexists),
+        _ => store.delta(
+            key,
+            if incr {
+                Delta::Incr(delta)
+            } else {
+                Delta::Decr(delta)
+            },
+        ),
+    };
+    match outcome {
+        DeltaOutcome::Value(v) => {
+            bump(hits, 1);
+            if !quiet {
+                let cas = current_cas(shared, key).unwrap_or(0);
+                write_ok(out, h, &v.to_be_bytes(), cas);
+            }
+        }
+        DeltaOutcome::NotFound(_) if exptime != NO_CREATE => {
+            let text = initial.to_string();
+            match store.store(StoreOp::Add, key, 0, exptime as i64, text.as_bytes()) {
+                StoreOutcome::Stored => {
+                    if !quiet {
+                        let cas = current_cas(shared, key).unwrap_or(0);
+                        write_ok(out, h, &initial.to_be_bytes(), cas);
+                    }
+                }
+                StoreOutcome::OutOfMemory | StoreOutcome::TooLarge => {
+                    write_error(out, h, Status::Enomem)
+                }
+                _ => write_error(out, h, Status::NotStored),
+            }
+        }
+        DeltaOutcome::NotFound(_) => {
+            bump(misses, 1);
+            write_error(out, h, Status::KeyEnoent);
+        }
+        DeltaOutcome::NonNumeric => write_error(out, h, Status::DeltaBadval),
+        DeltaOutcome::OutOfMemory => write_error(out, h, Status::Enomem),
+    }
+}
+
+/// STAT: the text protocol's stats groups, one packet per stat, then the empty
+/// terminator; groups memcached serves only over text answer `KEY_ENOENT`.
+fn stat(shared: &Shared, out: &mut Vec<u8>, h: &Header, group: &[u8]) {
+    let mut text = Vec::new();
+    if group.is_empty() {
+        exec::stats_command(shared, b"", &mut text);
+    } else if group.starts_with(b"reset") {
+        exec::stats_command(shared, b"reset", &mut text);
+        text.clear();
+    } else if group.starts_with(b"settings") {
+        exec::stats_command(shared, b"settings", &mut text);
+    } else if let Some(sub) = group.strip_prefix(b"detail") {
+        if sub.starts_with(b" dump") {
+            shared.prefix.dump(&mut text);
+            write_stat(out, h, b"detailed", &text);
+            text.clear();
+        } else if sub.starts_with(b" on") {
+            shared.prefix.set_enabled(true);
+        } else if sub.starts_with(b" off") {
+            shared.prefix.set_enabled(false);
+        } else {
+            return write_error(out, h, Status::KeyEnoent);
+        }
+    } else if matches!(group, b"items" | b"slabs" | b"sizes") {
+        exec::stats_command(shared, group, &mut text);
+    } else {
+        return write_error(out, h, Status::KeyEnoent);
+    }
+    for line in text.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(rest) = line.strip_prefix(b"STAT ") else {
+            continue;
+        };
+        let sp = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        let (name, value) = rest.split_at(sp);
+        write_stat(out, h, name, value.get(1..).unwrap_or(&[]));
+    }
+    write_stat(out, h, &[], &[]);
+}
