@@ -566,11 +566,10 @@ fn quit_and_protocol_errors_match_memcached() {
     ]);
 }
 
-/// Known gap: an item stored already expired (absolute time in the past). memcached
-/// replies with the CAS it assigned; ferrocache reads the new CAS back from the store
-/// after storing (the store API does not return it) and so answers CAS 0 here.
+/// An item stored already expired (absolute time in the past): memcached replies with
+/// the CAS it assigned, and so do we (the store returns the CAS it gives an item, under
+/// the same lock as the store itself).
 #[test]
-#[ignore = "needs a Store API that returns the CAS it assigns"]
 fn cas_of_items_stored_already_expired() {
     compare(vec![case(
         "expired-on-arrival",

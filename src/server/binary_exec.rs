@@ -10,7 +10,7 @@ use crate::protocol::binary::{
     StoreKind,
 };
 use crate::stats::{bump, Counters, PrefixEvent};
-use crate::store::{Delta, DeltaOutcome, Miss, StoreOp, StoreOutcome};
+use crate::store::{Delta, DeltaOutcome, Guarded, Miss, StoreOp, StoreOutcome};
 
 /// The "do not create" expiry of INCREMENT/DECREMENT.
 const NO_CREATE: u32 = 0xffff_ffff;
@@ -22,17 +22,6 @@ fn count_miss(c: &Counters, m: Miss) {
         Miss::Flushed => bump(&c.get_flushed, 1),
         Miss::Absent => {}
     }
-}
-
-/// The CAS unique a key holds now (None when absent). Used for the CAS memcached
-/// returns after a store and for CAS checks the store has no operation for.
-///
-/// Known limits until the store reports the CAS it assigns and offers CAS-checked
-/// delete/append/incr: the look-up is a second shard visit (not atomic with the
-/// change, so a concurrent writer's CAS can be reported), it counts as an access for
-/// the LRU, and an item stored already expired reads back as CAS 0.
-fn current_cas(shared: &Shared, key: &[u8]) -> Option<u64> {
-    shared.store.get(key, |it| it.cas).ok()
 }
 
 /// Runs one binary request.
@@ -98,11 +87,10 @@ pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8
             value,
         } => {
             shared.prefix.record(key, PrefixEvent::Set);
-            let status = store_cmd(shared, c, key, kind, flags, exptime, value, req_cas);
+            let (status, cas) = store_cmd(shared, c, key, kind, flags, exptime, value, req_cas);
             match status {
                 Status::Success => {
                     if !quiet {
-                        let cas = current_cas(shared, key).unwrap_or(0);
                         write_ok(out, h, &[], cas);
                     }
                 }
@@ -111,14 +99,10 @@ pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8
         }
         Command::Delete => {
             shared.prefix.record(key, PrefixEvent::Delete);
-            let result = if req_cas != 0 {
-                match current_cas(shared, key) {
-                    None => Err(Status::KeyEnoent),
-                    Some(v) if v != req_cas => Err(Status::KeyEexists),
-                    Some(_) => store.delete(key).map_err(|_| Status::KeyEnoent),
-                }
-            } else {
-                store.delete(key).map_err(|_| Status::KeyEnoent)
+            let result = match store.delete_guarded(key, req_cas) {
+                Guarded::Done => Ok(()),
+                Guarded::Miss(_) => Err(Status::KeyEnoent),
+                Guarded::Exists => Err(Status::KeyEexists),
             };
             match result {
                 Ok(()) => {
@@ -178,23 +162,10 @@ fn store_cmd(
     exptime: u32,
     value: &[u8],
     cas: u64,
-) -> Status {
+) -> (Status, u64) {
     let store = &shared.store;
+    // memcached checks the CAS of append/prepend too: the store does it under the lock.
     let append = matches!(kind, StoreKind::Append | StoreKind::Prepend);
-    if append && cas != 0 {
-        // memcached checks the CAS of append/prepend too.
-        match current_cas(shared, key) {
-            None => {
-                bump(&c.set_cmds, 1);
-                return Status::NotStored;
-            }
-            Some(v) if v != cas => {
-                bump(&c.set_cmds, 1);
-                return Status::KeyEexists;
-            }
-            Some(_) => {}
-        }
-    }
     let op = match kind {
         _ if cas != 0 && !append => StoreOp::Cas(cas),
         StoreKind::Set => StoreOp::Set,
@@ -203,7 +174,8 @@ fn store_cmd(
         StoreKind::Append => StoreOp::Append,
         StoreKind::Prepend => StoreOp::Prepend,
     };
-    let outcome = store.store(op, key, flags, exptime as i64, value);
+    let guard = if append { cas } else { 0 };
+    let (outcome, new_cas) = store.store_guarded(op, key, flags, exptime as i64, value, guard);
     if !matches!(outcome, StoreOutcome::TooLarge) {
         bump(&c.set_cmds, 1);
     }
@@ -215,7 +187,7 @@ fn store_cmd(
             _ => {}
         }
     }
-    match outcome {
+    let status = match outcome {
         StoreOutcome::Stored => Status::Success,
         StoreOutcome::Exists => Status::KeyEexists,
         StoreOutcome::NotFound => Status::KeyEnoent,
@@ -229,7 +201,8 @@ fn store_cmd(
             bump(&c.store_no_memory, 1);
             Status::Enomem
         }
-    }
+    };
+    (status, new_cas)
 }
 
 /// INCREMENT/DECREMENT with memcached's create-on-miss rule.
@@ -253,43 +226,29 @@ fn arith(
     } else {
         (&c.decr_hits, &c.decr_misses)
     };
-    let outcome = match (cas, current_cas(shared, key)) {
-        (0, _) | (_, None) => store.delta(
-            key,
-            if incr {
-                Delta::Incr(delta)
-            } else {
-                Delta::Decr(delta)
-            },
-        ),
-        (want, Some(have)) if want != have => return write_error(out, h, Status::KeyEexists),
-        _ => store.delta(
-            key,
-            if incr {
-                Delta::Incr(delta)
-            } else {
-                Delta::Decr(delta)
-            },
-        ),
+    let d = if incr {
+        Delta::Incr(delta)
+    } else {
+        Delta::Decr(delta)
     };
+    let (outcome, new_cas) = store.delta_guarded(key, d, cas);
     match outcome {
         DeltaOutcome::Value(v) => {
             bump(hits, 1);
             if !quiet {
-                let cas = current_cas(shared, key).unwrap_or(0);
-                write_ok(out, h, &v.to_be_bytes(), cas);
+                write_ok(out, h, &v.to_be_bytes(), new_cas);
             }
         }
+        DeltaOutcome::Exists => write_error(out, h, Status::KeyEexists),
         DeltaOutcome::NotFound(_) if exptime != NO_CREATE => {
             let text = initial.to_string();
-            match store.store(StoreOp::Add, key, 0, exptime as i64, text.as_bytes()) {
-                StoreOutcome::Stored => {
+            match store.store_guarded(StoreOp::Add, key, 0, exptime as i64, text.as_bytes(), 0) {
+                (StoreOutcome::Stored, new_cas) => {
                     if !quiet {
-                        let cas = current_cas(shared, key).unwrap_or(0);
-                        write_ok(out, h, &initial.to_be_bytes(), cas);
+                        write_ok(out, h, &initial.to_be_bytes(), new_cas);
                     }
                 }
-                StoreOutcome::OutOfMemory | StoreOutcome::TooLarge => {
+                (StoreOutcome::OutOfMemory | StoreOutcome::TooLarge, _) => {
                     write_error(out, h, Status::Enomem)
                 }
                 _ => write_error(out, h, Status::NotStored),

@@ -153,6 +153,8 @@ pub fn execute(
                     "CLIENT_ERROR cannot increment or decrement non-numeric value",
                 ),
                 DeltaOutcome::OutOfMemory => reply(out, noreply, "SERVER_ERROR out of memory"),
+                // Text incr/decr carry no CAS guard.
+                DeltaOutcome::Exists => reply(out, noreply, "EXISTS"),
             }
             Flow::Continue
         }

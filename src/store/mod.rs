@@ -179,8 +179,21 @@ pub enum DeltaOutcome {
     NotFound(Miss),
     /// The value is not a decimal number.
     NonNumeric,
+    /// A CAS guard did not match ([`Store::delta_guarded`]).
+    Exists,
     /// The new value could not be stored.
     OutOfMemory,
+}
+
+/// Result of a CAS-guarded removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarded {
+    /// Done.
+    Done,
+    /// No such item.
+    Miss(Miss),
+    /// The item's CAS unique did not match the guard.
+    Exists,
 }
 
 /// Store-wide figures for `stats`.
@@ -661,11 +674,27 @@ impl Store {
         exptime: i64,
         value: &[u8],
     ) -> StoreOutcome {
+        self.store_guarded(op, key, flags, exptime, value, 0).0
+    }
+
+    /// [`Store::store`] that also returns the CAS unique given to the stored item (0 when
+    /// nothing was stored), and, with `guard != 0`, stores only if the present item's
+    /// CAS unique equals `guard` (`Exists` otherwise) — for `append`/`prepend`, which the
+    /// binary protocol lets carry a CAS. Check and change happen under one shard lock.
+    pub fn store_guarded(
+        &self,
+        op: StoreOp,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        guard: u64,
+    ) -> (StoreOutcome, u64) {
         if key.is_empty() || self.too_large_flags(key.len(), flags, value.len()) {
             if op == StoreOp::Set {
                 self.unlink(key);
             }
-            return StoreOutcome::TooLarge;
+            return (StoreOutcome::TooLarge, 0);
         }
         let ctx = &self.ctx;
         let cas_on = ctx.cas_on;
@@ -674,21 +703,24 @@ impl Store {
             // Decide without allocating first.
             let mut old_val: Option<Vec<u8>> = None;
             let (nflags, nexp) = match (op, &found) {
-                (StoreOp::Add, Found::Live(_)) => return StoreOutcome::NotStored,
+                (StoreOp::Add, Found::Live(_)) => return (StoreOutcome::NotStored, 0),
                 (StoreOp::Replace | StoreOp::Append | StoreOp::Prepend, Found::Miss(_)) => {
-                    return StoreOutcome::NotStored
+                    return (StoreOutcome::NotStored, 0)
                 }
-                (StoreOp::Cas(_), Found::Miss(_)) => return StoreOutcome::NotFound,
+                (StoreOp::Cas(_), Found::Miss(_)) => return (StoreOutcome::NotFound, 0),
                 (StoreOp::Cas(c), Found::Live(l)) => {
                     // With CAS disabled memcached answers EXISTS to every cas on a present key.
                     if !cas_on || item::Hdr::read(sh.chunk(*l), true).cas != c {
-                        return StoreOutcome::Exists;
+                        return (StoreOutcome::Exists, 0);
                     }
                     (flags, ctx.clock.realtime(exptime))
                 }
                 (StoreOp::Append | StoreOp::Prepend, Found::Live(l)) => {
                     let c = sh.chunk(*l);
                     let hd = item::Hdr::read(c, cas_on);
+                    if guard != 0 && (!cas_on || hd.cas != guard) {
+                        return (StoreOutcome::Exists, 0);
+                    }
                     old_val = Some(c[hd.value_at()..hd.total()].to_vec());
                     (hd.flags, hd.exptime)
                 }
@@ -701,18 +733,18 @@ impl Store {
             };
             let vlen = first.len() + second.len();
             if old_val.is_some() && self.too_large_flags(key.len(), nflags, vlen) {
-                return StoreOutcome::NotStored;
+                return (StoreOutcome::NotStored, 0);
             }
             let total = item::total_size(key.len(), vlen, nflags, nexp, cas_on);
             let Some(class) = ctx.class_for(total) else {
                 // Only append/prepend can grow past the largest class.
-                return StoreOutcome::NotStored;
+                return (StoreOutcome::NotStored, 0);
             };
             let Some(new) = sh.alloc(ctx, class, steal) else {
                 if op == StoreOp::Set {
                     sh.unlink_key(ctx, h, key);
                 }
-                return StoreOutcome::OutOfMemory;
+                return (StoreOutcome::OutOfMemory, 0);
             };
             // The hand may have moved or evicted the old item meanwhile.
             let old = sh.find_raw(ctx, h, key);
@@ -720,8 +752,8 @@ impl Store {
             if needs_old && old.is_none() {
                 sh.free_chunk(new);
                 return match op {
-                    StoreOp::Cas(_) => StoreOutcome::NotFound,
-                    _ => StoreOutcome::NotStored,
+                    StoreOp::Cas(_) => (StoreOutcome::NotFound, 0),
+                    _ => (StoreOutcome::NotStored, 0),
                 };
             }
             let now = ctx.clock.now();
@@ -733,36 +765,59 @@ impl Store {
             c[v..v + first.len()].copy_from_slice(first);
             c[v + first.len()..v + vlen].copy_from_slice(second);
             sh.link(ctx, h, new, old);
-            StoreOutcome::Stored
+            (StoreOutcome::Stored, if cas_on { cas } else { 0 })
         })
     }
 
     /// Removes a key.
     pub fn delete(&self, key: &[u8]) -> Result<(), Miss> {
+        match self.delete_guarded(key, 0) {
+            Guarded::Done => Ok(()),
+            Guarded::Miss(m) => Err(m),
+            Guarded::Exists => Err(Miss::Absent),
+        }
+    }
+
+    /// Removes a key only if its CAS unique equals `guard` (any item when `guard` is
+    /// 0); check and removal happen under one shard lock.
+    pub fn delete_guarded(&self, key: &[u8], guard: u64) -> Guarded {
         let ctx = &self.ctx;
         self.with(key, |sh, h, _| match sh.find(ctx, h, key) {
             Found::Live(l) => {
+                if guard != 0 && (!ctx.cas_on || item::Hdr::read(sh.chunk(l), true).cas != guard) {
+                    return Guarded::Exists;
+                }
                 sh.delete_at(ctx, h, l);
-                Ok(())
+                Guarded::Done
             }
-            Found::Miss(m) => Err(m),
+            Found::Miss(m) => Guarded::Miss(m),
         })
     }
 
     /// incr / decr with memcached's rules: the value is parsed like `safe_strtoull`; a
     /// result no longer than the old value is written in place, padded with spaces.
     pub fn delta(&self, key: &[u8], delta: Delta) -> DeltaOutcome {
+        self.delta_guarded(key, delta, 0).0
+    }
+
+    /// [`Store::delta`] that also returns the item's new CAS unique (0 when nothing
+    /// changed), and with `guard != 0` changes the value only if the item's CAS unique
+    /// equals `guard` (`Exists` otherwise), under one shard lock.
+    pub fn delta_guarded(&self, key: &[u8], delta: Delta, guard: u64) -> (DeltaOutcome, u64) {
         let ctx = &self.ctx;
         let cas_on = ctx.cas_on;
         self.with(key, |sh, h, steal| {
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
-                Found::Miss(m) => return DeltaOutcome::NotFound(m),
+                Found::Miss(m) => return (DeltaOutcome::NotFound(m), 0),
             };
             let c = sh.chunk(l);
             let hd = item::Hdr::read(c, cas_on);
+            if guard != 0 && (!cas_on || hd.cas != guard) {
+                return (DeltaOutcome::Exists, 0);
+            }
             let Some(v) = parse_u64(&c[hd.value_at()..hd.total()]) else {
-                return DeltaOutcome::NonNumeric;
+                return (DeltaOutcome::NonNumeric, 0);
             };
             let n = match delta {
                 Delta::Incr(d) => v.wrapping_add(d),
@@ -781,18 +836,18 @@ impl Store {
                     item::write_cas(c, hd.cas_at(), cas);
                 }
                 item::wr32(c, item::OFF_TIME, now);
-                return DeltaOutcome::Value(n);
+                return (DeltaOutcome::Value(n), if cas_on { cas } else { 0 });
             }
             let total = item::total_size(key.len(), d.len(), hd.flags, hd.exptime, cas_on);
             let Some(class) = ctx.class_for(total) else {
-                return DeltaOutcome::OutOfMemory;
+                return (DeltaOutcome::OutOfMemory, 0);
             };
             let Some(new) = sh.alloc(ctx, class, steal) else {
-                return DeltaOutcome::OutOfMemory;
+                return (DeltaOutcome::OutOfMemory, 0);
             };
             let Some(old) = sh.find_raw(ctx, h, key) else {
                 sh.free_chunk(new);
-                return DeltaOutcome::NotFound(Miss::Absent);
+                return (DeltaOutcome::NotFound(Miss::Absent), 0);
             };
             let cas = self.next_cas();
             let c = sh.chunk_mut(new);
@@ -809,7 +864,7 @@ impl Store {
             c[at..at + key.len()].copy_from_slice(key);
             c[at + key.len()..at + key.len() + d.len()].copy_from_slice(d);
             sh.link(ctx, h, new, Some(old));
-            DeltaOutcome::Value(n)
+            (DeltaOutcome::Value(n), if cas_on { cas } else { 0 })
         })
     }
 

@@ -731,3 +731,31 @@ fn cas_uniques_wrap_at_48_bits() {
     );
     assert_eq!(get(&s, b"a").unwrap().2, 2);
 }
+
+#[test]
+fn guarded_operations_check_and_act_under_one_lock() {
+    let s = store();
+    let cas_of = |k: &[u8]| s.get(k, |it| it.cas).unwrap_or(0);
+    let (o, c1) = s.store_guarded(StoreOp::Set, b"k", 0, 0, b"5", 0);
+    assert_eq!((o, c1), (StoreOutcome::Stored, cas_of(b"k")));
+    let (_, c2) = s.store_guarded(StoreOp::Set, b"k", 0, 0, b"7", 0);
+    assert!(c2 > c1 && c2 == cas_of(b"k"));
+    // A stale guard changes nothing.
+    assert_eq!(
+        s.store_guarded(StoreOp::Append, b"k", 0, 0, b"0", c1),
+        (StoreOutcome::Exists, 0)
+    );
+    assert_eq!(
+        s.delta_guarded(b"k", Delta::Incr(1), c1),
+        (DeltaOutcome::Exists, 0)
+    );
+    assert_eq!(s.delete_guarded(b"k", c1), Guarded::Exists);
+    assert_eq!(s.get(b"k", |it| it.value.to_vec()), Ok(b"7".to_vec()));
+    // The current CAS works, and each change returns the CAS a reader then sees.
+    let (o, c3) = s.store_guarded(StoreOp::Append, b"k", 0, 0, b"0", c2);
+    assert_eq!((o, c3), (StoreOutcome::Stored, cas_of(b"k")));
+    let (d, c4) = s.delta_guarded(b"k", Delta::Incr(1), c3);
+    assert_eq!((d, c4), (DeltaOutcome::Value(71), cas_of(b"k")));
+    assert_eq!(s.delete_guarded(b"k", c4), Guarded::Done);
+    assert_eq!(s.delete_guarded(b"k", c4), Guarded::Miss(Miss::Absent));
+}
