@@ -10,19 +10,12 @@ use crate::protocol::binary::{
     StoreKind,
 };
 use crate::stats::{bump, Counters, PrefixEvent};
-use crate::store::{Delta, DeltaOutcome, Guarded, Miss, StoreOp, StoreOutcome};
+use crate::store::{Delta, DeltaOutcome, Guarded, StoreOp, StoreOutcome};
 
 /// The "do not create" expiry of INCREMENT/DECREMENT.
 const NO_CREATE: u32 = 0xffff_ffff;
 
-fn count_miss(c: &Counters, m: Miss) {
-    bump(&c.get_misses, 1);
-    match m {
-        Miss::Expired => bump(&c.get_expired, 1),
-        Miss::Flushed => bump(&c.get_flushed, 1),
-        Miss::Absent => {}
-    }
-}
+use super::exec::count_miss;
 
 /// Runs one binary request.
 pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) -> Flow {
@@ -176,17 +169,7 @@ fn store_cmd(
     };
     let guard = if append { cas } else { 0 };
     let (outcome, new_cas) = store.store_guarded(op, key, flags, exptime as i64, value, guard);
-    if !matches!(outcome, StoreOutcome::TooLarge) {
-        bump(&c.set_cmds, 1);
-    }
-    if let StoreOp::Cas(_) = op {
-        match outcome {
-            StoreOutcome::Stored => bump(&c.cas_hits, 1),
-            StoreOutcome::Exists => bump(&c.cas_badval, 1),
-            StoreOutcome::NotFound => bump(&c.cas_misses, 1),
-            _ => {}
-        }
-    }
+    super::exec::count_store(c, op, outcome);
     let status = match outcome {
         StoreOutcome::Stored => Status::Success,
         StoreOutcome::Exists => Status::KeyEexists,

@@ -45,7 +45,24 @@ fn write_value(out: &mut Vec<u8>, it: &ItemRef<'_>, with_cas: bool) {
     compose::value(out, it.key, it.flags, it.value, with_cas.then_some(it.cas));
 }
 
-fn count_miss(c: &Counters, m: Miss) {
+/// Counts a storage command as memcached does: `cmd_set` unless it was refused as too
+/// large, and the `cas_*` outcome of a `cas`. Shared by the text and binary executors.
+pub(super) fn count_store(c: &Counters, op: StoreOp, outcome: StoreOutcome) {
+    if !matches!(outcome, StoreOutcome::TooLarge) {
+        bump(&c.set_cmds, 1);
+    }
+    if let StoreOp::Cas(_) = op {
+        match outcome {
+            StoreOutcome::Stored => bump(&c.cas_hits, 1),
+            StoreOutcome::Exists => bump(&c.cas_badval, 1),
+            StoreOutcome::NotFound => bump(&c.cas_misses, 1),
+            _ => {}
+        }
+    }
+}
+
+/// Counts a lookup miss (`get_misses`, and `get_expired` / `get_flushed` by cause).
+pub(super) fn count_miss(c: &Counters, m: Miss) {
     bump(&c.get_misses, 1);
     match m {
         Miss::Expired => bump(&c.get_expired, 1),
@@ -78,18 +95,8 @@ pub fn execute(
             noreply,
         } => {
             let outcome = store.store(op, key, flags, exptime, data);
-            if !matches!(outcome, StoreOutcome::TooLarge) {
-                bump(&c.set_cmds, 1);
-            }
+            count_store(c, op, outcome);
             shared.prefix.record(key, PrefixEvent::Set);
-            if let StoreOp::Cas(_) = op {
-                match outcome {
-                    StoreOutcome::Stored => bump(&c.cas_hits, 1),
-                    StoreOutcome::Exists => bump(&c.cas_badval, 1),
-                    StoreOutcome::NotFound => bump(&c.cas_misses, 1),
-                    _ => {}
-                }
-            }
             let text = match outcome {
                 StoreOutcome::Stored => "STORED",
                 StoreOutcome::NotStored => "NOT_STORED",
