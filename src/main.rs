@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use ferrocache::auth::{AuthDb, AuthFile, Credentials};
 use ferrocache::config::{self, Config, Invocation, EX_OSERR, EX_USAGE};
 use ferrocache::daemon;
 use ferrocache::server::{Server, StopReason};
@@ -18,14 +19,13 @@ fn fail(msg: &str, code: i32) -> ExitCode {
     exit(code)
 }
 
+/// `EXIT_FAILURE`: what memcached exits with when credentials cannot be loaded.
+const EXIT_FAILURE: i32 = 1;
+
 /// Options memcached has that this build does not serve: refuse to start rather
-/// than run without the authentication or encryption the operator asked for.
+/// than run without the encryption the operator asked for.
 fn unsupported(cfg: &Config) -> Option<&'static str> {
-    if cfg.sasl {
-        Some("This server is not built with SASL support.")
-    } else if cfg.auth_file.is_some() {
-        Some("This server is not built with ASCII authentication support (-Y).")
-    } else if cfg.tls {
+    if cfg.tls {
         Some("This server is not built with TLS support.")
     } else {
         None
@@ -69,6 +69,26 @@ fn main() -> ExitCode {
         return fail(msg, EX_USAGE);
     }
 
+    // SASL credentials are read before privileges are dropped, so the file may be
+    // private to root. No usable credentials: refuse to start.
+    let mut credentials = Credentials::default();
+    if cfg.sasl {
+        let flag = cfg.sasl_pwdb.as_ref().map(|p| p.to_string_lossy().into_owned());
+        match AuthDb::load_for_server(flag.as_deref()) {
+            Ok(db) => {
+                log::info!(
+                    "SASL: {} user(s), mechanisms {}",
+                    db.len(),
+                    db.mechanisms()
+                );
+                credentials.sasl = Some(db);
+            }
+            Err(msg) => return fail(&format!("ERROR: {msg}"), EXIT_FAILURE),
+        }
+    } else if cfg.sasl_pwdb.is_some() {
+        log::warn!("--sasl-pwdb has no effect without -S");
+    }
+
     if let Err(msg) = daemon::raise_nofile_limit(cfg.max_conns) {
         eprintln!("{msg}");
     }
@@ -90,6 +110,16 @@ fn main() -> ExitCode {
             return fail(&msg, code);
         }
     };
+    // As memcached: the -Y file is read after binding, as the -u user.
+    if let Some(path) = &cfg.auth_file {
+        match AuthFile::load(&path.to_string_lossy()) {
+            Ok(file) => credentials.ascii = Some(file),
+            Err(e) => {
+                let _ = std::io::stderr().write_all(e.message().as_bytes());
+                return exit(EXIT_FAILURE);
+            }
+        }
+    }
     if let Some(path) = &cfg.pid_file {
         match daemon::write_pid_file(path) {
             Ok(Some(warning)) | Err(warning) => eprintln!("{warning}"),
@@ -105,7 +135,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("failed to install signal handlers: {e}"), EX_OSERR),
     };
     let pid_file = cfg.pid_file.clone();
-    let handle = match Server::start(cfg, listeners) {
+    let handle = match Server::start(cfg, listeners, credentials) {
         Ok(h) => h,
         Err(e) => return fail(&format!("failed to start: {e}"), EX_OSERR),
     };

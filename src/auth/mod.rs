@@ -72,7 +72,9 @@ use sasl::secret::{Pbkdf2Sha1, Pbkdf2Sha256, Plain};
 use sasl::server::mechanisms::{Plain as PlainMech, Scram};
 use sasl::server::{Mechanism, Provider, ProviderError, Response, Validator, ValidatorError};
 
+mod authfile;
 mod passwd;
+pub use authfile::{AuthFile, AuthFileError};
 pub use passwd::passwd_main;
 
 #[cfg(test)]
@@ -716,6 +718,16 @@ fn authzid_ok(data: &[u8]) -> bool {
 /// issue asks for a bound so one connection cannot guess passwords forever).
 pub const MAX_FAILURES_PER_CONNECTION: u32 = 5;
 
+/// What a server authenticates clients against: nothing (both `None`), SASL
+/// credentials (`-S`) or an ASCII token file (`-Y`).
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    /// `-S`: the SASL credentials.
+    pub sasl: Option<AuthDb>,
+    /// `-Y`: the ASCII authentication file.
+    pub ascii: Option<AuthFile>,
+}
+
 /// The environment variable naming the credentials file, as in memcached.
 pub const PWDB_ENV: &str = "MEMCACHED_SASL_PWDB";
 
@@ -727,9 +739,12 @@ impl AuthDb {
         let path = match flag {
             Some(p) => p.to_string(),
             None => std::env::var(PWDB_ENV).map_err(|_| {
-                format!("SASL (-S) needs credentials: set {PWDB_ENV} to a user:password file")
+                format!(
+                    "-S needs credentials: give --sasl-pwdb FILE or set {PWDB_ENV} to a \
+                     user:password file"
+                )
             })?,
         };
-        AuthDb::load(&path)
+        AuthDb::load(&path).map_err(|e| format!("cannot load SASL credentials: {e}"))
     }
 }

@@ -134,6 +134,9 @@ pub struct Config {
     /// `-Y FILE`: ascii authentication tokens. The server must implement it or
     /// refuse to start.
     pub auth_file: Option<PathBuf>,
+    /// `--sasl-pwdb FILE` (ours): the SASL credentials file; without it `-S` reads
+    /// the file named by `$MEMCACHED_SASL_PWDB`.
+    pub sasl_pwdb: Option<PathBuf>,
     /// `-Z`: TLS. The server must implement it or refuse to start.
     pub tls: bool,
     /// `-k`: lock memory (accepted, ignored).
@@ -194,6 +197,7 @@ impl Default for Config {
             disable_watch: false,
             sasl: false,
             auth_file: None,
+            sasl_pwdb: None,
             tls: false,
             lock_memory: false,
             enable_coredumps: false,
@@ -242,6 +246,8 @@ impl Invocation {
 
 /// Our private code for `--config` (not a memcached option).
 const OPT_CONFIG: char = '\u{10001}';
+/// Our private code for `--sasl-pwdb` (not a memcached option).
+const OPT_SASL_PWDB: char = '\u{10002}';
 
 /// memcached 1.6.18's `getopt` string.
 const SHORTOPTS: &str = "a:AZp:s:U:m:Mc:khiVrvdl:u:P:f:n:t:D:LR:Cb:B:I:SFXWY:e:o:N:";
@@ -251,7 +257,7 @@ const fn lo(name: &'static str, has_arg: HasArg, val: char) -> LongOpt {
 }
 
 /// memcached 1.6.18's long options, in its order (which shows in the
-/// "ambiguous" message), plus our `--config`.
+/// "ambiguous" message), plus our `--config` and `--sasl-pwdb`.
 const LONGOPTS: &[LongOpt] = &[
     lo("unix-mask", HasArg::Required, 'a'),
     lo("enable-shutdown", HasArg::No, 'A'),
@@ -290,6 +296,7 @@ const LONGOPTS: &[LongOpt] = &[
     lo("extended", HasArg::Required, 'o'),
     lo("napi-ids", HasArg::Required, 'N'),
     lo("config", HasArg::Required, OPT_CONFIG),
+    lo("sasl-pwdb", HasArg::Required, OPT_SASL_PWDB),
 ];
 
 /// Every `-o` sub-option memcached 1.6.18 (Debian build: TLS and extstore,
@@ -608,6 +615,7 @@ impl Config {
             'X' => self.disable_dumping = true,
             'W' => self.disable_watch = true,
             'Y' => self.auth_file = Some(PathBuf::from(arg)),
+            OPT_SASL_PWDB => self.sasl_pwdb = Some(PathBuf::from(arg)),
             'e' => {
                 self.memory_file = Some(PathBuf::from(arg));
                 self.ignored.push(format!("-e {arg}"));
@@ -1143,6 +1151,9 @@ impl Config {
             ("-b, --listen-backlog=<num>".into(), format!("set the backlog queue limit (default: {})", self.backlog)),
             ("-B, --protocol=<name>".into(), "protocol - one of ascii, binary, or auto (default: auto-negotiate)".into()),
             ("-I, --max-item-size=<num>".into(), "adjusts max item size\n(default: 1m, min: 1k, max: 1024m)".into()),
+            ("-S, --enable-sasl".into(), "require SASL authentication (binary protocol only)".into()),
+            ("--sasl-pwdb=<file>".into(), "SASL credentials (user:password lines, or salted\nentries from 'ferrocache passwd'); default:\n$MEMCACHED_SASL_PWDB".into()),
+            ("-Y, --auth-file=<file>".into(), "require ASCII authentication with user:password\nlines from <file> (text protocol only)".into()),
             ("-F, --disable-flush-all".into(), "disable flush_all command".into()),
             ("-X, --disable-dumping".into(), "disable stats cachedump and lru_crawler metadump".into()),
             ("-W  --disable-watch".into(), "disable watch commands (live logging)".into()),

@@ -14,7 +14,13 @@
 //!    - lengths that do not fit the opcode: `EINVAL`, close;
 //!    - unknown opcode: `UNKNOWN_COMMAND`, then memcached discards `bodylen` more
 //!      bytes (counted after the extras and key it already consumed);
-//!    - SASL opcodes (SASL is off): `UNKNOWN_COMMAND`, discarding the value.
+//!    - with SASL on ([`parse_gated`]) and the connection not yet authenticated,
+//!      any opcode but `VERSION` and the SASL ones: `AUTH_ERROR`, close (checked
+//!      right after the key/extras lengths, before anything else, as memcached);
+//!    - SASL opcodes with SASL off: `UNKNOWN_COMMAND`, discarding the value. With
+//!      SASL on, `SASL_AUTH`/`SASL_STEP` carry the mechanism as key (more than 32
+//!      bytes: `EINVAL`, value discarded; a value over `-I`: `ENOMEM`, discarded)
+//!      and the client's data as value, which is awaited whole.
 //! 3. Storage commands (`SET ADD REPLACE APPEND PREPEND` and quiet forms) carry a
 //!    value of `bodylen - extlen - keylen` bytes. A value that would make an item
 //!    larger than `-I` is refused at once with `E2BIG`; its bytes are discarded as
@@ -134,6 +140,8 @@ pub enum Status {
     DeltaBadval = 0x06,
     /// Authentication required / failed (also: flush disabled).
     AuthError = 0x20,
+    /// SASL exchange continues: the body is the server's challenge.
+    AuthContinue = 0x21,
     /// Unknown command.
     UnknownCommand = 0x81,
     /// Out of memory.
@@ -152,6 +160,7 @@ impl Status {
             Status::NotStored => "Not stored.",
             Status::DeltaBadval => "Non-numeric server-side value for incr or decr",
             Status::AuthError => "Auth failure.",
+            Status::AuthContinue => "",
             Status::UnknownCommand => "Unknown command",
             Status::Enomem => "Out of memory",
         }
@@ -253,7 +262,35 @@ pub enum Command<'a> {
     Version,
     /// STAT with the group name in the key.
     Stat,
+    /// SASL_LIST_MECHS (only with SASL on).
+    SaslListMechs,
+    /// SASL_AUTH: mechanism in the key, the client's initial response here.
+    SaslAuth {
+        /// The client's data (may be empty).
+        data: &'a [u8],
+    },
+    /// SASL_STEP: the client's next message.
+    SaslStep {
+        /// The client's data.
+        data: &'a [u8],
+    },
 }
+
+/// Where a connection stands with SASL, which decides what the parser lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslGate {
+    /// SASL is off (`-S` not given): SASL opcodes are unknown commands.
+    Off,
+    /// SASL is on and this connection has not authenticated: only `VERSION` and the
+    /// SASL opcodes are served; anything else is `AUTH_ERROR`, then close.
+    Unauthenticated,
+    /// SASL is on and this connection has authenticated.
+    Authenticated,
+}
+
+/// Longest mechanism name a `SASL_AUTH`/`SASL_STEP` key may hold (memcached's
+/// `MAX_SASL_MECH_LEN`).
+pub const MAX_SASL_MECH_LEN: usize = 32;
 
 /// A valid request, borrowing from the read buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,8 +359,13 @@ fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(a)
 }
 
-/// Parses the request at the front of `buf`.
+/// Parses the request at the front of `buf` on a server without SASL.
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
+    parse_gated(buf, limits, SaslGate::Off)
+}
+
+/// Parses the request at the front of `buf` for a connection in SASL state `gate`.
+pub fn parse_gated<'a>(buf: &'a [u8], limits: &Limits, gate: SaslGate) -> Parse<'a> {
     let Some(hb) = buf.get(..HEADER_LEN) else {
         return Parse::Incomplete;
     };
@@ -353,10 +395,15 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
     if keylen > bodylen || keylen + extlen > bodylen {
         return err(Status::UnknownCommand, 0, true);
     }
+    use opcode::*;
+    if gate == SaslGate::Unauthenticated
+        && !matches!(h.opcode, SASL_LIST_MECHS | SASL_AUTH | SASL_STEP | VERSION)
+    {
+        return err(Status::AuthError, 0, true);
+    }
     if keylen > KEY_MAX_LENGTH {
         return err(Status::Einval, 0, true);
     }
-    use opcode::*;
     let quiet = matches!(
         h.opcode,
         SETQ | ADDQ
@@ -446,9 +493,35 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
             };
             storage(buf, h, quiet, key, kind, 0, 0, limits)
         }
-        SASL_LIST_MECHS if empty => err(Status::UnknownCommand, 0, false),
+        SASL_LIST_MECHS if empty && gate == SaslGate::Off => err(Status::UnknownCommand, 0, false),
+        SASL_LIST_MECHS if empty => req(Command::SaslListMechs),
         SASL_AUTH | SASL_STEP if extlen == 0 && keylen != 0 => {
-            err(Status::UnknownCommand, bodylen - keylen, false)
+            let vlen = bodylen - keylen;
+            if gate == SaslGate::Off {
+                err(Status::UnknownCommand, vlen, false)
+            } else if keylen > MAX_SASL_MECH_LEN {
+                err(Status::Einval, vlen, false)
+            } else if too_large(limits, keylen, 0, vlen) {
+                err(Status::Enomem, vlen, false)
+            } else {
+                let Some(data) = buf.get(head..head + vlen) else {
+                    return Parse::Incomplete;
+                };
+                let cmd = if h.opcode == SASL_AUTH {
+                    Command::SaslAuth { data }
+                } else {
+                    Command::SaslStep { data }
+                };
+                Parse::Request(
+                    Request {
+                        header: h,
+                        quiet,
+                        key,
+                        cmd,
+                    },
+                    head + vlen,
+                )
+            }
         }
         VERSION | NOOP | QUIT | QUITQ | FLUSH | FLUSHQ | GET | GETQ | GETK | GETKQ | TOUCH
         | GAT | GATQ | GATK | GATKQ | DELETE | DELETEQ | INCREMENT | INCREMENTQ | DECREMENT

@@ -41,6 +41,7 @@
 //! What needs the store or configuration (`-F`, `-A`, stats groups, CAS clashes,
 //! out of memory, ...) is left to the executor, which gets a [`Command`].
 
+pub mod auth;
 mod num;
 pub mod reply;
 #[cfg(test)]

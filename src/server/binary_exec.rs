@@ -140,6 +140,10 @@ pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8
         Command::Noop => write_ok(out, h, &[], 0),
         Command::Version => write_ok(out, h, PROTOCOL_VERSION.as_bytes(), 0),
         Command::Stat => stat(shared, out, h, key),
+        // Served by `conn_auth` (the connection's SASL state); never routed here.
+        Command::SaslListMechs | Command::SaslAuth { .. } | Command::SaslStep { .. } => {
+            write_error(out, h, Status::UnknownCommand)
+        }
     }
     Flow::Continue
 }

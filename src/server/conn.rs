@@ -24,10 +24,12 @@ use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use super::binary_exec;
+use super::conn_auth::ConnAuth;
 use super::exec::{self, Flow};
 use super::{ConnInfo, Shared};
 use crate::config::ProtocolMode;
 use crate::protocol::binary;
+use crate::protocol::text::auth::{parse_auth, AuthParse};
 use crate::protocol::text::{self, Limits, Parse};
 use crate::stats::{bump, Counters};
 
@@ -193,11 +195,16 @@ pub struct Conn {
     proto: Option<Proto>,
     closing: bool,
     drained: bool,
+    auth: ConnAuth,
+    /// Where the last `-Y` reply before authentication starts in `wbuf`: memcached
+    /// reuses one reply slot for them, so within one batch each such reply
+    /// replaces the previous one.
+    ascii_auth_reply_at: Option<usize>,
 }
 
 impl Conn {
     /// Wraps an accepted socket.
-    pub fn new(stream: Stream, info: Arc<ConnInfo>) -> Conn {
+    pub fn new(stream: Stream, info: Arc<ConnInfo>, shared: &Shared) -> Conn {
         let fd = stream.as_raw_fd();
         Conn {
             stream,
@@ -215,6 +222,8 @@ impl Conn {
             proto: None,
             closing: false,
             drained: false,
+            auth: ConnAuth::new(shared),
+            ascii_auth_reply_at: None,
         }
     }
 
@@ -379,6 +388,7 @@ impl Conn {
         }
         self.wbuf.clear();
         self.wpos = 0;
+        self.ascii_auth_reply_at = None;
         true
     }
 
@@ -468,7 +478,7 @@ impl Conn {
             };
             if proto == Proto::Binary {
                 *served += 1;
-                match binary::parse(input, &limits) {
+                match binary::parse_gated(input, &limits, self.auth.gate()) {
                     binary::Parse::Incomplete => {
                         *served -= 1;
                         return Stop::NeedInput;
@@ -500,9 +510,19 @@ impl Conn {
                     }
                     binary::Parse::Request(req, used) => {
                         self.rpos += used;
-                        if binary_exec::execute(req, shared, counters, &mut self.wbuf)
-                            == Flow::Close
-                        {
+                        let flow = match req.cmd {
+                            binary::Command::SaslListMechs
+                            | binary::Command::SaslAuth { .. }
+                            | binary::Command::SaslStep { .. } => self.auth.binary(
+                                &req,
+                                shared,
+                                counters,
+                                &mut self.wbuf,
+                                self.fd,
+                            ),
+                            _ => binary_exec::execute(req, shared, counters, &mut self.wbuf),
+                        };
+                        if flow == Flow::Close {
                             self.closing = true;
                             return Stop::Close { flush: true };
                         }
@@ -511,6 +531,13 @@ impl Conn {
                 continue;
             }
             *served += 1;
+            if self.auth.ascii_pending() {
+                match self.ascii_auth(shared, counters) {
+                    Some(stop) => return stop,
+                    None => continue,
+                }
+            }
+            let input = &self.rbuf[self.rpos..self.rend];
             match text::parse(input, &limits) {
                 Parse::Incomplete => {
                     *served -= 1;
@@ -556,6 +583,47 @@ impl Conn {
                 }
             }
         }
+    }
+}
+
+impl Conn {
+    /// Serves one request of a `-Y` connection that has not authenticated yet; `None`
+    /// to go on with the next request.
+    fn ascii_auth(&mut self, shared: &Shared, c: &Counters) -> Option<Stop> {
+        let input = &self.rbuf[self.rpos..self.rend];
+        // memcached writes every reply before authentication into one reply slot.
+        let slot = match self.ascii_auth_reply_at {
+            Some(at) if at >= self.wpos && at <= self.wbuf.len() => at,
+            _ => self.wbuf.len(),
+        };
+        let (flow, consumed) = match parse_auth(input) {
+            AuthParse::Incomplete => return Some(Stop::NeedInput),
+            AuthParse::Close => return Some(Stop::Close { flush: true }),
+            AuthParse::Refuse { reply, consumed } => {
+                self.wbuf.truncate(slot);
+                self.wbuf.extend_from_slice(reply.as_bytes());
+                self.wbuf.extend_from_slice(b"\r\n");
+                (Flow::Continue, consumed)
+            }
+            AuthParse::Credentials {
+                user,
+                password,
+                consumed,
+            } => {
+                self.wbuf.truncate(slot);
+                let flow = self
+                    .auth
+                    .ascii(user, password, shared, c, &mut self.wbuf, self.fd);
+                (flow, consumed)
+            }
+        };
+        self.ascii_auth_reply_at = Some(slot);
+        self.rpos += consumed;
+        if flow == Flow::Close {
+            self.closing = true;
+            return Some(Stop::Close { flush: true });
+        }
+        None
     }
 }
 

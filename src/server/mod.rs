@@ -23,6 +23,7 @@
 
 mod binary_exec;
 mod conn;
+mod conn_auth;
 mod exec;
 mod listener;
 mod worker;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
+use crate::auth::Credentials;
 use crate::config::Config;
 use crate::stats::{ConnCounters, Counters, PrefixStats};
 use crate::store::{Clock, Store, StoreConfig};
@@ -85,6 +87,8 @@ pub struct Shared {
     pub registry: Mutex<std::collections::BTreeMap<i32, Arc<ConnInfo>>>,
     /// Listener descriptions (fd, address) for `stats conns`.
     pub listener_info: Vec<(i32, String)>,
+    /// What clients authenticate against (`-S`, `-Y`); applies to every listener.
+    pub credentials: Credentials,
     stop_tx: Sender<StopReason>,
 }
 
@@ -131,7 +135,19 @@ impl Server {
     }
 
     /// Starts workers, the acceptor and the maintenance thread on bound listeners.
-    pub fn start(cfg: Config, listeners: Listeners) -> Result<ServerHandle, String> {
+    /// With `-S` or `-Y` the matching `credentials` must be given: the server refuses
+    /// to start without them rather than serve unauthenticated.
+    pub fn start(
+        cfg: Config,
+        listeners: Listeners,
+        credentials: Credentials,
+    ) -> Result<ServerHandle, String> {
+        if cfg.sasl && credentials.sasl.is_none() {
+            return Err("SASL (-S) requested without credentials".into());
+        }
+        if cfg.auth_file.is_some() && credentials.ascii.is_none() {
+            return Err("ASCII authentication (-Y) requested without an auth file".into());
+        }
         let clock = Arc::new(Clock::new());
         let store = Store::new(store_config(&cfg), clock.clone());
         let threads_n = cfg.threads.max(1);
@@ -149,6 +165,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             registry: Mutex::new(Default::default()),
             listener_info,
+            credentials,
             stop_tx,
         });
         let n_listeners = shared.listener_info.len() as u64;

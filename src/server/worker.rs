@@ -155,7 +155,7 @@ impl Worker {
                 last_cmd: AtomicU32::new(self.shared.clock.now()),
                 state: AtomicU32::new(0),
             });
-            let conn = Conn::new(stream, info.clone());
+            let conn = Conn::new(stream, info.clone(), &self.shared);
             self.shared.registry.lock().insert(conn.fd, info);
             log::debug!("worker {}: new connection fd {}", self.id, conn.fd);
             self.conns[idx] = Some(conn);

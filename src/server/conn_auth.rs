@@ -1,0 +1,176 @@
+//! Per-connection authentication: where a connection stands (`-S` SASL over the
+//! binary protocol, `-Y` tokens over the text protocol), and the execution of the
+//! requests that change it.
+//!
+//! ```text
+//!   -S: binary::parse_gated(.., gate()) ─ SASL_LIST_MECHS / SASL_AUTH / SASL_STEP ─▶ binary()
+//!        (anything but VERSION and SASL before success: AUTH_ERROR + close, in the parser)
+//!   -Y: text::auth::parse_auth ─ Credentials / Refuse ─▶ ascii()  (until STORED)
+//! ```
+//!
+//! Both count `auth_cmds` / `auth_errors` as memcached does (one per finished
+//! exchange, success or failure). A connection that fails
+//! [`MAX_FAILURES_PER_CONNECTION`] times is closed and the failures are logged
+//! (memcached never closes; see the `auth` module).
+
+use super::exec::Flow;
+use super::Shared;
+use crate::auth::{AuthSession, Step, MAX_FAILURES_PER_CONNECTION};
+use crate::protocol::binary::{
+    write_error, write_header, write_ok, Command, Request, SaslGate, Status,
+};
+use crate::protocol::text::auth::{AUTH_FAILURE, AUTH_SUCCESS};
+use crate::stats::{bump, Counters};
+
+/// One connection's authentication state.
+#[derive(Debug)]
+pub struct ConnAuth {
+    /// SASL is on (`-S`).
+    sasl: bool,
+    /// ASCII tokens are on (`-Y`).
+    ascii: bool,
+    authenticated: bool,
+    session: Option<AuthSession>,
+    failures: u32,
+}
+
+impl ConnAuth {
+    /// The state of a new connection on this server.
+    pub fn new(shared: &Shared) -> ConnAuth {
+        let sasl = shared.credentials.sasl.is_some();
+        let ascii = shared.credentials.ascii.is_some();
+        ConnAuth {
+            sasl,
+            ascii,
+            authenticated: !(sasl || ascii),
+            session: None,
+            failures: 0,
+        }
+    }
+
+    /// What the binary parser may let through.
+    pub fn gate(&self) -> SaslGate {
+        match (self.sasl, self.authenticated) {
+            (false, _) => SaslGate::Off,
+            (true, false) => SaslGate::Unauthenticated,
+            (true, true) => SaslGate::Authenticated,
+        }
+    }
+
+    /// Whether text requests must go through `text::auth::parse_auth` first.
+    pub fn ascii_pending(&self) -> bool {
+        self.ascii && !self.authenticated
+    }
+
+    /// Serves `SASL_LIST_MECHS`, `SASL_AUTH` or `SASL_STEP` (the parser yields them
+    /// only with SASL on).
+    pub fn binary(
+        &mut self,
+        req: &Request<'_>,
+        shared: &Shared,
+        c: &Counters,
+        out: &mut Vec<u8>,
+        fd: i32,
+    ) -> Flow {
+        let Some(db) = shared.credentials.sasl.as_ref() else {
+            write_error(out, &req.header, Status::UnknownCommand);
+            return Flow::Continue;
+        };
+        let h = &req.header;
+        let step = match req.cmd {
+            Command::SaslListMechs => {
+                write_ok(out, h, db.mechanisms().as_bytes(), 0);
+                return Flow::Continue;
+            }
+            Command::SaslAuth { data } => {
+                let (session, step) = AuthSession::start(db, req.key, data);
+                self.session = Some(session);
+                step
+            }
+            Command::SaslStep { data } => match self.session.as_mut() {
+                Some(s) => s.step(data),
+                None => Step::Failure,
+            },
+            _ => return Flow::Continue,
+        };
+        match step {
+            Step::Continue(challenge) => {
+                write_header(
+                    out,
+                    h.opcode,
+                    Status::AuthContinue,
+                    0,
+                    0,
+                    challenge.len() as u32,
+                    h.opaque,
+                    0,
+                );
+                out.extend_from_slice(&challenge);
+                Flow::Continue
+            }
+            Step::Success(body) => {
+                bump(&c.auth_cmds, 1);
+                self.authenticated = true;
+                let user = self.session.as_ref().and_then(|s| s.user()).unwrap_or("");
+                log::info!("conn {fd}: SASL authenticated as '{user}'");
+                self.session = None;
+                write_ok(out, h, &body, 0);
+                Flow::Continue
+            }
+            Step::Failure => {
+                self.session = None;
+                write_error(out, h, Status::AuthError);
+                self.failed(c, fd, "SASL")
+            }
+        }
+    }
+
+    /// Checks `-Y` credentials; appends the reply line (with `\r\n`) to `out`.
+    pub fn ascii(
+        &mut self,
+        user: &[u8],
+        password: &[u8],
+        shared: &Shared,
+        c: &Counters,
+        out: &mut Vec<u8>,
+        fd: i32,
+    ) -> Flow {
+        let ok = shared
+            .credentials
+            .ascii
+            .as_ref()
+            .is_some_and(|f| f.check(user, password));
+        if ok {
+            bump(&c.auth_cmds, 1);
+            self.authenticated = true;
+            log::info!(
+                "conn {fd}: authenticated as '{}'",
+                String::from_utf8_lossy(user)
+            );
+            out.extend_from_slice(AUTH_SUCCESS.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            Flow::Continue
+        } else {
+            out.extend_from_slice(AUTH_FAILURE.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            self.failed(c, fd, "ASCII")
+        }
+    }
+
+    /// Counts a failed exchange; closes after too many.
+    fn failed(&mut self, c: &Counters, fd: i32, what: &str) -> Flow {
+        bump(&c.auth_cmds, 1);
+        bump(&c.auth_errors, 1);
+        self.failures += 1;
+        if self.failures >= MAX_FAILURES_PER_CONNECTION {
+            log::warn!(
+                "conn {fd}: {} failed {what} authentication attempts; closing",
+                self.failures
+            );
+            Flow::Close
+        } else {
+            log::info!("conn {fd}: {what} authentication failed");
+            Flow::Continue
+        }
+    }
+}
