@@ -73,14 +73,13 @@ fn main() -> ExitCode {
     // private to root. No usable credentials: refuse to start.
     let mut credentials = Credentials::default();
     if cfg.sasl {
-        let flag = cfg.sasl_pwdb.as_ref().map(|p| p.to_string_lossy().into_owned());
+        let flag = cfg
+            .sasl_pwdb
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned());
         match AuthDb::load_for_server(flag.as_deref()) {
             Ok(db) => {
-                log::info!(
-                    "SASL: {} user(s), mechanisms {}",
-                    db.len(),
-                    db.mechanisms()
-                );
+                log::info!("SASL: {} user(s), mechanisms {}", db.len(), db.mechanisms());
                 credentials.sasl = Some(db);
             }
             Err(msg) => return fail(&format!("ERROR: {msg}"), EXIT_FAILURE),

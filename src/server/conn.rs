@@ -513,13 +513,10 @@ impl Conn {
                         let flow = match req.cmd {
                             binary::Command::SaslListMechs
                             | binary::Command::SaslAuth { .. }
-                            | binary::Command::SaslStep { .. } => self.auth.binary(
-                                &req,
-                                shared,
-                                counters,
-                                &mut self.wbuf,
-                                self.fd,
-                            ),
+                            | binary::Command::SaslStep { .. } => {
+                                self.auth
+                                    .binary(&req, shared, counters, &mut self.wbuf, self.fd)
+                            }
                             _ => binary_exec::execute(req, shared, counters, &mut self.wbuf),
                         };
                         if flow == Flow::Close {

@@ -140,10 +140,14 @@ mod tests {
             }
         );
         // Extra words, runs of spaces, a bare `\n` line end and noreply are fine.
-        let b = b"set  k 1 2 18 noreply\nbob  pw2 zzzz x\r\n";
+        let b = b"set  k 1 2 15 noreply\nbob  pw2 zzzz x\r\n";
         assert!(matches!(
             parse_auth(b),
-            AuthParse::Credentials { user: b"bob", password: b"pw2", .. }
+            AuthParse::Credentials {
+                user: b"bob",
+                password: b"pw2",
+                ..
+            }
         ));
     }
 
