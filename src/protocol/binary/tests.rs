@@ -165,6 +165,91 @@ fn length_errors() {
 }
 
 #[test]
+fn sasl_forms_with_sasl_on() {
+    fn on(b: &[u8]) -> Parse<'_> {
+        parse_gated(b, &LIMITS, SaslGate::Authenticated)
+    }
+    fn closed(b: &[u8]) -> Parse<'_> {
+        parse_gated(b, &LIMITS, SaslGate::Unauthenticated)
+    }
+    let p = pkt(opcode::SASL_AUTH, b"PLAIN", &[], b"\0u\0p");
+    match closed(&p) {
+        Parse::Request(r, used) => {
+            assert_eq!(used, p.len());
+            assert_eq!(r.key, b"PLAIN");
+            assert_eq!(r.cmd, Command::SaslAuth { data: b"\0u\0p" });
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(closed(&p[..p.len() - 1]), Parse::Incomplete);
+    let p = pkt(opcode::SASL_STEP, b"SCRAM-SHA-256", &[], b"");
+    assert!(matches!(
+        on(&p),
+        Parse::Request(
+            Request {
+                cmd: Command::SaslStep { data: b"" },
+                ..
+            },
+            37
+        )
+    ));
+    let p = pkt(opcode::SASL_LIST_MECHS, &[], &[], &[]);
+    assert!(matches!(
+        closed(&p),
+        Parse::Request(
+            Request {
+                cmd: Command::SaslListMechs,
+                ..
+            },
+            24
+        )
+    ));
+    // A 33-byte mechanism: invalid arguments, the value discarded, connection kept.
+    let p = pkt(opcode::SASL_AUTH, &[b'M'; 33], &[], b"abc");
+    assert_eq!(err_of(on(&p)), Some((Status::Einval, 57, 3, false)));
+    // A value over -I: out of memory, discarded.
+    let big = vec![0u8; LIMITS.item_size_max];
+    let p = pkt(opcode::SASL_AUTH, b"PLAIN", &[], &big);
+    assert_eq!(
+        err_of(on(&p[..40])),
+        Some((Status::Enomem, 29, big.len(), false))
+    );
+    // Before authentication: data commands are refused and close; VERSION is served.
+    for op in [
+        opcode::GET,
+        opcode::SET,
+        opcode::NOOP,
+        opcode::STAT,
+        opcode::QUIT,
+        0x55,
+    ] {
+        let p = raw(op, 0, 0, 0, &[]);
+        assert_eq!(
+            err_of(closed(&p)),
+            Some((Status::AuthError, 24, 0, true)),
+            "{op:#x}"
+        );
+    }
+    let p = pkt(opcode::VERSION, &[], &[], &[]);
+    assert!(matches!(
+        closed(&p),
+        Parse::Request(
+            Request {
+                cmd: Command::Version,
+                ..
+            },
+            24
+        )
+    ));
+    // Lengths that do not add up are judged first (unknown command), as memcached.
+    let p = raw(opcode::GET, 4, 0, 2, b"abcd");
+    assert_eq!(
+        err_of(closed(&p)),
+        Some((Status::UnknownCommand, 28, 0, true))
+    );
+}
+
+#[test]
 fn arith_and_flush_extras() {
     let ex = [
         &5u64.to_be_bytes()[..],
@@ -283,7 +368,24 @@ fn random_packets_property() {
         if rng.below(50) == 0 {
             p[0] = rng.next() as u8;
         }
-        let verdict = parse(&p, &limits);
+        let gate = [
+            SaslGate::Off,
+            SaslGate::Unauthenticated,
+            SaslGate::Authenticated,
+        ][rng.below(3) as usize];
+        let verdict = parse_gated(&p, &limits, gate);
+        if let (SaslGate::Unauthenticated, Parse::Request(r, _)) = (gate, verdict) {
+            assert!(
+                matches!(
+                    r.cmd,
+                    Command::Version
+                        | Command::SaslListMechs
+                        | Command::SaslAuth { .. }
+                        | Command::SaslStep { .. }
+                ),
+                "served before authentication: {r:?}"
+            );
+        }
         match verdict {
             Parse::Incomplete => {
                 let need_head = 24 + extlen as usize + keylen as usize;
@@ -296,8 +398,14 @@ fn random_packets_property() {
                 assert_eq!(r.key.len(), keylen as usize);
                 assert!(r.key.len() <= 250);
                 // The same request is found in exactly its own bytes.
-                assert_eq!(parse(&p[..used], &limits), Parse::Request(r, used));
-                assert_eq!(parse(&p[..used - 1], &limits), Parse::Incomplete);
+                assert_eq!(
+                    parse_gated(&p[..used], &limits, gate),
+                    Parse::Request(r, used)
+                );
+                assert_eq!(
+                    parse_gated(&p[..used - 1], &limits, gate),
+                    Parse::Incomplete
+                );
             }
             Parse::Error {
                 consumed, status, ..
@@ -305,7 +413,7 @@ fn random_packets_property() {
                 assert!(consumed >= 24 && consumed <= p.len());
                 assert_ne!(status, Status::Success);
                 assert_eq!(
-                    err_of(parse(&p[..consumed], &limits)).map(|s| s.0),
+                    err_of(parse_gated(&p[..consumed], &limits, gate)).map(|s| s.0),
                     Some(status)
                 );
             }
