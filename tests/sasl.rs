@@ -308,6 +308,13 @@ fn scenarios() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             .concat()],
         ),
         (
+            "text protocol on a SASL server: waits for a header, then closes",
+            vec![
+                b"version\r\n".to_vec(),
+                b"get aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".to_vec(),
+            ],
+        ),
+        (
             "auth split across writes",
             vec![
                 good[..10].to_vec(),
