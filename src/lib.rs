@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod protocol;

@@ -1,0 +1,57 @@
+//! The client's error type.
+
+use std::fmt;
+
+/// What can go wrong talking to a cluster.
+#[derive(Debug)]
+pub enum Error {
+    /// No node is configured, or every node is ejected.
+    NoServers,
+    /// The key cannot be sent (empty, longer than 250 bytes, or — on the text
+    /// protocol — containing whitespace or control bytes).
+    BadKey,
+    /// The value is larger than the client will send in one item.
+    TooLarge,
+    /// Connecting, reading or writing failed or timed out (the node counts a failure).
+    Io(std::io::Error),
+    /// The node answered with an error (`SERVER_ERROR ...`, `CLIENT_ERROR ...`, a
+    /// binary error status); the text is the node's.
+    Server(String),
+    /// The node answered something the protocol does not allow here.
+    Protocol(String),
+    /// SASL authentication was refused or could not be carried out.
+    Auth(String),
+}
+
+impl Error {
+    /// Whether this error means the node itself is unreachable or broken (and should
+    /// count towards ejecting it), rather than a refusal of this one request.
+    pub fn is_node_failure(&self) -> bool {
+        matches!(self, Error::Io(_) | Error::Protocol(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoServers => write!(f, "no server available"),
+            Error::BadKey => write!(f, "invalid key"),
+            Error::TooLarge => write!(f, "value too large"),
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Server(s) => write!(f, "server error: {s}"),
+            Error::Protocol(s) => write!(f, "protocol error: {s}"),
+            Error::Auth(s) => write!(f, "authentication failed: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// Results of client operations.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,377 @@
+//! A memcached cluster client: keys sharded across nodes with the consistent hashing
+//! libmemcached, twemproxy, pylibmc and pymemcache use, so a fleet shared with those
+//! clients agrees on where every key lives.
+//!
+//! ```text
+//!   Client ── ring (Distribution over the live nodes) ── key → node index
+//!     │
+//!     ├─ node 0: idle connections (pool) + health (failures, ejected until)
+//!     ├─ node 1: ...                        text or binary protocol, SASL
+//!     └─ node N-1
+//! ```
+//!
+//! - [`ring`]: the distributions (`ketama-weighted` default, `ketama`, `spymemcached`,
+//!   `modula`, `rendezvous`) and the `host:port[:weight]` node list.
+//! - Requests go to the node the ring names, over a pooled blocking connection with
+//!   connect and read timeouts. [`Client::get_many`] groups keys per node: one
+//!   pipelined round trip per node.
+//! - Failover as libmemcached's `REMOVE_FAILED_SERVERS`: a node that fails
+//!   [`ClientConfig::failure_limit`] times in a row leaves the ring (its keys move to
+//!   the next points; a request that caused the ejection is retried once on the new
+//!   owner) and comes back after [`ClientConfig::retry_timeout`]. Ejections and returns
+//!   are logged (`log` crate, target `ferrocache::client`) and counted
+//!   ([`Client::node_status`]).
+//! - [`cache`]: cache-aside and write-through helpers.
+//!
+//! ```no_run
+//! use ferrocache::client::{Client, ClientConfig};
+//! let client = Client::new(ClientConfig::new("10.0.0.1:11211,10.0.0.2:11211:2")?)?;
+//! client.set(b"greeting", b"hello", 0, 300)?;
+//! assert_eq!(client.get(b"greeting")?.map(|i| i.value), Some(b"hello".to_vec()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod cache;
+mod error;
+mod node;
+mod pool;
+pub mod ring;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+pub use cache::CacheAside;
+pub use error::{Error, Result};
+pub use node::{check_key, ConnOptions, Item, Protocol, SaslAuth, StoreMode, StoreOutcome};
+pub use pool::NodeStatus;
+use pool::{Failed, Node};
+use ring::{Distribution, NodeSpec, Ring};
+
+/// One node's `stats` answer: name/value pairs in the node's order.
+pub type Stats = Vec<(String, String)>;
+
+/// Everything a [`Client`] needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The nodes, in list order (order matters for `modula` and tie-breaking).
+    pub servers: Vec<NodeSpec>,
+    /// How keys map to nodes.
+    pub distribution: Distribution,
+    /// Protocol, timeouts, SASL.
+    pub conn: ConnOptions,
+    /// Idle connections kept per node.
+    pub max_idle_per_node: usize,
+    /// Consecutive failures after which a node is ejected (libmemcached's
+    /// `server_failure_limit`). Default 2.
+    pub failure_limit: u32,
+    /// How long an ejected node stays out (libmemcached's `retry_timeout`). Default 2 s.
+    pub retry_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration for `servers` (`host:port[:weight]`, comma- or space-separated)
+    /// with the defaults: ketama-weighted, text protocol, 1 s timeouts.
+    pub fn new(servers: &str) -> std::result::Result<ClientConfig, String> {
+        Ok(ClientConfig {
+            servers: ring::parse_servers(servers)?,
+            distribution: Distribution::default(),
+            conn: ConnOptions::default(),
+            max_idle_per_node: 8,
+            failure_limit: 2,
+            retry_timeout: Duration::from_secs(2),
+        })
+    }
+}
+
+struct Inner {
+    cfg: ClientConfig,
+    nodes: Vec<Node>,
+    ring: RwLock<Arc<Ring>>,
+    /// Earliest time an ejected node is due back (None: all live).
+    recheck_at: Mutex<Option<Instant>>,
+}
+
+/// A cluster client. Cheap to clone; share it between threads.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("servers", &self.inner.cfg.servers)
+            .field("distribution", &self.inner.cfg.distribution)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client for `cfg` (no connection is opened until the first request).
+    pub fn new(cfg: ClientConfig) -> Result<Client> {
+        if cfg.servers.is_empty() {
+            return Err(Error::NoServers);
+        }
+        let nodes: Vec<Node> = cfg.servers.iter().cloned().map(Node::new).collect();
+        let ring = Ring::new(cfg.distribution, &cfg.servers);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                cfg,
+                nodes,
+                ring: RwLock::new(Arc::new(ring)),
+                recheck_at: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
+    /// The ring for now, bringing back nodes whose retry time has passed.
+    fn ring(&self) -> Arc<Ring> {
+        let due = *self.inner.recheck_at.lock();
+        if due.is_some_and(|t| Instant::now() >= t) {
+            self.rebuild_ring();
+        }
+        self.inner.ring.read().clone()
+    }
+
+    fn rebuild_ring(&self) {
+        let now = Instant::now();
+        let limit = self.inner.cfg.failure_limit;
+        let live: Vec<bool> = self
+            .inner
+            .nodes
+            .iter()
+            .map(|n| n.live_at(now, limit).0)
+            .collect();
+        let next = self.inner.nodes.iter().filter_map(|n| n.retry_at()).min();
+        let ring = Ring::with_live(self.inner.cfg.distribution, &self.inner.cfg.servers, &live);
+        *self.inner.ring.write() = Arc::new(ring);
+        *self.inner.recheck_at.lock() = next;
+    }
+
+    /// The index of the node `key` maps to now (None: no live node).
+    pub fn locate(&self, key: &[u8]) -> Option<usize> {
+        self.ring().locate(key)
+    }
+
+    /// `host:port` of the node `key` maps to now.
+    pub fn locate_name(&self, key: &[u8]) -> Option<String> {
+        self.locate(key).map(|i| self.inner.cfg.servers[i].name())
+    }
+
+    /// Health and counters of every node, in list order.
+    pub fn node_status(&self) -> Vec<NodeStatus> {
+        self.inner.nodes.iter().map(Node::status).collect()
+    }
+
+    /// Runs `f` on a connection to node `idx`, keeping the node's health.
+    fn call<T>(
+        &self,
+        idx: usize,
+        f: &mut dyn FnMut(&mut node::NodeConn) -> Result<T>,
+    ) -> (Result<T>, bool) {
+        let node = &self.inner.nodes[idx];
+        let cfg = &self.inner.cfg;
+        let result = node.checkout(&cfg.conn).and_then(|mut conn| {
+            let r = f(&mut conn);
+            if !matches!(&r, Err(e) if e.is_node_failure()) {
+                node.checkin(conn, cfg.max_idle_per_node);
+            }
+            r
+        });
+        match &result {
+            Err(e) if e.is_node_failure() => {
+                log::debug!("client: node {} failed: {e}", node.spec.name());
+                let ejected = node.failed(cfg.failure_limit, cfg.retry_timeout) == Failed::Ejected;
+                if ejected {
+                    self.rebuild_ring();
+                }
+                (result, ejected)
+            }
+            _ => {
+                node.succeeded();
+                (result, false)
+            }
+        }
+    }
+
+    /// Runs `f` on the node that holds `key`; if that node fails and is ejected, once
+    /// more on the key's new owner.
+    fn on_key<T>(
+        &self,
+        key: &[u8],
+        mut f: impl FnMut(&mut node::NodeConn) -> Result<T>,
+    ) -> Result<T> {
+        check_key(key, self.inner.cfg.conn.protocol)?;
+        let mut last = Error::NoServers;
+        for _ in 0..2 {
+            let Some(idx) = self.ring().locate(key) else {
+                return Err(last);
+            };
+            let (r, ejected) = self.call(idx, &mut f);
+            match r {
+                Err(e) if ejected => last = e,
+                r => return r,
+            }
+        }
+        Err(last)
+    }
+
+    /// Reads one key.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
+        let mut hits = self.on_key(key, |c| c.get_many(&[key]))?;
+        Ok(hits.pop().map(|(_, item)| item))
+    }
+
+    /// Reads many keys: grouped by node, one pipelined round trip per node. Keys on
+    /// a node that fails are reported missing (the failure is counted and logged).
+    pub fn get_many(&self, keys: &[&[u8]]) -> Result<HashMap<Vec<u8>, Item>> {
+        let protocol = self.inner.cfg.conn.protocol;
+        for k in keys {
+            check_key(k, protocol)?;
+        }
+        let mut found = HashMap::new();
+        let mut pending: Vec<&[u8]> = keys.to_vec();
+        for _ in 0..2 {
+            let ring = self.ring();
+            let mut by_node: HashMap<usize, Vec<&[u8]>> = HashMap::new();
+            for k in &pending {
+                let idx = ring.locate(k).ok_or(Error::NoServers)?;
+                by_node.entry(idx).or_default().push(k);
+            }
+            let mut retry = Vec::new();
+            for (idx, ks) in by_node {
+                let (r, ejected) = self.call(idx, &mut |c| c.get_many(&ks));
+                match r {
+                    Ok(hits) => found.extend(hits),
+                    Err(e) if ejected => {
+                        log::debug!("client: get_many retries {} key(s): {e}", ks.len());
+                        retry.extend(ks);
+                    }
+                    Err(e) if e.is_node_failure() => {
+                        log::debug!("client: get_many lost {} key(s): {e}", ks.len());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if retry.is_empty() {
+                break;
+            }
+            pending = retry;
+        }
+        Ok(found)
+    }
+
+    fn store(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        ttl: u32,
+    ) -> Result<StoreOutcome> {
+        self.on_key(key, |c| c.store(mode, key, value, flags, ttl))
+    }
+
+    /// Stores unconditionally.
+    pub fn set(&self, key: &[u8], value: &[u8], flags: u32, ttl: u32) -> Result<()> {
+        match self.store(StoreMode::Set, key, value, flags, ttl)? {
+            StoreOutcome::Stored => Ok(()),
+            other => Err(Error::Server(format!("set: {other:?}"))),
+        }
+    }
+
+    /// Stores if absent; false when the key exists.
+    pub fn add(&self, key: &[u8], value: &[u8], flags: u32, ttl: u32) -> Result<bool> {
+        Ok(self.store(StoreMode::Add, key, value, flags, ttl)? == StoreOutcome::Stored)
+    }
+
+    /// Stores if present; false when the key is missing.
+    pub fn replace(&self, key: &[u8], value: &[u8], flags: u32, ttl: u32) -> Result<bool> {
+        Ok(self.store(StoreMode::Replace, key, value, flags, ttl)? == StoreOutcome::Stored)
+    }
+
+    /// Stores if the item still has CAS unique `cas` (from [`Item::cas`]).
+    pub fn cas(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        ttl: u32,
+        cas: u64,
+    ) -> Result<StoreOutcome> {
+        self.store(StoreMode::Cas(cas), key, value, flags, ttl)
+    }
+
+    /// Appends to a present value; false when the key is missing.
+    pub fn append(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        Ok(self.store(StoreMode::Append, key, value, 0, 0)? == StoreOutcome::Stored)
+    }
+
+    /// Prepends to a present value; false when the key is missing.
+    pub fn prepend(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        Ok(self.store(StoreMode::Prepend, key, value, 0, 0)? == StoreOutcome::Stored)
+    }
+
+    /// Deletes; false when the key was not there.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.on_key(key, |c| c.delete(key))
+    }
+
+    /// Adds `delta` to a decimal value; `None` when the key is missing.
+    pub fn incr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
+        self.on_key(key, |c| c.arith(true, key, delta))
+    }
+
+    /// Subtracts `delta` (stopping at 0); `None` when the key is missing.
+    pub fn decr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
+        self.on_key(key, |c| c.arith(false, key, delta))
+    }
+
+    /// Sets a new expiry; false when the key is missing.
+    pub fn touch(&self, key: &[u8], ttl: u32) -> Result<bool> {
+        self.on_key(key, |c| c.touch(key, ttl))
+    }
+
+    /// `flush_all` on every live node; the first error, if any.
+    pub fn flush_all(&self, delay: u32) -> Result<()> {
+        let _ = self.ring(); // bring back nodes that are due
+        let mut first = None;
+        for idx in 0..self.inner.nodes.len() {
+            if !self.inner.nodes[idx].status().live {
+                continue;
+            }
+            if let (Err(e), _) = self.call(idx, &mut |c| c.flush_all(delay)) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// `stats [group]` of every node (ejected ones are asked too), in list order.
+    pub fn stats(&self, group: &str) -> Vec<(String, Result<Stats>)> {
+        (0..self.inner.nodes.len())
+            .map(|idx| {
+                let name = self.inner.cfg.servers[idx].name();
+                (name, self.call(idx, &mut |c| c.stats(group)).0)
+            })
+            .collect()
+    }
+
+    /// The version of every node, in list order.
+    pub fn versions(&self) -> Vec<(String, Result<String>)> {
+        (0..self.inner.nodes.len())
+            .map(|idx| {
+                let name = self.inner.cfg.servers[idx].name();
+                (name, self.call(idx, &mut |c| c.version()).0)
+            })
+            .collect()
+    }
+}
