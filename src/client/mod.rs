@@ -17,7 +17,7 @@
 //!   pipelined round trip per node.
 //! - Failover as libmemcached's `REMOVE_FAILED_SERVERS`: a node that fails
 //!   [`ClientConfig::failure_limit`] times in a row leaves the ring (its keys move to
-//!   the next points; a request that caused the ejection is retried once on the new
+//!   the next points; a request that fails on a node that is out of the ring is retried once on the new
 //!   owner) and comes back after [`ClientConfig::retry_timeout`]. Ejections and returns
 //!   are logged (`log` crate, target `ferrocache::client`) and counted
 //!   ([`Client::node_status`]).
@@ -189,11 +189,17 @@ impl Client {
         match &result {
             Err(e) if e.is_node_failure() => {
                 log::debug!("client: node {} failed: {e}", node.spec.name());
-                let ejected = node.failed(cfg.failure_limit, cfg.retry_timeout) == Failed::Ejected;
-                if ejected {
-                    self.rebuild_ring();
-                }
-                (result, ejected)
+                // Out of the ring now (ejected by this request or a concurrent one):
+                // the caller may retry on the key's new owner.
+                let out = match node.failed(cfg.failure_limit, cfg.retry_timeout) {
+                    Failed::Ejected => {
+                        self.rebuild_ring();
+                        true
+                    }
+                    Failed::AlreadyOut => true,
+                    Failed::Counted => false,
+                };
+                (result, out)
             }
             _ => {
                 node.succeeded();
@@ -202,8 +208,9 @@ impl Client {
         }
     }
 
-    /// Runs `f` on the node that holds `key`; if that node fails and is ejected, once
-    /// more on the key's new owner.
+    /// Runs `f` on the node that holds `key`; if that node fails and is out of the
+    /// ring (ejected by this request or a concurrent one), once more on the key's new
+    /// owner.
     fn on_key<T>(
         &self,
         key: &[u8],

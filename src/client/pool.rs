@@ -64,6 +64,8 @@ pub enum Failed {
     Counted,
     /// The node was ejected now.
     Ejected,
+    /// The node had already been ejected (by a concurrent request).
+    AlreadyOut,
 }
 
 impl Node {
@@ -110,7 +112,9 @@ impl Node {
         self.idle.lock().clear();
         let mut h = self.health.lock();
         h.failures += 1;
-        if h.failures >= limit.max(1) && h.ejected_until.is_none() {
+        if h.ejected_until.is_some() {
+            Failed::AlreadyOut
+        } else if h.failures >= limit.max(1) {
             h.ejected_until = Some(Instant::now() + retry);
             self.ejections.fetch_add(1, Ordering::Relaxed);
             log::warn!(
