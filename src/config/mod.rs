@@ -3,12 +3,12 @@
 //!
 //! [`parse_args`] reads the command line the way memcached's `main()` does:
 //! glibc `getopt_long` over the same option string and long names (see
-//! [`getopt`]), each value converted with C's `atoi`/`atof`/`strtol` rules
+//! `getopt`), each value converted with C's `atoi`/`atof`/`strtol` rules
 //! (so `-m 64k` is 64 megabytes, as in memcached), the same per-option checks
 //! while parsing and the same cross-checks afterwards, with memcached's
 //! messages and exit codes (1 for most option errors, 64 = `EX_USAGE` for the
 //! later checks). `--config FILE` splices a Debian-style `memcached.conf` in
-//! place (see [`conffile`]).
+//! place (see `conffile`).
 //!
 //! Options memcached knows but we do not act on are accepted and listed in
 //! [`Config::ignored`], so the server can log them. Warnings memcached prints

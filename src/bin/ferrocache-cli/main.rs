@@ -26,7 +26,7 @@ use ferrocache::client::{Client, ClientConfig, Protocol, SaslAuth};
     about = "Talk to a cluster of memcached-protocol nodes (ferrocache or memcached)"
 )]
 struct Cli {
-    /// Nodes: host:port[:weight], comma-separated (hosts are hashed as written).
+    /// Nodes: `host:port[:weight]`, comma-separated (hosts are hashed as written).
     #[arg(long, short = 's', env = "FERROCACHE_SERVERS")]
     servers: String,
     /// Key distribution: ketama-weighted, ketama, spymemcached, modula, rendezvous.
