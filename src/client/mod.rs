@@ -181,7 +181,9 @@ impl Client {
         let cfg = &self.inner.cfg;
         let result = node.checkout(&cfg.conn).and_then(|mut conn| {
             let r = f(&mut conn);
-            if !matches!(&r, Err(e) if e.is_node_failure()) {
+            // Only a connection known to be between requests goes back: after a
+            // reply or an error reply; not after I/O, protocol or auth errors.
+            if matches!(&r, Ok(_) | Err(Error::Server(_))) {
                 node.checkin(conn, cfg.max_idle_per_node);
             }
             r
@@ -191,12 +193,13 @@ impl Client {
                 log::debug!("client: node {} failed: {e}", node.spec.name());
                 // Out of the ring now (ejected by this request or a concurrent one):
                 // the caller may retry on the key's new owner.
+                // (Rebuilt in both cases: the request that ejected it may not have
+                // published the new ring yet.)
                 let out = match node.failed(cfg.failure_limit, cfg.retry_timeout) {
-                    Failed::Ejected => {
+                    Failed::Ejected | Failed::AlreadyOut => {
                         self.rebuild_ring();
                         true
                     }
-                    Failed::AlreadyOut => true,
                     Failed::Counted => false,
                 };
                 (result, out)

@@ -404,10 +404,13 @@ impl NodeConn {
         self.bin_request(0x0a, &[], &[], &[], 0); // NOOP ends the batch
         self.flush_out()?;
         let mut found = Vec::new();
+        // An error for one key is kept until the NOOP, so the connection is left
+        // between requests (and can be pooled) whatever happened.
+        let mut first_error = None;
         loop {
             let r = self.bin_response()?;
             match (r.opcode, r.status) {
-                (0x0a, 0) => return Ok(found),
+                (0x0a, 0) => return first_error.map_or(Ok(found), Err),
                 (0x0d, 0) if r.extras.len() == 4 => {
                     let flags =
                         u32::from_be_bytes([r.extras[0], r.extras[1], r.extras[2], r.extras[3]]);
@@ -421,7 +424,16 @@ impl NodeConn {
                     ))
                 }
                 (0x0d, 1) => {}
-                (_, s) => return Err(bin_error(s, &r.value)),
+                // The node closes after an authentication error.
+                (_, 0x20) => return Err(bin_error(0x20, &r.value)),
+                (0x0d, s) => {
+                    first_error.get_or_insert(bin_error(s, &r.value));
+                }
+                (op, s) => {
+                    return Err(proto_err(format!(
+                        "unexpected response {op:#x} status {s:#x} in a multi-get"
+                    )))
+                }
             }
         }
     }

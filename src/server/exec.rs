@@ -505,7 +505,9 @@ fn cachedump(shared: &Shared, id: Option<&str>, limit: Option<&str>, out: &mut V
     for (key, vlen, exp) in shared.store.dump_class(id as usize, limit) {
         out.extend_from_slice(b"ITEM ");
         out.extend_from_slice(&key);
-        let _ = write!(out, " [{vlen} b; {} s]\r\n", exp as i64 + started);
+        // As memcached: an item without expiry shows 0, others an absolute time.
+        let abs = if exp == 0 { 0 } else { exp as i64 + started };
+        let _ = write!(out, " [{vlen} b; {abs} s]\r\n");
     }
     line(out, "END");
 }

@@ -193,12 +193,24 @@ fn run(cli: Cli) -> Result<u8, String> {
         }
         Cmd::Stats { group } => stats_table(&mut out, &c, group.as_deref().unwrap_or("")),
         Cmd::Locate => {
+            // Keys are bytes: one per line, a CR before the LF dropped, not UTF-8-checked.
             let stdin = std::io::stdin();
-            for line in stdin.lock().lines() {
-                let line = line.map_err(|e| e.to_string())?;
-                let key = line.strip_suffix('\r').unwrap_or(&line);
-                let node = c.locate_name(key.as_bytes()).unwrap_or_default();
-                if writeln!(out, "{key},{node}").is_err() {
+            let mut input = stdin.lock();
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if input
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| e.to_string())?
+                    == 0
+                {
+                    break;
+                }
+                let mut key = line.strip_suffix(b"\n").unwrap_or(&line);
+                key = key.strip_suffix(b"\r").unwrap_or(key);
+                let node = c.locate_name(key).unwrap_or_default();
+                let ok = out.write_all(key).is_ok() && writeln!(out, ",{node}").is_ok();
+                if !ok {
                     break;
                 }
             }
