@@ -5,46 +5,10 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const AUTHFILE: &str = "alice:secret\nbob:pw:with:colons\r\n";
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ferrocache-yauth-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        set_mode(&dir, 0o777);
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write");
-        set_mode(&p, 0o644);
-        p.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
-}
 
 /// Sends each step on one connection; what came back after each, and whether the
 /// server closed.
@@ -226,6 +190,7 @@ fn ascii_auth_transcripts_match_memcached() {
 #[test]
 fn ascii_auth_gates_the_unix_socket_and_bounds_failures() {
     let dir = Scratch::new("unix");
+    dir.open_to_all();
     let file = dir.file("auth", AUTHFILE);
     let sock = dir.0.join("sock").to_string_lossy().into_owned();
     let mut args = vec!["-Y", &file, "-s", &sock, "-a", "0777"];

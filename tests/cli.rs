@@ -8,11 +8,9 @@ use common::*;
 
 use ferrocache::client::ring::{parse_servers, Distribution, Ring};
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 const CLI: &str = env!("CARGO_BIN_EXE_ferrocache-cli");
@@ -51,57 +49,9 @@ fn cli(args: &[&str]) -> Run {
     run_bounded(&mut cli_cmd(args), LIMIT)
 }
 
-/// Runs `cmd` as `run_bounded` does, but with `input` written to its standard input
-/// by a writer thread (`run_bounded` always gives the child a null stdin).
-fn run_bounded_stdin(cmd: &mut Command, input: &[u8], limit: Duration) -> Run {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = input.to_vec();
-    // A child that exits early closes the pipe: the write error is expected then.
-    let t_in = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let mut status = None;
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = child.try_wait() {
-            status = Some(st);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-    let _ = t_in.join();
-    Run {
-        status,
-        stdout: String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned(),
-    }
-}
-
 /// Runs the CLI with `input` on its standard input (bounded).
 fn cli_in(args: &[&str], input: &[u8]) -> Run {
-    run_bounded_stdin(&mut cli_cmd(args), input, LIMIT)
+    run_bounded_input(&mut cli_cmd(args), input, LIMIT)
 }
 
 fn code(r: &Run) -> Option<i32> {
@@ -357,43 +307,6 @@ fn parse_table(out: &str, nodes: usize) -> (Vec<String>, HashMap<String, Vec<Str
     (header, rows)
 }
 
-/// A unique scratch directory (mode 0755), removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ferrocache-cli-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        set_mode(&dir, 0o755);
-        Scratch(dir)
-    }
-
-    /// Writes `name` (mode 0644, readable by the `-u nobody` server) and returns its
-    /// path.
-    fn file(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write file");
-        set_mode(&p, 0o644);
-        p.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
 // ------------------------------------------------------------------ 1. locate
 
 #[test]
@@ -564,7 +477,7 @@ fn locate_reproduces_every_golden_file() {
     }
 
     // The server list can come from $FERROCACHE_SERVERS.
-    let r = run_bounded_stdin(
+    let r = run_bounded_input(
         cli_cmd(&["-d", "ketama", "locate"]).env("FERROCACHE_SERVERS", THREE),
         format!("{}\n", keys[0]).as_bytes(),
         LIMIT,

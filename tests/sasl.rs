@@ -14,9 +14,7 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sasl::client::mechanisms::Scram;
@@ -83,41 +81,6 @@ fn responses(b: &[u8]) -> Vec<(u8, u16, Vec<u8>)> {
         at = end;
     }
     out
-}
-
-/// A unique scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ferrocache-sasl-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        set_mode(&dir, 0o755);
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write file");
-        set_mode(&p, 0o644);
-        p.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
 }
 
 /// ferrocache with SASL and `creds` as its credentials file.
@@ -506,7 +469,7 @@ fn no_path_around_authentication() {
     drop(srv);
 
     // Unix socket (the server may run as nobody: it must be able to create it).
-    set_mode(&dir.0, 0o777);
+    dir.open_to_all();
     let sock = dir.0.join("sock").to_string_lossy().into_owned();
     let mut args = vec!["-S", "--sasl-pwdb", &creds, "-s", &sock, "-a", "0777"];
     if is_root() {
