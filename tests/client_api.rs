@@ -104,7 +104,7 @@ fn every_operation_text_and_binary() {
         // Keys with spaces are fine in binary only.
         let spaced = c.set(b"a key", b"v", 0, 0);
         match protocol {
-            Protocol::Text => assert!(matches!(spaced, Err(Error::BadKey))),
+            Protocol::Text | Protocol::Meta => assert!(matches!(spaced, Err(Error::BadKey))),
             Protocol::Binary => assert!(spaced.is_ok()),
         }
     }

@@ -11,6 +11,43 @@
 //! The cache is best effort: when a node cannot be reached the loader's answer is
 //! still returned (and the failure logged); only the loader's own errors are errors.
 //!
+//! ## Stampede protection ([`Protocol::Meta`])
+//!
+//! Over the text and binary protocols every caller that misses runs the loader. Over
+//! [`Protocol::Meta`] `get_or_load` reads with `mg <key> v f c N<vivify_ttl>
+//! [R<recache_window>]`, so among concurrent callers of a missing or expiring key
+//! the loader runs once:
+//!
+//! ```text
+//!  mg key v f c N30 R2
+//!   ├─ hit, no W/Z ──────────────────────────────▶ the value
+//!   ├─ W (won: a miss created an empty placeholder, the remaining TTL fell below R,
+//!   │     or the item was marked stale) ─▶ loader() ─▶ ms key F T C<cas> ─▶ loaded value
+//!   │        (EX: someone stored since, theirs stays; NF: the item went, stored
+//!   │         with ms ME; loader None without negative caching: md key C<cas>;
+//!   │         loader error on a placeholder: md key C<cas>, so a waiter can win)
+//!   ├─ Z with a value (valid in the R window, or X stale) ─▶ that value, no loader
+//!   └─ Z on the placeholder (0 bytes, flags 0): the winner is loading
+//!        ─▶ sleep 5, 10, 20, 40, 50, 50... ms and mg again (with N: if the
+//!           placeholder went, one poller wins) until wait_for_winner has passed
+//!        ─▶ then loader() here, stored only over that placeholder (ms C<cas>)
+//! ```
+//!
+//! - [`CacheAside::wait_for_winner`] (default 1 s) bounds the wait; `Duration::ZERO`
+//!   makes losers on a placeholder run the loader at once.
+//! - [`CacheAside::vivify_ttl`] (default 30 s) is the placeholder's TTL (`N`): how
+//!   long a winner that died keeps others waiting at most, after which the key is an
+//!   ordinary miss again. Keep it longer than the loader takes.
+//! - [`CacheAside::recache_window`] (default 0: off) is `R`: a caller wins the
+//!   recache once the item's remaining TTL, in the node's whole seconds, is below
+//!   it, while everyone else keeps getting the still-valid value. With a 2 s TTL,
+//!   `recache_window(2)` reloads during the last second and the key never misses.
+//! - [`CacheAside::mark_stale`] (`md I`) makes the cached value stale: it keeps being
+//!   served to others while the first reader reloads it.
+//! - A value of 0 bytes with client flags 0 under `Z` is taken for a placeholder
+//!   (with [`CacheAside::flags`] 0, an empty loaded value is waited on like one).
+//!   Plain [`Client::get`]s see a placeholder as an empty value with flags 0.
+//!
 //! ```no_run
 //! use ferrocache::client::{Client, ClientConfig};
 //! # fn db_lookup(_: u64) -> Result<Option<String>, std::io::Error> { Ok(None) }
@@ -28,7 +65,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use super::Client;
+use std::time::{Duration, Instant};
+
+use super::{Client, Item, Protocol, StoreOutcome};
 
 /// Client flags that mark a cached "not found" (stored with an empty value).
 pub const NEGATIVE_FLAGS: u32 = 0x4e46_0000;
@@ -40,6 +79,29 @@ pub struct CacheAside<'c> {
     ttl: u32,
     negative_ttl: u32,
     flags: u32,
+    wait_for_winner: Duration,
+    vivify_ttl: u32,
+    recache_window: u32,
+}
+
+/// Default of [`CacheAside::wait_for_winner`].
+pub const DEFAULT_WAIT_FOR_WINNER: Duration = Duration::from_secs(1);
+/// Default of [`CacheAside::vivify_ttl`] (seconds).
+pub const DEFAULT_VIVIFY_TTL: u32 = 30;
+/// Longest pause between two reads of a placeholder.
+const POLL_MAX: Duration = Duration::from_millis(50);
+
+fn is_placeholder(item: &Item) -> bool {
+    item.value.is_empty() && item.flags == 0
+}
+
+/// What a cache hit means to the caller: a cached "not found" is `None`.
+fn served(item: Item) -> Option<Vec<u8>> {
+    if item.flags == NEGATIVE_FLAGS && item.value.is_empty() {
+        None
+    } else {
+        Some(item.value)
+    }
 }
 
 impl Client {
@@ -51,11 +113,16 @@ impl Client {
             ttl,
             negative_ttl: 0,
             flags: 0,
+            wait_for_winner: DEFAULT_WAIT_FOR_WINNER,
+            vivify_ttl: DEFAULT_VIVIFY_TTL,
+            recache_window: 0,
         }
     }
 
     /// Returns the cached value of `key`, or runs `loader` and caches what it
-    /// returns for `ttl` seconds. `Ok(None)`: the loader found nothing.
+    /// returns for `ttl` seconds. `Ok(None)`: the loader found nothing. Over
+    /// [`Protocol::Meta`], concurrent misses run the loader once (see the
+    /// [module documentation](self), defaults of [`Client::cache_aside`]).
     pub fn get_or_set_with<E>(
         &self,
         key: &[u8],
@@ -80,32 +147,154 @@ impl CacheAside<'_> {
         self
     }
 
-    /// The cached value, or the loader's (then cached).
+    /// [`Protocol::Meta`] only: how long a caller that finds another caller loading a
+    /// missing key (a placeholder) waits for its value before running the loader
+    /// itself (default [`DEFAULT_WAIT_FOR_WINNER`]; zero: no wait).
+    pub fn wait_for_winner(mut self, wait: Duration) -> Self {
+        self.wait_for_winner = wait;
+        self
+    }
+
+    /// [`Protocol::Meta`] only: TTL in seconds of the placeholder a miss creates
+    /// (`mg N`; default [`DEFAULT_VIVIFY_TTL`], at least 1).
+    pub fn vivify_ttl(mut self, seconds: u32) -> Self {
+        self.vivify_ttl = seconds.max(1);
+        self
+    }
+
+    /// [`Protocol::Meta`] only: reload ahead of expiry once the item's remaining TTL
+    /// (whole seconds, as the node counts it) is below `seconds` (`mg R`): one caller
+    /// reloads, the others keep the still-valid value. 0 (default): off.
+    pub fn recache_window(mut self, seconds: u32) -> Self {
+        self.recache_window = seconds;
+        self
+    }
+
+    /// The cached value, or the loader's (then cached). Over [`Protocol::Meta`]:
+    /// stampede-safe, see the module documentation.
     pub fn get_or_load<E>(
         &self,
         key: &[u8],
         loader: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
     ) -> Result<Option<Vec<u8>>, E> {
+        if self.client.config().conn.protocol == Protocol::Meta {
+            return self.get_or_load_meta(key, loader);
+        }
         match self.client.get(key) {
-            Ok(Some(item)) if item.flags == NEGATIVE_FLAGS && item.value.is_empty() => {
-                return Ok(None)
-            }
-            Ok(Some(item)) => return Ok(Some(item.value)),
+            Ok(Some(item)) => return Ok(served(item)),
             Ok(None) => {}
             Err(e) => log::warn!("cache-aside: get failed, loading anyway: {e}"),
         }
         let loaded = loader()?;
-        let stored = match &loaded {
-            Some(v) => self.client.set(key, v, self.flags, self.ttl),
-            None if self.negative_ttl > 0 => {
-                self.client.set(key, b"", NEGATIVE_FLAGS, self.negative_ttl)
+        self.store_loaded(key, &loaded, None);
+        Ok(loaded)
+    }
+
+    fn get_or_load_meta<E>(
+        &self,
+        key: &[u8],
+        loader: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
+    ) -> Result<Option<Vec<u8>>, E> {
+        let deadline = Instant::now() + self.wait_for_winner;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let lease = match self.client.lease(key, self.vivify_ttl, self.recache_window) {
+                Ok(Some(lease)) => lease,
+                // A miss the node would not create a placeholder for (out of memory).
+                Ok(None) => {
+                    let loaded = loader()?;
+                    self.store_loaded(key, &loaded, None);
+                    return Ok(loaded);
+                }
+                Err(e) => {
+                    log::warn!("cache-aside: mg failed, loading anyway: {e}");
+                    let loaded = loader()?;
+                    self.store_loaded(key, &loaded, None);
+                    return Ok(loaded);
+                }
+            };
+            let cas = lease.item.cas;
+            if lease.won {
+                return match loader() {
+                    Ok(loaded) => {
+                        self.store_loaded(key, &loaded, Some(cas));
+                        Ok(loaded)
+                    }
+                    Err(e) => {
+                        // Give the placeholder up so a waiting caller can win; an old
+                        // value stays served until it expires.
+                        if is_placeholder(&lease.item) {
+                            if let Err(ce) = self.client.delete_if_cas(key, cas) {
+                                log::warn!("cache-aside: could not drop the placeholder: {ce}");
+                            }
+                        }
+                        Err(e)
+                    }
+                };
             }
-            None => Ok(()),
+            if !(lease.taken && is_placeholder(&lease.item)) {
+                // Fresh, or (Z) still valid in the recache window or stale (X) while the
+                // winner reloads it.
+                return Ok(served(lease.item));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                log::debug!(
+                    "cache-aside: no value from the winner after {:?}; loading",
+                    self.wait_for_winner
+                );
+                let loaded = loader()?;
+                self.store_loaded(key, &loaded, Some(cas));
+                return Ok(loaded);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(POLL_MAX);
+        }
+    }
+
+    /// Caches what the loader returned. With `over` (meta: the CAS of the item the
+    /// lease was on) only that item is replaced: `ms C<cas>`, or `ms ME` if it went.
+    fn store_loaded(&self, key: &[u8], loaded: &Option<Vec<u8>>, over: Option<u64>) {
+        let (value, flags, ttl) = match loaded {
+            Some(v) => (v.as_slice(), self.flags, self.ttl),
+            None if self.negative_ttl > 0 => (&b""[..], NEGATIVE_FLAGS, self.negative_ttl),
+            None => {
+                // Nothing to cache; the placeholder or old value the lease was on goes.
+                if let Some(cas) = over {
+                    if let Err(e) = self.client.delete_if_cas(key, cas) {
+                        log::warn!("cache-aside: could not delete {cas}: {e}");
+                    }
+                }
+                return;
+            }
+        };
+        let stored = match over {
+            None => self.client.set(key, value, flags, ttl),
+            Some(cas) => match self.client.cas(key, value, flags, ttl, cas) {
+                Ok(StoreOutcome::Stored) => Ok(()),
+                Ok(StoreOutcome::NotFound) => self.client.add(key, value, flags, ttl).map(|_| ()),
+                Ok(other) => {
+                    log::debug!("cache-aside: {other:?}: a newer value was stored meanwhile");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
         };
         if let Err(e) = stored {
             log::warn!("cache-aside: could not cache the loaded value: {e}");
         }
-        Ok(loaded)
+    }
+
+    /// Makes the cached value stale. Over [`Protocol::Meta`] `md <key> I T<ttl>`: it
+    /// is still served (to callers that lose the recache) for at most `ttl` more
+    /// seconds while the first [`CacheAside::get_or_load`] reloads it. Over text and
+    /// binary: deleted. False when the key was not cached.
+    pub fn mark_stale(&self, key: &[u8]) -> super::Result<bool> {
+        if self.client.config().conn.protocol == Protocol::Meta {
+            self.client.mark_stale(key, self.ttl)
+        } else {
+            self.client.delete(key)
+        }
     }
 
     /// Writes `value` to the system of record with `write`, then to the cache. If

@@ -6,7 +6,7 @@
 //!   Client ── ring (Distribution over the live nodes) ── key → node index
 //!     │
 //!     ├─ node 0: idle connections (pool) + health (failures, ejected until)
-//!     ├─ node 1: ...                        text or binary protocol, SASL
+//!     ├─ node 1: ...                        text, binary or meta protocol, SASL
 //!     └─ node N-1
 //! ```
 //!
@@ -21,7 +21,10 @@
 //!   owner) and comes back after [`ClientConfig::retry_timeout`]. Ejections and returns
 //!   are logged (`log` crate, target `ferrocache::client`) and counted
 //!   ([`Client::node_status`]).
-//! - [`cache`]: cache-aside and write-through helpers.
+//! - [`cache`]: cache-aside and write-through helpers; over [`Protocol::Meta`],
+//!   [`Client::get_or_set_with`] and [`CacheAside::get_or_load`] are stampede-safe
+//!   (memcached's `mg` `N`/`R` flags: one caller reloads, the others serve the old
+//!   value or wait for it).
 //!
 //! ```no_run
 //! use ferrocache::client::{Client, ClientConfig};
@@ -33,6 +36,7 @@
 
 pub mod cache;
 mod error;
+mod meta;
 mod node;
 mod pool;
 pub mod ring;
@@ -45,6 +49,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use cache::CacheAside;
 pub use error::{Error, Result};
+use meta::Lease;
 pub use node::{check_key, ConnOptions, Item, Protocol, SaslAuth, StoreMode, StoreOutcome};
 pub use pool::NodeStatus;
 use pool::{Failed, Node};
@@ -348,6 +353,32 @@ impl Client {
     /// Sets a new expiry; false when the key is missing.
     pub fn touch(&self, key: &[u8], ttl: u32) -> Result<bool> {
         self.on_key(key, |c| c.touch(key, ttl))
+    }
+
+    /// `mg <key> v f c N<vivify> [R<recache>]` ([`Protocol::Meta`] only).
+    pub(crate) fn lease(&self, key: &[u8], vivify: u32, recache: u32) -> Result<Option<Lease>> {
+        self.require_meta()?;
+        self.on_key(key, |c| c.meta_lease(key, vivify, recache))
+    }
+
+    /// `md <key> C<cas>` ([`Protocol::Meta`] only): deletes only that version.
+    pub(crate) fn delete_if_cas(&self, key: &[u8], cas: u64) -> Result<bool> {
+        self.require_meta()?;
+        self.on_key(key, |c| c.meta_delete(key, Some(cas)))
+    }
+
+    /// `md <key> I T<ttl>` ([`Protocol::Meta`] only): marks the item stale.
+    pub(crate) fn mark_stale(&self, key: &[u8], ttl: u32) -> Result<bool> {
+        self.require_meta()?;
+        self.on_key(key, |c| c.meta_mark_stale(key, ttl))
+    }
+
+    fn require_meta(&self) -> Result<()> {
+        if self.inner.cfg.conn.protocol == Protocol::Meta {
+            Ok(())
+        } else {
+            Err(Error::Server("needs Protocol::Meta".into()))
+        }
     }
 
     /// `flush_all` on every live node; the first error, if any.

@@ -1,5 +1,5 @@
-//! One connection to one node, speaking memcached's text or binary protocol, with
-//! SASL (binary) at connect time.
+//! One connection to one node, speaking memcached's text, binary or meta protocol
+//! (meta commands: [`super::meta`]), with SASL (binary) at connect time.
 //!
 //! Every method sends one request (or one pipelined batch) and reads its whole reply,
 //! so a connection returned to the pool is always between requests. Any error that
@@ -18,7 +18,7 @@ pub const KEY_MAX: usize = 250;
 /// Longest reply line read (a `VALUE` header or a stats line).
 const LINE_MAX: usize = 64 * 1024;
 /// Largest value read back (memcached's `-I` maximum is 1 GiB).
-const VALUE_MAX: usize = 1 << 30;
+pub(super) const VALUE_MAX: usize = 1 << 30;
 
 /// Which protocol to speak to nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,6 +28,11 @@ pub enum Protocol {
     Text,
     /// memcached's binary protocol (required for SASL).
     Binary,
+    /// memcached's meta commands (`mg`, `ms`, `md`, `ma`, `mn`; memcached ≥ 1.6):
+    /// the operations of [`Protocol::Text`], plus the stampede protection of
+    /// [`super::CacheAside`] (`mg` flags `N`/`R`, reply flags `W`/`X`/`Z`). Keys follow
+    /// the text rules; `flush_all`, `stats` and `version` are sent as text commands.
+    Meta,
 }
 
 /// SASL credentials (binary protocol only).
@@ -112,7 +117,7 @@ pub fn check_key(key: &[u8], protocol: Protocol) -> Result<()> {
     if key.is_empty() || key.len() > KEY_MAX {
         return Err(Error::BadKey);
     }
-    if protocol == Protocol::Text && key.iter().any(|&b| b <= b' ' || b == 0x7f) {
+    if protocol != Protocol::Binary && key.iter().any(|&b| b <= b' ' || b == 0x7f) {
         return Err(Error::BadKey);
     }
     Ok(())
@@ -120,9 +125,9 @@ pub fn check_key(key: &[u8], protocol: Protocol) -> Result<()> {
 
 /// One open connection.
 pub struct NodeConn {
-    stream: BufReader<TcpStream>,
-    protocol: Protocol,
-    out: Vec<u8>,
+    pub(super) stream: BufReader<TcpStream>,
+    pub(super) protocol: Protocol,
+    pub(super) out: Vec<u8>,
 }
 
 impl std::fmt::Debug for NodeConn {
@@ -133,7 +138,7 @@ impl std::fmt::Debug for NodeConn {
     }
 }
 
-fn proto_err(what: impl Into<String>) -> Error {
+pub(super) fn proto_err(what: impl Into<String>) -> Error {
     Error::Protocol(what.into())
 }
 
@@ -174,7 +179,7 @@ impl NodeConn {
         Ok(conn)
     }
 
-    fn flush_out(&mut self) -> Result<()> {
+    pub(super) fn flush_out(&mut self) -> Result<()> {
         let r = self.stream.get_mut().write_all(&self.out);
         self.out.clear();
         Ok(r?)
@@ -182,7 +187,7 @@ impl NodeConn {
 
     // ---- text protocol ------------------------------------------------------
 
-    fn read_line(&mut self) -> Result<Vec<u8>> {
+    pub(super) fn read_line(&mut self) -> Result<Vec<u8>> {
         let mut line = Vec::new();
         let n = (&mut self.stream)
             .take(LINE_MAX as u64)
@@ -198,7 +203,7 @@ impl NodeConn {
     }
 
     /// A one-line reply; `SERVER_ERROR`/`CLIENT_ERROR`/`ERROR` become errors.
-    fn text_reply(&mut self) -> Result<Vec<u8>> {
+    pub(super) fn text_reply(&mut self) -> Result<Vec<u8>> {
         let line = self.read_line()?;
         if line.starts_with(b"SERVER_ERROR")
             || line.starts_with(b"CLIENT_ERROR")
@@ -209,7 +214,7 @@ impl NodeConn {
         Ok(line)
     }
 
-    fn read_exact_vec(&mut self, n: usize) -> Result<Vec<u8>> {
+    pub(super) fn read_exact_vec(&mut self, n: usize) -> Result<Vec<u8>> {
         let mut v = vec![0u8; n];
         self.stream.read_exact(&mut v)?;
         Ok(v)
@@ -319,7 +324,7 @@ impl NodeConn {
         }
     }
 
-    fn text_stats(&mut self, group: &str) -> Result<Vec<(String, String)>> {
+    pub(super) fn text_stats(&mut self, group: &str) -> Result<Vec<(String, String)>> {
         if group.is_empty() {
             self.out.extend_from_slice(b"stats\r\n");
         } else {
@@ -543,6 +548,7 @@ impl NodeConn {
         match self.protocol {
             Protocol::Text => self.text_get_many(keys),
             Protocol::Binary => self.bin_get_many(keys),
+            Protocol::Meta => self.meta_get_many(keys),
         }
     }
 
@@ -558,6 +564,7 @@ impl NodeConn {
         match self.protocol {
             Protocol::Text => self.text_store(mode, key, value, flags, ttl),
             Protocol::Binary => self.bin_store(mode, key, value, flags, ttl),
+            Protocol::Meta => self.meta_store(mode, key, value, flags, ttl),
         }
     }
 
@@ -574,6 +581,7 @@ impl NodeConn {
                 let r = self.bin_call(0x04, key, &[], &[], 0)?;
                 bin_bool(&r)
             }
+            Protocol::Meta => self.meta_delete(key, None),
         }
     }
 
@@ -610,6 +618,7 @@ impl NodeConn {
                     s => Err(bin_error(s, &r.value)),
                 }
             }
+            Protocol::Meta => self.meta_arith(incr, key, delta),
         }
     }
 
@@ -626,13 +635,14 @@ impl NodeConn {
                 let r = self.bin_call(0x1c, key, &ttl.to_be_bytes(), &[], 0)?;
                 bin_bool(&r)
             }
+            Protocol::Meta => self.meta_touch(key, ttl),
         }
     }
 
     /// `flush_all` with an optional delay.
     pub fn flush_all(&mut self, delay: u32) -> Result<()> {
         match self.protocol {
-            Protocol::Text => {
+            Protocol::Text | Protocol::Meta => {
                 let line = format!("flush_all {delay}\r\n");
                 self.out.extend_from_slice(line.as_bytes());
                 self.flush_out()?;
@@ -657,7 +667,7 @@ impl NodeConn {
     /// `stats [group]` as name/value pairs.
     pub fn stats(&mut self, group: &str) -> Result<Vec<(String, String)>> {
         match self.protocol {
-            Protocol::Text => self.text_stats(group),
+            Protocol::Text | Protocol::Meta => self.text_stats(group),
             Protocol::Binary => {
                 self.bin_request(0x10, group.as_bytes(), &[], &[], 0);
                 self.flush_out()?;
@@ -682,7 +692,7 @@ impl NodeConn {
     /// The node's version string.
     pub fn version(&mut self) -> Result<String> {
         match self.protocol {
-            Protocol::Text => {
+            Protocol::Text | Protocol::Meta => {
                 self.out.extend_from_slice(b"version\r\n");
                 self.flush_out()?;
                 let line = self.text_reply()?;
