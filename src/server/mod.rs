@@ -25,6 +25,7 @@ mod binary_exec;
 mod conn;
 mod conn_auth;
 mod exec;
+mod meta_exec;
 mod listener;
 mod worker;
 
