@@ -15,7 +15,8 @@
 //!    (both stop at once); bad numbers (`N T R C J D`, `F`), a bad `M` length and an
 //!    undecodable base64 key (`b`) are remembered and the last message wins. `md` and
 //!    `ma` answer every flag error with `CLIENT_ERROR invalid or duplicate flag`.
-//! 6. `md`/`ms`: an opaque (`O`) longer than 32 bytes; `ms`/`ma`: a bad mode (`M`).
+//! 6. `ms`/`ma`: a bad mode (`M`); `md`/`ms`: an opaque (`O`) longer than 32 bytes
+//!    (`mg` and `ma` find a long opaque while replying, see the executor).
 //! 7. `ms`: an item larger than `-I` (`SERVER_ERROR object too large for cache`, the
 //!    key's old value is unlinked). Errors of `ms` after step 4 swallow the data block.
 //!
@@ -493,9 +494,6 @@ fn set<'a>(
         Pre::Stop(m) | Pre::Bad(Some(m)) => return refused(m, None),
         Pre::Bad(None) => return refused(errors::BAD_FORMAT, None),
     }
-    if opaque_too_long(&req) {
-        return refused(OPAQUE_TOO_LONG, None);
-    }
     req.mode = match req.flags.mode {
         0 | b'S' => SetMode::Set,
         b'E' => SetMode::Add,
@@ -504,6 +502,9 @@ fn set<'a>(
         b'R' => SetMode::Replace,
         _ => return refused(MS_MODE, None),
     };
+    if opaque_too_long(&req) {
+        return refused(OPAQUE_TOO_LONG, None);
+    }
     let key_len = req.key_len;
     let too_large = super::text::ITEM_HEADER_SIZE
         + key_len

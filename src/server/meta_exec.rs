@@ -86,10 +86,7 @@ fn get(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
             marks: it.marks,
             bump: false,
         };
-        if bad_opaque {
-            line(out, OPAQUE_TOO_LONG);
-            return (false, up);
-        }
+        let start = out.len();
         let mut exptime = it.exptime;
         let mut won = false;
         if f.value {
@@ -143,6 +140,13 @@ fn get(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
                 }
                 b'h' => out.extend_from_slice(if it.fetched { b" h1" } else { b" h0" }),
                 b'O' => {
+                    if w.len() > MAX_OPAQUE {
+                        // As memcached: the flags before it have acted (a `T` has
+                        // set the expiry); no bump, no win.
+                        out.truncate(start);
+                        line(out, OPAQUE_TOO_LONG);
+                        return (false, up);
+                    }
                     out.push(b' ');
                     out.extend_from_slice(w);
                 }
@@ -186,7 +190,9 @@ fn get(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
         Err(m) => {
             bump(&c.get_cmds, 1);
             count_miss(c, m);
-            if !f.quiet {
+            if bad_opaque {
+                line(out, OPAQUE_TOO_LONG);
+            } else if !f.quiet {
                 out.extend_from_slice(b"EN");
                 put_opaque_key(out, req);
                 out.extend_from_slice(b"\r\n");
@@ -402,7 +408,8 @@ fn arith(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>
         line(out, OPAQUE_TOO_LONG);
         return;
     }
-    if f.quiet {
+    // As memcached: `q` hides a changed value's reply, not a created one's.
+    if f.quiet && !created {
         return;
     }
     out.extend_from_slice(&reply);
