@@ -516,7 +516,11 @@ fn set<'a>(
     if too_large {
         // The decoded key lives in the request: unlink by the raw key only when it was
         // not encoded (a base64 key's old value is left, see ARCHITECTURE.md).
-        let unlink = if req.flags.base64 { None } else { Some(raw_key) };
+        let unlink = if req.flags.base64 {
+            None
+        } else {
+            Some(raw_key)
+        };
         return match unlink {
             Some(_) => refused(errors::TOO_LARGE, unlink),
             None => Parse::Error {

@@ -25,8 +25,8 @@ mod binary_exec;
 mod conn;
 mod conn_auth;
 mod exec;
-mod meta_exec;
 mod listener;
+mod meta_exec;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -1023,6 +1023,10 @@ impl Store {
             };
             let c = sh.chunk(l);
             let hd = item::Hdr::read(c, cas_on);
+            // As memcached: an empty value is refused before the CAS guard is looked at.
+            if hd.vlen == 0 {
+                return (DeltaOutcome::NonNumeric, 0);
+            }
             if guard != 0 && (!cas_on || hd.cas != guard) {
                 return (DeltaOutcome::Exists, 0);
             }

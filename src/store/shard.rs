@@ -19,8 +19,8 @@
 use hashbrown::HashTable;
 
 use super::item::{self, Hdr, FETCHED, FREQ, FREQ_ONE, LIVE, MARKED};
-use std::collections::HashMap;
 use super::{ClassStats, Ctx, Miss};
+use std::collections::HashMap;
 
 /// Slab size for small chunks.
 pub const SLAB_BYTES: usize = 16 * 1024;

@@ -77,7 +77,10 @@ fn set_frames_the_data_block() {
     assert_eq!(error(b"ms k\r\n"), (Some(errors::BAD_FORMAT), 6, 0));
     // Flag errors swallow the block.
     assert_eq!(error(b"ms k 2 MX\r\nab\r\n"), (Some(MS_MODE), 15, 0));
-    assert_eq!(error(b"ms k 2 Fx\r\nab\r\n"), (Some(errors::BAD_FORMAT), 15, 0));
+    assert_eq!(
+        error(b"ms k 2 Fx\r\nab\r\n"),
+        (Some(errors::BAD_FORMAT), 15, 0)
+    );
     // Too large: swallowed as it arrives.
     let (reply, consumed, swallow) = error(b"ms k 2000000\r\n");
     assert_eq!(reply, Some(errors::TOO_LARGE));
@@ -119,9 +122,30 @@ fn random_meta_lines_never_panic_or_overconsume() {
         s
     };
     let pieces: [&[u8]; 24] = [
-        b"mg", b"ms", b"md", b"ma", b"mn", b"me", b" ", b"  ", b"k", b"v", b"O12", b"T-1",
-        b"N5", b"R", b"C9", b"q", b"b", b"YQ==", b"MA", b"Mz", b"D18446744073709551616", b"3",
-        b"\r\n", b"\x00",
+        b"mg",
+        b"ms",
+        b"md",
+        b"ma",
+        b"mn",
+        b"me",
+        b" ",
+        b"  ",
+        b"k",
+        b"v",
+        b"O12",
+        b"T-1",
+        b"N5",
+        b"R",
+        b"C9",
+        b"q",
+        b"b",
+        b"YQ==",
+        b"MA",
+        b"Mz",
+        b"D18446744073709551616",
+        b"3",
+        b"\r\n",
+        b"\x00",
     ];
     for _ in 0..20_000 {
         let mut buf = Vec::new();
