@@ -217,7 +217,12 @@ fn set(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
         (SetMode::Prepend, g) => (StoreOp::Prepend, g.unwrap_or(0)),
     };
     let invalidate = f.invalidate && matches!(op, StoreOp::Cas(_));
-    let marks = if f.base64 { MARK_KEY_BINARY } else { 0 };
+    // As memcached: append/prepend build a new item that does not keep the mark.
+    let marks = if f.base64 && !matches!(op, StoreOp::Append | StoreOp::Prepend) {
+        MARK_KEY_BINARY
+    } else {
+        0
+    };
     let key = req.key();
     let (outcome, cas) = shared.store.store_marked(
         op,
