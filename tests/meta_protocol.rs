@@ -340,3 +340,53 @@ fn pipelined_quiet_batch_is_one_write() {
     let (got, _) = c.read_quiet(Duration::from_millis(200));
     assert_eq!(show(&got), show(b"VA 1 kk7\r\n7\r\nMN\r\n"));
 }
+
+/// TTL-driven meta behaviour with ferrocache's controllable clock (`-o debugtime`;
+/// memcached has no such command, so these are checked against memcached's rules, not
+/// its bytes): `R` wins once the remaining TTL drops below its token, one winner until
+/// the item is stored again, `I` with `T` bounds how long a stale item is served, an
+/// expired `N` stub makes a new winner, and `l`/`t`/`me` report ages and TTLs.
+#[test]
+fn ttl_driven_recache_with_debugtime() {
+    if targeting_reference() {
+        eprintln!("NOTICE: debugtime is ferrocache-only; skipping");
+        return;
+    }
+    let s = Server::ferrocache(&["-o", "debugtime"]);
+    let mut c = s.connect();
+    let mut step = |req: &str, expect: &str| {
+        c.send(req.replace('\n', "\r\n").as_bytes());
+        let want = expect.replace('\n', "\r\n");
+        let got = c.read_exact(want.len());
+        assert_eq!(show(&got), show(want.as_bytes()), "reply to {req:?}");
+    };
+    step("ms k 1 T100\n1\n", "HD\n");
+    step("mg k R50 t\n", "HD t100\n");
+    step("debugtime 60\n", "OK\n");
+    step("mg k R50 t l h\n", "HD t40 l60 h1 W\n");
+    step("mg k R50 t\n", "HD t40 Z\n");
+    step("mg k v\n", "VA 1 Z\n1\n");
+    step("ms k 1 T100\n2\n", "HD\n");
+    step("mg k R50 v\n", "VA 1\n2\n");
+    step("md k I T30\n", "HD\n");
+    step("mg k v t\n", "VA 1 t30 X W\n2\n");
+    step("mg k v t\n", "VA 1 t30 Z X\n2\n");
+    step("debugtime 31\n", "OK\n");
+    step("mg k v\n", "EN\n");
+    step("mg v N30 s\n", "HD s0 W\n");
+    step("mg v N30 s\n", "HD s0 Z\n");
+    step("debugtime 31\n", "OK\n");
+    step("mg v N30 t\n", "HD t30 W\n");
+    step("ms e 1 T100\n1\n", "HD\n");
+    step("debugtime 10\n", "OK\n");
+    step("me e\n", "");
+    let line = c.read_until(b"\r\n");
+    let text = String::from_utf8_lossy(&line);
+    assert!(
+        text.starts_with("ME e exp=-90 la=10 cas=") && text.contains(" fetch=no cls="),
+        "{text}"
+    );
+    let mut c = s.connect();
+    c.send(b"ma n N100 J5 t v\r\n");
+    assert_eq!(show(&c.read_until(b"5\r\n")), show(b"VA 1 t100\r\n5\r\n"));
+}

@@ -102,21 +102,17 @@ fn get(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
                     exptime = ttl.unwrap_or(0);
                     up.exptime = Some(exptime);
                 }
-                b'N' => {
-                    if it.created {
-                        exptime = viv.unwrap_or(0);
-                        up.exptime = Some(exptime);
-                        won = true;
-                    }
+                b'N' if it.created => {
+                    exptime = viv.unwrap_or(0);
+                    up.exptime = Some(exptime);
+                    won = true;
                 }
-                b'R' => {
-                    if it.marks & MARK_WON == 0
-                        && !it.created
-                        && exptime != 0
-                        && exptime < recache.unwrap_or(0)
-                    {
-                        won = true;
-                    }
+                b'R' if it.marks & MARK_WON == 0
+                    && !it.created
+                    && exptime != 0
+                    && exptime < recache.unwrap_or(0) =>
+                {
+                    won = true;
                 }
                 b's' => {
                     out.extend_from_slice(b" s");
@@ -389,11 +385,9 @@ fn arith(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>
                     exptime = ttl.unwrap_or(0);
                     up.exptime = Some(exptime);
                 }
-                b'N' => {
-                    if created {
-                        exptime = viv.unwrap_or(0);
-                        up.exptime = Some(exptime);
-                    }
+                b'N' if created => {
+                    exptime = viv.unwrap_or(0);
+                    up.exptime = Some(exptime);
                 }
                 b'O' => {
                     reply.push(b' ');
