@@ -100,6 +100,7 @@ const CASES: &[(&str, &str)] = &[
     ("ma-errors", "ms t 2\nab\nma t v\nma t q\nma\nma a v v\nma a Z\nma a Mx v\nma a MII v\nma a Dabc\nma a D-1\nma a Jx\nma a 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18\nms a 1\n1\nma a O123456789012345678901234567890123\nmg a v\nma nokey O123456789012345678901234567890123\nma nokey O123456789012345678901234567890123 N0\nmg nokey v\n"),
     ("ma-wrap-and-pad", "ms a 20\n18446744073709551615\nma a v\nmg a v\nms b 3\n100\nma b MD D99 v\nmg b v s\n"),
     ("mn-me", "mn\nmn extra words\nme\nme nokey\nms a 1\n1\nme a\nmg a\nme a\nme a b c\nme aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\nms a 1 T100\n1\nme a\n"),
+    ("accepted-ignored-flags", "ms a 1 s\n1\nms a 1 N30 t f h l u v P1 L2\n1\nmg a t v\nma a E5\nma a s f h l u\nma a v\nmd a s t v N5 R5 J5 D5 F5\nmg a v\nms b 2 MS k c\nbb\nms b 2 S5\nbb\nmd b E5\nms b 2 E5\nbb\nmd b P1 L2 q\nma n N0 P1 L2\nmn\n"),
     ("meta-and-classic", "set a 0 0 1\n1\nmg a v f c\nms b 2 F9\nbb\nget b\ngets b\nincr a 5\nma a v\ndelete a\nmg a v\nmd b I\ngets b\nmg b v\ntouch b 100\nmg b t\n"),
 ];
 
