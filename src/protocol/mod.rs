@@ -3,4 +3,5 @@
 //! and no store in here, so every parser can be unit-tested and fuzzed alone.
 
 pub mod binary;
+pub mod meta;
 pub mod text;

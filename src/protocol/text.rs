@@ -42,7 +42,7 @@
 //! out of memory, ...) is left to the executor, which gets a [`Command`].
 
 pub mod auth;
-mod num;
+pub(crate) mod num;
 pub mod reply;
 #[cfg(test)]
 mod tests;
@@ -207,12 +207,9 @@ pub enum Command<'a> {
         /// What to do with the clock.
         arg: DebugTimeArg,
     },
-    /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`), not parsed yet: `consumed`
-    /// covers the request line only (an `ms` data block is not framed yet).
-    Meta {
-        /// The request line, without its line end.
-        line: &'a [u8],
-    },
+    /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`), parsed by
+    /// [`crate::protocol::meta::parse`]; `consumed` covers an `ms` data block too.
+    Meta(Box<crate::protocol::meta::MetaRequest<'a>>),
 }
 
 /// What the parser made of the bytes at the front of the read buffer.
@@ -458,7 +455,9 @@ fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) -
     let first = cmd[0];
     if first == b'm' && cmd.len() == 2 {
         return match cmd[1] {
-            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => Parse::Request(Command::Meta { line }, next),
+            b'g' | b's' | b'd' | b'n' | b'a' | b'e' => {
+                crate::protocol::meta::parse(buf, line, next, limits)
+            }
             _ => err(ERROR, false, next),
         };
     }

@@ -246,11 +246,7 @@ pub fn execute(
             }
             Flow::Continue
         }
-        Command::Meta { .. } => {
-            // The meta protocol is not served yet.
-            line(out, "ERROR");
-            Flow::Continue
-        }
+        Command::Meta(req) => super::meta_exec::execute(&req, shared, c, out),
     }
 }
 

@@ -26,6 +26,7 @@ mod conn;
 mod conn_auth;
 mod exec;
 mod listener;
+mod meta_exec;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -4,7 +4,7 @@
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
-//! | 0  | 1 | `bits`: `LIVE` 0x01 (chunk holds an item), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the flags field is present), `BIG` 0x10 (the value length has a fourth byte), `HAS_EXP` 0x20 (the expiry field is present), access counter 0xC0 (2 bits: +1 per read up to 3, -1 per pass of the CLOCK hand) |
+//! | 0  | 1 | `bits`: `LIVE` 0x01 (chunk holds an item), `MARKED` 0x02 (the shard's side table holds meta marks for it), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the flags field is present), `BIG` 0x10 (the value length has a fourth byte), `HAS_EXP` 0x20 (the expiry field is present), access counter 0xC0 (2 bits: +1 per read up to 3, -1 per pass of the CLOCK hand) |
 //! | 1  | 1 | key length (1..=250) |
 //! | 2  | 3 | value length in bytes (without `\r\n`), low 24 bits |
 //! | 5  | 4 | last access/update time, relative seconds (for `flush_all` and ages) |
@@ -35,6 +35,15 @@ pub const LIVE: u8 = 0x01;
 pub const FREQ: u8 = 0xC0;
 /// One step of the access counter.
 pub const FREQ_ONE: u8 = 0x40;
+/// The shard's side table holds meta-protocol marks ([`MARK_WON`], [`MARK_STALE`],
+/// [`MARK_KEY_BINARY`]) for this item. Items without marks cost nothing.
+pub const MARKED: u8 = 0x02;
+/// Meta mark: a client was sent the recache win flag `W` (memcached's ITEM_TOKEN_SENT).
+pub const MARK_WON: u8 = 0x01;
+/// Meta mark: the item was invalidated and is served stale (memcached's ITEM_STALE).
+pub const MARK_STALE: u8 = 0x02;
+/// Meta mark: the key was stored base64-encoded (`b`), returned encoded by `k`.
+pub const MARK_KEY_BINARY: u8 = 0x04;
 /// The item was read at least once since it was stored.
 pub const FETCHED: u8 = 0x04;
 /// The 4-byte flags field is present.

@@ -196,6 +196,57 @@ pub enum Guarded {
     Exists,
 }
 
+/// An item as the meta commands see it, borrowed under the shard lock.
+#[derive(Debug)]
+pub struct MetaItem<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Value bytes.
+    pub value: &'a [u8],
+    /// Client flags.
+    pub flags: u32,
+    /// CAS unique.
+    pub cas: u64,
+    /// Relative expiry (0 = never).
+    pub exptime: RelTime,
+    /// Last access time (relative), before this request.
+    pub atime: RelTime,
+    /// Fetched before this request.
+    pub fetched: bool,
+    /// Meta marks ([`item::MARK_WON`], [`item::MARK_STALE`], [`item::MARK_KEY_BINARY`]).
+    pub marks: u8,
+    /// Created by this request (`N` on a miss).
+    pub created: bool,
+    /// Size class id (1-based).
+    pub class: usize,
+    /// Bytes the item takes in its chunk.
+    pub size: usize,
+}
+
+/// What a meta lookup changes on the item after its closure ran.
+#[derive(Debug, Clone, Copy)]
+pub struct MetaUpdate {
+    /// New relative expiry.
+    pub exptime: Option<RelTime>,
+    /// New marks.
+    pub marks: u8,
+    /// Mark it read now (fetched bit, access time, access counter).
+    pub bump: bool,
+}
+
+/// Result of a meta delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaDelete {
+    /// Removed.
+    Deleted,
+    /// Marked stale with a new CAS unique (`I`).
+    Invalidated,
+    /// The CAS guard did not match.
+    Exists,
+    /// Not there.
+    Miss(Miss),
+}
+
 /// Store-wide figures for `stats`.
 #[derive(Debug, Clone, Default)]
 pub struct StoreStats {
@@ -644,6 +695,7 @@ impl Store {
         );
         c[0] |= bits & (item::FREQ | item::FETCHED);
         c[at..at + old.len()].copy_from_slice(&old);
+        sh.move_marks(cur, new);
         sh.link(ctx, h, new, Some(cur));
         // A move, not a new item.
         sh.total_items -= 1;
@@ -690,6 +742,26 @@ impl Store {
         value: &[u8],
         guard: u64,
     ) -> (StoreOutcome, u64) {
+        self.store_marked(op, key, flags, exptime, value, guard, false, 0)
+    }
+
+    /// The meta protocol's store (`ms`): [`Store::store_guarded`], plus `invalidate`
+    /// (`I`): a `Cas` whose unique is *lower* than the item's stores anyway, keeps the
+    /// old expiry and marks the new item stale (keeping the old "win sent" mark), as
+    /// memcached does; `marks` are set on the stored item (e.g. the base64-key mark).
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_marked(
+        &self,
+        op: StoreOp,
+        key: &[u8],
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        guard: u64,
+        invalidate: bool,
+        marks: u8,
+    ) -> (StoreOutcome, u64) {
+        let mut marks = marks;
         if key.is_empty() || self.too_large_flags(key.len(), flags, value.len()) {
             if op == StoreOp::Set {
                 self.unlink(key);
@@ -710,10 +782,15 @@ impl Store {
                 (StoreOp::Cas(_), Found::Miss(_)) => return (StoreOutcome::NotFound, 0),
                 (StoreOp::Cas(c), Found::Live(l)) => {
                     // With CAS disabled memcached answers EXISTS to every cas on a present key.
-                    if !cas_on || item::Hdr::read(sh.chunk(*l), true).cas != c {
+                    let hd = item::Hdr::read(sh.chunk(*l), cas_on);
+                    if cas_on && hd.cas != c && invalidate && c < hd.cas {
+                        marks |= item::MARK_STALE | (sh.marks(*l) & item::MARK_WON);
+                        (flags, hd.exptime)
+                    } else if !cas_on || hd.cas != c {
                         return (StoreOutcome::Exists, 0);
+                    } else {
+                        (flags, ctx.clock.realtime(exptime))
                     }
-                    (flags, ctx.clock.realtime(exptime))
                 }
                 (StoreOp::Append | StoreOp::Prepend, Found::Live(l)) => {
                     let c = sh.chunk(*l);
@@ -765,7 +842,140 @@ impl Store {
             c[v..v + first.len()].copy_from_slice(first);
             c[v + first.len()..v + vlen].copy_from_slice(second);
             sh.link(ctx, h, new, old);
+            if marks != 0 {
+                sh.set_marks(new, marks);
+            }
             (StoreOutcome::Stored, if cas_on { cas } else { 0 })
+        })
+    }
+
+    /// The meta lookup (`mg`, `me`, and the reads of `ma`): finds the item (or with
+    /// `vivify`, creates an empty one with flags 0 and no expiry on a miss), runs `f`
+    /// on it under the shard lock, then applies the update `f` returns (marks, expiry,
+    /// bump), all under the same lock.
+    pub fn meta_get<R>(
+        &self,
+        key: &[u8],
+        vivify: bool,
+        f: impl FnOnce(&MetaItem<'_>) -> (R, MetaUpdate),
+    ) -> Result<R, Miss> {
+        let ctx = &self.ctx;
+        let cas_on = ctx.cas_on;
+        if key.is_empty() {
+            return Err(Miss::Absent);
+        }
+        self.with(key, |sh, h, steal| {
+            let mut created = false;
+            let l = match sh.find(ctx, h, key) {
+                Found::Live(l) => l,
+                Found::Miss(m) => {
+                    if !vivify {
+                        return Err(m);
+                    }
+                    let total = item::total_size(key.len(), 0, 0, 0, cas_on);
+                    let Some(class) = ctx.class_for(total) else {
+                        return Err(m);
+                    };
+                    let Some(new) = sh.alloc(ctx, class, steal) else {
+                        return Err(m);
+                    };
+                    let now = ctx.clock.now();
+                    let cas = self.next_cas();
+                    let c = sh.chunk_mut(new);
+                    let at = item::write_header(c, key.len(), 0, 0, 0, now, cas_on, cas);
+                    c[at..at + key.len()].copy_from_slice(key);
+                    let old = sh.find_raw(ctx, h, key);
+                    sh.link(ctx, h, new, old);
+                    created = true;
+                    new
+                }
+            };
+            let (r, up) = {
+                let c = sh.chunk(l);
+                let hd = item::Hdr::read(c, cas_on);
+                let (sid, _) = shard::split_loc(l);
+                let view = MetaItem {
+                    key: &c[hd.key_at..hd.key_at + hd.klen],
+                    value: &c[hd.value_at()..hd.total()],
+                    flags: hd.flags,
+                    cas: hd.cas,
+                    exptime: hd.exptime,
+                    atime: hd.time,
+                    fetched: hd.bits & item::FETCHED != 0,
+                    marks: sh.marks(l),
+                    created,
+                    class: sh.slab_class(sid) + 1,
+                    size: hd.total(),
+                };
+                f(&view)
+            };
+            let mut l = l;
+            if up.marks != sh.marks(l) {
+                sh.set_marks(l, up.marks);
+            }
+            if let Some(exp) = up.exptime {
+                if !sh.set_exptime(ctx, l, exp) {
+                    match self.regrow(sh, h, key, l, exp, steal) {
+                        Ok(n) => l = n,
+                        Err(Some(at)) => {
+                            sh.delete_at(ctx, h, at);
+                            return Ok(r);
+                        }
+                        Err(None) => return Ok(r),
+                    }
+                }
+            }
+            if up.bump {
+                sh.bump(l, ctx.clock.now());
+            }
+            Ok(r)
+        })
+    }
+
+    /// The meta delete (`md`): with `guard`, only when the item's CAS unique equals it;
+    /// with `invalidate`, marks the item stale (clearing the "win sent" mark), gives it a
+    /// new CAS unique and, when `Some(ttl)`, a new expiry, instead of removing it.
+    pub fn meta_delete(
+        &self,
+        key: &[u8],
+        guard: Option<u64>,
+        invalidate: Option<Option<i64>>,
+    ) -> MetaDelete {
+        let ctx = &self.ctx;
+        let cas_on = ctx.cas_on;
+        if key.is_empty() {
+            return MetaDelete::Miss(Miss::Absent);
+        }
+        self.with(key, |sh, h, steal| {
+            let l = match sh.find(ctx, h, key) {
+                Found::Live(l) => l,
+                Found::Miss(m) => return MetaDelete::Miss(m),
+            };
+            let hd = item::Hdr::read(sh.chunk(l), cas_on);
+            if let Some(g) = guard {
+                if hd.cas != g {
+                    return MetaDelete::Exists;
+                }
+            }
+            let Some(ttl) = invalidate else {
+                sh.delete_at(ctx, h, l);
+                return MetaDelete::Deleted;
+            };
+            let m = (sh.marks(l) | item::MARK_STALE) & !item::MARK_WON;
+            sh.set_marks(l, m);
+            if cas_on {
+                let cas = self.next_cas();
+                item::write_cas(sh.chunk_mut(l), hd.cas_at(), cas);
+            }
+            if let Some(t) = ttl {
+                let exp = ctx.clock.realtime(t);
+                if !sh.set_exptime(ctx, l, exp) {
+                    if let Err(Some(at)) = self.regrow(sh, h, key, l, exp, steal) {
+                        sh.delete_at(ctx, h, at);
+                    }
+                }
+            }
+            MetaDelete::Invalidated
         })
     }
 
@@ -813,6 +1023,10 @@ impl Store {
             };
             let c = sh.chunk(l);
             let hd = item::Hdr::read(c, cas_on);
+            // As memcached: an empty value is refused before the CAS guard is looked at.
+            if hd.vlen == 0 {
+                return (DeltaOutcome::NonNumeric, 0);
+            }
             if guard != 0 && (!cas_on || hd.cas != guard) {
                 return (DeltaOutcome::Exists, 0);
             }

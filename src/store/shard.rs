@@ -18,8 +18,9 @@
 
 use hashbrown::HashTable;
 
-use super::item::{self, Hdr, FETCHED, FREQ, FREQ_ONE, LIVE};
+use super::item::{self, Hdr, FETCHED, FREQ, FREQ_ONE, LIVE, MARKED};
 use super::{ClassStats, Ctx, Miss};
+use std::collections::HashMap;
 
 /// Slab size for small chunks.
 pub const SLAB_BYTES: usize = 16 * 1024;
@@ -42,6 +43,10 @@ fn loc(sid: usize, idx: u32) -> Loc {
 }
 
 #[inline]
+pub(crate) fn split_loc(l: Loc) -> (usize, u32) {
+    split(l)
+}
+
 fn split(l: Loc) -> (usize, u32) {
     ((l >> CHUNK_BITS) as usize, l & CHUNK_MASK)
 }
@@ -166,6 +171,9 @@ pub struct Shard {
     crawl_chunk: u32,
     classes: Vec<Class>,
     chunks_total: usize,
+    /// Meta marks of the items whose `MARKED` bit is set (location -> marks); every
+    /// path that frees or moves a chunk keeps it in step.
+    marks: HashMap<Loc, u8>,
     /// Items ever linked.
     pub total_items: u64,
     /// Bytes of linked items.
@@ -199,6 +207,7 @@ impl Shard {
             crawl_chunk: 0,
             classes: (0..nclasses).map(|_| Class::default()).collect(),
             chunks_total: 0,
+            marks: HashMap::new(),
             total_items: 0,
             bytes: 0,
             slab_bytes: 0,
@@ -231,6 +240,11 @@ impl Shard {
             Some(Some(s)) => s,
             _ => unreachable_slab(),
         }
+    }
+
+    /// The size class of slab `sid`.
+    pub fn slab_class(&self, sid: usize) -> usize {
+        self.slab(sid).class
     }
 
     /// The bytes of the chunk at `l`.
@@ -365,8 +379,37 @@ impl Shard {
         self.remove(ctx, h, l, Why::Quiet);
     }
 
+    /// The meta marks of the item at `l` (0 when none).
+    pub fn marks(&self, l: Loc) -> u8 {
+        if self.chunk(l)[0] & MARKED == 0 {
+            return 0;
+        }
+        self.marks.get(&l).copied().unwrap_or(0)
+    }
+
+    /// Sets the meta marks of the item at `l` (0 removes them).
+    pub fn set_marks(&mut self, l: Loc, m: u8) {
+        if m == 0 {
+            self.marks.remove(&l);
+            self.chunk_mut(l)[0] &= !MARKED;
+        } else {
+            self.marks.insert(l, m);
+            self.chunk_mut(l)[0] |= MARKED;
+        }
+    }
+
+    /// Moves the meta marks of an item copied from `from` to `to`.
+    pub fn move_marks(&mut self, from: Loc, to: Loc) {
+        let m = self.marks(from);
+        self.marks.remove(&from);
+        self.set_marks(to, m);
+    }
+
     /// Frees a chunk that is not (or no longer) in the index.
     pub fn free_chunk(&mut self, l: Loc) {
+        if self.chunk(l)[0] & MARKED != 0 {
+            self.marks.remove(&l);
+        }
         let (sid, idx) = split(l);
         let slab = self.slab_mut(sid);
         let head = slab.free_head;
@@ -683,6 +726,7 @@ impl Shard {
             match self.take_free(class) {
                 Some(n) => {
                     self.chunk_mut(n)[..buf.len()].copy_from_slice(&buf);
+                    self.move_marks(l, n);
                     if let Some(s) = self.tables[sub_of(h)].find_mut(table_hash(h), |&s| s == l) {
                         *s = n;
                     }

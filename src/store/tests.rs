@@ -759,3 +759,65 @@ fn guarded_operations_check_and_act_under_one_lock() {
     assert_eq!(s.delete_guarded(b"k", c4), Guarded::Done);
     assert_eq!(s.delete_guarded(b"k", c4), Guarded::Miss(Miss::Absent));
 }
+
+fn marks_of(s: &Store, k: &[u8]) -> Option<u8> {
+    s.meta_get(k, false, |it| {
+        (
+            it.marks,
+            MetaUpdate {
+                exptime: None,
+                marks: it.marks,
+                bump: false,
+            },
+        )
+    })
+    .ok()
+}
+
+#[test]
+fn meta_marks_follow_the_item() {
+    use super::item::{MARK_KEY_BINARY, MARK_STALE, MARK_WON};
+    let s = store();
+    // Marks set at store time, kept by a grow-for-expiry move, dropped by a new store.
+    let (o, _) = s.store_marked(StoreOp::Set, b"k", 0, 0, b"v", 0, false, MARK_KEY_BINARY);
+    assert_eq!(o, StoreOutcome::Stored);
+    assert_eq!(marks_of(&s, b"k"), Some(MARK_KEY_BINARY));
+    for i in 0..50 {
+        // Fill the class so the item's chunk has no spare room for an expiry field.
+        s.store(StoreOp::Set, format!("f{i}").as_bytes(), 0, 0, b"v");
+    }
+    s.touch(b"k", 100).unwrap();
+    assert_eq!(marks_of(&s, b"k"), Some(MARK_KEY_BINARY));
+    assert_eq!(
+        s.meta_delete(b"k", None, Some(None)),
+        MetaDelete::Invalidated
+    );
+    assert_eq!(marks_of(&s, b"k"), Some(MARK_KEY_BINARY | MARK_STALE));
+    s.store(StoreOp::Set, b"k", 0, 0, b"new");
+    assert_eq!(marks_of(&s, b"k"), Some(0));
+    // A CAS-invalidating store with an older unique keeps the win mark and TTL.
+    let cas = s
+        .meta_get(b"w", true, |it| {
+            (
+                it.cas,
+                MetaUpdate {
+                    exptime: Some(1000),
+                    marks: MARK_WON,
+                    bump: true,
+                },
+            )
+        })
+        .unwrap();
+    let (o, _) = s.store_marked(StoreOp::Cas(cas - 1), b"w", 0, 0, b"x", 0, true, 0);
+    assert_eq!(o, StoreOutcome::Stored);
+    assert_eq!(marks_of(&s, b"w"), Some(MARK_WON | MARK_STALE));
+    let exp = s.get(b"w", |it| it.exptime).unwrap();
+    assert_eq!(exp, 1000);
+    // Without `invalidate` an older unique is just EXISTS.
+    let (o, _) = s.store_marked(StoreOp::Cas(1), b"w", 0, 0, b"x", 0, false, 0);
+    assert_eq!(o, StoreOutcome::Exists);
+    // Deleting frees the side-table entry: a new item in the same place has none.
+    s.delete(b"w").unwrap();
+    s.store(StoreOp::Set, b"w", 0, 0, b"y");
+    assert_eq!(marks_of(&s, b"w"), Some(0));
+}

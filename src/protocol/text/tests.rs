@@ -67,7 +67,7 @@ fn cmd(c: &Command<'_>) -> String {
             noreply,
         } => format!("Touch {} {exptime} {noreply}", s(key)),
         Command::Stats { args } => format!("Stats {:?}", s(args)),
-        Command::Meta { line } => format!("Meta {:?}", s(line)),
+        Command::Meta(r) => format!("Meta {:?} {:?}", r.kind, s(r.key())),
         other => format!("{other:?}"),
     }
 }
@@ -538,9 +538,9 @@ fn shutdown_stats_debugtime() {
 
 #[test]
 fn meta_and_unserved_commands() {
-    assert_eq!(p(b"mn\r\n"), "Req(Meta \"mn\", 4)");
-    assert_eq!(p(b"mg k v\r\n"), "Req(Meta \"mg k v\", 8)");
-    assert_eq!(p(b"me\r\n"), "Req(Meta \"me\", 4)");
+    assert_eq!(p(b"mn\r\n"), "Req(Meta Noop \"\", 4)");
+    assert_eq!(p(b"mg k v\r\n"), "Req(Meta Get \"k\", 8)");
+    error(b"me\r\n", BAD_FORMAT);
     error(b"mx\r\n", ERROR);
     error(b"watch\r\n", WATCH_NOT_ALLOWED);
     silent(b"watch noreply\r\n");
@@ -687,7 +687,7 @@ fn pipelining_split_at_every_offset() {
             "Touch a 1 false",
             "FlushAll { delay: Some(0), noreply: false }",
             "Version",
-            "Meta \"mn\"",
+            "Meta Noop \"\"",
             "Quit",
         ]
     );
