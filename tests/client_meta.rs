@@ -135,7 +135,6 @@ fn every_operation_meta_against_memcached() {
 }
 
 #[test]
-#[ignore = "server meta lands with #6 server side"]
 fn every_operation_meta_against_ferrocache() {
     all_operations(&client(&Server::ferrocache(&[])));
 }
@@ -271,13 +270,11 @@ fn stampede_expiry_against_memcached() {
 }
 
 #[test]
-#[ignore = "server meta lands with #6 server side"]
 fn stampede_recache_window_against_ferrocache() {
     stampede_recache(&Server::ferrocache(&[]));
 }
 
 #[test]
-#[ignore = "server meta lands with #6 server side"]
 fn stampede_expiry_against_ferrocache() {
     stampede_expiry(&Server::ferrocache(&[]));
 }
@@ -472,7 +469,6 @@ fn winners_and_losers_against_memcached() {
 }
 
 #[test]
-#[ignore = "server meta lands with #6 server side"]
 fn winners_and_losers_against_ferrocache() {
     winners_and_losers(&Server::ferrocache(&[]));
 }
