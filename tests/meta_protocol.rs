@@ -129,6 +129,10 @@ fn too_large_ms_is_swallowed() {
     script.extend_from_slice(b"\r\nmg big v\r\nms big 1\r\n1\r\nms big 2000000 MA\r\n");
     script.extend(std::iter::repeat_n(b'y', 2_000_000));
     script.extend_from_slice(b"\r\nmg big v\r\n");
+    // A base64 key: the old value goes too.
+    script.extend_from_slice(b"ms Zm9v 1 b\r\n1\r\nms Zm9v 2000000 b\r\n");
+    script.extend(std::iter::repeat_n(b'z', 2_000_000));
+    script.extend_from_slice(b"\r\nmg Zm9v b v\r\nmg foo v\r\n");
     let Some((mc, ours)) = both(&script) else {
         return;
     };

@@ -24,7 +24,7 @@
 //! executor returns flags in the order they were asked for.
 
 use super::text::num;
-use super::text::{errors, Command, Limits, Parse, KEY_MAX_LENGTH};
+use super::text::{errors, Command, Limits, Parse, UnlinkKey, KEY_MAX_LENGTH};
 
 /// Most words (command and key included) a meta request may have.
 pub const MAX_WORDS: usize = 19;
@@ -475,7 +475,7 @@ fn set<'a>(
     }
     let total = vlen + 2;
     req.first_flag = 3;
-    let refused = |msg: &'static str, unlink: Option<&'a [u8]>| -> Parse<'a> {
+    let refused = |msg: &'static str, unlink: Option<UnlinkKey<'a>>| -> Parse<'a> {
         // The data block is swallowed: consumed now when it is here (or small enough
         // to wait for), else discarded as it arrives.
         match next.checked_add(total) {
@@ -514,22 +514,13 @@ fn set<'a>(
         + if limits.cas_enabled { 8 } else { 0 }
         > limits.item_size_max;
     if too_large {
-        // The decoded key lives in the request: unlink by the raw key only when it was
-        // not encoded (a base64 key's old value is left, see ARCHITECTURE.md).
+        // As memcached, the old value goes (a base64 key is decoded when unlinked).
         let unlink = if req.flags.base64 {
-            None
+            UnlinkKey::Base64(raw_key)
         } else {
-            Some(raw_key)
+            UnlinkKey::Plain(raw_key)
         };
-        return match unlink {
-            Some(_) => refused(errors::TOO_LARGE, unlink),
-            None => Parse::Error {
-                reply: Some(errors::TOO_LARGE),
-                consumed: next,
-                swallow: total,
-                unlink: None,
-            },
-        };
+        return refused(errors::TOO_LARGE, Some(unlink));
     }
     let Some(block) = next.checked_add(total).and_then(|e| buf.get(next..e)) else {
         return Parse::Incomplete;

@@ -229,11 +229,41 @@ pub enum Parse<'a> {
         /// Non-zero exactly when a storage command was refused as too large
         /// (count `store_too_large`).
         swallow: usize,
-        /// Key whose old value must be removed (a `set` refused as too large).
-        unlink: Option<&'a [u8]>,
+        /// Key whose old value must be removed (a `set` or `ms` refused as too large).
+        unlink: Option<UnlinkKey<'a>>,
     },
     /// Close the connection without a reply.
     Close,
+}
+
+/// The key of a storage command refused as too large, whose old value must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlinkKey<'a> {
+    /// The key as sent.
+    Plain(&'a [u8]),
+    /// A meta `b` key: base64 as sent, decoded when used.
+    Base64(&'a [u8]),
+}
+
+impl UnlinkKey<'_> {
+    /// The bytes as they appeared on the request line.
+    pub fn raw(&self) -> &[u8] {
+        match self {
+            UnlinkKey::Plain(k) | UnlinkKey::Base64(k) => k,
+        }
+    }
+
+    /// The stored key (None: a base64 key that does not decode).
+    pub fn key(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            UnlinkKey::Plain(k) => Some(std::borrow::Cow::Borrowed(k)),
+            UnlinkKey::Base64(k) => {
+                let mut buf = [0u8; KEY_MAX_LENGTH];
+                let n = super::meta::base64_decode(k, &mut buf)?;
+                Some(std::borrow::Cow::Owned(buf[..n].to_vec()))
+            }
+        }
+    }
 }
 
 /// Longest key memcached accepts (`KEY_MAX_LENGTH`).
@@ -690,7 +720,7 @@ fn storage<'a>(
             consumed: next,
             swallow: total,
             unlink: if cmd == StoreCmd::Set {
-                Some(key)
+                Some(UnlinkKey::Plain(key))
             } else {
                 None
             },

@@ -553,8 +553,8 @@ impl Conn {
                         self.wbuf.extend_from_slice(r.as_bytes());
                         self.wbuf.extend_from_slice(b"\r\n");
                     }
-                    if let Some(key) = unlink {
-                        shared.store.unlink(key);
+                    if let Some(key) = unlink.as_ref().and_then(|k| k.key()) {
+                        shared.store.unlink(&key);
                     }
                     if swallow > 0 {
                         // Only a storage command refused as too large swallows.

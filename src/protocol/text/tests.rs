@@ -26,7 +26,7 @@ fn show(p: &Parse<'_>) -> String {
         } => format!(
             "Error({:?}, {consumed}, {swallow}, {:?})",
             reply,
-            unlink.map(s)
+            unlink.map(|u| s(u.raw()))
         ),
         Parse::Request(c, n) => format!("Req({}, {n})", cmd(c)),
     }
@@ -650,7 +650,7 @@ fn run(chunks: &[&[u8]]) -> Vec<String> {
                     swallow: sw,
                     unlink,
                 } => {
-                    events.push(format!("{reply:?} {:?}", unlink.map(s)));
+                    events.push(format!("{reply:?} {:?}", unlink.map(|u| s(u.raw()))));
                     pos += consumed;
                     swallow = sw;
                 }
