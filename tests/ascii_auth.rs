@@ -10,30 +10,6 @@ use std::time::{Duration, Instant};
 
 const AUTHFILE: &str = "alice:secret\nbob:pw:with:colons\r\n";
 
-/// Sends each step on one connection; what came back after each, and whether the
-/// server closed.
-fn transcript(port: u16, steps: &[&[u8]]) -> Vec<(Vec<u8>, bool)> {
-    let mut c = Client::connect(port);
-    let mut out = Vec::new();
-    for step in steps {
-        if c.stream.write_all(step).is_err() {
-            out.push((Vec::new(), true));
-            break;
-        }
-        let (bytes, closed) = read_quiet_stream(
-            &mut c.stream,
-            Duration::from_millis(400),
-            Duration::from_millis(60),
-            Duration::from_secs(10),
-        );
-        out.push((bytes, closed));
-        if closed {
-            break;
-        }
-    }
-    out
-}
-
 /// Request sequences, each on a fresh connection; one element = one write.
 fn scenarios() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let v = |s: &str| s.as_bytes().to_vec();

@@ -121,29 +121,6 @@ fn reference(dir: &Scratch) -> Option<Server> {
     Server::memcached(&["-S"])
 }
 
-/// Sends each step on one connection and collects what came back after it.
-fn transcript(port: u16, steps: &[Vec<u8>]) -> Vec<(Vec<u8>, bool)> {
-    let mut c = Client::connect(port);
-    let mut out = Vec::new();
-    for step in steps {
-        if c.stream.write_all(step).is_err() {
-            out.push((Vec::new(), true));
-            break;
-        }
-        let (bytes, closed) = read_quiet_stream(
-            &mut c.stream,
-            Duration::from_millis(400),
-            Duration::from_millis(60),
-            Duration::from_secs(10),
-        );
-        out.push((bytes, closed));
-        if closed {
-            break;
-        }
-    }
-    out
-}
-
 fn scenarios() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let good = auth_plain(USER, PASS);
     let long_key = vec![b'k'; 300];

@@ -370,48 +370,10 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Runs `cmd`, killing it after `limit`; collects stdout and stderr.
+/// Runs `cmd` with an empty standard input, killing it after `limit`; collects stdout
+/// and stderr.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Run {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let mut status = None;
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = child.try_wait() {
-            status = Some(st);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let timed_out = status.is_none();
-    if timed_out {
-        let _ = child.kill();
-    }
-    let waited = child.wait().ok();
-    let status = if timed_out { None } else { waited.or(status) };
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
-    Run {
-        status,
-        stdout,
-        stderr,
-    }
+    run_bounded_input(cmd, &[], limit)
 }
 
 /// Whatever arrives until `quiet` passes with nothing new (bounded by `limit` overall),
@@ -543,4 +505,28 @@ impl Drop for Scratch {
 pub fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Sends each step (one write each) on one connection and collects what came back
+/// after it, and whether the server then closed (which ends the transcript).
+pub fn transcript<S: AsRef<[u8]>>(port: u16, steps: &[S]) -> Vec<(Vec<u8>, bool)> {
+    let mut c = Client::connect(port);
+    let mut out = Vec::new();
+    for step in steps {
+        if c.stream.write_all(step.as_ref()).is_err() {
+            out.push((Vec::new(), true));
+            break;
+        }
+        let (bytes, closed) = read_quiet_stream(
+            &mut c.stream,
+            Duration::from_millis(400),
+            Duration::from_millis(60),
+            Duration::from_secs(10),
+        );
+        out.push((bytes, closed));
+        if closed {
+            break;
+        }
+    }
+    out
 }
