@@ -18,7 +18,7 @@
 use std::io::Write;
 
 use super::error::{Error, Result};
-use super::node::{proto_err, Item, NodeConn, StoreMode, StoreOutcome, VALUE_MAX};
+use super::node::{proto_err, Item, NodeConn, StoreMode, StoreOutcome};
 
 /// One meta reply line (and its value, for `VA`).
 struct MetaReply {
@@ -92,15 +92,7 @@ impl NodeConn {
                 .next()
                 .and_then(parse_u64)
                 .ok_or_else(|| proto_err("bad VA length"))? as usize;
-            if len > VALUE_MAX {
-                return Err(proto_err("value too large"));
-            }
-            let mut v = self.read_exact_vec(len + 2)?;
-            if !v.ends_with(b"\r\n") {
-                return Err(proto_err("value not ended by CRLF"));
-            }
-            v.truncate(len);
-            Some(v)
+            Some(self.read_data_block(len)?)
         } else {
             None
         };

@@ -82,22 +82,9 @@ pub struct Item {
     pub cas: u64,
 }
 
-/// Which storage command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreMode {
-    /// Store unconditionally.
-    Set,
-    /// Store only if absent.
-    Add,
-    /// Store only if present.
-    Replace,
-    /// Append to a present value.
-    Append,
-    /// Prepend to a present value.
-    Prepend,
-    /// Store if the CAS unique still matches.
-    Cas(u64),
-}
+/// Which storage command: the same set, add, replace, append, prepend and cas the
+/// server's store implements.
+pub use crate::store::StoreOp as StoreMode;
 
 /// What a storage command did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +201,19 @@ impl NodeConn {
         Ok(line)
     }
 
+    /// Reads a text-protocol data block of `len` bytes and its `\r\n`.
+    pub(super) fn read_data_block(&mut self, len: usize) -> Result<Vec<u8>> {
+        if len > VALUE_MAX {
+            return Err(proto_err("value too large"));
+        }
+        let mut value = self.read_exact_vec(len + 2)?;
+        if !value.ends_with(b"\r\n") {
+            return Err(proto_err("value not ended by CRLF"));
+        }
+        value.truncate(len);
+        Ok(value)
+    }
+
     pub(super) fn read_exact_vec(&mut self, n: usize) -> Result<Vec<u8>> {
         let mut v = vec![0u8; n];
         self.stream.read_exact(&mut v)?;
@@ -249,15 +249,7 @@ impl NodeConn {
                 return Err(proto_err("bad VALUE numbers"));
             };
             let cas = w.next().and_then(num).unwrap_or(0);
-            let len = len as usize;
-            if len > VALUE_MAX {
-                return Err(proto_err("value too large"));
-            }
-            let mut value = self.read_exact_vec(len + 2)?;
-            if !value.ends_with(b"\r\n") {
-                return Err(proto_err("value not ended by CRLF"));
-            }
-            value.truncate(len);
+            let value = self.read_data_block(len as usize)?;
             found.push((
                 key.to_vec(),
                 Item {
