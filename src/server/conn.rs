@@ -195,6 +195,9 @@ pub struct Conn {
     proto: Option<Proto>,
     closing: bool,
     drained: bool,
+    /// The kernel has reported the end of the stream: a short read no longer means
+    /// drained (the end of stream still has to be read).
+    eof_signalled: bool,
     auth: ConnAuth,
     /// Where the last `-Y` reply before authentication starts in `wbuf`: memcached
     /// reuses one reply slot for them, so within one batch each such reply
@@ -222,6 +225,7 @@ impl Conn {
             proto: None,
             closing: false,
             drained: false,
+            eof_signalled: false,
             auth: ConnAuth::new(shared),
             ascii_auth_reply_at: None,
         }
@@ -233,9 +237,13 @@ impl Conn {
     }
 
     /// A readiness event arrived: new bytes may be waiting even if an earlier read
-    /// drained the socket, so the next `drive` must read again.
-    pub fn readiness(&mut self) {
+    /// drained the socket, so the next `drive` must read again. `read_closed`: the
+    /// event also reports the end of the stream (EPOLLRDHUP/EPOLLHUP) or an error.
+    /// No further edge will come for it, so from then on only a read that returns
+    /// end of stream or `EAGAIN` counts as drained.
+    pub fn readiness(&mut self, read_closed: bool) {
         self.drained = false;
+        self.eof_signalled |= read_closed;
     }
 
     /// At shutdown: tries, for a short bounded time, to send what is buffered.
@@ -350,7 +358,7 @@ impl Conn {
                     self.rend += n;
                     bump(&counters.bytes_read, n as u64);
                     got = true;
-                    if n < offered {
+                    if n < offered && !self.eof_signalled {
                         // A short read emptied the socket's receive queue; anything
                         // arriving later raises a new edge. Skipping the read that
                         // would return EAGAIN saves one syscall per request.

@@ -102,7 +102,7 @@ impl Worker {
                     WAKER => self.accept_new(),
                     Token(i) => {
                         if let Some(Some(c)) = self.conns.get_mut(i) {
-                            c.readiness();
+                            c.readiness(ev.is_read_closed() || ev.is_error());
                         }
                         self.drive(i);
                     }
