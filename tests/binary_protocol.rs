@@ -490,6 +490,53 @@ fn quit_and_protocol_errors_match_memcached() {
             "bad-magic-later",
             vec![simple(NOOP, 1), [0x81u8; 24].to_vec()],
         ),
+        // A bad magic byte in the same batch as executed requests: memcached sends
+        // the replies it had transmitted already (after a NOOP, STAT or an error
+        // reply; a keyed GETK miss and STAT do not transmit), drops the rest, closes.
+        quiet_case(
+            "bad-magic-after-batch",
+            vec![[
+                set(SET, "k", "v", 0, 1, 0),
+                keyed(GET, "k", 2),
+                [0x81u8; 24].to_vec(),
+            ]
+            .concat()],
+        ),
+        quiet_case(
+            "bad-magic-after-noop",
+            vec![[
+                set(SET, "k", "v", 0, 1, 0),
+                simple(NOOP, 2),
+                keyed(GETQ, "k", 3),
+                simple(NOOP, 4),
+                keyed(GETK, "k", 5),
+                [0x81u8; 24].to_vec(),
+            ]
+            .concat()],
+        ),
+        quiet_case(
+            "bad-magic-after-errors",
+            vec![[
+                set(SET, "k", "v", 0, 1, 0),
+                keyed(GET, "missing", 2),
+                keyed(GETQ, "k", 3),
+                keyed(GETK, "missing", 4),
+                keyed(DELETE, "missing", 5),
+                keyed(GETKQ, "k", 6),
+                [0x81u8; 24].to_vec(),
+            ]
+            .concat()],
+        ),
+        quiet_case(
+            "bad-magic-after-stat",
+            vec![[
+                keyed(GETK, "missing", 1),
+                pkt(STAT, b"no-such-group", &[], &[], 2, 0),
+                keyed(GETK, "missing", 3),
+                [0x81u8; 24].to_vec(),
+            ]
+            .concat()],
+        ),
         quiet_case("keylen-over-body", vec![raw(GET, 5, 0, 2, 1, 0, b"abcde")]),
         quiet_case(
             "ext-plus-key-over-body",

@@ -364,6 +364,16 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
     parse_gated(buf, limits, SaslGate::Off)
 }
 
+/// True when `reply` starts with an error packet as memcached's `write_bin_error`
+/// writes it (a non-zero status and no key; a keyed miss of GETK is not one). memcached
+/// transmits right after such a reply instead of batching it.
+pub fn is_error_reply(reply: Option<&[u8]>) -> bool {
+    match reply {
+        Some(r) if r.len() >= HEADER_LEN => r[6..8] != [0, 0] && r[2..4] == [0, 0],
+        _ => false,
+    }
+}
+
 /// Parses the request at the front of `buf` for a connection in SASL state `gate`.
 pub fn parse_gated<'a>(buf: &'a [u8], limits: &Limits, gate: SaslGate) -> Parse<'a> {
     let Some(hb) = buf.get(..HEADER_LEN) else {

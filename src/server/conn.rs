@@ -188,6 +188,10 @@ pub struct Conn {
     rend: usize,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// End of the replies memcached would already have sent in this batch (it
+    /// transmits at once after a binary error reply or a NOOP, and at a `-R`
+    /// yield): what a binary connection closed for a bad magic byte still gets.
+    flush_mark: usize,
     swallow: usize,
     after_swallow: Option<&'static str>,
     bin_after_swallow: Option<(binary::Header, binary::Status)>,
@@ -218,6 +222,7 @@ impl Conn {
             rend: 0,
             wbuf: Vec::new(),
             wpos: 0,
+            flush_mark: 0,
             swallow: 0,
             after_swallow: None,
             bin_after_swallow: None,
@@ -278,10 +283,13 @@ impl Conn {
                 Stop::Close { flush } => {
                     if flush {
                         self.write_out(counters);
+                    } else {
+                        self.write_flushed(counters);
                     }
                     return Status::Close;
                 }
                 Stop::Yield => {
+                    self.flush_mark = self.wbuf.len();
                     // Replies stay buffered: the batch leaves in one write once the
                     // input is drained (back-pressure still bounds the buffer).
                     bump(&counters.conn_yields, 1);
@@ -396,8 +404,17 @@ impl Conn {
         }
         self.wbuf.clear();
         self.wpos = 0;
+        self.flush_mark = 0;
         self.ascii_auth_reply_at = None;
         true
+    }
+
+    /// Sends the replies up to `flush_mark` only (the rest is dropped with the
+    /// connection), as memcached does when a binary connection breaks.
+    fn write_flushed(&mut self, counters: &Counters) {
+        let mark = self.flush_mark.clamp(self.wpos, self.wbuf.len());
+        self.wbuf.truncate(mark);
+        self.write_out(counters);
     }
 
     fn shrink_when_idle(&mut self, pool: &mut BufPool) {
@@ -450,6 +467,7 @@ impl Conn {
                 }
                 if let Some((header, status)) = self.bin_after_swallow.take() {
                     binary::write_error(&mut self.wbuf, &header, status);
+                    self.flush_mark = self.wbuf.len();
                 }
             }
             if self.rpos == self.rend {
@@ -505,6 +523,7 @@ impl Conn {
                             self.bin_after_swallow = Some((header, status));
                         } else {
                             binary::write_error(&mut self.wbuf, &header, status);
+                            self.flush_mark = self.wbuf.len();
                         }
                         if let Some(key) = unlink {
                             shared.store.unlink(key);
@@ -518,6 +537,10 @@ impl Conn {
                     }
                     binary::Parse::Request(req, used) => {
                         self.rpos += used;
+                        let start = self.wbuf.len();
+                        // memcached transmits at once after these and after an error reply.
+                        let flushes =
+                            matches!(req.cmd, binary::Command::Noop | binary::Command::Quit);
                         let flow = match req.cmd {
                             binary::Command::SaslListMechs
                             | binary::Command::SaslAuth { .. }
@@ -527,6 +550,9 @@ impl Conn {
                             }
                             _ => binary_exec::execute(req, shared, counters, &mut self.wbuf),
                         };
+                        if flushes || binary::is_error_reply(self.wbuf.get(start..)) {
+                            self.flush_mark = self.wbuf.len();
+                        }
                         if flow == Flow::Close {
                             self.closing = true;
                             return Stop::Close { flush: true };
