@@ -46,16 +46,51 @@ fn check_sentinel(s: &Server) {
 struct Baseline {
     fds: usize,
     curr: u64,
+    /// SASL PLAIN credentials when the server speaks only binary SASL.
+    login: Option<Vec<u8>>,
+}
+
+/// `curr_connections` as seen by a new connection (text `stats`, or binary STAT
+/// after a SASL login when `login` is given), and the server's open descriptors
+/// while that connection is open.
+fn probe(s: &Server, login: Option<&[u8]>) -> (u64, usize) {
+    let curr = match login {
+        None => {
+            let mut c = s.connect();
+            let v = c.stat("curr_connections").and_then(|v| v.parse().ok());
+            let fds = open_fds(s.pid());
+            return (v.unwrap_or(u64::MAX), fds);
+        }
+        Some(plain) => {
+            let mut c = sasl_login(s, plain);
+            c.write_all(&bin(0x10, b"", &[], &[])).expect("send STAT");
+            let mut v = u64::MAX;
+            while let Some((key, body)) = read_stat(&mut c) {
+                if key.is_empty() {
+                    break;
+                }
+                if key == b"curr_connections" {
+                    v = String::from_utf8_lossy(&body).parse().unwrap_or(u64::MAX);
+                }
+            }
+            let fds = open_fds(s.pid());
+            (v, fds)
+        }
+    };
+    curr
 }
 
 fn baseline(s: &Server) -> Baseline {
-    let mut c = s.connect();
-    let curr = c.stat("curr_connections").and_then(|v| v.parse().ok());
-    // The asking connection is one descriptor; measure while it is open.
-    let fds = open_fds(s.pid());
+    baseline_with(s, None)
+}
+
+fn baseline_with(s: &Server, login: Option<&[u8]>) -> Baseline {
+    let (curr, fds) = probe(s, login);
+    assert_ne!(curr, u64::MAX, "curr_connections");
     Baseline {
         fds,
-        curr: curr.expect("curr_connections"),
+        curr,
+        login: login.map(|l| l.to_vec()),
     }
 }
 
@@ -64,13 +99,7 @@ fn assert_no_leak(s: &Server, base: &Baseline, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = (0, 0);
     while Instant::now() < deadline {
-        let mut c = s.connect();
-        let curr: u64 = c
-            .stat("curr_connections")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(u64::MAX);
-        let fds = open_fds(s.pid());
-        drop(c);
+        let (curr, fds) = probe(s, base.login.as_deref());
         if curr == base.curr && fds == base.fds {
             return;
         }
@@ -191,4 +220,211 @@ fn no_close_pattern_leaks_a_connection() {
         }
     }
     check_sentinel(&s);
+}
+
+/// A binary request packet.
+fn bin(op: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, op];
+    p.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    p.push(extras.len() as u8);
+    p.extend_from_slice(&[0, 0, 0]);
+    p.extend_from_slice(&((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
+    p.extend_from_slice(&[0; 12]);
+    p.extend_from_slice(extras);
+    p.extend_from_slice(key);
+    p.extend_from_slice(value);
+    p
+}
+
+/// Reads one binary reply packet: (status, body).
+fn read_packet(s: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
+    let mut h = [0u8; 24];
+    s.read_exact(&mut h).ok()?;
+    let len = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).ok()?;
+    Some((u16::from_be_bytes([h[6], h[7]]), body))
+}
+
+/// Latencies of `n` round trips of `req` (answered by one packet or line ending in
+/// `end`), in microseconds, sorted.
+fn latencies(s: &mut TcpStream, req: &[u8], end: &[u8], n: usize, limit: Duration) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    let deadline = Instant::now() + limit;
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..n {
+        if Instant::now() > deadline {
+            break;
+        }
+        let t = Instant::now();
+        s.write_all(req).expect("send");
+        let mut got = Vec::new();
+        while !got.ends_with(end) {
+            let k = s.read(&mut buf).expect("read");
+            assert!(k > 0, "server closed the measuring connection");
+            got.extend_from_slice(&buf[..k]);
+        }
+        out.push(t.elapsed().as_micros() as u64);
+    }
+    out.sort_unstable();
+    out
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return u64::MAX;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Unauthenticated clients that restart SCRAM exchanges and guess PLAIN passwords
+/// against a salted entry as fast as they can cost an authenticated client on the
+/// same server little: restarts count as failed attempts (the connection is closed
+/// after five), SCRAM against a plain password derives its key once per user, and
+/// PBKDF2 for unverified passwords is rate-limited server-wide.
+#[test]
+fn authentication_floods_do_not_slow_other_clients() {
+    if targeting_reference() {
+        return; // ferrocache's credentials file
+    }
+    let dir = Scratch::new("authflood");
+    // A salted entry (PBKDF2-SHA-256, 4096 iterations, password "builder") and a
+    // plain one.
+    let salted =
+        ferrocache::auth::make_salted(ferrocache::auth::ScramHash::Sha256, "builder", 4096)
+            .expect("salted entry");
+    let pwdb = dir.file("pwdb", &format!("alice:wonderland\nbob:{salted}\n"));
+    let s = Server::ferrocache(&["-S", "--sasl-pwdb", &pwdb, "-t", "2"]);
+    let base = baseline_with(&s, Some(b"\0alice\0wonderland"));
+    let mut victim = sasl_login(&s, b"\0alice\0wonderland");
+    // bob logs in once before the flood: his password is then verified.
+    drop(sasl_login(&s, b"\0bob\0builder"));
+    let get = bin(0x00, b"nokey", &[], &[]);
+    let quiet = latencies(
+        &mut victim,
+        &get,
+        b"Not found",
+        2000,
+        Duration::from_secs(10),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut flooders = Vec::new();
+    for i in 0..4 {
+        let (stop, attempts, port) = (stop.clone(), attempts.clone(), s.port);
+        flooders.push(std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(8);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                c.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                loop {
+                    let req = if i % 2 == 0 {
+                        bin(
+                            0x21,
+                            b"SCRAM-SHA-256",
+                            &[],
+                            b"n,,n=alice,r=abcdefghijklmnop",
+                        )
+                    } else {
+                        bin(0x21, b"PLAIN", &[], format!("\0bob\0guess{i}").as_bytes())
+                    };
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if c.write_all(&req).is_err() || read_packet(&mut c).is_none() {
+                        break; // closed after too many attempts: reconnect
+                    }
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let cpu0 = cpu_ticks(s.pid());
+    let n0 = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    let mut loaded = Vec::new();
+    while t0.elapsed() < Duration::from_secs(2) {
+        loaded.extend(latencies(
+            &mut victim,
+            &get,
+            b"Not found",
+            500,
+            Duration::from_secs(2),
+        ));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    loaded.sort_unstable();
+    let cpu = cpu_ticks(s.pid()) - cpu0;
+    let n = attempts.load(std::sync::atomic::Ordering::Relaxed) - n0;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flooders {
+        let _ = f.join();
+    }
+    // Server CPU per attempt, in microseconds (the victim's requests included).
+    let cpu_us = cpu as f64 * 1e6 / ticks_per_second() / n.max(1) as f64;
+    eprintln!(
+        "auth flood: {n} attempts by 4 clients in 2 s, server CPU {cpu_us:.0} us per attempt; \
+         victim p50 {} us p99 {} us (quiet p50 {} us p99 {} us)",
+        pct(&loaded, 0.5),
+        pct(&loaded, 0.99),
+        pct(&quiet, 0.5),
+        pct(&quiet, 0.99)
+    );
+    assert!(n > 1000, "the flood did not run ({n} attempts)");
+    // One PBKDF2 of 4096 iterations costs about a millisecond here.
+    assert!(
+        cpu_us < 100.0,
+        "server CPU per unauthenticated attempt: {cpu_us:.0} us"
+    );
+    assert!(
+        pct(&loaded, 0.5) < 1_000,
+        "median under an auth flood: {loaded:?}"
+    );
+    assert!(pct(&loaded, 0.99) < 10_000, "p99 under an auth flood");
+    // A password verified before the flood still logs in at once, although the
+    // guesses have spent the PBKDF2 budget.
+    drop(sasl_login(&s, b"\0bob\0builder"));
+    drop(victim);
+    assert_no_leak(&s, &base, "auth flood");
+}
+
+/// User + system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12) // utime, stime (fields 14 and 15 of the whole line)
+}
+
+/// Clock ticks per second of /proc times (USER_HZ, 100 on Linux).
+fn ticks_per_second() -> f64 {
+    100.0
+}
+
+/// Logs in with SASL PLAIN (`\0user\0password`); the authenticated connection.
+fn sasl_login(s: &Server, plain: &[u8]) -> TcpStream {
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    c.set_nodelay(true).ok();
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    c.write_all(&bin(0x21, b"PLAIN", &[], plain)).expect("send");
+    let (status, body) = read_packet(&mut c).expect("SASL reply");
+    assert_eq!((status, &body[..]), (0, &b"Authenticated"[..]));
+    c
+}
+
+/// One STAT reply packet: (key, value); an empty key ends the group.
+fn read_stat(s: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut h = [0u8; 24];
+    s.read_exact(&mut h).ok()?;
+    let klen = u16::from_be_bytes([h[2], h[3]]) as usize;
+    let len = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).ok()?;
+    let value = body.split_off(klen.min(len));
+    Some((body, value))
 }

@@ -54,15 +54,19 @@
 //! `SCRAM-SHA-256`, `SCRAM-SHA-1` and `PLAIN`, strongest first (clients built on
 //! Cyrus SASL, such as libmemcached and pylibmc, take the strongest they support;
 //! bmemcached only speaks `PLAIN`). A plain password serves all three (SCRAM
-//! derives the salted password on the fly, with a fresh salt and 4096 iterations);
-//! a salted entry serves the SCRAM of its hash and also `PLAIN` (the password the
-//! client sends is run through PBKDF2 with the stored salt and compared). Only
-//! mechanisms that at least one loaded user can use are listed.
+//! derives the salted password once per user, with a random salt and 4096
+//! iterations, and keeps it); a salted entry serves the SCRAM of its hash and also
+//! `PLAIN` (the password the client sends is run through PBKDF2 with the stored salt
+//! and compared, within the server-wide budget of [`KdfGate`]; a password verified
+//! once is then recognised by a keyed digest). Only mechanisms that at least one
+//! loaded user can use are listed.
 //!
 //! Plain passwords and derived keys are compared in constant time ([`ct_eq`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -73,8 +77,10 @@ use sasl::server::mechanisms::{Plain as PlainMech, Scram};
 use sasl::server::{Mechanism, Provider, ProviderError, Response, Validator, ValidatorError};
 
 mod authfile;
+mod kdf;
 mod passwd;
 pub use authfile::{AuthFile, AuthFileError};
+pub use kdf::KdfGate;
 pub use passwd::passwd_main;
 
 #[cfg(test)]
@@ -112,7 +118,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A SCRAM hash a salted entry is made with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ScramHash {
     /// SCRAM-SHA-256 (RFC 7677).
     Sha256,
@@ -190,6 +196,15 @@ impl Entry {
 struct Inner {
     users: HashMap<String, Entry>,
     mechanisms: String,
+    /// Per-process random key for the digests below and for unknown users' salts.
+    secret: [u8; 32],
+    /// SCRAM secrets derived from plain passwords, once per user and hash.
+    derived: Mutex<HashMap<(String, ScramHash), Salted>>,
+    /// Keyed digest of the last password verified by PBKDF2 per user, so a right
+    /// password costs the derivation once, not at every connection.
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+    /// The server-wide budget for PBKDF2 on unverified passwords.
+    kdf: KdfGate,
 }
 
 /// The loaded credentials: which users exist and how each may authenticate.
@@ -373,10 +388,16 @@ impl AuthDb {
             mechs.push("SCRAM-SHA-1");
         }
         mechs.push("PLAIN");
+        let mut secret = [0u8; 32];
+        getrandom::getrandom(&mut secret).map_err(|e| format!("no random numbers: {e}"))?;
         Ok(AuthDb {
             inner: Arc::new(Inner {
                 users,
                 mechanisms: mechs.join(" "),
+                secret,
+                derived: Mutex::new(HashMap::new()),
+                verified: Mutex::new(HashMap::new()),
+                kdf: KdfGate::default(),
             }),
         })
     }
@@ -405,7 +426,9 @@ impl AuthDb {
     }
 
     /// Checks a plain password for `user` (PLAIN), in constant time against a plain
-    /// entry or by PBKDF2 against a salted one.
+    /// entry or by PBKDF2 against a salted one. A password verified by PBKDF2 before
+    /// is recognised by its keyed digest without deriving again; any other costs a
+    /// derivation from the server-wide budget ([`KdfGate`]), and fails without one.
     pub fn check_password(&self, user: &str, password: &str) -> bool {
         let Some(e) = self.inner.users.get(user) else {
             return false;
@@ -415,27 +438,63 @@ impl AuthDb {
         }
         for hash in [ScramHash::Sha256, ScramHash::Sha1] {
             if let Some(s) = e.salted(hash) {
-                return hash
+                let digest = self.keyed_digest(&[&s.salt, password.as_bytes()]);
+                if let Some(seen) = self.inner.verified.lock().get(user) {
+                    if ct_eq(seen, &digest) {
+                        return true;
+                    }
+                }
+                let Some(_permit) = self.inner.kdf.acquire(s.iterations) else {
+                    log::warn!("SASL: password check for '{user}' refused: PBKDF2 budget spent");
+                    return false;
+                };
+                let ok = hash
                     .derive(password, &s.salt, s.iterations)
                     .is_some_and(|k| ct_eq(&k, &s.key));
+                if ok {
+                    self.inner.verified.lock().insert(user.to_string(), digest);
+                }
+                return ok;
             }
         }
         false
     }
 
+    /// Password checks refused for lack of PBKDF2 budget so far.
+    pub fn kdf_refused(&self) -> usize {
+        self.inner.kdf.refused()
+    }
+
+    /// SHA-256 of the per-process secret followed by `parts`.
+    fn keyed_digest(&self, parts: &[&[u8]]) -> [u8; 32] {
+        use sha2::{Digest, Sha256 as Sha256Hash};
+        let mut h = Sha256Hash::new();
+        h.update(self.inner.secret);
+        for p in parts {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        h.finalize().into()
+    }
+
     /// The salted secret for a SCRAM exchange: stored, or derived from a plain
-    /// password with a fresh salt.
+    /// password once per user and hash (a random salt, kept for the process's life).
     ///
-    /// An unknown user gets a random secret, so the exchange goes on and fails at the
-    /// proof, like a wrong password: the first message does not tell whether a user
-    /// exists (a plain-password user also gets a fresh salt each time).
+    /// An unknown user gets a random key and a salt that is fixed per name (a keyed
+    /// digest of it), so the exchange goes on and fails at the proof, like a wrong
+    /// password, and the first message does not tell whether a user exists.
     fn scram_secret(&self, identity: &Identity, hash: ScramHash) -> Option<Salted> {
         let Some(e) = self.entry(identity) else {
+            let name = match identity {
+                Identity::Username(u) => u.as_bytes(),
+                Identity::None => b"",
+            };
             let mut key = vec![0u8; hash.key_len()];
             getrandom::getrandom(&mut key).ok()?;
+            let salt = self.keyed_digest(&[b"unknown-user-salt", hash.tag().as_bytes(), name]);
             return Some(Salted {
                 iterations: DEFAULT_ITERATIONS,
-                salt: random_salt().ok()?,
+                salt: salt[..SALT_LEN].to_vec(),
                 key,
             });
         };
@@ -443,13 +502,22 @@ impl AuthDb {
             return Some(s.clone());
         }
         let p = e.plain.as_ref()?;
+        let Identity::Username(user) = identity else {
+            return None;
+        };
+        let mut derived = self.inner.derived.lock();
+        if let Some(s) = derived.get(&(user.clone(), hash)) {
+            return Some(s.clone());
+        }
         let salt = random_salt().ok()?;
         let key = hash.derive(p, &salt, DEFAULT_ITERATIONS)?;
-        Some(Salted {
+        let s = Salted {
             iterations: DEFAULT_ITERATIONS,
             salt,
             key,
-        })
+        };
+        derived.insert((user.clone(), hash), s.clone());
+        Some(s)
     }
 }
 

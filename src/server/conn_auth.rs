@@ -9,9 +9,10 @@
 //! ```
 //!
 //! Both count `auth_cmds` / `auth_errors` as memcached does (one per finished
-//! exchange, success or failure). A connection that fails
-//! [`MAX_FAILURES_PER_CONNECTION`] times is closed and the failures are logged
-//! (memcached never closes; see the `auth` module).
+//! exchange, success or failure). A connection that fails or abandons (starts a new
+//! `SASL_AUTH` before finishing one) [`MAX_FAILURES_PER_CONNECTION`] exchanges is
+//! closed and the failures are logged (memcached never closes; see the `auth`
+//! module).
 
 use super::exec::Flow;
 use super::Shared;
@@ -83,6 +84,21 @@ impl ConnAuth {
                 return Flow::Continue;
             }
             Command::SaslAuth { data } => {
+                if self.session.as_ref().is_some_and(|s| !s.is_done()) {
+                    // Starting over abandons an exchange: it counts as a failed
+                    // attempt towards the bound (not in auth_errors, which memcached
+                    // moves only for finished exchanges).
+                    self.session = None;
+                    self.failures += 1;
+                    if self.failures >= MAX_FAILURES_PER_CONNECTION {
+                        log::warn!(
+                            "conn {fd}: {} abandoned or failed SASL attempts; closing",
+                            self.failures
+                        );
+                        write_error(out, h, Status::AuthError);
+                        return Flow::Close;
+                    }
+                }
                 let (session, step) = AuthSession::start(db, req.key, data);
                 self.session = Some(session);
                 step
