@@ -428,3 +428,184 @@ fn read_stat(s: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
     let value = body.split_off(klen.min(len));
     Some((body, value))
 }
+
+/// RSS of the server sampled every 20 ms while `work` runs; the largest sample.
+fn peak_rss_during<T>(s: &Server, work: impl FnOnce() -> T) -> (T, u64) {
+    let pid = s.pid();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !st.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            peak = peak.max(rss_of(pid));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    });
+    let out = work();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0).max(rss_of(pid));
+    (out, peak)
+}
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Fills the cache to about `mb` megabytes with `size`-byte values `fill:<i>`;
+/// returns how many were stored.
+fn fill(s: &Server, mb: u64, size: usize) -> usize {
+    let mut c = s.connect();
+    let n = (mb * MIB) as usize / size;
+    let value = vec![b'f'; size];
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.extend_from_slice(format!("set fill:{i} 0 0 {size} noreply\r\n").as_bytes());
+        batch.extend_from_slice(&value);
+        batch.extend_from_slice(b"\r\n");
+        if batch.len() > 1 << 20 {
+            c.send(&batch);
+            batch.clear();
+        }
+    }
+    c.send(&batch);
+    c.roundtrip(b"version\r\n", b"VERSION ");
+    let _ = c.read_until(b"\r\n");
+    n
+}
+
+/// Round trips of `get sentinel` on a fresh connection while `busy` says the load
+/// is on: sorted latencies in microseconds.
+fn fresh_client_latencies(port: u16, busy: &std::sync::atomic::AtomicBool) -> Vec<u64> {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_nodelay(true).ok();
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut all = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while busy.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+        all.extend(latencies(
+            &mut c,
+            b"get sentinel\r\n",
+            b"END\r\n",
+            50,
+            Duration::from_secs(5),
+        ));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    all.sort_unstable();
+    all
+}
+
+/// 1,000 connections each send most of a 1 MB value and stop: the server holds what
+/// its buffer budget allows (memcached: what its -m allows), refuses the rest as out
+/// of memory, stays under -m + 64 MiB, answers a fresh client quickly, and loses
+/// nothing it stored.
+#[test]
+fn partial_uploads_stay_inside_the_memory_bound() {
+    let s = Server::ferrocache(&["-m", "64", "-c", "1100", "-t", "2"]);
+    fill(&s, 48, 100_000);
+    store_sentinel(&s);
+    let base = baseline(&s);
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = {
+        let (busy, port) = (busy.clone(), s.port);
+        std::thread::spawn(move || fresh_client_latencies(port, &busy))
+    };
+    let value = vec![b'u'; 999_000];
+    let (conns, peak) = peak_rss_during(&s, || {
+        let mut conns = Vec::new();
+        for i in 0..1000 {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+            c.set_write_timeout(Some(Duration::from_secs(10))).ok();
+            let _ = c.write_all(format!("set up:{i} 0 0 1000000\r\n").as_bytes());
+            let _ = c.write_all(&value);
+            conns.push(c);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        conns
+    });
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    let lat = probe.join().unwrap_or_default();
+    let oom = s.connect().stat("read_buf_oom").unwrap_or_default();
+    eprintln!(
+        "partial uploads: peak RSS {:.1} MiB (-m 64), fresh client p50 {} us p99 {} us over {} gets, read_buf_oom {oom}",
+        peak as f64 / MIB as f64,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat.len()
+    );
+    drop(conns);
+    assert!(peak <= 128 * MIB, "peak RSS {peak} over -m + 64 MiB");
+    assert!(lat.len() >= 20, "the fresh client got too few answers");
+    assert!(
+        pct(&lat, 0.99) <= 10_000,
+        "fresh client p99 {} us",
+        pct(&lat, 0.99)
+    );
+    assert_no_leak(&s, &base, "partial uploads");
+    check_sentinel(&s);
+}
+
+/// 400 clients send huge multi-gets and never read a reply: each may keep its
+/// share of the buffer budget waiting, no more; a fresh client is answered quickly.
+#[test]
+fn clients_that_never_read_stay_inside_the_memory_bound() {
+    let s = Server::ferrocache(&["-m", "64", "-c", "1100", "-t", "2"]);
+    let n = fill(&s, 48, 4000);
+    store_sentinel(&s);
+    let base = baseline(&s);
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = {
+        let (busy, port) = (busy.clone(), s.port);
+        std::thread::spawn(move || fresh_client_latencies(port, &busy))
+    };
+    // 100 keys a line, 40 lines: 16 MB of replies asked for per client.
+    let mut req = Vec::new();
+    for l in 0..40 {
+        req.extend_from_slice(b"get");
+        for k in 0..100 {
+            req.extend_from_slice(format!(" fill:{}", (l * 100 + k) % n).as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+    }
+    let (conns, peak) = peak_rss_during(&s, || {
+        let mut conns = Vec::new();
+        for _ in 0..400 {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+            c.set_write_timeout(Some(Duration::from_millis(200))).ok();
+            let _ = c.write_all(&req);
+            conns.push(c);
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+        conns
+    });
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    let lat = probe.join().unwrap_or_default();
+    eprintln!(
+        "never-reading clients: peak RSS {:.1} MiB (-m 64, 48 MiB stored), fresh client p50 {} us p99 {} us over {} gets; worst {:?}",
+        peak as f64 / MIB as f64,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat.len(),
+        &lat[lat.len().saturating_sub(5)..]
+    );
+    drop(conns);
+    assert!(peak <= 128 * MIB, "peak RSS {peak} over -m + 64 MiB");
+    assert!(lat.len() >= 20, "the fresh client got too few answers");
+    assert!(
+        pct(&lat, 0.99) <= 10_000,
+        "fresh client p99 {} us",
+        pct(&lat, 0.99)
+    );
+    assert_no_leak(&s, &base, "never-reading clients");
+    check_sentinel(&s);
+}

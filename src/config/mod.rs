@@ -124,6 +124,10 @@ pub struct Config {
     pub slab_chunk_max: usize,
     /// `-o hashpower=N` (0 = not given). Validated like memcached; a hint only.
     pub hashpower_init: u32,
+    /// `-o read_buf_mem_limit=MB`: the budget of all connection buffers (memcached's
+    /// option for its read and response buffers). `None`: not given (see
+    /// [`Config::conn_buffer_limit`]); `Some(0)`: unlimited, as in memcached.
+    pub read_buf_mem_limit: Option<u64>,
     /// `-X`: disable `stats cachedump` and `lru_crawler metadump`.
     pub disable_dumping: bool,
     /// `-W`: disable `watch`.
@@ -192,6 +196,7 @@ impl Default for Config {
             idle_timeout: 0,
             maxconns_fast: true,
             slab_chunk_max: SLAB_PAGE_SIZE / 2,
+            read_buf_mem_limit: None,
             hashpower_init: 0,
             disable_dumping: false,
             disable_watch: false,
@@ -375,6 +380,7 @@ const SUBOPTS_USED: &[&str] = &[
     "maxconns_fast",
     "no_maxconns_fast",
     "idle_timeout",
+    "read_buf_mem_limit",
     "slab_chunk_max",
     "debugtime",
 ];
@@ -828,10 +834,11 @@ impl Config {
             }
             "temporary_ttl" => st.temp_lru = true,
             "idle_timeout" => self.idle_timeout = c_atoi(v).max(0) as u32,
-            "watcher_logbuf_size"
-            | "worker_logbuf_size"
-            | "read_buf_mem_limit"
-            | "ssl_wbuf_size"
+            "read_buf_mem_limit" => match safe_strtoul(v) {
+                Some(n) => self.read_buf_mem_limit = Some(u64::from(n)),
+                None => return unparsable(),
+            },
+            "watcher_logbuf_size" | "worker_logbuf_size" | "ssl_wbuf_size"
                 if safe_strtoul(v).is_none() =>
             {
                 return unparsable();
@@ -1094,6 +1101,14 @@ impl Config {
             ("flush_enabled", yes_no(!self.disable_flush_all)),
             ("dump_enabled", yes_no(!self.disable_dumping)),
             ("idle_timeout", self.idle_timeout.to_string()),
+            // In bytes, as memcached prints it; ours is the whole buffer budget.
+            (
+                "read_buf_mem_limit",
+                match self.read_buf_mem_limit {
+                    Some(0) => "0".to_string(),
+                    _ => self.conn_buffer_limit().to_string(),
+                },
+            ),
             // Fixed fact: no TLS.
             ("ssl_enabled", "no".into()),
             // Fixed facts: no NAPI id grouping, no restartable memory file
@@ -1101,6 +1116,19 @@ impl Config {
             ("num_napi_ids", "(null)".into()),
             ("memory_file", "(null)".into()),
         ]
+    }
+
+    /// Bytes all connection buffers may hold together (read buffers, values being
+    /// received, replies waiting): `-o read_buf_mem_limit` megabytes if given (0 =
+    /// unlimited), else an eighth of `-m`, at least 32 MiB and at most 1 GiB.
+    pub fn conn_buffer_limit(&self) -> usize {
+        const MIB: u64 = 1 << 20;
+        let bytes = match self.read_buf_mem_limit {
+            Some(0) => return usize::MAX,
+            Some(mb) => mb.saturating_mul(MIB),
+            None => (self.memory_limit_mb.saturating_mul(MIB) / 8).clamp(32 * MIB, 1024 * MIB),
+        };
+        usize::try_from(bytes).unwrap_or(usize::MAX)
     }
 
     /// Log level for `-v` count: none = warn, `-v` = info, `-vv` = debug,
@@ -1176,6 +1204,9 @@ impl Config {
         s.push_str(
             "   - maxconns_fast:       immediately close new connections after limit (default: enabled)\n\
              \x20  - idle_timeout:        timeout for idle connections. (default: 0, no timeout)\n\
+             \x20  - read_buf_mem_limit:  megabytes all connection buffers may hold together (read\n\
+             \x20                         buffers, values being received, replies waiting);\n\
+             \x20                         0 = unlimited (default: -m / 8, from 32 to 1024)\n\
              \x20  - slab_chunk_max:      (EXPERIMENTAL) maximum slab size in bytes. (default: 524288)\n\
              \x20  - debugtime:           enable the \"debugtime\" command (moves the server clock; testing only)\n\
              \x20  other memcached -o options, and -k -r -L -e -N, are accepted and ignored.\n",

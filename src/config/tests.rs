@@ -855,6 +855,8 @@ fn settings_stats_order_and_values() {
         ("flush_enabled", "yes"),
         ("dump_enabled", "yes"),
         ("idle_timeout", "0"),
+        // memcached: 0 (unlimited); ours is the buffer budget, 32 MiB at -m 64.
+        ("read_buf_mem_limit", "33554432"),
         ("ssl_enabled", "no"),
         ("num_napi_ids", "(null)"),
         ("memory_file", "(null)"),
@@ -899,4 +901,17 @@ fn settings_stats_order_and_values() {
     assert_eq!(s["umask"], "755");
     assert_eq!(s["inter"], "NULL");
     assert_eq!(cfg("-o slab_chunk_max=16").settings_stats()[26].1, "16");
+}
+
+#[test]
+fn read_buf_mem_limit_sets_the_buffer_budget() {
+    assert_eq!(cfg("-m 64").conn_buffer_limit(), 32 << 20);
+    assert_eq!(cfg("-m 1024").conn_buffer_limit(), 128 << 20);
+    assert_eq!(cfg("-m 65536").conn_buffer_limit(), 1024 << 20);
+    assert_eq!(cfg("-o read_buf_mem_limit=5").conn_buffer_limit(), 5 << 20);
+    assert_eq!(
+        cfg("-o read_buf_mem_limit=0").conn_buffer_limit(),
+        usize::MAX
+    );
+    assert!(cfg("-o read_buf_mem_limit=5").ignored.is_empty());
 }

@@ -19,13 +19,17 @@
 //!      right after the key/extras lengths, before anything else, as memcached);
 //!    - SASL opcodes with SASL off: `UNKNOWN_COMMAND`, discarding the value. With
 //!      SASL on, `SASL_AUTH`/`SASL_STEP` carry the mechanism as key (more than 32
-//!      bytes: `EINVAL`, value discarded; a value over `-I`: `ENOMEM`, discarded)
-//!      and the client's data as value, which is awaited whole.
+//!      bytes: `EINVAL`, value discarded; a value over `-I`, or larger than the
+//!      connection may buffer ([`Limits::buffer_room`]): `ENOMEM`, discarded) and the
+//!      client's data as value, which is awaited whole ([`Parse::Partial`]).
 //! 3. Storage commands (`SET ADD REPLACE APPEND PREPEND` and quiet forms) carry a
 //!    value of `bodylen - extlen - keylen` bytes. A value that would make an item
 //!    larger than `-I` is refused at once with `E2BIG`; its bytes are discarded as
-//!    they arrive (and a `SET` unlinks the key's old value). Otherwise the whole
-//!    value is awaited, so nothing waits for more than one item's worth of bytes.
+//!    they arrive (and a `SET` unlinks the key's old value). A value within `-I`
+//!    whose packet is larger than the connection may buffer now is refused the same
+//!    way with `ENOMEM` (`Out of memory`, memcached's answer when it cannot allocate
+//!    the item). Otherwise the whole value is awaited ([`Parse::Partial`] gives the
+//!    packet's length), so nothing waits for more than one item's worth of bytes.
 //! 4. Other opcodes consume only header + extras + key; whatever body bytes remain
 //!    (memcached does not check them for `STAT`, `TOUCH`, `GAT*`) are read as the next
 //!    request, as memcached does.
@@ -310,6 +314,9 @@ pub struct Request<'a> {
 pub enum Parse<'a> {
     /// Not a whole request yet: read more bytes and call again.
     Incomplete,
+    /// A request with a body (a stored value, SASL data) whose header, extras and key
+    /// have arrived but not all of its value: the whole packet is this many bytes.
+    Partial(usize),
     /// A request and the number of bytes it took.
     Request(Request<'a>, usize),
     /// A request answered with an error packet without reaching the store.
@@ -511,11 +518,13 @@ pub fn parse_gated<'a>(buf: &'a [u8], limits: &Limits, gate: SaslGate) -> Parse<
                 err(Status::UnknownCommand, vlen, false)
             } else if keylen > MAX_SASL_MECH_LEN {
                 err(Status::Einval, vlen, false)
-            } else if too_large(limits, keylen, 0, vlen) {
+            } else if too_large(limits, keylen, 0, vlen)
+                || (head + vlen > buf.len() && head + vlen > limits.buffer_room)
+            {
                 err(Status::Enomem, vlen, false)
             } else {
                 let Some(data) = buf.get(head..head + vlen) else {
-                    return Parse::Incomplete;
+                    return Parse::Partial(head + vlen);
                 };
                 let cmd = if h.opcode == SASL_AUTH {
                     Command::SaslAuth { data }
@@ -556,18 +565,21 @@ fn storage<'a>(
 ) -> Parse<'a> {
     let head = HEADER_LEN + h.extlen as usize + h.keylen as usize;
     let vlen = h.bodylen as usize - (h.extlen as usize + h.keylen as usize);
-    if too_large(limits, key.len(), flags, vlen) {
+    let frame = head + vlen;
+    let big = too_large(limits, key.len(), flags, vlen);
+    if big || (frame > buf.len() && frame > limits.buffer_room) {
+        // memcached's E2BIG, or its out-of-memory answer when it cannot allocate.
         return Parse::Error {
             header: h,
-            status: Status::E2big,
+            status: if big { Status::E2big } else { Status::Enomem },
             consumed: head,
             swallow: vlen,
             close: false,
             unlink: (kind == StoreKind::Set).then_some(key),
         };
     }
-    let Some(value) = buf.get(head..head + vlen) else {
-        return Parse::Incomplete;
+    let Some(value) = buf.get(head..frame) else {
+        return Parse::Partial(frame);
     };
     Parse::Request(
         Request {

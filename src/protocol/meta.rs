@@ -241,6 +241,7 @@ fn fail<'a>(reply: &'static str, consumed: usize) -> Parse<'a> {
         consumed,
         swallow: 0,
         unlink: None,
+        no_memory: false,
     }
 }
 
@@ -480,12 +481,19 @@ fn set<'a>(
         // to wait for), else discarded as it arrives.
         match next.checked_add(total) {
             Some(end) if end <= buf.len() && unlink.is_none() => fail(msg, end),
-            Some(_) if unlink.is_none() && total <= limits.item_size_max => Parse::Incomplete,
+            Some(end)
+                if unlink.is_none()
+                    && total <= limits.item_size_max
+                    && end <= limits.buffer_room =>
+            {
+                Parse::Partial(end)
+            }
             _ => Parse::Error {
                 reply: Some(msg),
                 consumed: next,
                 swallow: total,
                 unlink,
+                no_memory: msg == errors::NO_MEMORY,
             },
         }
     };
@@ -513,17 +521,24 @@ fn set<'a>(
         + total
         + if limits.cas_enabled { 8 } else { 0 }
         > limits.item_size_max;
-    if too_large {
+    let frame = next.saturating_add(total);
+    let no_room = frame > buf.len() && frame > limits.buffer_room;
+    if too_large || no_room {
         // As memcached, the old value goes (a base64 key is decoded when unlinked).
         let unlink = if req.flags.base64 {
             UnlinkKey::Base64(raw_key)
         } else {
             UnlinkKey::Plain(raw_key)
         };
-        return refused(errors::TOO_LARGE, Some(unlink));
+        let msg = if too_large {
+            errors::TOO_LARGE
+        } else {
+            errors::NO_MEMORY
+        };
+        return refused(msg, Some(unlink));
     }
-    let Some(block) = next.checked_add(total).and_then(|e| buf.get(next..e)) else {
-        return Parse::Incomplete;
+    let Some(block) = buf.get(next..frame) else {
+        return Parse::Partial(frame);
     };
     let (data, crlf) = block.split_at(vlen);
     req.data = data;

@@ -31,6 +31,11 @@
 //!    data bytes are swallowed as they arrive, and a `set` unlinks the key's old value.
 //!    A bad number on the line is `CLIENT_ERROR bad command line format` and *nothing*
 //!    is swallowed: the data line is then read as a command (usually `ERROR`).
+//!    A block within `-I` whose frame (line + block) is larger than the connection may
+//!    buffer now ([`Limits::buffer_room`]) is refused the same way with
+//!    `SERVER_ERROR out of memory storing object` (memcached's answer when it cannot
+//!    allocate the item); one that fits, not all here yet, is [`Parse::Partial`] with
+//!    the frame's length, so the connection can make room for it at once.
 //! 7. **HTTP.** A line whose command is unknown and whose last word starts with
 //!    `HTTP/` closes the connection silently.
 //!
@@ -54,6 +59,10 @@ pub struct Limits {
     pub item_size_max: usize,
     /// Whether CAS is enabled (`-C` off): part of memcached's item size arithmetic.
     pub cas_enabled: bool,
+    /// Largest frame (request line or header plus its data block) the connection can
+    /// buffer now; a storage request within `-I` but larger than this is refused as
+    /// out of memory before its data arrives. `usize::MAX`: no such bound.
+    pub buffer_room: usize,
 }
 
 /// Which storage command: the store's own operation type (`set`, `add`, `replace`,
@@ -217,6 +226,9 @@ pub enum Command<'a> {
 pub enum Parse<'a> {
     /// Not a whole request yet: read more bytes and call again.
     Incomplete,
+    /// A storage request whose line has arrived but not all of its data block: the
+    /// whole frame (line and block) is this many bytes. Read more and call again.
+    Partial(usize),
     /// A request, and the number of bytes it took (line and data block).
     Request(Command<'a>, usize),
     /// A request that is answered with an error without reaching the store.
@@ -226,11 +238,14 @@ pub enum Parse<'a> {
         /// Bytes of the buffer this took.
         consumed: usize,
         /// Data bytes after `consumed` to discard, which may not have arrived yet.
-        /// Non-zero exactly when a storage command was refused as too large
-        /// (count `store_too_large`).
+        /// Non-zero exactly when a storage command was refused as too large or for
+        /// lack of buffer memory (count `store_too_large` or `store_no_memory`).
         swallow: usize,
-        /// Key whose old value must be removed (a `set` or `ms` refused as too large).
+        /// Key whose old value must be removed (a `set` or `ms` refused as too large
+        /// or for lack of memory).
         unlink: Option<UnlinkKey<'a>>,
+        /// Refused for lack of buffer memory ([`Limits::buffer_room`]), not for size.
+        no_memory: bool,
     },
     /// Close the connection without a reply.
     Close,
@@ -283,6 +298,8 @@ pub mod errors {
     pub const BAD_CHUNK: &str = "CLIENT_ERROR bad data chunk";
     /// Item would exceed `-I`.
     pub const TOO_LARGE: &str = "SERVER_ERROR object too large for cache";
+    /// No memory to receive the item (memcached: the item could not be allocated).
+    pub const NO_MEMORY: &str = "SERVER_ERROR out of memory storing object";
     /// `delete <key> <x>` with x neither `0` nor `noreply`, or 3 extra words.
     pub const DELETE_USAGE: &str =
         "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
@@ -421,6 +438,7 @@ fn err<'a>(reply: &'static str, noreply: bool, consumed: usize) -> Parse<'a> {
         consumed,
         swallow: 0,
         unlink: None,
+        no_memory: false,
     }
 }
 
@@ -714,9 +732,15 @@ fn storage<'a>(
         return err(BAD_FORMAT, noreply, next);
     }
     let total = vlen + 2;
-    if item_total(key.len(), flags, total, limits.cas_enabled) > limits.item_size_max {
+    let too_large = item_total(key.len(), flags, total, limits.cas_enabled) > limits.item_size_max;
+    let frame = next + total;
+    if too_large || (frame > buf.len() && frame > limits.buffer_room) {
         return Parse::Error {
-            reply: if noreply { None } else { Some(TOO_LARGE) },
+            reply: match (noreply, too_large) {
+                (true, _) => None,
+                (false, true) => Some(TOO_LARGE),
+                (false, false) => Some(errors::NO_MEMORY),
+            },
             consumed: next,
             swallow: total,
             unlink: if cmd == StoreCmd::Set {
@@ -724,10 +748,11 @@ fn storage<'a>(
             } else {
                 None
             },
+            no_memory: !too_large,
         };
     }
-    let Some(block) = next.checked_add(total).and_then(|e| buf.get(next..e)) else {
-        return Parse::Incomplete;
+    let Some(block) = buf.get(next..frame) else {
+        return Parse::Partial(frame);
     };
     let (data, crlf) = block.split_at(vlen);
     if crlf != b"\r\n" {

@@ -9,10 +9,12 @@
 //! (edge-triggered), then writes every reply of the batch with one write. It stops
 //! early — without reading more — when `-R` requests have been served (the worker
 //! comes back after other connections had their turn, and the replies wait in the
-//! buffer so the batch still leaves in one write) or when more than
-//! [`WBUF_HIGH`] bytes of replies wait for a client that does not read (the writable
-//! event brings it back). Memory per connection is therefore bounded by the largest
-//! request plus `WBUF_HIGH` plus one item.
+//! buffer so the batch still leaves in one write) or when the replies waiting for a
+//! client that does not read use up the connection's share of the buffer budget (the
+//! writable event brings it back). Every buffer is counted against that one budget
+//! (see [`super::budget`]): values larger than the read buffer are reserved from it
+//! whole when their request line arrives, or refused as memcached refuses a store it
+//! cannot allocate.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -24,6 +26,7 @@ use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use super::binary_exec;
+use super::budget::{WorkerMem, OUT_FLOOR, OUT_HIGH};
 use super::conn_auth::ConnAuth;
 use super::exec::{self, Flow};
 use super::{ConnInfo, Shared};
@@ -33,33 +36,60 @@ use crate::protocol::text::auth::{parse_auth, AuthParse};
 use crate::protocol::text::{self, Limits, Parse};
 use crate::stats::{bump, Counters};
 
-/// Replies waiting beyond this many bytes stop request processing until the client
-/// reads.
-pub const WBUF_HIGH: usize = 4 << 20;
 const RBUF_INITIAL: usize = 16 << 10;
+/// Reply bytes one connection may produce, and request bytes it may have read, in
+/// one turn before the worker serves the others (besides `-R` requests): a client
+/// pulling or pushing large values through a fast socket cannot hold its worker for
+/// long.
+const TURN_BYTES: usize = 256 << 10;
+/// Largest read buffer a connection that has not authenticated may have: room for a
+/// binary header with the longest key the header can announce.
+const RBUF_PREAUTH_MAX: usize = 24 + 255 + 65_535;
 /// Read buffers a worker keeps for reuse.
 const POOL_MAX: usize = 64;
 
-/// A worker's spare read buffers: connections borrow one while they have input and
-/// give it back when idle.
-#[derive(Default)]
-pub struct BufPool {
+/// A worker's connection buffers: spare read buffers that connections borrow while
+/// they have input and give back when idle, and the worker's accounting against the
+/// server-wide buffer budget (which counts the spare buffers too).
+pub struct WorkerBuffers {
     free: Vec<Vec<u8>>,
+    /// This worker's share of the buffer budget.
+    pub mem: WorkerMem,
 }
 
-impl BufPool {
+impl WorkerBuffers {
+    /// No spare buffers yet.
+    pub fn new(mem: WorkerMem) -> WorkerBuffers {
+        WorkerBuffers {
+            free: Vec::new(),
+            mem,
+        }
+    }
+
     fn take(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_else(|| vec![0; RBUF_INITIAL])
+        match self.free.pop() {
+            Some(b) => {
+                // It leaves the pool; the connection counts it from now on.
+                let n = self.free.len();
+                self.mem
+                    .spare_buffers((n + 1) * RBUF_INITIAL, n * RBUF_INITIAL);
+                b
+            }
+            None => vec![0; RBUF_INITIAL],
+        }
     }
 
     fn give(&mut self, buf: Vec<u8>) {
         // Grown buffers (a large value or a long multi-get) are not kept.
-        if buf.len() == RBUF_INITIAL && self.free.len() < POOL_MAX {
+        if buf.len() == RBUF_INITIAL && buf.capacity() == RBUF_INITIAL && self.free.len() < POOL_MAX
+        {
+            let n = self.free.len();
+            self.mem
+                .spare_buffers(n * RBUF_INITIAL, (n + 1) * RBUF_INITIAL);
             self.free.push(buf);
         }
     }
 }
-const WBUF_IDLE_MAX: usize = 1 << 20;
 
 /// Names of connection states for `stats conns`, as memcached prints them.
 pub const STATE_NAMES: [&str; 6] = [
@@ -186,12 +216,19 @@ pub struct Conn {
     rbuf: Vec<u8>,
     rpos: usize,
     rend: usize,
+    /// Read and reply buffer capacities this connection has reported to its
+    /// worker's accounting.
+    bytes: (usize, usize),
     wbuf: Vec<u8>,
     wpos: usize,
     /// End of the replies memcached would already have sent in this batch (it
     /// transmits at once after a binary error reply or a NOOP, and at a `-R`
     /// yield): what a binary connection closed for a bad magic byte still gets.
     flush_mark: usize,
+    /// Reply bytes sent during the current turn (`drive`).
+    turn_out: usize,
+    /// Request bytes read during the current turn.
+    turn_in: usize,
     swallow: usize,
     after_swallow: Option<&'static str>,
     bin_after_swallow: Option<(binary::Header, binary::Status)>,
@@ -220,9 +257,12 @@ impl Conn {
             rbuf: Vec::new(),
             rpos: 0,
             rend: 0,
+            bytes: (0, 0),
             wbuf: Vec::new(),
             wpos: 0,
             flush_mark: 0,
+            turn_out: 0,
+            turn_in: 0,
             swallow: 0,
             after_swallow: None,
             bin_after_swallow: None,
@@ -265,21 +305,82 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
+    /// Reports a change of this connection's buffer capacities to the worker.
+    pub fn account(&mut self, mem: &mut WorkerMem) {
+        let now = (self.rbuf.capacity(), self.wbuf.capacity());
+        if now.0 != self.bytes.0 {
+            mem.read_buffer(self.bytes.0, now.0);
+        }
+        if now.1 != self.bytes.1 {
+            mem.reply_buffer(self.bytes.1, now.1);
+        }
+        self.bytes = now;
+    }
+
+    /// Gives the buffers back to the worker's accounting (the connection closes).
+    pub fn release(&mut self, mem: &mut WorkerMem) {
+        self.rbuf = Vec::new();
+        self.wbuf = Vec::new();
+        self.account(mem);
+    }
+
+    /// Replies this connection may have waiting now: its floor, plus what the
+    /// budget still has room for (beyond everything held, this connection's replies
+    /// included), at most [`OUT_HIGH`]. When the budget is spent, every connection is
+    /// down to its floor: one that does not read stops, one that reads drains.
+    fn out_cap(&self, mem: &WorkerMem) -> usize {
+        OUT_FLOOR.saturating_add(mem.room()).min(OUT_HIGH)
+    }
+
+    /// Whether this connection may use the budget beyond its floor (not before it
+    /// has authenticated).
+    fn trusted(&self) -> bool {
+        !self.auth.ascii_pending() && self.auth.gate() != binary::SaslGate::Unauthenticated
+    }
+
     /// Reads, serves and writes until the socket would block, `-R` requests were
     /// served, or the client stops reading its replies.
-    pub fn drive(&mut self, shared: &Shared, counters: &Counters, pool: &mut BufPool) -> Status {
+    pub fn drive(
+        &mut self,
+        shared: &Shared,
+        counters: &Counters,
+        bufs: &mut WorkerBuffers,
+    ) -> Status {
+        let status = self.drive_batch(shared, counters, bufs);
+        self.account(&mut bufs.mem);
+        status
+    }
+
+    fn drive_batch(
+        &mut self,
+        shared: &Shared,
+        counters: &Counters,
+        bufs: &mut WorkerBuffers,
+    ) -> Status {
         let mut served = 0usize;
+        self.turn_out = 0;
+        self.turn_in = 0;
         loop {
             // Replies are written when the batch ends (below); here only when too
             // many wait, to make room.
-            if self.wbuf.len() > WBUF_HIGH && !self.write_out(counters) {
+            let cap = self.out_cap(&bufs.mem);
+            if self.wbuf.len() > cap && !self.write_out(counters) {
                 return Status::Close;
             }
-            if self.wbuf.len() > WBUF_HIGH {
+            if self.wbuf.len() > cap {
+                if cap < OUT_HIGH {
+                    // The budget, not the connection's own cap, stopped it: while it
+                    // waits it holds what it must send, not a doubled capacity.
+                    bufs.mem
+                        .global()
+                        .output_stalls
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.wbuf.shrink_to_fit();
+                }
                 self.set_state(ST_MWRITE);
                 return Status::Idle; // the writable event resumes us
             }
-            match self.process(shared, counters, &mut served) {
+            match self.process(shared, counters, &mut served, bufs) {
                 Stop::Close { flush } => {
                     if flush {
                         self.write_out(counters);
@@ -290,8 +391,12 @@ impl Conn {
                 }
                 Stop::Yield => {
                     self.flush_mark = self.wbuf.len();
-                    // Replies stay buffered: the batch leaves in one write once the
-                    // input is drained (back-pressure still bounds the buffer).
+                    // Small replies stay buffered: the batch leaves in one write once
+                    // the input is drained. A turn's worth goes now, so large replies
+                    // flow while others get their turn.
+                    if self.wbuf.len() >= TURN_BYTES && !self.write_out(counters) {
+                        return Status::Close;
+                    }
                     bump(&counters.conn_yields, 1);
                     return Status::Pending;
                 }
@@ -305,16 +410,22 @@ impl Conn {
                 if !self.write_out(counters) {
                     return Status::Close;
                 }
-                self.shrink_when_idle(pool);
+                self.shrink_when_idle(bufs);
                 return Status::Idle;
             }
-            match self.read_some(shared, counters, pool) {
+            if self.turn_in >= TURN_BYTES {
+                // A client streaming a large value (or a flood) gets its turn and
+                // waits for the next one: the socket is not drained, so come back.
+                bump(&counters.conn_yields, 1);
+                return Status::Pending;
+            }
+            match self.read_some(shared, counters, bufs) {
                 ReadResult::Data { drained } => self.drained = drained,
                 ReadResult::WouldBlock => {
                     if !self.write_out(counters) {
                         return Status::Close;
                     }
-                    self.shrink_when_idle(pool);
+                    self.shrink_when_idle(bufs);
                     return Status::Idle;
                 }
                 ReadResult::Closed => {
@@ -332,28 +443,45 @@ impl Conn {
         &mut self,
         shared: &Shared,
         counters: &Counters,
-        pool: &mut BufPool,
+        bufs: &mut WorkerBuffers,
     ) -> ReadResult {
         if self.rpos == self.rend {
             self.rpos = 0;
             self.rend = 0;
         }
         if self.rbuf.is_empty() {
-            self.rbuf = pool.take();
+            self.rbuf = bufs.take();
         }
         if self.rend == self.rbuf.len() {
             if self.rpos > 0 {
-                self.rbuf.copy_within(self.rpos..self.rend, 0);
-                self.rend -= self.rpos;
-                self.rpos = 0;
+                self.compact();
             } else {
-                let cap = max_request(shared);
-                if self.rbuf.len() >= cap {
-                    log::info!("conn {}: request larger than {cap} bytes; closing", self.fd);
+                // A request line longer than the buffer (a huge multi-get; values
+                // were given their room when their line arrived): grow while the
+                // budget allows.
+                let cap = if self.trusted() {
+                    max_request(shared)
+                } else {
+                    RBUF_PREAUTH_MAX
+                };
+                let new_len = (self.rbuf.len() * 2).min(cap);
+                let more = new_len.saturating_sub(self.rbuf.len());
+                if more == 0 || more > bufs.mem.room() {
+                    let global = bufs.mem.global();
+                    global.closed_lines.fetch_add(1, Ordering::Relaxed);
+                    log::info!(
+                        "conn {}: request line longer than {} bytes and no buffer budget \
+                         left ({} of {} bytes in use); closing",
+                        self.fd,
+                        self.rbuf.len(),
+                        global.used(),
+                        global.limit()
+                    );
                     return ReadResult::Closed;
                 }
-                let new_len = (self.rbuf.len() * 2).min(cap);
+                self.rbuf.reserve_exact(more);
                 self.rbuf.resize(new_len, 0);
+                self.account(&mut bufs.mem);
             }
         }
         let mut got = false;
@@ -364,6 +492,7 @@ impl Conn {
                 Ok(n) => {
                     let offered = self.rbuf.len() - self.rend;
                     self.rend += n;
+                    self.turn_in += n;
                     bump(&counters.bytes_read, n as u64);
                     got = true;
                     if n < offered && !self.eof_signalled {
@@ -395,9 +524,13 @@ impl Conn {
                 Ok(0) => return false,
                 Ok(n) => {
                     self.wpos += n;
+                    self.turn_out += n;
                     bump(&counters.bytes_written, n as u64);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.drop_sent();
+                    return true;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return false,
             }
@@ -409,6 +542,19 @@ impl Conn {
         true
     }
 
+    /// Removes the bytes already sent from the front of the reply buffer (after a
+    /// partial write), so what is buffered is only what waits.
+    fn drop_sent(&mut self) {
+        let sent = self.wpos;
+        if sent == 0 {
+            return;
+        }
+        self.wbuf.drain(..sent);
+        self.wpos = 0;
+        self.flush_mark = self.flush_mark.saturating_sub(sent);
+        self.ascii_auth_reply_at = self.ascii_auth_reply_at.and_then(|at| at.checked_sub(sent));
+    }
+
     /// Sends the replies up to `flush_mark` only (the rest is dropped with the
     /// connection), as memcached does when a binary connection breaks.
     fn write_flushed(&mut self, counters: &Counters) {
@@ -417,15 +563,23 @@ impl Conn {
         self.write_out(counters);
     }
 
-    fn shrink_when_idle(&mut self, pool: &mut BufPool) {
+    /// Moves unprocessed input to the front of the read buffer.
+    fn compact(&mut self) {
+        self.rbuf.copy_within(self.rpos..self.rend, 0);
+        self.rend -= self.rpos;
+        self.rpos = 0;
+    }
+
+    fn shrink_when_idle(&mut self, bufs: &mut WorkerBuffers) {
         if self.rpos == self.rend && !self.rbuf.is_empty() {
             // Nothing buffered: an idle connection holds no read buffer (memcached
             // does the same), so thousands of idle clients cost little memory.
-            pool.give(std::mem::take(&mut self.rbuf));
+            bufs.give(std::mem::take(&mut self.rbuf));
             self.rpos = 0;
             self.rend = 0;
         }
-        if self.wbuf.is_empty() && self.wbuf.capacity() > WBUF_IDLE_MAX {
+        if self.wbuf.is_empty() && self.wbuf.capacity() > OUT_FLOOR {
+            // A reply buffer that grew for large replies goes back to the budget.
             self.wbuf = Vec::new();
         }
         self.set_state(if self.swallow > 0 {
@@ -442,17 +596,35 @@ impl Conn {
     }
 
     /// Serves complete requests in the read buffer.
-    fn process(&mut self, shared: &Shared, counters: &Counters, served: &mut usize) -> Stop {
+    fn process(
+        &mut self,
+        shared: &Shared,
+        counters: &Counters,
+        served: &mut usize,
+        bufs: &mut WorkerBuffers,
+    ) -> Stop {
         if self.closing {
             return Stop::Close { flush: true };
         }
         let cfg = &shared.config;
-        let limits = Limits {
+        let mut limits = Limits {
             item_size_max: cfg.item_size_max,
             cas_enabled: !cfg.disable_cas,
+            buffer_room: 0,
         };
         let mut touched = false;
+        // Set when a value could not get its room from the budget: the request is
+        // parsed again with only the present buffer as room, which refuses it.
+        let mut no_room = false;
         loop {
+            let held = self.rbuf.len().max(RBUF_INITIAL);
+            limits.buffer_room = if std::mem::take(&mut no_room) || !self.trusted() {
+                held
+            } else {
+                held.saturating_add(bufs.mem.room())
+                    .min(max_request(shared))
+            };
+            let out_cap = self.out_cap(&bufs.mem);
             if self.swallow > 0 {
                 let k = self.swallow.min(self.rend - self.rpos);
                 self.rpos += k;
@@ -473,10 +645,13 @@ impl Conn {
             if self.rpos == self.rend {
                 return Stop::NeedInput;
             }
-            if self.wbuf.len() > WBUF_HIGH {
+            if self.wbuf.len() > out_cap {
                 return Stop::Blocked;
             }
-            if *served >= cfg.reqs_per_event {
+            // -R requests, or a turn's worth of reply bytes: let the others go first.
+            if *served >= cfg.reqs_per_event
+                || (*served > 0 && self.turn_out + self.wbuf.len() > TURN_BYTES)
+            {
                 return Stop::Yield;
             }
             if !touched {
@@ -509,6 +684,14 @@ impl Conn {
                         *served -= 1;
                         return Stop::NeedInput;
                     }
+                    binary::Parse::Partial(frame) => {
+                        *served -= 1;
+                        if self.make_room(frame, bufs) {
+                            return Stop::NeedInput;
+                        }
+                        no_room = true;
+                        continue;
+                    }
                     binary::Parse::Close => return Stop::Close { flush: false },
                     binary::Parse::Error {
                         header,
@@ -527,6 +710,12 @@ impl Conn {
                         }
                         if let Some(key) = unlink {
                             shared.store.unlink(key);
+                        }
+                        if status == binary::Status::Enomem {
+                            bufs.mem
+                                .global()
+                                .refused_values
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                         self.rpos += consumed;
                         self.swallow = swallow;
@@ -574,12 +763,20 @@ impl Conn {
                     *served -= 1;
                     return Stop::NeedInput;
                 }
+                Parse::Partial(frame) => {
+                    *served -= 1;
+                    if self.make_room(frame, bufs) {
+                        return Stop::NeedInput;
+                    }
+                    no_room = true;
+                }
                 Parse::Close => return Stop::Close { flush: true },
                 Parse::Error {
                     reply,
                     consumed,
                     swallow,
                     unlink,
+                    no_memory,
                 } => {
                     if swallow > 0 {
                         self.after_swallow = reply;
@@ -590,7 +787,13 @@ impl Conn {
                     if let Some(key) = unlink.as_ref().and_then(|k| k.key()) {
                         shared.store.unlink(&key);
                     }
-                    if swallow > 0 {
+                    if no_memory {
+                        bump(&counters.store_no_memory, 1);
+                        bufs.mem
+                            .global()
+                            .refused_values
+                            .fetch_add(1, Ordering::Relaxed);
+                    } else if swallow > 0 {
                         // Only a storage command refused as too large swallows.
                         bump(&counters.store_too_large, 1);
                     }
@@ -599,7 +802,14 @@ impl Conn {
                 }
                 Parse::Request(cmd, used) => {
                     let skip = std::mem::take(&mut self.skip_keys);
-                    match exec::execute(cmd, shared, counters, &mut self.wbuf, skip) {
+                    match exec::execute(
+                        cmd,
+                        shared,
+                        counters,
+                        &mut self.wbuf,
+                        skip,
+                        out_cap.min(TURN_BYTES),
+                    ) {
                         Flow::Continue => self.rpos += used,
                         Flow::Close => {
                             self.rpos += used;
@@ -655,6 +865,31 @@ impl Conn {
             return Some(Stop::Close { flush: true });
         }
         None
+    }
+}
+
+impl Conn {
+    /// Makes the read buffer able to hold a frame of `frame` bytes starting at the
+    /// unprocessed input: by moving that input to the front, or by growing the buffer
+    /// with a reservation from the budget. False when the budget cannot cover it.
+    fn make_room(&mut self, frame: usize, bufs: &mut WorkerBuffers) -> bool {
+        if frame <= self.rbuf.len() - self.rpos {
+            return true;
+        }
+        if frame <= self.rbuf.len() {
+            self.compact();
+            return true;
+        }
+        let more = frame - self.rbuf.len();
+        if !self.trusted() || !bufs.mem.reserve(more) {
+            return false;
+        }
+        self.compact();
+        self.rbuf.reserve_exact(more);
+        self.rbuf.resize(frame, 0);
+        // The growth settles against the reservation.
+        self.account(&mut bufs.mem);
+        true
     }
 }
 

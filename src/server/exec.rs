@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use super::conn::{STATE_NAMES, WBUF_HIGH};
+use super::conn::STATE_NAMES;
 use super::{Shared, StopReason};
 use crate::protocol::text::{reply as compose, Command, DebugTimeArg, Keys, ShutdownMode};
 use crate::stats::{self, bump, stat_line, Counters, PrefixEvent};
@@ -72,19 +72,22 @@ pub(super) fn count_miss(c: &Counters, m: Miss) {
 }
 
 /// Runs one text command. `skip` keys of a multi-get were already answered by an
-/// earlier, suspended run of the same request.
+/// earlier, suspended run of the same request; a multi-get is suspended between keys
+/// once `out` holds more than `out_cap` bytes.
 pub fn execute(
     cmd: Command<'_>,
     shared: &Shared,
     c: &Counters,
     out: &mut Vec<u8>,
     skip: usize,
+    out_cap: usize,
 ) -> Flow {
     let store = &shared.store;
+    let more = Resume { skip, out_cap };
     match cmd {
-        Command::Get { keys, cas } => retrieve(shared, c, out, keys, None, cas, skip),
+        Command::Get { keys, cas } => retrieve(shared, c, out, keys, None, cas, more),
         Command::Gat { exptime, keys, cas } => {
-            retrieve(shared, c, out, keys, Some(exptime), cas, skip)
+            retrieve(shared, c, out, keys, Some(exptime), cas, more)
         }
         Command::Store {
             cmd: op,
@@ -250,6 +253,14 @@ pub fn execute(
     }
 }
 
+/// Where a multi-get starts (keys already answered) and when it stops for
+/// back-pressure (reply bytes buffered).
+#[derive(Clone, Copy)]
+struct Resume {
+    skip: usize,
+    out_cap: usize,
+}
+
 /// get / gets / gat / gats.
 fn retrieve(
     shared: &Shared,
@@ -258,11 +269,11 @@ fn retrieve(
     keys: Keys<'_>,
     touch: Option<i64>,
     with_cas: bool,
-    skip: usize,
+    Resume { skip, out_cap }: Resume,
 ) -> Flow {
     let store = &shared.store;
     for (i, key) in keys.enumerate().skip(skip) {
-        if i > skip && out.len() > WBUF_HIGH {
+        if i > skip && out.len() > out_cap {
             return Flow::Suspend { keys_done: i };
         }
         let r = match touch {
@@ -354,6 +365,36 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// memcached's buffer counters, from the connection buffer budget: `response_obj_*`
+/// are reply buffers (`response_obj_oom`: times a connection stopped serving because
+/// the budget left it no more room for replies), `read_buf_*` read buffers
+/// (`read_buf_oom`: values refused and connections closed for lack of budget).
+fn buffer_stats(shared: &Shared, out: &mut Vec<u8>) {
+    let sum = |f: fn(&super::budget::BufferStats) -> &std::sync::atomic::AtomicUsize| {
+        shared
+            .buffer_stats
+            .iter()
+            .map(|b| f(b).load(Ordering::Relaxed))
+            .sum::<usize>()
+    };
+    let b = &shared.buffers;
+    stat_line(
+        out,
+        "response_obj_oom",
+        b.output_stalls.load(Ordering::Relaxed),
+    );
+    stat_line(out, "response_obj_count", sum(|b| &b.resp_count));
+    stat_line(out, "response_obj_bytes", sum(|b| &b.resp_bytes));
+    stat_line(out, "read_buf_count", sum(|b| &b.read_count));
+    stat_line(out, "read_buf_bytes", sum(|b| &b.read_bytes));
+    stat_line(out, "read_buf_bytes_free", sum(|b| &b.read_free_bytes));
+    stat_line(
+        out,
+        "read_buf_oom",
+        b.refused_values.load(Ordering::Relaxed) + b.closed_lines.load(Ordering::Relaxed),
+    );
+}
+
 fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
     let s = stats::sum(shared.counters.iter().map(|a| &**a));
     let st = shared.store.stats();
@@ -388,6 +429,7 @@ fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
         "connection_structures",
         conns.connection_structures.load(Ordering::Relaxed),
     );
+    buffer_stats(shared, out);
     stat_line(out, "cmd_get", s.get_cmds);
     stat_line(out, "cmd_set", s.set_cmds);
     stat_line(out, "cmd_flush", s.flush_cmds);

@@ -150,6 +150,10 @@ impl Listeners {
 
 const WAKER: Token = Token(usize::MAX);
 
+/// `TCP_NOTSENT_LOWAT` of client sockets: how much unsent reply data the kernel
+/// queues per connection before a write returns `EAGAIN`.
+const NOTSENT_LOWAT: u32 = 128 << 10;
+
 /// The acceptor: owns the listeners, enforces `-c`, spreads connections round-robin.
 pub struct Acceptor {
     poll: Poll,
@@ -224,6 +228,10 @@ impl Acceptor {
             let accepted = match self.listeners.list.get(idx) {
                 Some(Listener::Tcp(t, name)) => t.accept().map(|(s, peer)| {
                     let _ = s.set_nodelay(true);
+                    // Replies a client has not taken wait in our buffer (inside the
+                    // buffer budget), not by megabytes in the kernel's send queue:
+                    // the socket takes more only when little is left unsent.
+                    let _ = socket2::SockRef::from(&s).set_tcp_notsent_lowat(NOTSENT_LOWAT);
                     let peer = match peer {
                         SocketAddr::V4(v) => format!("tcp:{}:{}", v.ip(), v.port()),
                         SocketAddr::V6(v) => format!("tcp6:[{}]:{}", v.ip(), v.port()),

@@ -22,6 +22,7 @@
 //! close first, workers flush what they have buffered, threads are joined.
 
 mod binary_exec;
+pub mod budget;
 mod conn;
 mod conn_auth;
 mod exec;
@@ -90,6 +91,10 @@ pub struct Shared {
     pub listener_info: Vec<(i32, String)>,
     /// What clients authenticate against (`-S`, `-Y`); applies to every listener.
     pub credentials: Credentials,
+    /// The budget of all connection buffers (`-o read_buf_mem_limit`).
+    pub buffers: Arc<budget::MemBudget>,
+    /// What each worker's buffers hold, for `stats`.
+    pub buffer_stats: Vec<Arc<budget::BufferStats>>,
     stop_tx: Sender<StopReason>,
 }
 
@@ -155,7 +160,10 @@ impl Server {
         let counters: Vec<Arc<Counters>> = (0..threads_n).map(|_| Arc::default()).collect();
         let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
         let listener_info = listeners.info();
+        let buffers = Arc::new(budget::MemBudget::new(cfg.conn_buffer_limit()));
         let shared = Arc::new(Shared {
+            buffers,
+            buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
             prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),
             verbosity: AtomicU32::new(cfg.verbose as u32),
             config: cfg,

@@ -15,7 +15,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::conn::{BufPool, Conn, Status};
+use super::budget::WorkerMem;
+use super::conn::{Conn, Status, WorkerBuffers};
 use super::listener::{Mailbox, NewConn};
 use super::{ConnInfo, Shared};
 use crate::stats::Counters;
@@ -34,7 +35,7 @@ pub struct Worker {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     pending: VecDeque<usize>,
-    pool: BufPool,
+    bufs: WorkerBuffers,
 }
 
 impl Worker {
@@ -44,6 +45,7 @@ impl Worker {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
         let counters = shared.counters[id].clone();
+        let mem = WorkerMem::new(shared.buffers.clone(), shared.buffer_stats[id].clone());
         Ok(Worker {
             id,
             poll,
@@ -55,7 +57,7 @@ impl Worker {
             conns: Vec::new(),
             free: Vec::new(),
             pending: VecDeque::new(),
-            pool: BufPool::default(),
+            bufs: WorkerBuffers::new(mem),
         })
     }
 
@@ -173,9 +175,9 @@ impl Worker {
         // the worker and its other clients carry on.
         let shared = &self.shared;
         let counters = &self.counters;
-        let pool = &mut self.pool;
+        let bufs = &mut self.bufs;
         let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            conn.drive(shared, counters, pool)
+            conn.drive(shared, counters, bufs)
         }))
         .unwrap_or_else(|_| {
             log::error!(
@@ -199,6 +201,7 @@ impl Worker {
     fn close(&mut self, idx: usize) {
         if let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            conn.release(&mut self.bufs.mem);
             self.shared.registry.lock().remove(&conn.fd);
             self.shared
                 .conns

@@ -3,6 +3,7 @@ use super::*;
 const LIMITS: Limits = Limits {
     item_size_max: 1 << 20,
     cas_enabled: true,
+    buffer_room: usize::MAX,
 };
 
 fn raw(op: u8, keylen: u16, extlen: u8, bodylen: u32, payload: &[u8]) -> Vec<u8> {
@@ -89,7 +90,28 @@ fn get_forms() {
 fn storage_waits_for_value_and_refuses_too_large() {
     let ex = [0, 0, 0, 5, 0, 0, 0, 9];
     let p = pkt(opcode::SETQ, b"k", &ex, b"value");
-    assert_eq!(parse(&p[..p.len() - 1], &LIMITS), Parse::Incomplete);
+    assert_eq!(parse(&p[..p.len() - 1], &LIMITS), Parse::Partial(p.len()));
+    // A value larger than the connection may buffer: Out of memory, swallowed, the
+    // old value of a SET unlinked.
+    let room = Limits {
+        buffer_room: p.len() - 1,
+        ..LIMITS
+    };
+    let set = pkt(opcode::SET, b"k", &ex, b"value");
+    match parse(&set[..34], &room) {
+        Parse::Error {
+            status,
+            consumed,
+            swallow,
+            unlink,
+            ..
+        } => {
+            assert_eq!((status, consumed, swallow), (Status::Enomem, 33, 5));
+            assert_eq!(unlink, Some(&b"k"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(parse(&set, &room), Parse::Request(..)), "all here");
     let Parse::Request(r, used) = parse(&p, &LIMITS) else {
         panic!("not a request");
     };
@@ -181,7 +203,7 @@ fn sasl_forms_with_sasl_on() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(closed(&p[..p.len() - 1]), Parse::Incomplete);
+    assert_eq!(closed(&p[..p.len() - 1]), Parse::Partial(p.len()));
     let p = pkt(opcode::SASL_STEP, b"SCRAM-SHA-256", &[], b"");
     assert!(matches!(
         on(&p),
@@ -331,6 +353,7 @@ fn random_packets_property() {
     let limits = Limits {
         item_size_max: 4096,
         cas_enabled: true,
+        buffer_room: 3000,
     };
     for _ in 0..20_000 {
         let op = if rng.below(4) == 0 {
@@ -392,6 +415,10 @@ fn random_packets_property() {
                 let bound = need_head + limits.item_size_max;
                 assert!(p.len() < bound, "waits beyond one item: {p:?}");
             }
+            Parse::Partial(frame) => {
+                assert!(frame > p.len(), "partial but all here: {p:?}");
+                assert!(frame <= limits.buffer_room, "waits beyond the room: {p:?}");
+            }
             Parse::Close => assert_ne!(p[0], REQ_MAGIC),
             Parse::Request(r, used) => {
                 assert!(used >= 24 && used <= p.len());
@@ -402,9 +429,20 @@ fn random_packets_property() {
                     parse_gated(&p[..used], &limits, gate),
                     Parse::Request(r, used)
                 );
-                assert_eq!(
-                    parse_gated(&p[..used - 1], &limits, gate),
-                    Parse::Incomplete
+                // One byte short it waits, or, when the packet is more than the
+                // connection could buffer, refuses it for lack of memory.
+                let short = parse_gated(&p[..used - 1], &limits, gate);
+                assert!(
+                    matches!(short, Parse::Incomplete | Parse::Partial(_))
+                        || (used > limits.buffer_room
+                            && matches!(
+                                short,
+                                Parse::Error {
+                                    status: Status::Enomem,
+                                    ..
+                                }
+                            )),
+                    "{short:?}"
                 );
             }
             Parse::Error {

@@ -4,6 +4,7 @@ use crate::protocol::text::{self, Command, Limits, Parse};
 const LIMITS: Limits = Limits {
     item_size_max: 1024 * 1024,
     cas_enabled: true,
+    buffer_room: usize::MAX,
 };
 
 fn p(input: &[u8]) -> Parse<'_> {
@@ -68,7 +69,7 @@ fn set_frames_the_data_block() {
     assert_eq!(r.flags.ttl, Some(10));
     assert_eq!(r.flags.client_flags, 5);
     assert!(!r.bad_chunk);
-    assert!(matches!(p(b"ms k 3\r\nab"), Parse::Incomplete));
+    assert!(matches!(p(b"ms k 3\r\nab"), Parse::Partial(13)));
     let (r, n) = req(b"ms k 2\r\nabc\r\n");
     assert!(r.bad_chunk);
     assert_eq!(n, 12);
@@ -159,7 +160,34 @@ fn random_meta_lines_never_panic_or_overconsume() {
         match text::parse(&buf, &LIMITS) {
             Parse::Request(_, n) => assert!(n > 0 && n <= buf.len()),
             Parse::Error { consumed, .. } => assert!(consumed > 0 && consumed <= buf.len()),
-            Parse::Incomplete | Parse::Close => {}
+            Parse::Incomplete | Parse::Partial(_) | Parse::Close => {}
         }
     }
+}
+
+#[test]
+fn an_ms_larger_than_the_buffer_room_is_refused_as_out_of_memory() {
+    let room = Limits {
+        buffer_room: 50,
+        ..LIMITS
+    };
+    match text::parse(b"ms kk 60 T0\r\nabc", &room) {
+        Parse::Error {
+            reply,
+            consumed,
+            swallow,
+            unlink,
+            no_memory,
+        } => {
+            assert_eq!(reply, Some("SERVER_ERROR out of memory storing object"));
+            assert_eq!((consumed, swallow), (13, 62));
+            assert_eq!(unlink.map(|u| u.raw().to_vec()), Some(b"kk".to_vec()));
+            assert!(no_memory);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        text::parse(b"ms kk 30\r\n", &room),
+        Parse::Partial(42)
+    ));
 }

@@ -7,6 +7,7 @@ use super::*;
 const L: Limits = Limits {
     item_size_max: 1024 * 1024,
     cas_enabled: true,
+    buffer_room: usize::MAX,
 };
 
 fn s(b: &[u8]) -> String {
@@ -17,16 +18,19 @@ fn s(b: &[u8]) -> String {
 fn show(p: &Parse<'_>) -> String {
     match p {
         Parse::Incomplete => "Incomplete".into(),
+        Parse::Partial(n) => format!("Partial({n})"),
         Parse::Close => "Close".into(),
         Parse::Error {
             reply,
             consumed,
             swallow,
             unlink,
+            no_memory,
         } => format!(
-            "Error({:?}, {consumed}, {swallow}, {:?})",
+            "Error({:?}, {consumed}, {swallow}, {:?}{})",
             reply,
-            unlink.map(|u| s(u.raw()))
+            unlink.map(|u| s(u.raw())),
+            if *no_memory { ", no memory" } else { "" }
         ),
         Parse::Request(c, n) => format!("Req({}, {n})", cmd(c)),
     }
@@ -90,6 +94,7 @@ fn e(reply: Option<&str>, consumed: usize) -> String {
         consumed,
         swallow: 0,
         unlink: None,
+        no_memory: false,
     })
 }
 
@@ -238,9 +243,9 @@ fn storage_commands() {
         "Req(Store Set k 0 0 \"\\r\\n\\r\\n\" false, 19)"
     );
     // Waiting for the block.
-    assert_eq!(p(b"set k 0 0 3\r\n"), "Incomplete");
-    assert_eq!(p(b"set k 0 0 3\r\nabc"), "Incomplete");
-    assert_eq!(p(b"set k 0 0 3\r\nabc\r"), "Incomplete");
+    assert_eq!(p(b"set k 0 0 3\r\n"), "Partial(18)");
+    assert_eq!(p(b"set k 0 0 3\r\nabc"), "Partial(18)");
+    assert_eq!(p(b"set k 0 0 3\r\nabc\r"), "Partial(18)");
     // A 6th word that is not noreply is ignored; a 7th is an arity error.
     assert_eq!(
         p(b"set k 0 0 1 2\r\nx\r\n"),
@@ -346,12 +351,13 @@ fn too_large_boundaries() {
         let l = Limits {
             item_size_max: max,
             cas_enabled: cas,
+            buffer_room: usize::MAX,
         };
         let key = "k".repeat(nkey);
         let ok = format!("set {key} {flags} 0 {vmax}\r\n");
         assert_eq!(
             pl(ok.as_bytes(), &l),
-            "Incomplete",
+            format!("Partial({})", ok.len() + vmax + 2),
             "{max} {cas} {nkey} {flags}"
         );
         for cmd in ["set", "add", "cas"] {
@@ -635,7 +641,7 @@ fn run(chunks: &[&[u8]]) -> Vec<String> {
             }
             let r = parse(&rbuf[pos..], &L);
             match r {
-                Parse::Incomplete => break,
+                Parse::Incomplete | Parse::Partial(_) => break,
                 Parse::Close => {
                     events.push("Close".to_string());
                     return events;
@@ -649,6 +655,7 @@ fn run(chunks: &[&[u8]]) -> Vec<String> {
                     consumed,
                     swallow: sw,
                     unlink,
+                    ..
                 } => {
                     events.push(format!("{reply:?} {:?}", unlink.map(|u| s(u.raw()))));
                     pos += consumed;
@@ -755,6 +762,7 @@ fn random_bytes_never_panic() {
     let small = Limits {
         item_size_max: 200,
         cas_enabled: false,
+        buffer_room: 120,
     };
     for round in 0..20_000 {
         let len = (next() % 200) as usize;
@@ -777,6 +785,10 @@ fn random_bytes_never_panic() {
             steps += 1;
             assert!(steps <= buf.len() + 1, "no progress");
             match parse(&buf[pos..], &limits) {
+                Parse::Partial(frame) => {
+                    assert!(frame > buf.len() - pos && frame <= limits.buffer_room);
+                    break;
+                }
                 Parse::Incomplete | Parse::Close => break,
                 Parse::Request(_, n) => {
                     assert!(n > 0 && n <= buf.len() - pos);
@@ -817,5 +829,34 @@ fn parse_speed() {
     println!(
         "{reqs} requests in {el:?}: {:.1} ns/request",
         el.as_nanos() as f64 / reqs as f64
+    );
+}
+
+#[test]
+fn a_value_larger_than_the_buffer_room_is_refused_as_out_of_memory() {
+    let room = Limits {
+        buffer_room: 100,
+        ..L
+    };
+    // Frame = line (14) + 80 + 2 = 96: fits, awaited whole.
+    assert_eq!(pl(b"set k 0 0 80\r\n", &room), "Partial(96)");
+    // 14 + 90 + 2 = 106 > 100: refused before the data arrives, a set's old value goes.
+    assert_eq!(
+        pl(b"set k 0 0 90\r\nabc", &room),
+        "Error(Some(\"SERVER_ERROR out of memory storing object\"), 14, 92, Some(\"k\"), no memory)"
+    );
+    assert_eq!(
+        pl(b"add k 0 0 90 noreply\r\n", &room),
+        "Error(None, 22, 92, None, no memory)"
+    );
+    // Already all here: served whatever the room.
+    let mut whole = b"set k 0 0 90\r\n".to_vec();
+    whole.extend(vec![b'v'; 90]);
+    whole.extend(b"\r\n");
+    assert!(pl(&whole, &room).starts_with("Req(Store Set k 0 0 \"vvv"));
+    // Too large wins over out of memory.
+    assert_eq!(
+        pl(b"set k 0 0 2000000\r\n", &room),
+        "Error(Some(\"SERVER_ERROR object too large for cache\"), 19, 2000002, Some(\"k\"))"
     );
 }
