@@ -129,6 +129,7 @@ fn main() -> ExitCode {
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => return fail(&format!("failed to install signal handlers: {e}"), EX_OSERR),
@@ -142,9 +143,15 @@ fn main() -> ExitCode {
     let sig_handle = signals.handle();
     let sig_thread = std::thread::spawn(move || {
         let mut signals = signals;
-        if let Some(sig) = signals.forever().next() {
+        for sig in signals.forever() {
+            if sig == signal_hook::consts::SIGHUP {
+                // memcached does not stop on SIGHUP either.
+                log::info!("SIGHUP received; nothing to reload");
+                continue;
+            }
             log::info!("signal {sig} received, stopping");
             stopper.request_stop(StopReason::Signal);
+            break;
         }
     });
     let why = handle.wait();

@@ -104,6 +104,25 @@ fn sigint_exits_zero_after_flushing() {
     signal_flushes_and_exits_zero("INT");
 }
 
+/// SIGHUP does not stop the server (memcached ignores it too); data and connections
+/// survive it.
+#[test]
+fn sighup_is_survived() {
+    let server = Server::ferrocache(&[]);
+    let mut c = server.connect();
+    c.roundtrip(b"set k 0 0 1\r\nv\r\n", b"STORED\r\n");
+    for _ in 0..3 {
+        let _ = Command::new("kill")
+            .args(["-HUP", &server.pid().to_string()])
+            .status();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    c.roundtrip(b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n");
+    server
+        .connect()
+        .roundtrip(b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n");
+}
+
 #[test]
 fn pid_file_holds_the_pid() {
     let path = tmp_path("pid");

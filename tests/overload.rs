@@ -85,7 +85,19 @@ fn baseline(s: &Server) -> Baseline {
 }
 
 fn baseline_with(s: &Server, login: Option<&[u8]>) -> Baseline {
-    let (curr, fds) = probe(s, login);
+    // Connections the test closed just before may still be closing: wait until two
+    // readings agree.
+    let mut last = probe(s, login);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = probe(s, login);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let (curr, fds) = last;
     assert_ne!(curr, u64::MAX, "curr_connections");
     Baseline {
         fds,
@@ -608,4 +620,210 @@ fn clients_that_never_read_stay_inside_the_memory_bound() {
     );
     assert_no_leak(&s, &base, "never-reading clients");
     check_sentinel(&s);
+}
+
+/// With `-I 8m`, 250 connections each send 4 MB of a 7 MB value: the same bound.
+#[test]
+fn partial_large_items_stay_inside_the_memory_bound() {
+    let s = Server::ferrocache(&["-m", "64", "-I", "8m", "-c", "1100", "-t", "2"]);
+    fill(&s, 32, 100_000);
+    store_sentinel(&s);
+    let base = baseline(&s);
+    let value = vec![b'u'; 4_000_000];
+    let (conns, peak) = peak_rss_during(&s, || {
+        let mut conns = Vec::new();
+        for i in 0..250 {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+            c.set_write_timeout(Some(Duration::from_secs(10))).ok();
+            let _ = c.write_all(format!("set big:{i} 0 0 7000000\r\n").as_bytes());
+            let _ = c.write_all(&value);
+            conns.push(c);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        conns
+    });
+    eprintln!(
+        "partial 7 MB uploads (-I 8m): peak RSS {:.1} MiB (-m 64)",
+        peak as f64 / MIB as f64
+    );
+    drop(conns);
+    assert!(peak <= 128 * MIB, "peak RSS {peak} over -m + 64 MiB");
+    assert_no_leak(&s, &base, "partial large uploads");
+    check_sentinel(&s);
+}
+
+/// 500 connections that have not authenticated send most of a 1 MB SASL_AUTH body:
+/// before authentication nothing beyond a connection's floor is buffered (ENOMEM,
+/// the body swallowed), so they cost little.
+#[test]
+fn unauthenticated_sasl_bodies_cost_little() {
+    if targeting_reference() {
+        return; // ferrocache's credentials file
+    }
+    let dir = Scratch::new("saslbody");
+    let pwdb = dir.file("pwdb", "alice:wonderland\n");
+    let s = Server::ferrocache(&["-S", "--sasl-pwdb", &pwdb, "-c", "1100", "-t", "2"]);
+    let login = b"\0alice\0wonderland";
+    let base = baseline_with(&s, Some(login));
+    let rss0 = s.rss_bytes();
+    let mut head = bin(0x21, b"PLAIN", &[], &[]);
+    head[8..12].copy_from_slice(&(5u32 + 1_000_000).to_be_bytes());
+    let body = vec![b'x'; 900_000];
+    let (conns, peak) = peak_rss_during(&s, || {
+        let mut conns = Vec::new();
+        for _ in 0..500 {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+            c.set_write_timeout(Some(Duration::from_secs(10))).ok();
+            let _ = c.write_all(&head);
+            let _ = c.write_all(&body);
+            conns.push(c);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        conns
+    });
+    eprintln!(
+        "unauthenticated 1 MB SASL bodies x500: peak RSS {:.1} MiB (idle {:.1} MiB)",
+        peak as f64 / MIB as f64,
+        rss0 as f64 / MIB as f64
+    );
+    drop(conns);
+    assert!(peak <= rss0 + 32 * MIB, "peak RSS {peak}");
+    // A client that finishes its (refused) body gets ENOMEM and may go on.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    c.write_all(&head).expect("send");
+    c.write_all(&vec![b'x'; 1_000_000]).expect("send");
+    let (status, body) = read_packet(&mut c).expect("reply");
+    assert_eq!((status, &body[..]), (0x82, &b"Out of memory"[..]));
+    drop(c);
+    drop(sasl_login(&s, login));
+    assert_no_leak(&s, &base, "unauthenticated SASL bodies");
+}
+
+/// A client process killed with SIGKILL while its connections hold partial requests:
+/// the kernel closes them, the server notices every one.
+#[test]
+fn a_killed_client_process_leaks_nothing() {
+    if !require_tool("/usr/bin/python3") {
+        return;
+    }
+    let s = Server::ferrocache(&["-c", "2000"]);
+    store_sentinel(&s);
+    let base = baseline(&s);
+    let script = format!(
+        "import socket, sys, time\n\
+         conns = []\n\
+         for i in range(600):\n\
+         \x20   c = socket.create_connection(('127.0.0.1', {port}))\n\
+         \x20   c.sendall([b'set k 0 0 100\\r\\nabc', b'get k', b'set k 0 0 1 noreply\\r\\nx\\r\\n'][i % 3])\n\
+         \x20   conns.append(c)\n\
+         print('ready', flush=True)\n\
+         time.sleep(60)\n",
+        port = s.port
+    );
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut ready = [0u8; 5];
+    out.read_exact(&mut ready).expect("child ready");
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    assert_no_leak(&s, &base, "SIGKILLed client");
+    check_sentinel(&s);
+}
+
+/// Unauthenticated clients of a `-S` and of a `-Y` server that send a request and
+/// close in every way leave nothing behind either (issue #10: 40 s of such traffic
+/// filled all 1,024 slots).
+#[test]
+fn unauthenticated_close_patterns_leak_nothing() {
+    if targeting_reference() {
+        return;
+    }
+    let dir = Scratch::new("authclose");
+    let pwdb = dir.file("pwdb", "alice:wonderland\n");
+    let s = Server::ferrocache(&["-S", "--sasl-pwdb", &pwdb, "-c", "4096"]);
+    let login = b"\0alice\0wonderland";
+    let base = baseline_with(&s, Some(login));
+    let auth_start = bin(
+        0x21,
+        b"SCRAM-SHA-256",
+        &[],
+        b"n,,n=alice,r=0123456789abcdef",
+    );
+    let partial_auth = bin(0x21, b"PLAIN", &[], b"\0alice\0wonder")[..30].to_vec();
+    for payload in [auth_start, partial_auth, setq(b"k", b"x")] {
+        for how in [End::Fin, End::Rst, End::HalfClose] {
+            burst(&s, 300, &payload, how, "");
+        }
+    }
+    assert_no_leak(&s, &base, "-S unauthenticated");
+    let tokens = dir.file("tokens", "alice:wonderland\n");
+    let y = Server::ferrocache(&["-Y", &tokens, "-c", "4096"]);
+    let ybase = {
+        let mut c = y.connect();
+        c.roundtrip(b"set x 0 0 16\r\nalice wonderland\r\n", b"STORED\r\n");
+        let curr = c.stat("curr_connections").and_then(|v| v.parse().ok());
+        Baseline {
+            fds: open_fds(y.pid()),
+            curr: curr.expect("curr_connections"),
+            login: None,
+        }
+    };
+    for payload in [&b"set x 0 0 16\r\nalice won"[..], b"get k", b"version\r\n"] {
+        for how in [End::Fin, End::Rst, End::HalfClose] {
+            burst(&y, 300, payload, how, "");
+        }
+    }
+    // The -Y probe must authenticate too: count with fds only (curr via a login).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = y.connect();
+        c.roundtrip(b"set x 0 0 16\r\nalice wonderland\r\n", b"STORED\r\n");
+        let curr: u64 = c
+            .stat("curr_connections")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let fds = open_fds(y.pid());
+        if (curr, fds) == (ybase.curr, ybase.fds) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "-Y: curr {curr} fds {fds}, was {} {}",
+            ybase.curr,
+            ybase.fds
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The issue's own reproduction: pymemcache with `-c 50`, connecting, `get`,
+/// `set` (noreply, its default) and `close()` 500 times, is never locked out.
+#[test]
+fn pymemcache_connect_use_close_cycles_are_never_locked_out() {
+    if !require_tool("/usr/bin/python3") {
+        return;
+    }
+    let s = Server::ferrocache(&["-c", "50"]);
+    let script = format!(
+        "from pymemcache.client.base import Client\n\
+         for i in range(500):\n\
+         \x20   c = Client(('127.0.0.1', {port}), connect_timeout=2, timeout=2)\n\
+         \x20   c.get('k%d' % i)\n\
+         \x20   c.set('k%d' % i, b'v')\n\
+         \x20   c.close()\n\
+         c = Client(('127.0.0.1', {port}))\n\
+         print(c.get('k499'), c.stats()[b'curr_connections'])\n",
+        port = s.port
+    );
+    let run = run_bounded(
+        std::process::Command::new("/usr/bin/python3").args(["-c", &script]),
+        Duration::from_secs(60),
+    );
+    assert!(run.status.is_some_and(|st| st.success()), "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "b'v' 1", "{}", run.stderr);
 }

@@ -445,7 +445,14 @@ impl AuthDb {
                     }
                 }
                 let Some(_permit) = self.inner.kdf.acquire(s.iterations) else {
-                    log::warn!("SASL: password check for '{user}' refused: PBKDF2 budget spent");
+                    // A flood refuses thousands a second: log the first of every 1,000.
+                    let n = self.inner.kdf.refused();
+                    if n % 1000 == 1 {
+                        log::warn!(
+                            "SASL: password check for '{user}' refused: PBKDF2 budget spent \
+                             ({n} refused so far)"
+                        );
+                    }
                     return false;
                 };
                 let ok = hash

@@ -91,7 +91,7 @@ impl ConnAuth {
                     self.session = None;
                     self.failures += 1;
                     if self.failures >= MAX_FAILURES_PER_CONNECTION {
-                        log::warn!(
+                        log::info!(
                             "conn {fd}: {} abandoned or failed SASL attempts; closing",
                             self.failures
                         );
@@ -179,7 +179,7 @@ impl ConnAuth {
         bump(&c.auth_errors, 1);
         self.failures += 1;
         if self.failures >= MAX_FAILURES_PER_CONNECTION {
-            log::warn!(
+            log::info!(
                 "conn {fd}: {} failed {what} authentication attempts; closing",
                 self.failures
             );
