@@ -44,11 +44,15 @@
 //! chunks of their class and the slab goes back to the budget, so memory follows demand
 //! between classes and shards; when the survivors do not all find room the slab stays
 //! (its cold items are gone already, and the hand goes on). (4) a shard that owns no
-//! memory asks the other shards (`try_lock`, never blocking) to give slabs back. With
-//! `evict == false` step (3) only reclaims expired items and the store fails with
-//! `OutOfMemory`. A lowered limit is enforced as slabs are freed by the hand and the
-//! crawler. Reads never relink anything: they update the counter and the fetched bit in
-//! the item header.
+//! memory, or less than half its share of the limit, takes memory from the other shards,
+//! the one that owns the most first: with `try_lock` under its own lock, then, if that
+//! is not enough, with its lock released, locking the others one at a time and running
+//! the operation again (`Store::with_retry`). Bytes freed for an allocation stay
+//! reserved in the budget for it until they make up its slab, so concurrent allocations
+//! cannot take them. With `evict == false` step (3) only reclaims expired items and the
+//! store fails with `OutOfMemory`. A lowered limit is enforced as slabs are freed by the
+//! hand and the crawler. Reads never relink anything: they update the counter and the
+//! fetched bit in the item header.
 //!
 //! Measured (`zipf_hit_ratio_full` in the tests, Zipf(0.99) cache-aside over 1M keys,
 //! 50 B..2 KiB values, 64 MiB): miss ratio 0.289, memcached 1.6.18 `-m 64` 0.292 on the
@@ -64,7 +68,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use shard::{Found, Shard};
+use shard::{Found, Mem, Shard};
 
 pub use clock::{Clock, RelTime};
 
@@ -349,6 +353,9 @@ pub(crate) struct Ctx {
     slab_sizes: Vec<usize>,
     used: AtomicUsize,
     limit: AtomicUsize,
+    /// Slab bytes each shard owns (kept by the shard under its lock, read without it
+    /// to pick the shard to take memory from).
+    owned: Box<[AtomicUsize]>,
     oldest_live: AtomicU32,
     oldest_cas: AtomicU64,
 }
@@ -389,6 +396,23 @@ impl Ctx {
 
     pub(crate) fn over_limit(&self) -> bool {
         self.used.load(Ordering::Relaxed) > self.limit.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_owned(&self, shard: usize, bytes: u64) {
+        if let Some(o) = self.owned.get(shard) {
+            o.store(bytes as usize, Ordering::Relaxed);
+        }
+    }
+
+    /// One shard's share of the limit.
+    pub(crate) fn share(&self) -> usize {
+        self.limit.load(Ordering::Relaxed) / self.owned.len().max(1)
+    }
+
+    /// Bytes in use above the limit (after the limit was lowered).
+    pub(crate) fn over_by(&self) -> usize {
+        let limit = self.limit.load(Ordering::Relaxed);
+        self.used.load(Ordering::Relaxed).saturating_sub(limit)
     }
 
     /// Why an item is no longer valid: flushed (checked first, as memcached) or expired.
@@ -509,13 +533,18 @@ pub struct Store {
     steal_from: AtomicUsize,
 }
 
+/// Times an operation runs again after taking memory from the other shards.
+const RETRIES: usize = 3;
+
 impl Store {
     /// A new, empty store.
     pub fn new(cfg: StoreConfig, clock: Arc<Clock>) -> Store {
         let n = cfg.shards.max(1).next_power_of_two();
         let (sizes, slab_sizes) = build_classes(&cfg);
         let nclasses = sizes.len();
-        let shards = (0..n).map(|_| Mutex::new(Shard::new(nclasses))).collect();
+        let shards = (0..n)
+            .map(|i| Mutex::new(Shard::new(nclasses, i)))
+            .collect();
         Store {
             ctx: Ctx {
                 cas_on: cfg.cas_enabled,
@@ -525,6 +554,7 @@ impl Store {
                 slab_sizes,
                 used: AtomicUsize::new(0),
                 limit: AtomicUsize::new(cfg.mem_limit),
+                owned: (0..n).map(|_| AtomicUsize::new(0)).collect(),
                 oldest_live: AtomicU32::new(0),
                 oldest_cas: AtomicU64::new(0),
             },
@@ -564,35 +594,96 @@ impl Store {
         }
     }
 
-    /// Runs `f` with the key's shard locked.
-    fn with<R>(
-        &self,
-        key: &[u8],
-        f: impl FnOnce(&mut Shard, u64, &dyn Fn(usize) -> usize) -> R,
-    ) -> R {
+    /// Runs `f` with the key's shard locked, once: a failed allocation in it is final.
+    fn with<R>(&self, key: &[u8], f: impl FnOnce(&mut Shard, u64, &Mem<'_>) -> R) -> R {
         let h = hash_key(key);
         let i = self.shard_of(h);
-        let mut sh = self.shards[i].lock();
         let steal = |bytes: usize| self.steal(i, bytes);
-        f(&mut sh, h, &steal)
+        let mem = Mem::new(0, &steal, true);
+        f(&mut self.shards[i].lock(), h, &mem)
     }
 
-    /// Asks other shards (without blocking) to give `bytes` back to the budget.
-    fn steal(&self, me: usize, bytes: usize) -> usize {
-        let n = self.shards.len();
-        let start = self.steal_from.fetch_add(1, Ordering::Relaxed);
-        for k in 0..n {
-            let j = (start + k) % n;
-            if j == me {
-                continue;
+    /// Runs `f` with the key's shard locked. With evictions on, when an allocation in
+    /// `f` found no memory in this shard nor (without blocking) in the others, `f`
+    /// returns at once ([`Mem::retrying`]), the lock is released, the memory is taken
+    /// from the other shards locked one at a time (blocking: no other lock is held, so
+    /// there is no lock order to deadlock on), and `f` runs again with it, up to
+    /// `RETRIES` times. So a store fails only when the other shards cannot free the
+    /// memory (concurrent allocations hold it, or it is not there). `f` must change
+    /// nothing before a failed allocation that it would not do again (it sees the
+    /// store afresh on every run).
+    fn with_retry<R>(&self, key: &[u8], mut f: impl FnMut(&mut Shard, u64, &Mem<'_>) -> R) -> R {
+        let h = hash_key(key);
+        let i = self.shard_of(h);
+        let steal = |bytes: usize| self.steal(i, bytes);
+        let mut credit = 0;
+        let mut tries = 0;
+        loop {
+            let mem = Mem::new(credit, &steal, tries >= RETRIES);
+            let r = f(&mut self.shards[i].lock(), h, &mem);
+            let (short, left) = mem.take();
+            if short == 0 {
+                if left > 0 {
+                    self.ctx.budget_release(left);
+                }
+                return r;
             }
+            tries += 1;
+            credit = self.reclaim(i, short, left);
+        }
+    }
+
+    /// Takes up to `bytes` from the other shards without blocking (`try_lock`; the
+    /// caller holds its own shard's lock). The bytes stay counted in the budget and
+    /// belong to the caller, so no other allocation can take them on the way.
+    fn steal(&self, me: usize, bytes: usize) -> usize {
+        let mut got = 0;
+        for j in self.victims(me) {
             if let Some(mut sh) = self.shards[j].try_lock() {
-                let got = sh.release_memory(&self.ctx, bytes);
-                if got > 0 {
-                    return got;
+                got += sh.release_memory(&self.ctx, bytes - got);
+                if got >= bytes {
+                    break;
                 }
             }
         }
+        got
+    }
+
+    /// The shards to take memory from for shard `me`, in order: first the one that owns
+    /// the most (a shard's hand frees its oldest items, and the largest share is the
+    /// likeliest to hold items older than the others'; a shard that just lost its
+    /// memory would lose what it stored since), then the rest in turn.
+    fn victims(&self, me: usize) -> impl Iterator<Item = usize> + '_ {
+        let n = self.shards.len();
+        let owned = &self.ctx.owned;
+        let rich = (0..n)
+            .filter(|&j| j != me)
+            .max_by_key(|&j| owned[j].load(Ordering::Relaxed));
+        let start = self.steal_from.fetch_add(1, Ordering::Relaxed);
+        rich.into_iter().chain(
+            (0..n)
+                .map(move |k| (start + k) % n)
+                .filter(move |&j| j != me && Some(j) != rich),
+        )
+    }
+
+    /// For a retry in shard `me` that needs `need` bytes and holds `held`: takes the rest
+    /// from the other shards, locking each in turn and blocking (the caller holds no
+    /// lock), then from the free budget. Returns the bytes now held for the retry;
+    /// when the whole store could not make up `need` (concurrent allocations hold it),
+    /// gives everything back, so they can finish, and returns 0.
+    fn reclaim(&self, me: usize, need: usize, mut held: usize) -> usize {
+        for j in self.victims(me) {
+            if held >= need {
+                return held;
+            }
+            held += self.shards[j].lock().release_memory(&self.ctx, need - held);
+        }
+        if held >= need || self.ctx.budget_reserve(need - held) {
+            return need.max(held);
+        }
+        self.ctx.budget_release(held);
+        std::thread::yield_now();
         0
     }
 
@@ -627,7 +718,8 @@ impl Store {
         f: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Result<R, Miss> {
         let ctx = &self.ctx;
-        self.with(key, |sh, h, steal| {
+        let mut f = Some(f);
+        let body = |sh: &mut Shard, h: u64, mem: &Mem<'_>| {
             let mut l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
                 Found::Miss(m) => return Err(m),
@@ -638,8 +730,10 @@ impl Store {
             if let Some(e) = touch {
                 let exp = ctx.clock.realtime(e);
                 if !sh.set_exptime(ctx, l, exp) {
-                    match self.regrow(sh, h, key, l, exp, steal) {
+                    match self.regrow(sh, h, key, l, exp, mem) {
                         Ok(n) => l = n,
+                        // Run again with memory from the other shards (a second bump).
+                        Err(_) if mem.retrying() => return Err(Miss::Absent),
                         Err(Some(_)) => drop_after = true,
                         Err(None) => return Err(Miss::Absent),
                     }
@@ -647,6 +741,7 @@ impl Store {
             }
             let c = sh.chunk(l);
             let hd = item::Hdr::read(c, ctx.cas_on);
+            let f = f.take().expect("lookup: f runs once");
             let r = f(&ItemRef {
                 key: &c[hd.key_at..hd.key_at + hd.klen],
                 flags: hd.flags,
@@ -658,7 +753,12 @@ impl Store {
                 sh.delete_at(ctx, h, l);
             }
             Ok(r)
-        })
+        };
+        if touch.is_none() {
+            self.with(key, body)
+        } else {
+            self.with_retry(key, body)
+        }
     }
 
     /// Moves the item at `l` to a chunk with room for an expiry field and sets it to
@@ -672,7 +772,7 @@ impl Store {
         key: &[u8],
         l: shard::Loc,
         exp: u32,
-        steal: &dyn Fn(usize) -> usize,
+        mem: &Mem<'_>,
     ) -> Result<shard::Loc, Option<shard::Loc>> {
         let ctx = &self.ctx;
         let hd = item::Hdr::read(sh.chunk(l), ctx.cas_on);
@@ -681,7 +781,7 @@ impl Store {
         let Some(class) = ctx.class_for(total) else {
             return Err(Some(l));
         };
-        let Some(new) = sh.alloc(ctx, class, steal) else {
+        let Some(new) = sh.alloc(ctx, class, mem) else {
             return Err(sh.find_raw(ctx, h, key));
         };
         let Some(cur) = sh.find_raw(ctx, h, key) else {
@@ -761,7 +861,6 @@ impl Store {
         invalidate: bool,
         marks: u8,
     ) -> (StoreOutcome, u64) {
-        let mut marks = marks;
         if key.is_empty() || self.too_large_flags(key.len(), flags, value.len()) {
             if op == StoreOp::Set {
                 self.unlink(key);
@@ -770,7 +869,9 @@ impl Store {
         }
         let ctx = &self.ctx;
         let cas_on = ctx.cas_on;
-        self.with(key, |sh, h, steal| {
+        let marks_in = marks;
+        self.with_retry(key, |sh, h, mem| {
+            let mut marks = marks_in;
             let found = sh.find(ctx, h, key);
             // Decide without allocating first.
             let mut old_val: Option<Vec<u8>> = None;
@@ -817,8 +918,9 @@ impl Store {
                 // Only append/prepend can grow past the largest class.
                 return (StoreOutcome::NotStored, 0);
             };
-            let Some(new) = sh.alloc(ctx, class, steal) else {
-                if op == StoreOp::Set {
+            let Some(new) = sh.alloc(ctx, class, mem) else {
+                // A failed set removes the old value (as memcached), unless it runs again.
+                if op == StoreOp::Set && !mem.retrying() {
                     sh.unlink_key(ctx, h, key);
                 }
                 return (StoreOutcome::OutOfMemory, 0);
@@ -864,7 +966,8 @@ impl Store {
         if key.is_empty() {
             return Err(Miss::Absent);
         }
-        self.with(key, |sh, h, steal| {
+        let mut f = Some(f);
+        let body = |sh: &mut Shard, h: u64, mem: &Mem<'_>| {
             let mut created = false;
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
@@ -876,7 +979,7 @@ impl Store {
                     let Some(class) = ctx.class_for(total) else {
                         return Err(m);
                     };
-                    let Some(new) = sh.alloc(ctx, class, steal) else {
+                    let Some(new) = sh.alloc(ctx, class, mem) else {
                         return Err(m);
                     };
                     let now = ctx.clock.now();
@@ -907,15 +1010,18 @@ impl Store {
                     class: sh.slab_class(sid) + 1,
                     size: hd.total(),
                 };
+                let f = f.take().expect("meta_get: f runs once");
                 f(&view)
             };
+            // `f` has run: no second run from here on.
+            mem.set_last();
             let mut l = l;
             if up.marks != sh.marks(l) {
                 sh.set_marks(l, up.marks);
             }
             if let Some(exp) = up.exptime {
                 if !sh.set_exptime(ctx, l, exp) {
-                    match self.regrow(sh, h, key, l, exp, steal) {
+                    match self.regrow(sh, h, key, l, exp, mem) {
                         Ok(n) => l = n,
                         Err(Some(at)) => {
                             sh.delete_at(ctx, h, at);
@@ -929,7 +1035,12 @@ impl Store {
                 sh.bump(l, ctx.clock.now());
             }
             Ok(r)
-        })
+        };
+        if vivify {
+            self.with_retry(key, body)
+        } else {
+            self.with(key, body)
+        }
     }
 
     /// The meta delete (`md`): with `guard`, only when the item's CAS unique equals it;
@@ -946,7 +1057,7 @@ impl Store {
         if key.is_empty() {
             return MetaDelete::Miss(Miss::Absent);
         }
-        self.with(key, |sh, h, steal| {
+        self.with(key, |sh, h, mem| {
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
                 Found::Miss(m) => return MetaDelete::Miss(m),
@@ -970,7 +1081,7 @@ impl Store {
             if let Some(t) = ttl {
                 let exp = ctx.clock.realtime(t);
                 if !sh.set_exptime(ctx, l, exp) {
-                    if let Err(Some(at)) = self.regrow(sh, h, key, l, exp, steal) {
+                    if let Err(Some(at)) = self.regrow(sh, h, key, l, exp, mem) {
                         sh.delete_at(ctx, h, at);
                     }
                 }
@@ -1016,7 +1127,7 @@ impl Store {
     pub fn delta_guarded(&self, key: &[u8], delta: Delta, guard: u64) -> (DeltaOutcome, u64) {
         let ctx = &self.ctx;
         let cas_on = ctx.cas_on;
-        self.with(key, |sh, h, steal| {
+        self.with_retry(key, |sh, h, mem| {
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
                 Found::Miss(m) => return (DeltaOutcome::NotFound(m), 0),
@@ -1056,7 +1167,7 @@ impl Store {
             let Some(class) = ctx.class_for(total) else {
                 return (DeltaOutcome::OutOfMemory, 0);
             };
-            let Some(new) = sh.alloc(ctx, class, steal) else {
+            let Some(new) = sh.alloc(ctx, class, mem) else {
                 return (DeltaOutcome::OutOfMemory, 0);
             };
             let Some(old) = sh.find_raw(ctx, h, key) else {

@@ -13,13 +13,21 @@
 //!   the slab stays). So memory flows to the classes and shards that allocate, in the
 //!   order it was last swept: no class or shard keeps memory it does not use (no slab
 //!   calcification).
-//! - A shard that cannot free memory itself (it owns too little) asks other shards, with
-//!   `try_lock` only (never blocking while holding its own lock), to give a slab back.
+//! - Bytes the hand frees while an allocation is short are kept by that allocation (they
+//!   stay counted in the budget) until they add up to the slab it needs, so concurrent
+//!   allocations in other shards cannot take them one slab at a time.
+//! - A shard that cannot free memory itself (it owns too little) takes bytes from other
+//!   shards, first with `try_lock` only (never blocking while holding its own lock); the
+//!   bytes pass to it directly, not through the budget. When that is not enough, the
+//!   allocation fails with [`Mem::retrying`] set: the store releases this shard's lock,
+//!   takes the memory from the other shards locking one at a time, and runs the
+//!   operation again with it (see `Store::with_retry`).
 
 use hashbrown::HashTable;
 
 use super::item::{self, Hdr, FETCHED, FREQ, FREQ_ONE, LIVE, MARKED};
 use super::{ClassStats, Ctx, Miss};
+use std::cell::Cell;
 use std::collections::HashMap;
 
 /// Slab size for small chunks.
@@ -33,6 +41,51 @@ const VACANT: u32 = u32::MAX;
 const LAPS: usize = 5;
 /// Want-class meaning "give slabs back, whatever their class".
 pub const RELEASE: usize = usize::MAX;
+
+/// What an allocation may draw on besides its own shard, and what a failed one leaves
+/// for its caller.
+pub struct Mem<'a> {
+    /// Bytes reserved in the budget for this operation and not in any slab (taken from
+    /// other shards before a retry); an allocation uses them first.
+    credit: Cell<usize>,
+    /// Takes up to the given bytes from other shards without blocking (`try_lock`);
+    /// returns what it took, still counted in the budget and now the caller's.
+    steal: &'a dyn Fn(usize) -> usize,
+    /// No retry follows: a failed allocation is final (`OutOfMemory`).
+    last: Cell<bool>,
+    /// Slab bytes a failed, non-final allocation needs (0: none failed so).
+    short: Cell<usize>,
+}
+
+impl<'a> Mem<'a> {
+    /// `credit` bytes already reserved; `last`: no retry after a failure.
+    pub fn new(credit: usize, steal: &'a dyn Fn(usize) -> usize, last: bool) -> Mem<'a> {
+        Mem {
+            credit: Cell::new(credit),
+            steal,
+            last: Cell::new(last),
+            short: Cell::new(0),
+        }
+    }
+
+    /// An allocation failed and the operation will be run again: the caller returns
+    /// at once, changing nothing.
+    #[inline]
+    pub fn retrying(&self) -> bool {
+        self.short.get() != 0
+    }
+
+    /// From now on a failed allocation is final (the operation has done something that
+    /// must not be done twice).
+    pub fn set_last(&self) {
+        self.last.set(true);
+    }
+
+    /// (Slab bytes a failed allocation needs, reserved bytes it left unused.)
+    pub fn take(&self) -> (usize, usize) {
+        (self.short.replace(0), self.credit.replace(0))
+    }
+}
 
 /// An item's location: slab id (high 20 bits) and chunk index (low 12 bits).
 pub type Loc = u32;
@@ -159,6 +212,8 @@ enum Why {
 
 /// One shard of the store.
 pub struct Shard {
+    /// This shard's number (its entry in `Ctx::owned`).
+    id: usize,
     /// The index: item locations (4 bytes each), keys compared in item memory.
     tables: [HashTable<Loc>; SUBTABLES],
     slabs: Vec<Option<Slab>>,
@@ -193,9 +248,10 @@ pub enum Found {
 }
 
 impl Shard {
-    /// An empty shard for `nclasses` slab classes.
-    pub fn new(nclasses: usize) -> Shard {
+    /// An empty shard number `id` for `nclasses` slab classes.
+    pub fn new(nclasses: usize, id: usize) -> Shard {
         Shard {
+            id,
             tables: std::array::from_fn(|_| HashTable::new()),
             slabs: Vec::new(),
             free_ids: Vec::new(),
@@ -492,24 +548,45 @@ impl Shard {
             None => return false,
         };
         let chunk = ctx.class_size(class);
-        // Reuse the vacant ring position the hand will reach last, so new items are
-        // swept last (FIFO order for the hand).
-        let len = self.ring.len().max(1);
-        let hand = self.hand.min(len);
-        let best = self
-            .vacant
-            .iter()
-            .enumerate()
-            .max_by_key(|&(_, &p)| (p + len - hand) % len)
-            .map(|(i, _)| i);
-        let ring_pos = match best.map(|i| self.vacant.swap_remove(i)) {
+        // The new slab goes where the hand will come last, so new items are swept last
+        // (FIFO order for the hand): just behind the hand, in the vacant position there
+        // if there is one, else in a new position. (A vacant position further back has
+        // slabs between it and the hand, and one ahead of the hand comes before the
+        // slabs after it.)
+        if self.hand >= self.ring.len() {
+            self.hand = 0;
+            self.hand_chunk = 0;
+        }
+        let hand = self.hand;
+        let behind = hand.checked_sub(1).or(self.ring.len().checked_sub(1));
+        let ring_pos = match behind.filter(|&p| self.ring[p] == VACANT) {
             Some(p) => {
+                if let Some(i) = self.vacant.iter().position(|&v| v == p) {
+                    self.vacant.swap_remove(i);
+                }
                 self.ring[p] = sid as u32;
                 p
             }
-            None => {
+            None if hand == 0 => {
                 self.ring.push(sid as u32);
                 self.ring.len() - 1
+            }
+            None => {
+                // Every position from the hand on moves up one.
+                self.ring.insert(hand, sid as u32);
+                for &s in &self.ring[hand + 1..] {
+                    if let Some(Some(sl)) = self.slabs.get_mut(s as usize) {
+                        sl.ring_pos += 1;
+                    }
+                }
+                for p in self.vacant.iter_mut().filter(|p| **p >= hand) {
+                    *p += 1;
+                }
+                self.hand += 1;
+                if self.crawl >= hand {
+                    self.crawl += 1;
+                }
+                hand
             }
         };
         let nchunks = (bytes / chunk).max(1) as u32;
@@ -530,12 +607,15 @@ impl Shard {
         self.chunks_total += nchunks as usize;
         self.slab_bytes += bytes as u64;
         self.nslabs += 1;
+        ctx.set_owned(self.id, self.slab_bytes);
         true
     }
 
-    fn release_slab(&mut self, ctx: &Ctx, sid: usize) {
+    /// Drops an empty slab; returns its bytes, still counted in the budget (the caller
+    /// passes them on or gives them back).
+    fn release_slab(&mut self, ctx: &Ctx, sid: usize) -> usize {
         let Some(slab) = self.slabs.get_mut(sid).and_then(Option::take) else {
-            return;
+            return 0;
         };
         let class = slab.class;
         if slab.in_partial {
@@ -551,10 +631,11 @@ impl Shard {
         self.chunks_total -= slab.nchunks as usize;
         self.slab_bytes -= slab.mem.len() as u64;
         self.nslabs -= 1;
-        ctx.budget_release(slab.mem.len());
+        ctx.set_owned(self.id, self.slab_bytes);
         if self.vacant.len() > 64 && self.vacant.len() * 2 > self.ring.len() {
             self.compact_ring();
         }
+        slab.mem.len()
     }
 
     fn compact_ring(&mut self) {
@@ -579,66 +660,111 @@ impl Shard {
         self.crawl_chunk = 0;
     }
 
-    /// Gets a chunk of `class`, freeing memory as needed. `steal` asks other shards to
-    /// give bytes back to the budget.
-    pub fn alloc(
-        &mut self,
-        ctx: &Ctx,
-        class: usize,
-        steal: &dyn Fn(usize) -> usize,
-    ) -> Option<Loc> {
-        let bytes = ctx.slab_bytes(class);
-        let mut steps = 0usize;
-        // Every item is evicted by the fourth lap at the latest (its access counter is 3
-        // at most and nothing reads while the shard is locked), and its slab released.
-        let max_steps = LAPS * self.chunks_total + 2 * (SLAB_BYTES / 8) + 64;
-        let mut stole = false;
-        loop {
-            if let Some(l) = self.take_free(class) {
-                return Some(l);
-            }
-            if ctx.budget_reserve(bytes) {
-                if self.new_slab(ctx, class, bytes) {
-                    continue;
-                }
-                ctx.budget_release(bytes);
-            }
-            let own_empty = self.ring.len() == self.vacant.len();
-            if own_empty || steps > max_steps || (!ctx.evict && steps > 4096) {
-                if !stole && ctx.evict {
-                    stole = true;
-                    if steal(bytes) > 0 {
-                        continue;
-                    }
-                }
-                self.classes[class].stats.outofmemory += 1;
-                return None;
-            }
-            steps += 1;
-            self.hand_step(ctx, class);
+    /// Gets a chunk of `class`, freeing memory as needed (`mem`: memory from other
+    /// shards). The common case, a free chunk of the class in this shard, is all inline.
+    #[inline]
+    pub fn alloc(&mut self, ctx: &Ctx, class: usize, mem: &Mem<'_>) -> Option<Loc> {
+        if let Some(l) = self.take_free(class) {
+            return Some(l);
         }
+        self.alloc_slow(ctx, class, mem)
     }
 
-    /// Frees memory back to the budget (for another shard or a lower limit): sweeps until
-    /// `bytes` were given back or a bound is hit. Returns bytes given back.
+    /// A new slab for `class`: from the credit, the budget, this shard's hand, then the
+    /// other shards. Bytes freed on the way are held (they stay counted in the budget)
+    /// until they make up the slab, so other shards cannot take them meanwhile.
+    #[inline(never)]
+    fn alloc_slow(&mut self, ctx: &Ctx, class: usize, mem: &Mem<'_>) -> Option<Loc> {
+        let bytes = ctx.slab_bytes(class);
+        let mut held = mem.credit.replace(0);
+        let mut steps = 0usize;
+        // Every item is evicted by the fourth lap at the latest (its access counter is 3
+        // at most and nothing reads while the shard is locked), and its slab released. A
+        // lap is one step per carved chunk plus one per ring position (a slab's end or a
+        // vacant position).
+        let max_steps = LAPS * (self.chunks_total + self.ring.len()) + 2 * (SLAB_BYTES / 8) + 64;
+        // A shard that owns less than half its share of the limit takes from the shard
+        // that owns the most before evicting its own items: with the keys spread evenly
+        // over the shards, that one holds the oldest items, and the hand of a poor shard
+        // would evict what it stored last.
+        let poor = ctx.evict && (self.slab_bytes as usize) < ctx.share() / 2;
+        let mut stole = false;
+        let got = loop {
+            if let Some(l) = self.take_free(class) {
+                break Some(l);
+            }
+            if held > 0 {
+                // Over a lowered limit: the excess goes back, not into a new slab.
+                let x = ctx.over_by().min(held);
+                if x > 0 {
+                    ctx.budget_release(x);
+                    held -= x;
+                }
+            }
+            let extra = bytes.saturating_sub(held);
+            if extra == 0 || ctx.budget_reserve(extra) {
+                if self.new_slab(ctx, class, bytes) {
+                    held -= bytes - extra;
+                    continue;
+                }
+                if extra > 0 {
+                    ctx.budget_release(extra);
+                }
+            }
+            let own_empty = self.ring.len() == self.vacant.len();
+            let stuck = own_empty || steps > max_steps;
+            if !stole && ctx.evict && (stuck || poor) {
+                stole = true;
+                let n = (mem.steal)(extra.max(1));
+                if n > 0 {
+                    held += n;
+                    continue;
+                }
+            }
+            if stuck || (!ctx.evict && steps > 4096) {
+                break None;
+            }
+            steps += 1;
+            held += self.hand_step(ctx, class);
+        };
+        if got.is_none() && ctx.evict && !mem.last.get() {
+            // The caller takes memory from the other shards (blocking, this lock
+            // released) and runs the operation again; it keeps what is held here.
+            mem.credit.set(held);
+            mem.short.set(bytes);
+            return None;
+        }
+        if held > 0 {
+            ctx.budget_release(held);
+        }
+        if got.is_none() {
+            self.classes[class].stats.outofmemory += 1;
+        }
+        got
+    }
+
+    /// Frees memory for another shard or a lower limit: sweeps until `bytes` were freed
+    /// or a bound is hit. Returns the bytes freed, still counted in the budget: the
+    /// caller passes them on or gives them back.
     pub fn release_memory(&mut self, ctx: &Ctx, bytes: usize) -> usize {
-        let start = self.slab_bytes;
-        let max_steps = LAPS * self.chunks_total + 64;
+        let mut freed = 0;
+        let max_steps = LAPS * (self.chunks_total + self.ring.len()) + 64;
         let mut steps = 0;
-        while (start - self.slab_bytes) < bytes as u64 && steps < max_steps {
+        while freed < bytes && steps < max_steps {
             if self.ring.len() == self.vacant.len() {
                 break;
             }
-            self.hand_step(ctx, RELEASE);
+            freed += self.hand_step(ctx, RELEASE);
             steps += 1;
         }
-        (start - self.slab_bytes) as usize
+        freed
     }
 
-    /// One step of the CLOCK hand: examine one chunk, or finish a slab.
-    fn hand_step(&mut self, ctx: &Ctx, want: usize) {
+    /// One step of the CLOCK hand: examine one chunk, or finish a slab. Returns the
+    /// bytes of a slab it released (still counted in the budget: the caller's).
+    fn hand_step(&mut self, ctx: &Ctx, want: usize) -> usize {
         if self.ring.is_empty() {
-            return;
+            return 0;
         }
         if self.hand >= self.ring.len() {
             self.hand = 0;
@@ -648,7 +774,7 @@ impl Shard {
         if sid == VACANT {
             self.hand += 1;
             self.hand_chunk = 0;
-            return;
+            return 0;
         }
         let sid = sid as usize;
         let (carved, class) = {
@@ -661,7 +787,7 @@ impl Shard {
             let l = loc(sid, idx);
             let c = self.chunk(l);
             if c[0] & LIVE == 0 {
-                return;
+                return 0;
             }
             let hd = Hdr::read(c, ctx.cas_on);
             if ctx.invalid(&hd).is_some() {
@@ -673,7 +799,7 @@ impl Shard {
                 let h = ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]);
                 self.remove(ctx, h, l, Why::Evict);
             }
-            return;
+            return 0;
         }
         // End of this slab.
         self.hand_chunk = 0;
@@ -683,9 +809,10 @@ impl Shard {
                 self.evacuate(ctx, sid);
             }
             if self.slab(sid).live == 0 {
-                self.release_slab(ctx, sid);
+                return self.release_slab(ctx, sid);
             }
         }
+        0
     }
 
     /// Moves the items of a slab to free chunks of the same class elsewhere. When there
@@ -785,7 +912,8 @@ impl Shard {
         }
         // Give memory back when over a lowered limit.
         if ctx.over_limit() {
-            self.release_memory(ctx, SLAB_BYTES);
+            let n = self.release_memory(ctx, SLAB_BYTES);
+            ctx.budget_release(n);
         }
         freed
     }
