@@ -612,8 +612,11 @@ enum State {
     PlainWaiting,
     /// SCRAM started with no initial response: the next step is the client-first message.
     ScramWaiting(ScramHash),
-    Scram256(Box<Scram<Sha256, DbProvider>>),
-    Scram1(Box<Scram<Sha1, DbProvider>>),
+    /// SCRAM waiting for the client-final message, which must start with the bytes
+    /// kept here (`c=<channel binding>,r=<nonce>,`, see [`final_prefix`]).
+    Scram256(Box<Scram<Sha256, DbProvider>>, Vec<u8>),
+    /// As `Scram256`.
+    Scram1(Box<Scram<Sha1, DbProvider>>, Vec<u8>),
     /// The server-final message was sent as a challenge (memcached with Cyrus SASL
     /// sends it with "continue"); an empty step completes the exchange.
     AwaitAck(String),
@@ -680,8 +683,14 @@ impl AuthSession {
             State::Done => Step::Failure,
             State::PlainWaiting => self.plain(data),
             State::ScramWaiting(hash) => self.scram_first(hash, data),
-            State::Scram256(mut m) => self.scram_final(m.respond(data)),
-            State::Scram1(mut m) => self.scram_final(m.respond(data)),
+            // RFC 5802 §5.1: the client-final message must repeat the channel binding
+            // header and the combined nonce; the sasl crate rebuilds the signed
+            // message from its own copies and checks neither.
+            State::Scram256(_, prefix) | State::Scram1(_, prefix) if !data.starts_with(&prefix) => {
+                Step::Failure
+            }
+            State::Scram256(mut m, _) => self.scram_final(m.respond(data)),
+            State::Scram1(mut m, _) => self.scram_final(m.respond(data)),
             State::AwaitAck(user) => {
                 if data.is_empty() {
                     self.user = Some(user);
@@ -743,16 +752,23 @@ impl AuthSession {
         let (result, state) = match hash {
             ScramHash::Sha256 => {
                 let mut m = Box::new(Scram::<Sha256, _>::new(provider, cb));
-                (m.respond(data), State::Scram256(m))
+                (m.respond(data), State::Scram256(m, Vec::new()))
             }
             ScramHash::Sha1 => {
                 let mut m = Box::new(Scram::<Sha1, _>::new(provider, cb));
-                (m.respond(data), State::Scram1(m))
+                (m.respond(data), State::Scram1(m, Vec::new()))
             }
         };
         match result {
             Ok(Response::Proceed(challenge)) => {
-                self.state = state;
+                let Some(prefix) = final_prefix(data, &challenge) else {
+                    return Step::Failure;
+                };
+                self.state = match state {
+                    State::Scram256(m, _) => State::Scram256(m, prefix),
+                    State::Scram1(m, _) => State::Scram1(m, prefix),
+                    other => other,
+                };
                 Step::Continue(challenge)
             }
             _ => Step::Failure,
@@ -768,6 +784,30 @@ impl AuthSession {
             _ => Step::Failure,
         }
     }
+}
+
+/// What a SCRAM client-final message must start with: `c=` and the base64 of the
+/// client-first message's gs2 header (we do no channel binding, so nothing follows
+/// it), then `r=` and the combined nonce the server-first message (`challenge`)
+/// announced. `None` if either message is malformed.
+fn final_prefix(client_first: &[u8], challenge: &[u8]) -> Option<Vec<u8>> {
+    // gs2 header: everything up to and including the second comma ("n,," / "n,a=x,").
+    let first_comma = client_first.iter().position(|&b| b == b',')?;
+    let second = first_comma
+        + 1
+        + client_first[first_comma + 1..]
+            .iter()
+            .position(|&b| b == b',')?;
+    let gs2 = &client_first[..=second];
+    let nonce = challenge
+        .split(|&b| b == b',')
+        .find_map(|f| f.strip_prefix(b"r="))?;
+    let mut prefix = b"c=".to_vec();
+    prefix.extend_from_slice(BASE64.encode(gs2).as_bytes());
+    prefix.extend_from_slice(b",r=");
+    prefix.extend_from_slice(nonce);
+    prefix.push(b',');
+    Some(prefix)
 }
 
 /// A SCRAM client-first message's authzid (`n,a=NAME,n=USER,...`) must be absent or

@@ -280,3 +280,45 @@ fn scram_rejects_malformed_and_out_of_order_messages() {
     assert_eq!(s.step(b"x"), Step::Failure);
     assert_eq!(s.user(), None);
 }
+
+/// RFC 5802 §5.1: a client-final message that does not repeat the channel binding
+/// header or the combined nonce is refused, even with a valid proof (the sasl crate's
+/// server does not check them; found by the fuzzer, tests/data/fuzz/auth).
+#[test]
+fn scram_final_must_repeat_channel_binding_and_nonce() {
+    let d = db("alice:wonderland\n");
+    let run = |tamper: &dyn Fn(Vec<u8>) -> Vec<u8>| -> Step {
+        let Ok(mut c) = ScramClient::<Sha256>::new("alice", "wonderland", ChannelBinding::None)
+        else {
+            panic!("client");
+        };
+        let (mut s, step) = AuthSession::start(&d, b"SCRAM-SHA-256", &c.initial());
+        let Step::Continue(challenge) = step else {
+            panic!("no server-first");
+        };
+        let Ok(client_final) = c.response(&challenge) else {
+            panic!("client-final");
+        };
+        s.step(&tamper(client_final))
+    };
+    assert!(matches!(run(&|m| m), Step::Continue(_)), "untouched");
+    // One byte of the nonce changed.
+    let nonce = |mut m: Vec<u8>| {
+        let at = m.windows(3).position(|w| w == b",r=").map_or(0, |i| i + 5);
+        m[at] = b'~';
+        m
+    };
+    assert_eq!(run(&nonce), Step::Failure);
+    // Another channel binding header.
+    let cbind = |m: Vec<u8>| {
+        let rest = m.iter().position(|&b| b == b',').map_or(0, |i| i);
+        [b"c=garbage".to_vec(), m[rest..].to_vec()].concat()
+    };
+    assert_eq!(run(&cbind), Step::Failure);
+    // The proof alone.
+    let proof_only = |m: Vec<u8>| {
+        let at = m.windows(3).position(|w| w == b",p=").map_or(0, |i| i + 1);
+        m[at..].to_vec()
+    };
+    assert_eq!(run(&proof_only), Step::Failure);
+}

@@ -24,7 +24,7 @@
 //! executor returns flags in the order they were asked for.
 
 use super::text::num;
-use super::text::{errors, Command, Limits, Parse, UnlinkKey, KEY_MAX_LENGTH};
+use super::text::{errors, Command, Limits, Parse, StoreRefusal, UnlinkKey, KEY_MAX_LENGTH};
 
 /// Most words (command and key included) a meta request may have.
 pub const MAX_WORDS: usize = 19;
@@ -241,7 +241,7 @@ fn fail<'a>(reply: &'static str, consumed: usize) -> Parse<'a> {
         consumed,
         swallow: 0,
         unlink: None,
-        no_memory: false,
+        refused: None,
     }
 }
 
@@ -493,7 +493,11 @@ fn set<'a>(
                 consumed: next,
                 swallow: total,
                 unlink,
-                no_memory: msg == errors::NO_MEMORY,
+                refused: match msg {
+                    errors::TOO_LARGE => Some(StoreRefusal::TooLarge),
+                    errors::NO_MEMORY => Some(StoreRefusal::NoMemory),
+                    _ => None,
+                },
             },
         }
     };

@@ -237,18 +237,29 @@ pub enum Parse<'a> {
         reply: Option<&'static str>,
         /// Bytes of the buffer this took.
         consumed: usize,
-        /// Data bytes after `consumed` to discard, which may not have arrived yet.
-        /// Non-zero exactly when a storage command was refused as too large or for
-        /// lack of buffer memory (count `store_too_large` or `store_no_memory`).
+        /// Data bytes after `consumed` to discard, which may not have arrived yet: the
+        /// data block of a storage request refused from its line (too large, no
+        /// memory, or a meta `ms` whose flags are wrong).
         swallow: usize,
         /// Key whose old value must be removed (a `set` or `ms` refused as too large
         /// or for lack of memory).
         unlink: Option<UnlinkKey<'a>>,
-        /// Refused for lack of buffer memory ([`Limits::buffer_room`]), not for size.
-        no_memory: bool,
+        /// Why a storage request was refused, when it counts in `stats`
+        /// (`store_too_large` / `store_no_memory`).
+        refused: Option<StoreRefusal>,
     },
     /// Close the connection without a reply.
     Close,
+}
+
+/// Why a storage request was refused before its data arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreRefusal {
+    /// The item would exceed `-I` (`SERVER_ERROR object too large for cache`).
+    TooLarge,
+    /// The connection cannot buffer it now ([`Limits::buffer_room`]):
+    /// `SERVER_ERROR out of memory storing object`.
+    NoMemory,
 }
 
 /// The key of a storage command refused as too large, whose old value must go.
@@ -438,7 +449,7 @@ fn err<'a>(reply: &'static str, noreply: bool, consumed: usize) -> Parse<'a> {
         consumed,
         swallow: 0,
         unlink: None,
-        no_memory: false,
+        refused: None,
     }
 }
 
@@ -748,7 +759,11 @@ fn storage<'a>(
             } else {
                 None
             },
-            no_memory: !too_large,
+            refused: Some(if too_large {
+                StoreRefusal::TooLarge
+            } else {
+                StoreRefusal::NoMemory
+            }),
         };
     }
     let Some(block) = buf.get(next..frame) else {

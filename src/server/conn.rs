@@ -776,7 +776,7 @@ impl Conn {
                     consumed,
                     swallow,
                     unlink,
-                    no_memory,
+                    refused,
                 } => {
                     if swallow > 0 {
                         self.after_swallow = reply;
@@ -787,15 +787,16 @@ impl Conn {
                     if let Some(key) = unlink.as_ref().and_then(|k| k.key()) {
                         shared.store.unlink(&key);
                     }
-                    if no_memory {
-                        bump(&counters.store_no_memory, 1);
-                        bufs.mem
-                            .global()
-                            .refused_values
-                            .fetch_add(1, Ordering::Relaxed);
-                    } else if swallow > 0 {
-                        // Only a storage command refused as too large swallows.
-                        bump(&counters.store_too_large, 1);
+                    match refused {
+                        Some(text::StoreRefusal::NoMemory) => {
+                            bump(&counters.store_no_memory, 1);
+                            bufs.mem
+                                .global()
+                                .refused_values
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(text::StoreRefusal::TooLarge) => bump(&counters.store_too_large, 1),
+                        None => {}
                     }
                     self.rpos += consumed;
                     self.swallow = swallow;

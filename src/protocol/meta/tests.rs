@@ -177,12 +177,12 @@ fn an_ms_larger_than_the_buffer_room_is_refused_as_out_of_memory() {
             consumed,
             swallow,
             unlink,
-            no_memory,
+            refused,
         } => {
             assert_eq!(reply, Some("SERVER_ERROR out of memory storing object"));
             assert_eq!((consumed, swallow), (13, 62));
             assert_eq!(unlink.map(|u| u.raw().to_vec()), Some(b"kk".to_vec()));
-            assert!(no_memory);
+            assert_eq!(refused, Some(text::StoreRefusal::NoMemory));
         }
         other => panic!("{other:?}"),
     }

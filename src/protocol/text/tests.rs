@@ -25,12 +25,16 @@ fn show(p: &Parse<'_>) -> String {
             consumed,
             swallow,
             unlink,
-            no_memory,
+            refused,
         } => format!(
             "Error({:?}, {consumed}, {swallow}, {:?}{})",
             reply,
             unlink.map(|u| s(u.raw())),
-            if *no_memory { ", no memory" } else { "" }
+            if *refused == Some(StoreRefusal::NoMemory) {
+                ", no memory"
+            } else {
+                ""
+            }
         ),
         Parse::Request(c, n) => format!("Req({}, {n})", cmd(c)),
     }
@@ -94,7 +98,7 @@ fn e(reply: Option<&str>, consumed: usize) -> String {
         consumed,
         swallow: 0,
         unlink: None,
-        no_memory: false,
+        refused: None,
     })
 }
 
