@@ -9,6 +9,7 @@
 //!   print medians, ratios and server CPU time per operation.
 //! - `memory`: RSS per item after storing N items in each server.
 //! - `hitratio`: cache-aside miss ratio over Zipf-popular keys in each server.
+//! - `soak`: real clients, faults, SIGHUP and flushes for a while; invariants checked throughout.
 
 mod compare;
 mod hist;
@@ -17,6 +18,7 @@ mod load;
 mod memory;
 #[allow(dead_code)] // shared by the subcommands; not every helper is used by each
 mod servers;
+mod soak;
 mod textconn;
 mod wire;
 mod zipf;
@@ -45,6 +47,8 @@ enum Cmd {
     Memory(memory::Args),
     /// Cache-aside miss ratio over Zipf-popular keys.
     Hitratio(hitratio::Args),
+    /// Soak test: mixed load and faults for a while, invariants checked throughout.
+    Soak(soak::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Compare(a) => compare::main(a),
         Cmd::Memory(a) => memory::main(a),
         Cmd::Hitratio(a) => hitratio::main(a),
+        Cmd::Soak(a) => soak::main(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
