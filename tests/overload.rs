@@ -827,3 +827,70 @@ fn pymemcache_connect_use_close_cycles_are_never_locked_out() {
     assert!(run.status.is_some_and(|st| st.success()), "{}", run.stderr);
     assert_eq!(run.stdout.trim(), "b'v' 1", "{}", run.stderr);
 }
+
+/// A slow reader pulling 20 MB of replies at about 4 MB/s gets every byte, in order,
+/// while the server stays inside its bound and answers others quickly.
+#[test]
+fn a_slow_reader_gets_everything_and_costs_little() {
+    let s = Server::ferrocache(&["-m", "64", "-t", "2"]);
+    let n = fill(&s, 16, 4000);
+    store_sentinel(&s);
+    let base = baseline(&s);
+    let mut req = Vec::new();
+    let mut want = 0usize;
+    for l in 0..50 {
+        req.extend_from_slice(b"get");
+        for k in 0..100 {
+            let key = format!("fill:{}", (l * 100 + k) % n);
+            want += format!("VALUE {key} 0 4000\r\n").len() + 4002;
+            req.extend_from_slice(b" ");
+            req.extend_from_slice(key.as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        want += 5;
+    }
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = {
+        let (busy, port) = (busy.clone(), s.port);
+        std::thread::spawn(move || fresh_client_latencies(port, &busy))
+    };
+    let (got, peak) = peak_rss_during(&s, || {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        c.write_all(&req).expect("send");
+        let mut got = Vec::with_capacity(want);
+        let mut buf = vec![0u8; 40_000];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got.len() < want && Instant::now() < deadline {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        got
+    });
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    let lat = probe.join().unwrap_or_default();
+    eprintln!(
+        "slow reader: {} of {want} bytes, peak RSS {:.1} MiB, fresh client p99 {} us",
+        got.len(),
+        peak as f64 / MIB as f64,
+        pct(&lat, 0.99)
+    );
+    assert_eq!(
+        got.len(),
+        want,
+        "the slow reader did not get all its replies"
+    );
+    assert_eq!(got.windows(5).filter(|w| w == b"END\r\n").count(), 50);
+    assert!(got.starts_with(b"VALUE fill:0 0 4000\r\nffff"));
+    assert!(peak <= 128 * MIB, "peak RSS {peak}");
+    assert!(
+        pct(&lat, 0.99) <= 10_000,
+        "fresh client p99 {} us",
+        pct(&lat, 0.99)
+    );
+    assert_no_leak(&s, &base, "slow reader");
+    check_sentinel(&s);
+}
