@@ -57,7 +57,14 @@ fn hitratio_report_small() {
     if !require_tool(MEMCACHED) {
         return;
     }
-    let r = bench(&["hitratio", "--requests", "20000", "--keys", "50000"]);
+    let r = bench(&[
+        "hitratio",
+        "--quick",
+        "--requests",
+        "20000",
+        "--keys",
+        "50000",
+    ]);
     assert_eq!(
         r.status.and_then(|s| s.code()),
         Some(0),

@@ -1,174 +1,327 @@
-//! `hitratio` subcommand: cache-aside miss ratio over Zipf-popular keys, memcached
-//! versus ferrocache, with the same small memory limit and the same request sequence.
+//! `hitratio` subcommand: cache-aside miss ratios of memcached and ferrocache under
+//! memory pressure, swept over cache sizes (`--mem 8,16,32,64,128`) and workload shapes
+//! (`--workloads`, see `trace.rs` for the list).
 //!
-//! Request sequence: `--requests` key ranks drawn from Zipf(`--exponent`) over
-//! `--keys` keys (precomputed CDF + binary search, SplitMix64 seeded by `--seed`), the
-//! same for both servers. Key of rank r: `key:%08d` of r. Value size: a fixed function
-//! of the key, uniform over 50..=2048 bytes by a hash of r; the content is a function of
-//! r as well and every hit is checked.
+//! **Cells.** For each workload one deterministic trace is generated (seeded by `--seed`
+//! and the workload's name; the same for every cache size and both servers). Each
+//! (workload, `-m`) cell starts a fresh memcached and a fresh ferrocache with the same
+//! `-m` and `-t` (default 2: ferrocache's default on this 2-core machine, one worker per
+//! core, which gives it 8 store shards; memcached's LRUs and slab classes are global
+//! whatever `-t`; both keep their other defaults, memcached 1.6.18's `slab_reassign`,
+//! `slab_automove=1`, segmented LRU and LRU crawler included) and replays the trace as a
+//! cache-aside client: `get`; on a miss, `set` the key's value (with its TTL). Every
+//! hit's value is checked.
 //!
-//! Client: cache-aside, `get`, and `set` on a miss. For speed the gets of a batch of
-//! `--batch` requests are written at once, then the sets of that batch's misses are
-//! written at once. Compared with a strict one-at-a-time client this changes the order
-//! slightly: the sets of a batch land after all its gets, and a key requested again in
-//! the same batch after a miss is counted as a hit (a sequential client would have stored
-//! it in between); it is set once. Both servers see exactly the same sequence, so the
-//! comparison is fair.
+//! **Accounting.** Per server: misses; *first-request misses* (the first request of a key
+//! in the trace: compulsory, a miss for any cache) reported apart; the *avoidable miss
+//! ratio* `(misses - first-request misses) / requests`; for TTL workloads the misses of
+//! keys whose last set is at least `ttl - 1` s old (expired or about to: memcached and
+//! ferrocache count expiry in whole seconds); at the end `curr_items`, `evictions`,
+//! `total_malloced` (`stats slabs`), RSS, CPU. Per cell the ratios ferrocache/memcached
+//! of avoidable misses and of items kept.
+//!
+//! **Pipelining, and how it differs from a sequential client.** One connection, the
+//! trace in batches of `--batch` requests (default 64). A batch is played in rounds:
+//! one multi-get (`get k1 k2 …`) of all its pending requests, in trace order (the
+//! server looks the keys up one after the other, each with the bump a single `get`
+//! would give); the first miss of each key in the round is then `set … noreply`, those
+//! sets travelling in front of the next round's multi-get (a connection's commands run
+//! in order, so they land before it). A later request in the same round of a key that
+//! missed in it also got a miss (its set had not been sent yet): that answer is
+//! discarded and the request stays pending for the next round, where its get follows
+//! the set and gets the server's real answer (normally a hit, bumping the item as a
+//! sequential client's hit would). So every request's hit or miss is the server's answer
+//! to a get sent after every earlier set of that key, exactly as for a sequential
+//! client; what differs is only the interleaving *across keys* within one batch: the
+//! gets of a round reach the server before the sets of that round's misses (a
+//! sequential client would send each set right after its get). A set can therefore
+//! evict an item whose get, later in the batch, a sequential client would have missed;
+//! and the hits of a round bump their items before the round's sets evict. With C items
+//! in the cache, miss ratio m and batch B, at most about m·B/C of the requests can be
+//! affected (-m 8 with ~20k items: ~0.2%). Measured: `--batch 1` (exactly a sequential
+//! client) and `--batch 64` differ by 6 of 7,851 avoidable misses for ferrocache
+//! (zipf0.99-narrow, -m 8, 200k requests), less than memcached's run-to-run variation.
+//! Sets are `noreply` because memcached answers every pipelined command with a write
+//! of its own (replies would make it 5x slower here); refused stores are counted by the
+//! servers' `store_no_memory` + `store_too_large`. The command sequence each server
+//! receives is a function of the trace alone (and of expiry, for TTL workloads). One
+//! connection keeps that order deterministic (several connections would interleave by
+//! timing); ferrocache spreads keys over its shards by hash, not by connection, so one
+//! connection exercises its whole store.
+//!
+//! **Wall time.** The `ttl` workload is paced at `--ttl-rate` requests per second (the
+//! client waits so that request i is not sent before i / rate seconds), so an item
+//! expires after the same number of requests on both servers; the table reports the
+//! worst lag behind that schedule. Other workloads run as fast as the server answers
+//! (`--pace-all` paces them too): time-driven background work, such as memcached's slab
+//! rebalancer (`slab_automove`, one page at a time) and its LRU maintainer, gets less
+//! wall time per request on the faster server and in a faster replay.
+//!
+//! `--write-trace DIR` writes each workload's trace as libCacheSim `oracleGeneral`
+//! (`DIR/<workload>.oracleGeneral.bin`, see `trace.rs`) and `DIR/manifest.json`, for
+//! `tests/tools/libcachesim_yardstick.py`.
 
 use crate::servers::{Kind, ServerProc};
-use crate::textconn::{
-    json_f64, json_str, mix64, ratio_str, stat_u64, Conn, ServerFlags, SplitMix64,
-};
-use std::collections::HashSet;
+use crate::textconn::{json_f64, json_str, ratio_str, stat_u64, Conn, ServerFlags};
+use crate::trace::{Req, Trace, Workload, DEFAULT_WORKLOADS, KEY_LEN, MAX_VALUE, MC_ITEM_OVERHEAD};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-/// Smallest value size.
-const MIN_VALUE: u64 = 50;
-/// Largest value size.
-const MAX_VALUE: u64 = 2048;
+/// Default cache sizes (MiB).
+const DEFAULT_MEM: [usize; 5] = [8, 16, 32, 64, 128];
+/// Default requests per cell.
+const DEFAULT_REQUESTS: u64 = 2_000_000;
+/// `--quick`: cache sizes, workloads and requests.
+const QUICK_MEM: [usize; 2] = [8, 32];
+const QUICK_WORKLOADS: &str = "zipf0.99-wide,scan,shift-size,ttl";
+const QUICK_REQUESTS: u64 = 250_000;
 
 /// Options of `hitratio`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Requests (each a get, plus a set on a miss).
-    #[arg(long, default_value_t = 1_000_000)]
-    requests: u64,
-    /// Key space. The default, 2,000,000 keys of ~1.1 KB on average (~2.1 GB), is ~33x
-    /// the 64 MiB limit, and the keys one run actually touches are still several times it.
-    #[arg(long, default_value_t = 2_000_000)]
-    keys: u64,
-    /// Zipf exponent of key popularity.
-    #[arg(long, default_value_t = 0.99)]
-    exponent: f64,
-    /// Server memory limit in MiB (`-m`).
-    #[arg(long, default_value_t = 64)]
-    mem: usize,
-    /// Server worker threads (`-t`).
-    #[arg(long, default_value_t = 1)]
+    /// Cache sizes in MiB (`-m`), comma separated [default: 8,16,32,64,128; --quick: 8,32].
+    #[arg(long, value_delimiter = ',')]
+    mem: Vec<usize>,
+    /// Workloads, comma separated: `zipf<S>-<fixed|narrow|wide|uniform2k>`, scan,
+    /// shift-size, shift-hot, ttl [default: the 12 zipf{0.6,0.9,0.99,1.2}-{fixed,narrow,wide}
+    /// and the 4 others; --quick: zipf0.99-wide,scan,shift-size,ttl].
+    #[arg(long)]
+    workloads: Option<String>,
+    /// Requests per cell (each a get, plus a set on a miss) [default: 2000000; --quick: 250000].
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Smoke preset: 2 cache sizes x 4 workloads x 250k requests (about a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Key space of every workload (default: each workload's own, 2M or 4M).
+    #[arg(long)]
+    keys: Option<u64>,
+    /// Server worker threads (`-t`), the same for both.
+    #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Seed of the request sequence.
+    /// Seed of the traces.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Requests per pipelined batch.
-    #[arg(long, default_value_t = 100)]
+    /// Requests per pipelined batch (1 = a strictly sequential client).
+    #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Longest allowed run per server, in seconds.
+    /// Request rate of paced replays (the `ttl` workload; every workload with
+    /// `--pace-all`), requests per second. Also the time scale of exported traces.
+    #[arg(long, default_value_t = 100_000.0)]
+    ttl_rate: f64,
+    /// Pace every workload at `--ttl-rate`, not only `ttl`.
+    #[arg(long)]
+    pace_all: bool,
+    /// Servers to run, comma separated.
+    #[arg(long, default_value = "memcached,ferrocache")]
+    servers: String,
+    /// Longest allowed replay per server and cell, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Write each workload's trace (libCacheSim oracleGeneral) and a manifest.json here.
+    #[arg(long)]
+    write_trace: Option<String>,
+    /// Only generate (and with --write-trace, write) the traces; start no server.
+    #[arg(long)]
+    trace_only: bool,
     /// Extra server flags.
     #[command(flatten)]
     flags: ServerFlags,
-    /// Also write the results as JSON to this file.
+    /// Also write every figure as JSON to this file.
     #[arg(long)]
     json: Option<String>,
 }
 
-/// Value size of the key of rank `r`.
-fn value_size(r: u64) -> usize {
-    (MIN_VALUE + mix64(r ^ 0x0123_4567_89ab_cdef) % (MAX_VALUE - MIN_VALUE + 1)) as usize
-}
-
-/// Value of the key of rank `r`.
-fn value(r: u64, out: &mut Vec<u8>) {
-    let n = value_size(r);
-    out.clear();
-    out.extend((0..n as u64).map(|j| b'a' + ((r.wrapping_mul(7).wrapping_add(j)) % 26) as u8));
-}
-
-fn key(r: u64) -> String {
-    format!("key:{r:08}")
-}
-
-/// The request sequence (key ranks), drawn from Zipf(s) over `keys` keys.
-fn sequence(keys: u64, s: f64, requests: u64, seed: u64) -> Vec<u32> {
-    let mut cdf = Vec::with_capacity(keys as usize);
-    let mut sum = 0.0f64;
-    for r in 1..=keys {
-        sum += (r as f64).powf(-s);
-        cdf.push(sum);
-    }
-    for c in &mut cdf {
-        *c /= sum;
-    }
-    let mut rng = SplitMix64::new(seed);
-    let last = keys.saturating_sub(1) as usize;
-    (0..requests)
-        .map(|_| {
-            let u = rng.next_f64();
-            cdf.partition_point(|&c| c <= u).min(last) as u32
-        })
-        .collect()
-}
-
-/// One server's result.
-struct Row {
-    kind: Kind,
-    misses: u64,
+/// The settings once presets and defaults are applied.
+struct Plan {
+    mem: Vec<usize>,
+    workloads: Vec<Workload>,
     requests: u64,
+    kinds: Vec<Kind>,
+}
+
+fn plan(args: &Args) -> Result<Plan, String> {
+    let mem = if !args.mem.is_empty() {
+        args.mem.clone()
+    } else if args.quick {
+        QUICK_MEM.to_vec()
+    } else {
+        DEFAULT_MEM.to_vec()
+    };
+    if mem.iter().any(|&m| m < 2) {
+        return Err("--mem: every size must be at least 2 (MiB)".into());
+    }
+    let list = args.workloads.clone().unwrap_or_else(|| {
+        if args.quick {
+            QUICK_WORKLOADS.into()
+        } else {
+            DEFAULT_WORKLOADS.into()
+        }
+    });
+    let workloads = Workload::parse_list(&list, args.keys)?;
+    let requests = args.requests.unwrap_or(if args.quick {
+        QUICK_REQUESTS
+    } else {
+        DEFAULT_REQUESTS
+    });
+    if requests == 0 || args.batch == 0 || args.threads == 0 {
+        return Err("--requests, --batch and --threads must be positive".into());
+    }
+    if args.batch > 1024 {
+        return Err("--batch: at most 1024".into());
+    }
+    if requests > 200_000_000 {
+        return Err("--requests: at most 200000000".into());
+    }
+    if !(args.ttl_rate.is_finite() && args.ttl_rate >= 1.0) {
+        return Err("--ttl-rate: at least 1 request per second".into());
+    }
+    let mut kinds = Vec::new();
+    for s in args
+        .servers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        kinds.push(match s {
+            "memcached" => Kind::Memcached,
+            "ferrocache" => Kind::Ferrocache,
+            _ => return Err(format!("--servers: unknown server {s:?}")),
+        });
+    }
+    if kinds.is_empty() {
+        return Err("--servers: none given".into());
+    }
+    Ok(Plan {
+        mem,
+        workloads,
+        requests,
+        kinds,
+    })
+}
+
+/// One server's result in one cell.
+#[derive(Default)]
+struct Row {
+    server: &'static str,
+    requests: u64,
+    misses: u64,
+    first_misses: u64,
+    /// First requests that hit: must be 0 on a fresh server.
+    first_hits: u64,
+    /// Misses of TTL keys whose last set was at least ttl - 1 s before.
+    expired_misses: u64,
     set_failures: u64,
-    server_get_misses: u64,
+    /// Requests whose get was sent again after their key's set in the same batch.
+    deferred: u64,
     evictions: u64,
     curr_items: u64,
     bytes: u64,
+    total_malloced: u64,
+    server_get_misses: u64,
+    get_expired: u64,
+    reclaimed: u64,
+    slabs_moved: u64,
     rss: u64,
-    cpu: Duration,
-    elapsed: Duration,
+    cpu: f64,
+    elapsed: f64,
+    max_lag: f64,
 }
 
 impl Row {
     fn miss_ratio(&self) -> f64 {
         self.misses as f64 / self.requests.max(1) as f64
     }
+    fn avoidable(&self) -> u64 {
+        self.misses.saturating_sub(self.first_misses)
+    }
+    fn avoidable_ratio(&self) -> f64 {
+        self.avoidable() as f64 / self.requests.max(1) as f64
+    }
+}
+
+/// One (workload, -m) cell.
+struct Cell {
+    workload: String,
+    mem: usize,
+    requests: u64,
+    distinct: u64,
+    rows: Vec<Row>,
+    errors: Vec<String>,
+}
+
+impl Cell {
+    fn get(&self, server: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.server == server)
+    }
+    fn pair(&self) -> Option<(&Row, &Row)> {
+        Some((self.get("memcached")?, self.get("ferrocache")?))
+    }
+}
+
+/// What the JSON and the trace manifest say about a workload.
+struct TraceInfo {
+    name: String,
+    describe: String,
+    requests: u64,
+    distinct: u64,
+    distinct_bytes: u64,
+    paced: bool,
+    file: Option<String>,
 }
 
 /// Runs `hitratio`.
 pub fn main(args: Args) -> Result<(), String> {
-    if args.requests == 0 || args.keys == 0 || args.batch == 0 || args.threads == 0 {
-        return Err("--requests, --keys, --batch and --threads must be positive".into());
+    let p = plan(&args)?;
+    if let Some(dir) = &args.write_trace {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {dir}: {e}"))?;
     }
-    if args.keys > u32::MAX as u64 {
-        return Err("--keys: at most 4294967295".into());
-    }
-    if !(args.exponent.is_finite() && args.exponent >= 0.0) {
-        return Err("--exponent: a finite number >= 0".into());
-    }
-    let seq = sequence(args.keys, args.exponent, args.requests, args.seed);
-    // Distinct keys requested: their first request misses on any cache (the floor).
-    let mut seen = vec![false; args.keys as usize];
-    let mut distinct = 0u64;
-    let mut distinct_bytes = 0u64;
-    for &r in &seq {
-        if let Some(s) = seen.get_mut(r as usize) {
-            if !*s {
-                *s = true;
-                distinct += 1;
-                distinct_bytes += value_size(r as u64) as u64 + key(r as u64).len() as u64;
-            }
+    let t_start = Instant::now();
+    let n_cells = p.workloads.len() * p.mem.len();
+    eprintln!(
+        "hitratio: {} workloads x {} cache sizes = {} cells, {} requests each, servers {}{}",
+        p.workloads.len(),
+        p.mem.len(),
+        n_cells,
+        p.requests,
+        args.servers,
+        if args.trace_only {
+            " (traces only)"
+        } else {
+            ""
         }
+    );
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut infos: Vec<TraceInfo> = Vec::new();
+    let mut stoppers: Stoppers = Vec::new();
+    // Every server this started is stopped before returning, error or not.
+    let swept = sweep(&args, &p, t_start, &mut cells, &mut infos, &mut stoppers);
+    for h in stoppers {
+        let _ = h.join();
     }
-    drop(seen);
-
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
-    for kind in [Kind::Memcached, Kind::Ferrocache] {
-        eprintln!(
-            "hitratio: {} -t {} -m {} ({} requests)...",
-            kind.name(),
-            args.threads,
-            args.mem,
-            args.requests
-        );
-        match run(&args, kind, &seq) {
-            Ok(r) => rows.push(r),
-            Err(e) => errors.push(format!("{}: {e}", kind.name())),
-        }
+    swept?;
+    let total = t_start.elapsed().as_secs_f64();
+    if !args.trace_only {
+        print_summary(&args, &p, &cells, total);
     }
-    print_table(&args, &rows, distinct, distinct_bytes);
+    if let Some(dir) = &args.write_trace {
+        let path = std::path::Path::new(dir).join("manifest.json");
+        std::fs::write(&path, manifest(&args, &p, &infos))
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
     if let Some(path) = &args.json {
-        std::fs::write(path, to_json(&args, &rows, distinct, distinct_bytes))
+        std::fs::write(path, to_json(&args, &p, &infos, &cells, total))
             .map_err(|e| format!("write {path}: {e}"))?;
     }
+    let errors: Vec<String> = cells
+        .iter()
+        .flat_map(|c| {
+            c.errors
+                .iter()
+                .map(move |e| format!("{} -m {}: {e}", c.workload, c.mem))
+        })
+        .collect();
     if errors.is_empty() {
         Ok(())
     } else {
@@ -176,253 +329,653 @@ pub fn main(args: Args) -> Result<(), String> {
     }
 }
 
-/// Plays `seq` against a fresh `kind`.
-fn run(args: &Args, kind: Kind, seq: &[u32]) -> Result<Row, String> {
+/// Generates each workload's trace, writes it if asked, and runs its cells.
+fn sweep(
+    args: &Args,
+    p: &Plan,
+    t_start: Instant,
+    cells: &mut Vec<Cell>,
+    infos: &mut Vec<TraceInfo>,
+    stoppers: &mut Stoppers,
+) -> Result<(), String> {
+    let n_cells = p.workloads.len() * p.mem.len();
+    for w in &p.workloads {
+        let trace = w.generate(p.requests, args.seed)?;
+        let mut info = TraceInfo {
+            name: trace.name.clone(),
+            describe: trace.describe.clone(),
+            requests: trace.reqs.len() as u64,
+            distinct: trace.distinct,
+            distinct_bytes: trace.distinct_bytes,
+            paced: trace.paced || args.pace_all,
+            file: None,
+        };
+        if let Some(dir) = &args.write_trace {
+            let file = format!("{}.oracleGeneral.bin", trace.name);
+            let path = std::path::Path::new(dir).join(&file);
+            trace.write_oracle_general(&path, args.ttl_rate)?;
+            eprintln!("hitratio: wrote {}", path.display());
+            info.file = Some(file);
+        }
+        if !args.trace_only {
+            for &mem in &p.mem {
+                let cell = run_cell(args, p, &trace, mem, stoppers);
+                print_cell(args, &trace, &cell);
+                eprintln!(
+                    "hitratio: {} cells of {} done, {:.0} s so far",
+                    cells.len() + 1,
+                    n_cells,
+                    t_start.elapsed().as_secs_f64()
+                );
+                cells.push(cell);
+            }
+        } else {
+            println!(
+                "{}: {} requests, {} distinct keys ({:.4} first requests), {:.1} MiB of memcached items",
+                trace.name,
+                trace.reqs.len(),
+                trace.distinct,
+                trace.distinct as f64 / trace.reqs.len().max(1) as f64,
+                mib(trace.distinct_bytes)
+            );
+        }
+        infos.push(info);
+    }
+    Ok(())
+}
+
+/// Servers being stopped in the background (memcached exits up to a second after
+/// SIGTERM, on its next clock tick); joined before `hitratio` returns.
+type Stoppers = Vec<std::thread::JoinHandle<()>>;
+
+fn run_cell(args: &Args, p: &Plan, trace: &Trace, mem: usize, stoppers: &mut Stoppers) -> Cell {
+    let mut cell = Cell {
+        workload: trace.name.clone(),
+        mem,
+        requests: trace.reqs.len() as u64,
+        distinct: trace.distinct,
+        rows: Vec::new(),
+        errors: Vec::new(),
+    };
+    let pace = (trace.paced || args.pace_all).then_some(args.ttl_rate);
+    for &kind in &p.kinds {
+        eprintln!(
+            "hitratio: {} -m {} on {} -t {} ...",
+            trace.name,
+            mem,
+            kind.name(),
+            args.threads
+        );
+        match replay(args, kind, mem, trace, pace, stoppers) {
+            Ok(r) => cell.rows.push(r),
+            Err(e) => cell.errors.push(format!("{}: {e}", kind.name())),
+        }
+    }
+    cell
+}
+
+/// `abc…` repeated: the value of key `k` with length `n` is `PATTERN[k*7 % 26..][..n]`.
+fn pattern() -> Vec<u8> {
+    (0..MAX_VALUE + 26).map(|j| b'a' + (j % 26) as u8).collect()
+}
+
+fn value<'a>(pat: &'a [u8], r: &Req) -> &'a [u8] {
+    let off = (r.key as usize).wrapping_mul(7) % 26;
+    &pat[off..off + r.vlen as usize]
+}
+
+/// Appends `key:%010d` of `id`.
+fn push_key(buf: &mut Vec<u8>, id: u32) {
+    buf.extend_from_slice(b"key:");
+    let mut d = [b'0'; 10];
+    let mut v = id;
+    for i in (0..10).rev() {
+        d[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&d);
+}
+
+/// Plays `trace` against a fresh `kind` with `-m mem`.
+fn replay(
+    args: &Args,
+    kind: Kind,
+    mem: usize,
+    trace: &Trace,
+    pace: Option<f64>,
+    stoppers: &mut Stoppers,
+) -> Result<Row, String> {
     let extra = args.flags.for_kind(kind);
-    let server = ServerProc::start(kind, args.threads, args.mem, &extra, None)?;
+    let server = ServerProc::start(kind, args.threads, mem, &extra, None)?;
     let mut c = Conn::connect(server.addr, Duration::from_secs(30))?;
+    let pat = pattern();
     let cpu0 = server.cpu_time();
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.timeout);
-    let mut misses = 0u64;
-    let mut set_failures = 0u64;
-    let mut req = Vec::with_capacity(args.batch * 24);
-    let mut sets = Vec::new();
+    let mut row = Row {
+        server: kind.name(),
+        requests: trace.reqs.len() as u64,
+        ..Row::default()
+    };
+    // Bytes to send: the noreply sets of the last round, then the next multi-get.
+    let mut out: Vec<u8> = Vec::with_capacity(args.batch * 400);
     let mut line = Vec::new();
     let mut data = Vec::new();
-    let mut want = Vec::new();
-    let mut missed: HashSet<u32> = HashSet::new();
-    let mut missed_order: Vec<u32> = Vec::new();
+    let mut keybuf = Vec::with_capacity(16);
+    // Wall time (s since t0) of the last set of each key with a TTL.
+    let mut last_set: HashMap<u32, f64> = HashMap::new();
+    let mut pending: Vec<usize> = Vec::with_capacity(args.batch);
+    let mut next: Vec<usize> = Vec::with_capacity(args.batch);
+    let mut to_set: Vec<usize> = Vec::with_capacity(args.batch);
+    let mut missed: HashSet<u32> = HashSet::with_capacity(args.batch * 2);
     let mut last_report = Instant::now();
-    for (bi, batch) in seq.chunks(args.batch).enumerate() {
-        if Instant::now() > deadline {
+    for (bi, batch) in trace.reqs.chunks(args.batch).enumerate() {
+        let done = bi * args.batch;
+        let now = Instant::now();
+        if now > deadline {
             return Err(format!(
                 "not finished within {} s ({} of {} requests)",
                 args.timeout,
-                bi * args.batch,
-                seq.len()
+                done,
+                trace.reqs.len()
             ));
         }
-        req.clear();
-        for &r in batch {
-            req.extend_from_slice(b"get ");
-            req.extend_from_slice(key(r as u64).as_bytes());
-            req.extend_from_slice(b"\r\n");
-        }
-        c.send(&req)?;
-        missed.clear();
-        missed_order.clear();
-        for &r in batch {
-            c.read_line(&mut line)?;
-            if line == b"END" {
-                // A repeat within the batch after a miss: a sequential client would have
-                // stored the key in between, so it counts as a hit.
-                if missed.insert(r) {
-                    misses += 1;
-                    missed_order.push(r);
+        if let Some(rate) = pace {
+            let target = t0 + Duration::from_secs_f64(done as f64 / rate);
+            if now < target {
+                // The last batch's sets go now, not after the wait.
+                if !out.is_empty() {
+                    c.send(&out)?;
+                    out.clear();
                 }
-                continue;
+                std::thread::sleep(target - now);
+            } else {
+                row.max_lag = row.max_lag.max((now - target).as_secs_f64());
             }
-            let text = String::from_utf8_lossy(&line).into_owned();
-            let f: Vec<&str> = text.split(' ').collect();
-            let k = key(r as u64);
-            let len = match (
-                f.first(),
-                f.get(1),
-                f.get(3).and_then(|v| v.parse::<usize>().ok()),
-            ) {
-                (Some(&"VALUE"), Some(got), Some(len)) if f.len() == 4 && *got == k => len,
-                _ => return Err(format!("unexpected reply to get {k}: {text:?}")),
-            };
-            c.read_exact(len + 2, &mut data)?;
-            value(r as u64, &mut want);
-            if !data.ends_with(b"\r\n") || data[..len] != want[..] {
-                return Err(format!("wrong value for {k} ({len} bytes)"));
+        }
+        pending.clear();
+        pending.extend(0..batch.len());
+        while !pending.is_empty() {
+            // One multi-get for the round: the server looks the keys up in this order,
+            // exactly as it would single gets.
+            out.extend_from_slice(b"get");
+            for &j in &pending {
+                out.push(b' ');
+                push_key(&mut out, batch[j].key);
             }
+            out.extend_from_slice(b"\r\n");
+            c.send(&out)?;
+            out.clear();
+            missed.clear();
+            to_set.clear();
+            next.clear();
             c.read_line(&mut line)?;
+            for &j in &pending {
+                let r = &batch[j];
+                keybuf.clear();
+                push_key(&mut keybuf, r.key);
+                let hit = read_value(&mut c, r, &keybuf, &pat, &mut line, &mut data)?;
+                if missed.contains(&r.key) {
+                    if hit {
+                        return Err(format!(
+                            "{}: hit before the set that follows its miss",
+                            String::from_utf8_lossy(&keybuf)
+                        ));
+                    }
+                    next.push(j);
+                    continue;
+                }
+                if hit {
+                    if r.first {
+                        row.first_hits += 1;
+                    }
+                    continue;
+                }
+                row.misses += 1;
+                if r.first {
+                    row.first_misses += 1;
+                } else if r.ttl > 0 {
+                    let now_s = t0.elapsed().as_secs_f64();
+                    if last_set
+                        .get(&r.key)
+                        .is_some_and(|&s| now_s - s >= r.ttl as f64 - 1.0)
+                    {
+                        row.expired_misses += 1;
+                    }
+                }
+                missed.insert(r.key);
+                to_set.push(j);
+            }
             if line != b"END" {
                 return Err(format!(
-                    "expected END after the value of {k}, got {:?}",
+                    "unexpected reply to a multi-get of {} keys: {:?}",
+                    pending.len(),
                     String::from_utf8_lossy(&line)
                 ));
             }
-        }
-        if missed_order.is_empty() {
-            continue;
-        }
-        sets.clear();
-        for &r in &missed_order {
-            value(r as u64, &mut want);
-            sets.extend_from_slice(
-                format!("set {} 0 0 {}\r\n", key(r as u64), want.len()).as_bytes(),
-            );
-            sets.extend_from_slice(&want);
-            sets.extend_from_slice(b"\r\n");
-        }
-        c.send(&sets)?;
-        for &r in &missed_order {
-            c.read_line(&mut line)?;
-            if line == b"STORED" {
-                continue;
+            // The sets, noreply: they travel with the next multi-get (the server runs a
+            // connection's commands in order); refusals are counted by the server's
+            // store_no_memory / store_too_large.
+            let now_s = t0.elapsed().as_secs_f64();
+            for &j in &to_set {
+                let r = &batch[j];
+                out.extend_from_slice(b"set ");
+                push_key(&mut out, r.key);
+                let _ = write!(FmtVec(&mut out), " 0 {} {} noreply\r\n", r.ttl, r.vlen);
+                out.extend_from_slice(value(&pat, r));
+                out.extend_from_slice(b"\r\n");
+                if r.ttl > 0 {
+                    last_set.insert(r.key, now_s);
+                }
             }
-            if line.starts_with(b"SERVER_ERROR") {
-                set_failures += 1;
-                continue;
-            }
-            return Err(format!(
-                "unexpected reply to set {}: {:?}",
-                key(r as u64),
-                String::from_utf8_lossy(&line)
-            ));
+            row.deferred += next.len() as u64;
+            std::mem::swap(&mut pending, &mut next);
         }
-        if last_report.elapsed() > Duration::from_secs(5) {
+        if last_report.elapsed() > Duration::from_secs(10) {
             last_report = Instant::now();
+            let n = done + batch.len();
             eprintln!(
                 "  {}/{} requests, miss ratio so far {:.4}",
-                (bi + 1) * args.batch,
-                seq.len(),
-                misses as f64 / ((bi + 1) * args.batch) as f64
+                n,
+                trace.reqs.len(),
+                row.misses as f64 / n as f64
             );
         }
     }
-    let elapsed = t0.elapsed();
+    if !out.is_empty() {
+        c.send(&out)?;
+    }
+    // `stats` runs after every set sent before it.
     let st = c.stats()?;
-    Ok(Row {
-        kind,
-        misses,
-        requests: seq.len() as u64,
-        set_failures,
-        server_get_misses: stat_u64(&st, "get_misses"),
-        evictions: stat_u64(&st, "evictions"),
-        curr_items: stat_u64(&st, "curr_items"),
-        bytes: stat_u64(&st, "bytes"),
-        rss: server.rss_bytes(),
-        cpu: server.cpu_time().saturating_sub(cpu0),
-        elapsed,
-    })
+    row.elapsed = t0.elapsed().as_secs_f64();
+    row.cpu = server.cpu_time().saturating_sub(cpu0).as_secs_f64();
+    row.set_failures = stat_u64(&st, "store_no_memory") + stat_u64(&st, "store_too_large");
+    row.evictions = stat_u64(&st, "evictions");
+    row.curr_items = stat_u64(&st, "curr_items");
+    row.bytes = stat_u64(&st, "bytes");
+    row.server_get_misses = stat_u64(&st, "get_misses");
+    row.get_expired = stat_u64(&st, "get_expired");
+    row.reclaimed = stat_u64(&st, "reclaimed");
+    row.slabs_moved = stat_u64(&st, "slabs_moved");
+    row.total_malloced = stats_slabs_total_malloced(&mut c)?;
+    row.rss = server.rss_bytes();
+    drop(c);
+    // Stopped (SIGTERM, then SIGKILL after 5 s: ServerProc's drop) while the next
+    // server runs; an error above drops it here, synchronously.
+    stoppers.push(std::thread::spawn(move || drop(server)));
+    Ok(row)
+}
+
+/// `write!` into a `Vec<u8>`.
+struct FmtVec<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for FmtVec<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Within a multi-get reply whose current line is `line`: if it is the value of `key`,
+/// checks it, reads the next line into `line` and returns true; otherwise (the key
+/// missed) leaves `line` as it is and returns false.
+fn read_value(
+    c: &mut Conn,
+    r: &Req,
+    key: &[u8],
+    pat: &[u8],
+    line: &mut Vec<u8>,
+    data: &mut Vec<u8>,
+) -> Result<bool, String> {
+    let Some(rest) = line
+        .strip_prefix(b"VALUE ")
+        .and_then(|x| x.strip_prefix(key))
+        .and_then(|x| x.strip_prefix(b" "))
+    else {
+        return Ok(false);
+    };
+    // <flags> <bytes>
+    let len: usize = std::str::from_utf8(rest)
+        .ok()
+        .and_then(|s| {
+            let mut f = s.split(' ').filter(|x| !x.is_empty());
+            let _flags = f.next()?;
+            let n = f.next()?.parse().ok()?;
+            f.next().is_none().then_some(n)
+        })
+        .ok_or_else(|| {
+            format!(
+                "unexpected reply to get {}: {:?}",
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(line)
+            )
+        })?;
+    c.read_exact(len + 2, data)?;
+    let want = value(pat, r);
+    if !data.ends_with(b"\r\n") || data[..len] != *want {
+        return Err(format!(
+            "wrong value for {} ({len} bytes, expected {})",
+            String::from_utf8_lossy(key),
+            want.len()
+        ));
+    }
+    c.read_line(line)?;
+    Ok(true)
+}
+
+/// `total_malloced` from `stats slabs` (0 when absent).
+fn stats_slabs_total_malloced(c: &mut Conn) -> Result<u64, String> {
+    c.send(b"stats slabs\r\n")?;
+    let mut line = Vec::new();
+    let mut total = 0;
+    loop {
+        c.read_line(&mut line)?;
+        if line == b"END" {
+            return Ok(total);
+        }
+        if let Some(v) = line.strip_prefix(b"STAT total_malloced ") {
+            total = String::from_utf8_lossy(v).trim().parse().unwrap_or(0);
+        }
+    }
 }
 
 fn mib(b: u64) -> f64 {
     b as f64 / (1u64 << 20) as f64
 }
 
-fn print_table(args: &Args, rows: &[Row], distinct: u64, distinct_bytes: u64) {
+fn print_cell(args: &Args, trace: &Trace, cell: &Cell) {
+    let n = trace.reqs.len() as u64;
+    println!();
     println!(
-        "hitratio: cache-aside, Zipf({}) over {} keys, {} requests, seed {}, -m {} -t {}, values {}..{} B, batch {}",
-        args.exponent,
-        args.keys,
-        args.requests,
-        args.seed,
-        args.mem,
-        args.threads,
-        MIN_VALUE,
-        MAX_VALUE,
-        args.batch
+        "== {}  -m {} -t {}  ({} requests, batch {}, seed {}): {}",
+        cell.workload, cell.mem, args.threads, n, args.batch, args.seed, trace.describe
     );
     println!(
-        "distinct keys requested: {distinct} ({:.1} MiB of keys+values); cold-miss floor {:.4}",
-        mib(distinct_bytes),
-        distinct as f64 / args.requests as f64
+        "distinct keys requested: {} ({:.4} of requests are first requests); {:.1} MiB of memcached items (key + value + {} B)",
+        trace.distinct,
+        trace.distinct as f64 / n.max(1) as f64,
+        mib(trace.distinct_bytes),
+        MC_ITEM_OVERHEAD
     );
     println!(
-        "{:<11} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<11} {:>9} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>8} {:>9} {:>9} {:>7} {:>7} {:>8}",
         "server",
         "misses",
         "miss_ratio",
-        "warm_miss",
-        "evictions",
+        "first_mis",
+        "avoidable",
+        "avoid_rat",
         "curr_items",
-        "bytes_MiB",
+        "evictions",
+        "expired",
+        "malloc_MB",
         "rss_MiB",
-        "set_fail",
         "cpu_s",
-        "elapsed_s"
+        "wall_s",
+        "max_lag"
     );
-    for r in rows {
+    for r in &cell.rows {
         println!(
-            "{:<11} {:>9} {:>10.4} {:>10.4} {:>10} {:>10} {:>9.1} {:>9.1} {:>9} {:>9.2} {:>9.2}",
-            r.kind.name(),
+            "{:<11} {:>9} {:>10.4} {:>9} {:>9} {:>10.4} {:>10} {:>9} {:>8} {:>9.1} {:>9.1} {:>7.2} {:>7.2} {:>8.3}",
+            r.server,
             r.misses,
             r.miss_ratio(),
-            warm_miss(r, distinct),
-            r.evictions,
+            r.first_misses,
+            r.avoidable(),
+            r.avoidable_ratio(),
             r.curr_items,
-            mib(r.bytes),
+            r.evictions,
+            r.expired_misses,
+            mib(r.total_malloced),
             mib(r.rss),
-            r.set_failures,
-            r.cpu.as_secs_f64(),
-            r.elapsed.as_secs_f64()
+            r.cpu,
+            r.elapsed,
+            r.max_lag
         );
+        if r.first_hits > 0 || r.set_failures > 0 {
+            println!(
+                "  {}: {} first requests hit (a fresh server cannot have the key: bug), {} sets refused",
+                r.server, r.first_hits, r.set_failures
+            );
+        }
     }
-    if let Some((m, f)) = pair(rows) {
+    for e in &cell.errors {
+        println!("  error: {e}");
+    }
+    if let Some((m, f)) = cell.pair() {
         println!(
-            "ratio ferrocache/memcached: miss_ratio {}  warm_miss {}",
+            "ratio ferrocache/memcached: miss_ratio {}  avoidable {}  items {}",
             ratio_str(f.miss_ratio(), m.miss_ratio()),
-            ratio_str(warm_miss(f, distinct), warm_miss(m, distinct))
+            ratio_str(f.avoidable() as f64, m.avoidable() as f64),
+            ratio_str(f.curr_items as f64, m.curr_items as f64)
         );
     }
 }
 
-/// Miss ratio once the cold misses (first request of each key) are taken out.
-fn warm_miss(r: &Row, distinct: u64) -> f64 {
-    r.misses.saturating_sub(distinct) as f64 / r.requests.saturating_sub(distinct).max(1) as f64
+/// Ferrocache/memcached avoidable-miss ratio of a cell, when both have enough avoidable
+/// misses for the ratio to mean something (at least 0.1% of requests).
+fn avoid_ratio(c: &Cell) -> Option<f64> {
+    let (m, f) = c.pair()?;
+    let floor = (c.requests / 1000).max(1);
+    (m.avoidable() >= floor || f.avoidable() >= floor)
+        .then(|| f.avoidable() as f64 / m.avoidable().max(1) as f64)
 }
 
-fn pair(rows: &[Row]) -> Option<(&Row, &Row)> {
-    let m = rows.iter().find(|r| r.kind == Kind::Memcached)?;
-    let f = rows.iter().find(|r| r.kind == Kind::Ferrocache)?;
-    Some((m, f))
+fn print_summary(args: &Args, p: &Plan, cells: &[Cell], total: f64) {
+    println!();
+    println!(
+        "summary: cache-aside, {} requests per cell, -t {}, batch {}, seed {}; avoidable = (misses - first-request misses) / requests; x = ferrocache/memcached (< 1: ferrocache misses less / keeps fewer items)",
+        p.requests, args.threads, args.batch, args.seed
+    );
+    println!(
+        "{:<16} {:>4} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6} {:>6}",
+        "workload",
+        "-m",
+        "first",
+        "mc_miss",
+        "fc_miss",
+        "mc_avoid",
+        "fc_avoid",
+        "avoid_x",
+        "mc_items",
+        "fc_items",
+        "item_x",
+        "mc_evict",
+        "fc_evict",
+        "mc_MiB",
+        "fc_MiB"
+    );
+    let mut logs = Vec::new();
+    let mut better = 0;
+    let mut worse = 0;
+    for c in cells {
+        let first = c.distinct as f64 / c.requests.max(1) as f64;
+        let m = c.get("memcached");
+        let f = c.get("ferrocache");
+        let fmt_ratio = |r: Option<&Row>, g: fn(&Row) -> f64| {
+            r.map(|r| format!("{:.4}", g(r)))
+                .unwrap_or_else(|| "-".into())
+        };
+        let fmt_u = |r: Option<&Row>, g: fn(&Row) -> u64| {
+            r.map(|r| g(r).to_string()).unwrap_or_else(|| "-".into())
+        };
+        let ax = avoid_ratio(c);
+        if let Some(x) = ax {
+            logs.push(x.max(1e-6).ln());
+            if x < 1.0 {
+                better += 1;
+            } else if x > 1.0 {
+                worse += 1;
+            }
+        }
+        let ix = c
+            .pair()
+            .map(|(m, f)| ratio_str(f.curr_items as f64, m.curr_items as f64))
+            .unwrap_or_else(|| "-".into());
+        let fmt_mib = |r: Option<&Row>| {
+            r.map(|r| format!("{:.1}", mib(r.total_malloced)))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "{:<16} {:>4} {:>7.4} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6} {:>6}",
+            c.workload,
+            c.mem,
+            first,
+            fmt_ratio(m, Row::miss_ratio),
+            fmt_ratio(f, Row::miss_ratio),
+            fmt_ratio(m, Row::avoidable_ratio),
+            fmt_ratio(f, Row::avoidable_ratio),
+            ax.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into()),
+            fmt_u(m, |r| r.curr_items),
+            fmt_u(f, |r| r.curr_items),
+            ix,
+            fmt_u(m, |r| r.evictions),
+            fmt_u(f, |r| r.evictions),
+            fmt_mib(m),
+            fmt_mib(f),
+        );
+    }
+    if !logs.is_empty() {
+        let g = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
+        println!(
+            "avoidable misses ferrocache/memcached: geometric mean {:.3} over {} cells with avoidable misses; ferrocache fewer in {}, more in {}",
+            g,
+            logs.len(),
+            better,
+            worse
+        );
+    }
+    println!("mc_MiB / fc_MiB: item memory allocated at the end (`stats slabs` total_malloced); memcached gives each slab class its first 1 MiB page even beyond -m");
+    println!("sweep time {total:.0} s");
 }
 
-fn to_json(args: &Args, rows: &[Row], distinct: u64, distinct_bytes: u64) -> String {
+fn row_json(r: &Row) -> String {
+    format!(
+        "{{\"server\": {}, \"requests\": {}, \"misses\": {}, \"miss_ratio\": {}, \"first_request_misses\": {}, \
+         \"first_request_hits\": {}, \"avoidable_misses\": {}, \"avoidable_miss_ratio\": {}, \"expired_misses\": {}, \
+         \"set_failures\": {}, \"deferred_gets\": {}, \"curr_items\": {}, \"evictions\": {}, \"bytes\": {}, \
+         \"total_malloced\": {}, \"server_get_misses\": {}, \"get_expired\": {}, \"reclaimed\": {}, \
+         \"slabs_moved\": {}, \"rss\": {}, \"cpu_seconds\": {}, \"elapsed_seconds\": {}, \"max_lag_seconds\": {}}}",
+        json_str(r.server),
+        r.requests,
+        r.misses,
+        json_f64(r.miss_ratio()),
+        r.first_misses,
+        r.first_hits,
+        r.avoidable(),
+        json_f64(r.avoidable_ratio()),
+        r.expired_misses,
+        r.set_failures,
+        r.deferred,
+        r.curr_items,
+        r.evictions,
+        r.bytes,
+        r.total_malloced,
+        r.server_get_misses,
+        r.get_expired,
+        r.reclaimed,
+        r.slabs_moved,
+        r.rss,
+        json_f64(r.cpu),
+        json_f64(r.elapsed),
+        json_f64(r.max_lag)
+    )
+}
+
+fn workloads_json(infos: &[TraceInfo], indent: &str) -> String {
+    let mut s = String::new();
+    for (i, t) in infos.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{indent}{{\"name\": {}, \"describe\": {}, \"requests\": {}, \"distinct_keys\": {}, \
+             \"first_request_ratio\": {}, \"distinct_item_bytes\": {}, \"paced\": {}, \"file\": {}}}{}",
+            json_str(&t.name),
+            json_str(&t.describe),
+            t.requests,
+            t.distinct,
+            json_f64(t.distinct as f64 / t.requests.max(1) as f64),
+            t.distinct_bytes,
+            t.paced,
+            t.file.as_deref().map(json_str).unwrap_or_else(|| "null".into()),
+            if i + 1 < infos.len() { "," } else { "" }
+        );
+    }
+    s
+}
+
+fn manifest(args: &Args, p: &Plan, infos: &[TraceInfo]) -> String {
+    let mut s = String::from("{\n");
+    let _ = writeln!(
+        s,
+        "  \"format\": \"oracleGeneral\", \"record\": \"<u32 clock_time, u64 obj_id, u32 obj_size, i64 next_access_vtime> packed little endian, 24 bytes\","
+    );
+    let _ = writeln!(
+        s,
+        "  \"obj_size\": \"key + value + {MC_ITEM_OVERHEAD} (memcached 1.6 item accounting, flags 0, CAS on)\", \"key_len\": {KEY_LEN}, \"mc_item_overhead\": {MC_ITEM_OVERHEAD},"
+    );
+    let _ = writeln!(
+        s,
+        "  \"clock_rate\": {}, \"seed\": {}, \"requests\": {}, \"mem_mb\": [{}],",
+        json_f64(args.ttl_rate),
+        args.seed,
+        p.requests,
+        p.mem
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    s.push_str("  \"workloads\": [\n");
+    s.push_str(&workloads_json(infos, "    "));
+    s.push_str("  ]\n}\n");
+    s
+}
+
+fn to_json(args: &Args, p: &Plan, infos: &[TraceInfo], cells: &[Cell], total: f64) -> String {
     let mut s = String::from("{\n  \"benchmark\": \"hitratio\",\n");
     let _ = writeln!(
         s,
-        "  \"requests\": {}, \"keys\": {}, \"exponent\": {}, \"seed\": {}, \"mem_mb\": {}, \"threads\": {}, \"batch\": {},",
-        args.requests,
-        args.keys,
-        json_f64(args.exponent),
-        args.seed,
-        args.mem,
+        "  \"requests\": {}, \"threads\": {}, \"batch\": {}, \"seed\": {}, \"ttl_rate\": {}, \"pace_all\": {}, \
+         \"mem_mb\": [{}], \"mc_item_overhead\": {MC_ITEM_OVERHEAD}, \"sweep_seconds\": {},",
+        p.requests,
         args.threads,
-        args.batch
+        args.batch,
+        args.seed,
+        json_f64(args.ttl_rate),
+        args.pace_all,
+        p.mem.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
+        json_f64(total)
     );
-    let _ = writeln!(
-        s,
-        "  \"distinct_keys\": {distinct}, \"distinct_bytes\": {distinct_bytes}, \"cold_miss_floor\": {},",
-        json_f64(distinct as f64 / args.requests as f64)
-    );
-    s.push_str("  \"servers\": [\n");
-    for (i, r) in rows.iter().enumerate() {
+    s.push_str("  \"workloads\": [\n");
+    s.push_str(&workloads_json(infos, "    "));
+    s.push_str("  ],\n  \"cells\": [\n");
+    for (i, c) in cells.iter().enumerate() {
         let _ = write!(
             s,
-            "    {{\"server\": {}, \"misses\": {}, \"miss_ratio\": {}, \"warm_miss_ratio\": {}, \
-             \"evictions\": {}, \"curr_items\": {}, \"bytes\": {}, \"rss\": {}, \"set_failures\": {}, \
-             \"server_get_misses\": {}, \"cpu_seconds\": {}, \"elapsed_seconds\": {}}}",
-            json_str(r.kind.name()),
-            r.misses,
-            json_f64(r.miss_ratio()),
-            json_f64(warm_miss(r, distinct)),
-            r.evictions,
-            r.curr_items,
-            r.bytes,
-            r.rss,
-            r.set_failures,
-            r.server_get_misses,
-            json_f64(r.cpu.as_secs_f64()),
-            json_f64(r.elapsed.as_secs_f64())
+            "    {{\"workload\": {}, \"mem_mb\": {}, \"requests\": {}, \"first_requests\": {}, \"servers\": [",
+            json_str(&c.workload),
+            c.mem,
+            c.requests,
+            c.distinct
         );
-        s.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
+        for (j, r) in c.rows.iter().enumerate() {
+            s.push_str(if j == 0 { "\n      " } else { ",\n      " });
+            s.push_str(&row_json(r));
+        }
+        s.push_str("\n    ]");
+        if let Some((m, f)) = c.pair() {
+            let _ = write!(
+                s,
+                ", \"ratio_miss\": {}, \"ratio_avoidable\": {}, \"ratio_items\": {}",
+                json_f64(f.miss_ratio() / m.miss_ratio()),
+                json_f64(f.avoidable() as f64 / m.avoidable() as f64),
+                json_f64(f.curr_items as f64 / m.curr_items as f64)
+            );
+        }
+        let errs: Vec<String> = c.errors.iter().map(|e| json_str(e)).collect();
+        let _ = write!(s, ", \"errors\": [{}]}}", errs.join(", "));
+        s.push_str(if i + 1 < cells.len() { ",\n" } else { "\n" });
     }
-    s.push_str("  ]");
-    if let Some((m, f)) = pair(rows) {
-        let _ = write!(
-            s,
-            ",\n  \"ratio_miss\": {}, \"ratio_warm_miss\": {}",
-            json_f64(f.miss_ratio() / m.miss_ratio()),
-            json_f64(warm_miss(f, distinct) / warm_miss(m, distinct))
-        );
-    }
-    s.push_str("\n}\n");
+    s.push_str("  ]\n}\n");
     s
 }

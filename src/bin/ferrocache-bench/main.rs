@@ -8,7 +8,8 @@
 //!   pin servers and generator to different cores, run every workload on both in turns,
 //!   print medians, ratios and server CPU time per operation.
 //! - `memory`: RSS per item after storing N items in each server.
-//! - `hitratio`: cache-aside miss ratio over Zipf-popular keys in each server.
+//! - `hitratio`: cache-aside miss ratios swept over cache sizes and workload shapes;
+//!   `--write-trace` exports the traces for libCacheSim (`tests/tools/libcachesim_yardstick.py`).
 //! - `soak`: real clients, faults, SIGHUP and flushes for a while; invariants checked throughout.
 
 mod compare;
@@ -20,6 +21,7 @@ mod memory;
 mod servers;
 mod soak;
 mod textconn;
+mod trace;
 mod wire;
 mod zipf;
 
@@ -45,7 +47,7 @@ enum Cmd {
     Compare(compare::Args),
     /// RSS per item after a fill.
     Memory(memory::Args),
-    /// Cache-aside miss ratio over Zipf-popular keys.
+    /// Cache-aside miss ratios over cache sizes x workloads, memcached vs ferrocache.
     Hitratio(hitratio::Args),
     /// Soak test: mixed load and faults for a while, invariants checked throughout.
     Soak(soak::Args),
