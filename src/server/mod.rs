@@ -117,7 +117,13 @@ pub struct ServerHandle {
 
 /// Builds the store settings from the command line.
 pub fn store_config(cfg: &Config) -> StoreConfig {
-    let shards = (cfg.threads * 4).next_power_of_two().clamp(4, 256);
+    // A shard addresses at most 4 GiB of items (32-bit locations): big caches get more.
+    let mem = (cfg.memory_limit_mb as usize).saturating_mul(1 << 20);
+    let by_mem = mem.div_ceil(2 << 30).next_power_of_two();
+    let shards = (cfg.threads * 4)
+        .next_power_of_two()
+        .max(by_mem)
+        .clamp(4, 256);
     StoreConfig {
         mem_limit: (cfg.memory_limit_mb as usize).saturating_mul(1 << 20),
         item_size_max: cfg.item_size_max,

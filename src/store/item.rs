@@ -1,10 +1,11 @@
-//! Item layout inside a slab chunk, byte by byte.
+//! Item layout inside a segment, byte by byte.
 //!
-//! Every item lives in one chunk of one slab; all integers are little endian.
+//! Items lie back to back in a segment, each exactly as long as its header says; all
+//! integers are little endian.
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
-//! | 0  | 1 | `bits`: `LIVE` 0x01 (chunk holds an item), `MARKED` 0x02 (the shard's side table holds meta marks for it), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the flags field is present), `BIG` 0x10 (the value length has a fourth byte), `HAS_EXP` 0x20 (the expiry field is present), access counter 0xC0 (2 bits: +1 per read up to 3, -1 per pass of the CLOCK hand) |
+//! | 0  | 1 | `bits`: `LIVE` 0x01 (the extent holds an item in the index), `MARKED` 0x02 (the shard's side table holds meta marks for it), `FETCHED` 0x04 (read at least once), `HAS_FLAGS` 0x08 (the flags field is present), `BIG` 0x10 (the value length has a fourth byte), `HAS_EXP` 0x20 (the expiry field is present), access counter 0xC0 (2 bits: +1 per read up to 3; S3-FIFO takes reads off at a queue's tail) |
 //! | 1  | 1 | key length (1..=250) |
 //! | 2  | 3 | value length in bytes (without `\r\n`), low 24 bits |
 //! | 5  | 4 | last access/update time, relative seconds (for `flush_all` and ages) |
@@ -17,10 +18,11 @@
 //!
 //! So the header is 9 bytes, +4 with an expiry, +4 for non-zero flags, +6 with CAS (15
 //! for an item with CAS and neither expiry nor flags, 19 with an expiry), against 48-56
-//! in memcached. Setting an expiry on an item stored without one (`touch`, `gat`) grows
-//! it by 4 bytes: in place when its chunk has room, else in a new chunk. A free chunk has
-//! `bits == 0` and keeps the index of the next free chunk of its slab at offset 2 (4
-//! bytes).
+//! in memcached. Setting an expiry on an item stored without one (`touch`, `gat`) moves
+//! it to a new extent 4 bytes longer. A dead item (replaced, deleted, evicted) keeps its
+//! header with `LIVE` cleared, so a walk over the segment still steps over it; an
+//! extent allocated and not yet written holds a placeholder header of its length
+//! ([`write_filler`]).
 //!
 //! CAS uniques come from one 64-bit counter; the item keeps its low 48 bits
 //! ([`CAS_BYTES`]), and the store hands out uniques modulo 2^48 (skipping 0), so what a
@@ -28,10 +30,10 @@
 //! years at a million stores a second) before uniques repeat; memcached's 64-bit
 //! counter never does.
 
-/// The chunk holds an item.
+/// The extent holds an item that is in the index.
 pub const LIVE: u8 = 0x01;
-/// CLOCK access counter (2 bits): +1 on each read up to 3, -1 each time the eviction
-/// hand passes; the hand evicts items at 0.
+/// Access counter (2 bits): +1 on each read up to 3; at a queue's tail the item needs
+/// enough reads to stay, which are then taken off.
 pub const FREQ: u8 = 0xC0;
 /// One step of the access counter.
 pub const FREQ_ONE: u8 = 0x40;
@@ -74,7 +76,7 @@ pub(crate) fn wr32(c: &mut [u8], at: usize, v: u32) {
     c[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-/// Bytes an item takes in a chunk.
+/// Bytes an item takes.
 #[inline]
 pub fn total_size(key_len: usize, value_len: usize, flags: u32, exptime: u32, cas: bool) -> usize {
     BASE + usize::from(value_len >= 1 << 24)
@@ -222,6 +224,23 @@ pub fn write_header(
         at += CAS_BYTES;
     }
     at
+}
+
+/// Writes a placeholder header over an extent of `total` bytes that holds no item
+/// (yet): not `LIVE`, and sized so that a walk over a segment steps over the extent.
+pub fn write_filler(c: &mut [u8], total: usize, cas_on: bool) {
+    let fixed = BASE + if cas_on { CAS_BYTES } else { 0 };
+    let mut vlen = total.saturating_sub(fixed);
+    let big = vlen >= 1 << 24;
+    if big {
+        vlen = vlen.saturating_sub(1);
+    }
+    c[0] = if big { BIG } else { 0 };
+    c[1] = 0;
+    c[2..5].copy_from_slice(&(vlen as u32).to_le_bytes()[..3]);
+    if big {
+        c[BASE] = (vlen >> 24) as u8;
+    }
 }
 
 /// Offset of the expiry field (present when `HAS_EXP`), or where it goes.

@@ -1,4 +1,4 @@
-//! The item store: a sharded hash index over slab-allocated item memory.
+//! The item store: a sharded hash index over log-structured segments of item memory.
 //!
 //! This file is the narrow interface the rest of the server uses. Every operation
 //! locks exactly one shard, briefly, and never does I/O while holding it: readers get
@@ -10,54 +10,52 @@
 //! - `Store` = `cfg.shards` shards (power of two), each a `parking_lot::Mutex<Shard>`.
 //!   A key's 64-bit hash picks the shard (high bits) and gives the index tag (low 32 bits).
 //! - A shard's index is four `hashbrown::HashTable`s of 4-byte slots: the item location
-//!   (`u32` = slab id << 12 | chunk index), nothing else. Keys are compared in place in
-//!   the item's chunk (after hashbrown's 7-bit control-byte match), and rehashing reads
+//!   (`u32` = segment id << 15 | byte offset), nothing else. Keys are compared in place
+//!   in item memory (after hashbrown's 7-bit control-byte match), and rehashing reads
 //!   the key from item memory. The key hash picks the table; the four tables take
 //!   unequal shares of the keys (0.19, 0.22, 0.27, 0.32) so they double at different
 //!   item counts: the index costs 7.3-9.2 bytes per item at any size (5 bytes a bucket)
 //!   instead of 5.7-11.4 for one power-of-two table.
-//! - Item memory: slabs of 16 KiB cut into chunks of one size class (or one slab per
-//!   chunk for chunks above 16 KiB), boxed byte slices, owned by the shard. Every slab is
-//!   reserved from ONE store-wide byte budget (`cfg.mem_limit`, changeable at run time)
-//!   before it is allocated, and given back when it is dropped. The item header is
-//!   described byte by byte in [`item`] (9 bytes, +4 with an expiry, +4 for non-zero
-//!   flags, +6 with CAS).
-//! - Size classes start at `9 (+6 with CAS) + chunk_min` and grow by a factor of
-//!   `1 + (growth_factor - 1) / 4` (1.0625 for the default `-f 1.25`), at least 8 bytes a
-//!   step, up to `item_size_max`: four times finer than memcached's ladder, so chunk
-//!   waste stays around 3%. Chunks are not rounded to 8 bytes (nothing reads them
-//!   aligned). Fine classes are affordable because memory is not bound to a class: see
-//!   below.
+//! - Item memory: segments of 32 KiB owned by the shard; items are appended back to
+//!   back, each exactly its own size (no size classes, no rounding); an item above
+//!   8 KiB gets a segment of its own. Every segment is reserved from ONE store-wide byte
+//!   budget (`cfg.mem_limit`, changeable at run time) before it is allocated, and given
+//!   back when it is dropped. The item header is described byte by byte in [`item`] (9
+//!   bytes, +4 with an expiry, +4 for non-zero flags, +6 with CAS).
+//! - Size classes (memcached's ladder, four times finer) are only a view for `stats
+//!   slabs`/`stats items`/`cachedump`: an item counts in the class its size falls in.
 //!
-//! # Memory policy (why 16 KiB slabs, not 1 MiB pages)
-//! A slab belongs to one (shard, class). With 16 shards and ~100 classes in use, 1 MiB
-//! pages would need more than a GiB before every pair had one page, and a 64 MiB cache
-//! would thrash whole pages. 16 KiB slabs bound that slack (a pair costs at most one
-//! partly used slab) while still amortising allocation over ~100 small items.
+//! # Memory and eviction policy
+//! Size-aware S3-FIFO (see `shard.rs` for the diagram): new items go to a small FIFO
+//! queue (a tenth of the shard); at its tail, items read while there move to the main
+//! FIFO queue, the others are evicted and their key fingerprints kept in a ghost table
+//! (a key that comes back soon goes straight to main); at main's tail, items read since
+//! the last pass are reinserted with a count taken off their 2-bit counter, the others
+//! are evicted. A large item needs a read per KiB of its size (up to 3) to stay. The
+//! queues are FIFOs of segments: evicting walks the oldest segment, copies its
+//! survivors to main's open segment and frees the segment. Dead bytes (replaced,
+//! deleted, expired items) are reclaimed by compacting sparse segments before anything
+//! valid is evicted, and before a shard grows while half its memory is dead.
 //!
-//! When a class needs a chunk: (1) a free chunk of the class in this shard; (2) a new
-//! slab if the budget allows; (3) otherwise the shard's CLOCK hand sweeps its slabs:
-//! expired/flushed items are reclaimed (`reclaimed`), items whose 2-bit access counter
-//! (+1 per read, at most 3) is non-zero get it decremented, items at 0 are evicted
-//! (`evicted`, `evicted_unfetched`, `evicted_nonzero`). At the end of a slab of another
-//! class, the slab's survivors (items read since the hand last passed) are moved to free
-//! chunks of their class and the slab goes back to the budget, so memory follows demand
-//! between classes and shards; when the survivors do not all find room the slab stays
-//! (its cold items are gone already, and the hand goes on). (4) a shard that owns no
-//! memory, or less than half its share of the limit, takes memory from the other shards,
-//! the one that owns the most first: with `try_lock` under its own lock, then, if that
-//! is not enough, with its lock released, locking the others one at a time and running
-//! the operation again (`Store::with_retry`). Bytes freed for an allocation stay
-//! reserved in the budget for it until they make up its slab, so concurrent allocations
-//! cannot take them. With `evict == false` step (3) only reclaims expired items and the
-//! store fails with `OutOfMemory`. A lowered limit is enforced as slabs are freed by the
-//! hand and the crawler. Reads never relink anything: they update the counter and the
-//! fetched bit in the item header.
+//! When an item needs room: (1) its queue's open segment; (2) an empty segment kept by
+//! the shard; (3) a new segment if the budget allows (after compacting sparse ones when
+//! the shard holds much dead space); (4) compaction of sparse segments, then eviction
+//! as above; (5) a shard that owns no memory, or less than half its share of the limit,
+//! takes memory from the other shards, the one that owns the most first: with
+//! `try_lock` under its own lock, then, if that is not enough, with its lock released,
+//! locking the others one at a time and running the operation again
+//! (`Store::with_retry`). Bytes freed for an allocation stay reserved in the budget for
+//! it until they make up its segment, so concurrent allocations cannot take them. With
+//! `evict == false` only expired items are reclaimed and the store fails with
+//! `OutOfMemory`. A lowered limit is enforced as segments are freed by eviction and
+//! the crawler. Reads never relink anything: they update the counter and the fetched
+//! bit in the item header.
 //!
-//! Measured (`zipf_hit_ratio_full` in the tests, Zipf(0.99) cache-aside over 1M keys,
-//! 50 B..2 KiB values, 64 MiB): miss ratio 0.289, memcached 1.6.18 `-m 64` 0.292 on the
-//! same trace. One access bit instead of the counter: 0.293; evicting the survivors
-//! that find no room (the earlier rule): 0.306.
+//! Why this and not the earlier slab classes (16 KiB slabs, one per shard and class,
+//! CLOCK per shard): the partly filled slabs of 8 shards × ~80 classes held more than
+//! `-m 8` itself (2 MiB of items in 8 MiB at `-m 8` with 50 B..8 KiB values). Measured
+//! side by side with memcached 1.6.18 (`ferrocache-bench hitratio`, 80 cells, BENCHMARKS.md):
+//! avoidable misses 0.54× memcached's (geometric mean; 0.78× with the slab store).
 
 pub mod clock;
 pub mod item;
@@ -513,8 +511,8 @@ fn build_classes(cfg: &StoreConfig) -> (Vec<usize>, Vec<usize>) {
     let slabs = sizes
         .iter()
         .map(|&c| {
-            if c <= shard::SLAB_BYTES {
-                shard::SLAB_BYTES / c * c
+            if c <= shard::SEG_BYTES {
+                shard::SEG_BYTES / c * c
             } else {
                 c
             }
@@ -778,14 +776,14 @@ impl Store {
         let hd = item::Hdr::read(sh.chunk(l), ctx.cas_on);
         let old = sh.chunk(l)[hd.key_at..hd.total()].to_vec();
         let total = item::total_size(hd.klen, hd.vlen, hd.flags, exp, ctx.cas_on);
-        let Some(class) = ctx.class_for(total) else {
+        if ctx.class_for(total).is_none() {
             return Err(Some(l));
-        };
-        let Some(new) = sh.alloc(ctx, class, mem) else {
+        }
+        let Some(new) = sh.alloc(ctx, h, total, mem) else {
             return Err(sh.find_raw(ctx, h, key));
         };
         let Some(cur) = sh.find_raw(ctx, h, key) else {
-            sh.free_chunk(new);
+            sh.free_chunk(ctx, new);
             return Err(None);
         };
         let bits = sh.chunk(cur)[0];
@@ -914,11 +912,11 @@ impl Store {
                 return (StoreOutcome::NotStored, 0);
             }
             let total = item::total_size(key.len(), vlen, nflags, nexp, cas_on);
-            let Some(class) = ctx.class_for(total) else {
-                // Only append/prepend can grow past the largest class.
+            if ctx.class_for(total).is_none() {
+                // Only append/prepend can grow past the largest item.
                 return (StoreOutcome::NotStored, 0);
-            };
-            let Some(new) = sh.alloc(ctx, class, mem) else {
+            }
+            let Some(new) = sh.alloc(ctx, h, total, mem) else {
                 // A failed set removes the old value (as memcached), unless it runs again.
                 if op == StoreOp::Set && !mem.retrying() {
                     sh.unlink_key(ctx, h, key);
@@ -929,7 +927,7 @@ impl Store {
             let old = sh.find_raw(ctx, h, key);
             let needs_old = !matches!(op, StoreOp::Set | StoreOp::Add);
             if needs_old && old.is_none() {
-                sh.free_chunk(new);
+                sh.free_chunk(ctx, new);
                 return match op {
                     StoreOp::Cas(_) => (StoreOutcome::NotFound, 0),
                     _ => (StoreOutcome::NotStored, 0),
@@ -976,10 +974,10 @@ impl Store {
                         return Err(m);
                     }
                     let total = item::total_size(key.len(), 0, 0, 0, cas_on);
-                    let Some(class) = ctx.class_for(total) else {
+                    if ctx.class_for(total).is_none() {
                         return Err(m);
-                    };
-                    let Some(new) = sh.alloc(ctx, class, mem) else {
+                    }
+                    let Some(new) = sh.alloc(ctx, h, total, mem) else {
                         return Err(m);
                     };
                     let now = ctx.clock.now();
@@ -996,7 +994,6 @@ impl Store {
             let (r, up) = {
                 let c = sh.chunk(l);
                 let hd = item::Hdr::read(c, cas_on);
-                let (sid, _) = shard::split_loc(l);
                 let view = MetaItem {
                     key: &c[hd.key_at..hd.key_at + hd.klen],
                     value: &c[hd.value_at()..hd.total()],
@@ -1007,7 +1004,7 @@ impl Store {
                     fetched: hd.bits & item::FETCHED != 0,
                     marks: sh.marks(l),
                     created,
-                    class: sh.slab_class(sid) + 1,
+                    class: ctx.class_for(hd.total()).unwrap_or(0) + 1,
                     size: hd.total(),
                 };
                 let f = f.take().expect("meta_get: f runs once");
@@ -1164,14 +1161,14 @@ impl Store {
                 return (DeltaOutcome::Value(n), if cas_on { cas } else { 0 });
             }
             let total = item::total_size(key.len(), d.len(), hd.flags, hd.exptime, cas_on);
-            let Some(class) = ctx.class_for(total) else {
+            if ctx.class_for(total).is_none() {
                 return (DeltaOutcome::OutOfMemory, 0);
-            };
-            let Some(new) = sh.alloc(ctx, class, mem) else {
+            }
+            let Some(new) = sh.alloc(ctx, h, total, mem) else {
                 return (DeltaOutcome::OutOfMemory, 0);
             };
             let Some(old) = sh.find_raw(ctx, h, key) else {
-                sh.free_chunk(new);
+                sh.free_chunk(ctx, new);
                 return (DeltaOutcome::NotFound(Miss::Absent), 0);
             };
             let cas = self.next_cas();
