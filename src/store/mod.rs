@@ -732,7 +732,11 @@ impl Store {
                         Ok(n) => l = n,
                         // Run again with memory from the other shards (a second bump).
                         Err(_) if mem.retrying() => return Err(Miss::Absent),
-                        Err(Some(_)) => drop_after = true,
+                        // Finding memory may have moved the item: use where it is now.
+                        Err(Some(at)) => {
+                            l = at;
+                            drop_after = true;
+                        }
                         Err(None) => return Err(Miss::Absent),
                     }
                 }

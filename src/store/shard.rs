@@ -305,7 +305,9 @@ pub struct Shard {
     /// The index: item locations (4 bytes each), keys compared in item memory.
     tables: [HashTable<Loc>; SUBTABLES],
     segs: Vec<Option<Seg>>,
-    free_ids: Vec<u32>,
+    /// Ids of dropped segments, with their last generation (a new segment under an
+    /// old id continues it, so stale queue entries and the crawler never match it).
+    free_ids: Vec<(u32, u32)>,
     /// Empty segments of `SEG_BYTES` ready for reuse (still counted in the budget).
     empty: Vec<u32>,
     /// Closed segments of each queue, oldest first, with their generation.
@@ -323,8 +325,11 @@ pub struct Shard {
     /// length, key hash, old location).
     moved: Vec<u8>,
     moving: Vec<(usize, usize, u64, Loc)>,
+    /// The crawler's place: segment, offset of the next item, and the segment's
+    /// generation then (a segment rewound or reused since starts over).
     crawl_seg: usize,
     crawl_off: usize,
+    crawl_gen: u32,
     /// Per size class figures (classes are only a view: memory is not bound to them).
     classes: Vec<ClassStats>,
     /// Meta marks of the items whose `MARKED` bit is set (location -> marks); every
@@ -379,6 +384,7 @@ impl Shard {
             moving: Vec::new(),
             crawl_seg: 0,
             crawl_off: 0,
+            crawl_gen: 0,
             classes: vec![ClassStats::default(); nclasses],
             marks: HashMap::new(),
             total_items: 0,
@@ -638,7 +644,11 @@ impl Shard {
     fn emptied(&mut self, ctx: &Ctx, sid: usize) {
         let s = self.seg_mut(sid);
         match s.place {
-            Place::Open(_) => s.used = 0,
+            Place::Open(_) => {
+                // Rewound: offsets into its earlier contents (the crawler's) are stale.
+                s.used = 0;
+                s.gen = s.gen.wrapping_add(1);
+            }
             Place::Closed(q) => {
                 // The queue keeps a stale entry (its generation no longer matches).
                 let bytes = s.data.len();
@@ -924,11 +934,11 @@ impl Shard {
 
     /// A new segment of `bytes` whose bytes the caller has reserved.
     fn make_seg(&mut self, ctx: &Ctx, bytes: usize) -> Option<usize> {
-        let sid = match self.free_ids.pop() {
-            Some(s) => s as usize,
+        let (sid, gen) = match self.free_ids.pop() {
+            Some((s, g)) => (s as usize, g.wrapping_add(1)),
             None if self.segs.len() < MAX_SEGS => {
                 self.segs.push(None);
-                self.segs.len() - 1
+                (self.segs.len() - 1, 0)
             }
             None => return None,
         };
@@ -938,7 +948,7 @@ impl Shard {
             live: 0,
             live_bytes: 0,
             sparse: false,
-            gen: 0,
+            gen,
             place: Place::Evicting,
         });
         self.slab_bytes += bytes as u64;
@@ -953,7 +963,7 @@ impl Shard {
         let Some(s) = self.segs.get_mut(sid).and_then(Option::take) else {
             return 0;
         };
-        self.free_ids.push(sid as u32);
+        self.free_ids.push((sid as u32, s.gen));
         self.slab_bytes -= s.data.len() as u64;
         self.nslabs -= 1;
         ctx.set_owned(self.id, self.slab_bytes);
@@ -1277,7 +1287,14 @@ impl Shard {
             }
             let sid = self.crawl_seg;
             let used = match self.segs.get(sid) {
-                Some(Some(s)) if !matches!(s.place, Place::Evicting) => s.used,
+                Some(Some(s)) if !matches!(s.place, Place::Evicting) => {
+                    if s.gen != self.crawl_gen {
+                        // Rewound or reused since the offset was taken: from its start.
+                        self.crawl_gen = s.gen;
+                        self.crawl_off = 0;
+                    }
+                    s.used
+                }
                 _ => 0,
             };
             if self.crawl_off >= used {

@@ -1289,3 +1289,210 @@ fn budget_and_values_hold_under_random_mixed_workloads() {
         }
     }
 }
+
+/// A harsh random workload on one small store from several threads while another
+/// advances the clock, crawls and flushes; every value read is checked. Longer runs:
+/// `STRESS_OPS` (operations per thread, default 1,000,000), `STRESS_THREADS`,
+/// `STRESS_ONLY` (operation numbers besides sets), `STRESS_TICK` (`a`dvance, `c`rawl,
+/// `f`lush).
+#[test]
+fn stress_every_operation_checked() {
+    let ops: u64 = std::env::var("STRESS_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let limit = 4 << 20;
+    let s = Arc::new(store_with(|c| {
+        c.mem_limit = limit;
+        c.shards = 4;
+    }));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (s, stop) = (s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            let tick = std::env::var("STRESS_TICK").unwrap_or_else(|_| "acf".into());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if tick.contains('a') {
+                    s.clock().advance(1);
+                }
+                if tick.contains('c') {
+                    s.crawl_expired(2000);
+                }
+                n += 1;
+                if n % 50 == 0 && tick.contains('f') {
+                    s.flush_all(0);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    let nthreads: u64 = std::env::var("STRESS_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let only: Vec<u64> = std::env::var("STRESS_ONLY")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let threads: Vec<_> = (0..nthreads)
+        .map(|t| {
+            let s = s.clone();
+            let only = only.clone();
+            std::thread::spawn(move || {
+                let mut r = Rng(t * 7919 + 11);
+                let verify = |key: &str, v: &[u8]| {
+                    assert!(
+                        v.is_empty() || check(v),
+                        "corrupt value for {key} ({} bytes)",
+                        v.len()
+                    );
+                };
+                for _ in 0..ops {
+                    let k = r.next() % 3000;
+                    let key = format!("k{k}");
+                    let kb = key.as_bytes();
+                    let len = match r.next() % 10 {
+                        0 => 8_000 + (r.next() % 30_000) as usize,
+                        1..=3 => 500 + (r.next() % 7_000) as usize,
+                        _ => 16 + (r.next() % 600) as usize,
+                    };
+                    let ttl = [0i64, 0, 1, 2, 5][(r.next() % 5) as usize];
+                    let mut op = r.next() % 14;
+                    if !only.is_empty() && !only.contains(&op) && op > 2 {
+                        op = 13;
+                    }
+                    match op {
+                        0 | 1 | 2 => {
+                            let v = checked_value(r.next(), len);
+                            assert_ne!(
+                                s.store(StoreOp::Set, kb, 7, ttl, &v),
+                                StoreOutcome::OutOfMemory
+                            );
+                        }
+                        3 => {
+                            let _ = s.delete(kb);
+                        }
+                        4 => {
+                            let _ = s.touch(kb, ttl);
+                        }
+                        5 => {
+                            if let Ok(v) = s.get_and_touch(kb, ttl, |it| it.value.to_vec()) {
+                                verify(&key, &v);
+                            }
+                        }
+                        6 => {
+                            let _ = s.meta_get(kb, r.next() % 2 == 0, |it| {
+                                verify(&key, it.value);
+                                let up = MetaUpdate {
+                                    exptime: (r.next() % 3 == 0).then_some(2),
+                                    marks: if it.marks == 0 { item::MARK_WON } else { 0 },
+                                    bump: true,
+                                };
+                                ((), up)
+                            });
+                        }
+                        7 => {
+                            let _ = s.meta_delete(kb, None, Some(Some(3)));
+                        }
+                        8 => {
+                            // Counters on keys of their own.
+                            let ck = format!("c{}", k % 50);
+                            if s.delta(ck.as_bytes(), Delta::Incr(r.next() % 1000))
+                                == DeltaOutcome::NotFound(Miss::Absent)
+                            {
+                                s.store(StoreOp::Set, ck.as_bytes(), 0, 0, b"9");
+                            }
+                        }
+                        9 => {
+                            // Appends on keys of their own, values of one repeated byte.
+                            let ak = format!("a{}", k % 100);
+                            if s.store(StoreOp::Append, ak.as_bytes(), 0, 0, &[b'z'; 300])
+                                != StoreOutcome::Stored
+                            {
+                                s.store(StoreOp::Set, ak.as_bytes(), 0, ttl, &[b'z'; 100]);
+                            }
+                            if let Ok(v) = s.get(ak.as_bytes(), |it| it.value.to_vec()) {
+                                assert!(v.iter().all(|&b| b == b'z'), "corrupt append {ak}");
+                            }
+                        }
+                        _ => {
+                            if let Ok((v, _, _)) = get(&s, kb) {
+                                verify(&key, &v);
+                            }
+                        }
+                    }
+                    assert!(s.mem_used() <= limit, "budget exceeded");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("worker");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    ticker.join().expect("ticker");
+    let st = s.stats();
+    eprintln!(
+        "stress: {} items, {} evictions, {} MiB of {} MiB",
+        st.curr_items,
+        st.evictions,
+        st.total_malloced >> 20,
+        limit >> 20
+    );
+}
+
+/// The crawler keeps its place between calls; a segment rewound meanwhile (its items
+/// deleted, then others of other sizes written) must not be read from the old offset,
+/// which now falls inside another item: that read took value bytes for a header,
+/// freed "items" in the middle of live values, or panicked.
+#[test]
+fn crawler_starts_over_in_a_rewound_segment() {
+    for fill in [0xffu8, 0x01, 0x81, 0x7f, 0x00] {
+        for skip in 1..6usize {
+            let s = store_with(|c| {
+                c.mem_limit = 4 << 20;
+                c.shards = 1;
+            });
+            for i in 0..10 {
+                let k = format!("a{i}");
+                assert_eq!(
+                    s.store(StoreOp::Set, k.as_bytes(), 0, 0, &[b'a'; 100]),
+                    StoreOutcome::Stored
+                );
+            }
+            // The crawler stops inside the open segment, after `skip` items.
+            s.crawl_expired(skip);
+            for i in 0..10 {
+                assert!(s.delete(format!("a{i}").as_bytes()).is_ok());
+            }
+            // The emptied segment starts over with items of another size.
+            for i in 0..40 {
+                let k = format!("b{i}");
+                let v = vec![fill; 37 + i % 3];
+                let ttl = if i % 4 == 0 { 1 } else { 0 };
+                assert_eq!(
+                    s.store(StoreOp::Set, k.as_bytes(), 5, ttl, &v),
+                    StoreOutcome::Stored
+                );
+            }
+            s.clock().advance(3);
+            s.crawl_expired(1000);
+            for i in 0..40 {
+                let k = format!("b{i}");
+                let got = get(&s, k.as_bytes()).map(|g| g.0);
+                if i % 4 == 0 {
+                    assert!(got.is_err(), "{k} expired");
+                } else {
+                    assert_eq!(
+                        got,
+                        Ok(vec![fill; 37 + i % 3]),
+                        "fill {fill:#x}, skip {skip}: {k}"
+                    );
+                }
+            }
+            assert_eq!(s.stats().curr_items, 30);
+        }
+    }
+}
