@@ -14,6 +14,7 @@
 //! [`Config::ignored`], so the server can log them. Warnings memcached prints
 //! while starting anyway are in [`Config::warnings`].
 
+pub mod compat;
 mod conffile;
 mod getopt;
 
@@ -161,6 +162,8 @@ pub struct Config {
     /// Warnings memcached prints on stderr before starting anyway (e.g. for
     /// `-t 65`); the server prints each as a line (they have no newline).
     pub warnings: Vec<String>,
+    /// memcached's own tuning options, kept only for `stats settings`.
+    pub compat: compat::CompatSettings,
 }
 
 impl Default for Config {
@@ -198,6 +201,7 @@ impl Default for Config {
             slab_chunk_max: SLAB_PAGE_SIZE / 2,
             read_buf_mem_limit: None,
             hashpower_init: 0,
+            compat: compat::CompatSettings::default(),
             disable_dumping: false,
             disable_watch: false,
             sasl: false,
@@ -877,6 +881,7 @@ impl Config {
             "debugtime" => self.debugtime = true,
             _ => {}
         }
+        self.compat.apply(name, v);
         Ok(())
     }
 
@@ -1030,20 +1035,17 @@ impl Config {
         }
     }
 
-    /// `stats settings` lines, in memcached 1.6.18's order, for the settings
-    /// we have. The server replaces the values that change at run time:
-    /// `verbosity` (`verbosity` command), `oldest` (relative time of the last
-    /// `flush_all`, 0 = never), `detail_enabled` (`stats detail on|off`).
-    ///
-    /// memcached lines left out, because they describe its internals and no
-    /// value would be true of us: slab_automove*, lru_crawler_sleep/tocrawl,
-    /// tail_repair_time, hash_algorithm, lru_maintainer_thread,
-    /// lru_segmented, hot/warm_lru_pct, hot/warm_max_factor, temp_lru,
-    /// temporary_ttl, hashpower_init, watcher/worker_logbuf_size,
-    /// read_buf_mem_limit, track_sizes, inline_ascii_response, ext_*,
-    /// ssl_* (but ssl_enabled).
+    /// `stats settings` lines: every line memcached 1.6.18 prints, in its order.
+    /// Settings of memcached's machinery we do not have are memcached's
+    /// defaults or the value given with `-o` ([`compat::CompatSettings`]);
+    /// facts about ferrocache are fixed (`slab_reassign no`, `lru_segmented no`,
+    /// `lru_maintainer_thread no`, no extstore, no TLS yet). The server
+    /// replaces the values that change at run time: `verbosity` (`verbosity`
+    /// command), `detail_enabled` (`stats detail on|off`), `slab_automove`
+    /// (`slabs automove`).
     pub fn settings_stats(&self) -> Vec<(&'static str, String)> {
         let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let c = &self.compat;
         let threads_per_udp = if self.listen.len() > 1 {
             1
         } else {
@@ -1093,14 +1095,38 @@ impl Config {
             ),
             ("item_size_max", self.item_size_max.to_string()),
             ("maxconns_fast", yes_no(self.maxconns_fast)),
-            // Fixed fact: memory pages move between size classes.
-            ("slab_reassign", "yes".into()),
+            ("hashpower_init", self.hashpower_init.to_string()),
+            // Fixed fact: there are no slab pages to reassign (memory moves between
+            // item sizes by itself); `slabs reassign` says so as memcached does.
+            ("slab_reassign", "no".into()),
+            // The server prints the value `slabs automove` set at run time.
+            ("slab_automove", c.slab_automove.to_string()),
+            (
+                "slab_automove_ratio",
+                format!("{:.2}", c.slab_automove_ratio),
+            ),
+            ("slab_automove_window", c.slab_automove_window.to_string()),
             ("slab_chunk_max", self.slab_chunk_max.to_string()),
             // Fixed fact: expired items are reclaimed in the background.
             ("lru_crawler", "yes".into()),
+            ("lru_crawler_sleep", c.lru_crawler_sleep.to_string()),
+            ("lru_crawler_tocrawl", c.lru_crawler_tocrawl.to_string()),
+            ("tail_repair_time", c.tail_repair_time.to_string()),
             ("flush_enabled", yes_no(!self.disable_flush_all)),
             ("dump_enabled", yes_no(!self.disable_dumping)),
+            ("hash_algorithm", c.hash_algorithm.clone()),
+            // Fixed facts: no LRU maintainer thread, no segmented LRU (S3-FIFO).
+            ("lru_maintainer_thread", "no".into()),
+            ("lru_segmented", "no".into()),
+            ("hot_lru_pct", c.hot_lru_pct.to_string()),
+            ("warm_lru_pct", c.warm_lru_pct.to_string()),
+            ("hot_max_factor", format!("{:.2}", c.hot_max_factor)),
+            ("warm_max_factor", format!("{:.2}", c.warm_max_factor)),
+            ("temp_lru", yes_no(c.temp_lru)),
+            ("temporary_ttl", c.temporary_ttl.to_string()),
             ("idle_timeout", self.idle_timeout.to_string()),
+            ("watcher_logbuf_size", c.watcher_logbuf_size.to_string()),
+            ("worker_logbuf_size", c.worker_logbuf_size.to_string()),
             // In bytes, as memcached prints it; ours is the whole buffer budget.
             (
                 "read_buf_mem_limit",
@@ -1109,8 +1135,48 @@ impl Config {
                     _ => self.conn_buffer_limit().to_string(),
                 },
             ),
-            // Fixed fact: no TLS.
+            ("track_sizes", yes_no(c.track_sizes)),
+            ("inline_ascii_response", yes_no(c.inline_ascii_response)),
+            // Fixed facts: no extstore (memcached's defaults, as it prints them
+            // without ext_path).
+            ("ext_item_size", "512".into()),
+            ("ext_item_age", "4294967295".into()),
+            ("ext_low_ttl", "0".into()),
+            ("ext_recache_rate", "2000".into()),
+            ("ext_wbuf_size", "4194304".into()),
+            ("ext_compact_under", "0".into()),
+            ("ext_drop_under", "0".into()),
+            ("ext_max_sleep", "1000000".into()),
+            ("ext_max_frag", "0.80".into()),
+            (
+                "slab_automove_freeratio",
+                format!("{:.3}", c.slab_automove_freeratio),
+            ),
+            ("ext_drop_unread", "no".into()),
+            // Fixed fact: no TLS yet; the ssl_* options as given.
             ("ssl_enabled", "no".into()),
+            (
+                "ssl_chain_cert",
+                c.ssl_chain_cert.clone().unwrap_or("(null)".into()),
+            ),
+            ("ssl_key", c.ssl_key.clone().unwrap_or("(null)".into())),
+            ("ssl_verify_mode", c.ssl_verify_mode.to_string()),
+            ("ssl_keyformat", c.ssl_keyformat.to_string()),
+            (
+                "ssl_ciphers",
+                c.ssl_ciphers.clone().unwrap_or("NULL".into()),
+            ),
+            (
+                "ssl_ca_cert",
+                c.ssl_ca_cert.clone().unwrap_or("NULL".into()),
+            ),
+            ("ssl_wbuf_size", c.ssl_wbuf_size.to_string()),
+            ("ssl_session_cache", yes_no(c.ssl_session_cache)),
+            ("ssl_kernel_tls", yes_no(c.ssl_kernel_tls)),
+            (
+                "ssl_min_version",
+                compat::CompatSettings::ssl_version_name(c.ssl_min_version).into(),
+            ),
             // Fixed facts: no NAPI id grouping, no restartable memory file
             // (memcached prints a NULL pointer through glibc's printf).
             ("num_napi_ids", "(null)".into()),

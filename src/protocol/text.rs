@@ -204,6 +204,16 @@ pub enum Command<'a> {
         /// Suppress the reply.
         noreply: bool,
     },
+    /// `slabs automove <0|1|2>` or `slabs automove ratio <r>` (bad forms are answered
+    /// by the parser).
+    SlabsAutomove {
+        /// The new level, or
+        level: Option<u32>,
+        /// the new ratio.
+        ratio: Option<f64>,
+        /// Suppress the reply.
+        noreply: bool,
+    },
     /// `stats [group [args]]`: the words after `stats`.
     Stats {
         /// The rest of the line without leading/trailing spaces (e.g. `b"settings"`,
@@ -889,14 +899,28 @@ fn slabs<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
     if n >= 4 && t.w(1) == b"automove" {
         let noreply = t.noreply();
         if t.w(2) == b"ratio" {
-            if n < 5 || num::strtod(t.w(3)).is_none() {
-                return err(ERROR, noreply, next);
-            }
-            return err(OK, noreply, next);
+            return match num::strtod(t.w(3)) {
+                Some(r) if n >= 5 => Parse::Request(
+                    Command::SlabsAutomove {
+                        level: None,
+                        ratio: Some(r),
+                        noreply,
+                    },
+                    next,
+                ),
+                _ => err(ERROR, noreply, next),
+            };
         }
         return match num::strtoul(t.w(2)) {
             None => err(BAD_FORMAT, noreply, next),
-            Some(0..=2) => err(OK, noreply, next),
+            Some(level @ 0..=2) => Parse::Request(
+                Command::SlabsAutomove {
+                    level: Some(level),
+                    ratio: None,
+                    noreply,
+                },
+                next,
+            ),
             Some(_) => err(ERROR, noreply, next),
         };
     }

@@ -3,7 +3,7 @@
 //! forms suppress successes (and get misses), errors are always sent, error packets
 //! carry CAS 0, and the same `stats` counters as the text protocol move.
 
-use super::exec::{self, Flow, PROTOCOL_VERSION};
+use super::exec::{Flow, PROTOCOL_VERSION};
 use super::Shared;
 use crate::protocol::binary::{
     write_error, write_hit, write_key_miss, write_ok, write_stat, Command, Header, Request, Status,
@@ -255,12 +255,12 @@ fn arith(
 fn stat(shared: &Shared, out: &mut Vec<u8>, h: &Header, group: &[u8]) {
     let mut text = Vec::new();
     if group.is_empty() {
-        exec::stats_command(shared, b"", &mut text);
+        super::stats_exec::stats_command(shared, b"", &mut text);
     } else if group.starts_with(b"reset") {
-        exec::stats_command(shared, b"reset", &mut text);
+        super::stats_exec::stats_command(shared, b"reset", &mut text);
         text.clear();
     } else if group.starts_with(b"settings") {
-        exec::stats_command(shared, b"settings", &mut text);
+        super::stats_exec::stats_command(shared, b"settings", &mut text);
     } else if let Some(sub) = group.strip_prefix(b"detail") {
         if sub.starts_with(b" dump") {
             shared.prefix.dump(&mut text);
@@ -274,7 +274,7 @@ fn stat(shared: &Shared, out: &mut Vec<u8>, h: &Header, group: &[u8]) {
             return write_error(out, h, Status::KeyEnoent);
         }
     } else if matches!(group, b"items" | b"slabs" | b"sizes") {
-        exec::stats_command(shared, group, &mut text);
+        super::stats_exec::stats_command(shared, group, &mut text);
     } else {
         return write_error(out, h, Status::KeyEnoent);
     }

@@ -3,13 +3,11 @@
 //! store call locks one shard for the duration of one item operation, and a value is
 //! copied into the reply buffer under that lock.
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use super::conn::STATE_NAMES;
 use super::{Shared, StopReason};
 use crate::protocol::text::{reply as compose, Command, DebugTimeArg, Keys, ShutdownMode};
-use crate::stats::{self, bump, stat_line, Counters, PrefixEvent};
+use crate::stats::{bump, Counters, PrefixEvent};
 use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, StoreOp, StoreOutcome};
 
 /// The version string clients see (`VERSION 1.6.18`): the memcached release whose
@@ -233,7 +231,7 @@ pub fn execute(
             Flow::Continue
         }
         Command::Stats { args } => {
-            stats_command(shared, args, out);
+            super::stats_exec::stats_command(shared, args, out);
             Flow::Continue
         }
         Command::DebugTime { arg } => {
@@ -247,6 +245,22 @@ pub fn execute(
             } else {
                 line(out, "ERROR");
             }
+            Flow::Continue
+        }
+        Command::SlabsAutomove {
+            level,
+            ratio,
+            noreply,
+        } => {
+            if let Some(l) = level {
+                shared.slab_automove.store(l, Ordering::Relaxed);
+            }
+            if let Some(r) = ratio {
+                shared
+                    .slab_automove_ratio
+                    .store(r.to_bits(), Ordering::Relaxed);
+            }
+            reply(out, noreply, "OK");
             Flow::Continue
         }
         Command::Meta(req) => super::meta_exec::execute(&req, shared, c, out),
@@ -296,286 +310,4 @@ fn retrieve(
     }
     out.extend_from_slice(b"END\r\n");
     Flow::Continue
-}
-
-fn rusage() -> (String, String) {
-    use nix::sys::resource::{getrusage, UsageWho};
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(u) => {
-            let f = |t: nix::sys::time::TimeVal| format!("{}.{:06}", t.tv_sec(), t.tv_usec());
-            (f(u.user_time()), f(u.system_time()))
-        }
-        Err(_) => ("0.000000".into(), "0.000000".into()),
-    }
-}
-
-/// `stats [group]` (also the source of the binary protocol's STAT packets).
-pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
-    let mut words = Keys(args).map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"));
-    let group = words.next().unwrap_or("");
-    match group {
-        "" => general_stats(shared, out),
-        "settings" => {
-            for (name, value) in shared.config.settings_stats() {
-                let value = match name {
-                    "verbosity" => shared.verbosity.load(Ordering::Relaxed).to_string(),
-                    "detail_enabled" => {
-                        if shared.prefix.enabled() { "yes" } else { "no" }.to_string()
-                    }
-                    _ => value,
-                };
-                stat_line(out, name, value);
-            }
-            line(out, "END");
-        }
-        "items" => items_stats(shared, out),
-        "slabs" => slabs_stats(shared, out),
-        "sizes" => {
-            stat_line(out, "sizes_status", "disabled");
-            line(out, "END");
-        }
-        "conns" => conns_stats(shared, out),
-        "cachedump" => cachedump(shared, words.next(), words.next(), out),
-        "reset" => {
-            for w in &shared.counters {
-                w.reset();
-            }
-            shared.conns.total_connections.store(0, Ordering::Relaxed);
-            shared
-                .conns
-                .rejected_connections
-                .store(0, Ordering::Relaxed);
-            shared.prefix.clear();
-            shared.store.reset_stats();
-            line(out, "RESET");
-        }
-        "detail" => match words.next() {
-            Some("on") => {
-                shared.prefix.set_enabled(true);
-                line(out, "OK");
-            }
-            Some("off") => {
-                shared.prefix.set_enabled(false);
-                line(out, "OK");
-            }
-            Some("dump") => shared.prefix.dump(out),
-            _ => line(out, "CLIENT_ERROR usage: stats detail on|off|dump"),
-        },
-        _ => line(out, "ERROR"),
-    }
-}
-
-/// memcached's buffer counters, from the connection buffer budget: `response_obj_*`
-/// are reply buffers (`response_obj_oom`: times a connection stopped serving because
-/// the budget left it no more room for replies), `read_buf_*` read buffers
-/// (`read_buf_oom`: values refused and connections closed for lack of budget).
-fn buffer_stats(shared: &Shared, out: &mut Vec<u8>) {
-    let sum = |f: fn(&super::budget::BufferStats) -> &std::sync::atomic::AtomicUsize| {
-        shared
-            .buffer_stats
-            .iter()
-            .map(|b| f(b).load(Ordering::Relaxed))
-            .sum::<usize>()
-    };
-    let b = &shared.buffers;
-    stat_line(
-        out,
-        "response_obj_oom",
-        b.output_stalls.load(Ordering::Relaxed),
-    );
-    stat_line(out, "response_obj_count", sum(|b| &b.resp_count));
-    stat_line(out, "response_obj_bytes", sum(|b| &b.resp_bytes));
-    stat_line(out, "read_buf_count", sum(|b| &b.read_count));
-    stat_line(out, "read_buf_bytes", sum(|b| &b.read_bytes));
-    stat_line(out, "read_buf_bytes_free", sum(|b| &b.read_free_bytes));
-    stat_line(
-        out,
-        "read_buf_oom",
-        b.refused_values.load(Ordering::Relaxed) + b.closed_lines.load(Ordering::Relaxed),
-    );
-}
-
-fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
-    let s = stats::sum(shared.counters.iter().map(|a| &**a));
-    let st = shared.store.stats();
-    let clock = &shared.clock;
-    let conns = &shared.conns;
-    let (user, sys) = rusage();
-    stat_line(out, "pid", std::process::id());
-    stat_line(out, "uptime", clock.uptime());
-    stat_line(out, "time", clock.unix_time());
-    stat_line(out, "version", PROTOCOL_VERSION);
-    stat_line(out, "pointer_size", usize::BITS);
-    stat_line(out, "rusage_user", user);
-    stat_line(out, "rusage_system", sys);
-    stat_line(out, "max_connections", shared.config.max_conns);
-    stat_line(
-        out,
-        "curr_connections",
-        conns.curr_connections.load(Ordering::Relaxed),
-    );
-    stat_line(
-        out,
-        "total_connections",
-        conns.total_connections.load(Ordering::Relaxed),
-    );
-    stat_line(
-        out,
-        "rejected_connections",
-        conns.rejected_connections.load(Ordering::Relaxed),
-    );
-    stat_line(
-        out,
-        "connection_structures",
-        conns.connection_structures.load(Ordering::Relaxed),
-    );
-    buffer_stats(shared, out);
-    stat_line(out, "cmd_get", s.get_cmds);
-    stat_line(out, "cmd_set", s.set_cmds);
-    stat_line(out, "cmd_flush", s.flush_cmds);
-    stat_line(out, "cmd_touch", s.touch_cmds);
-    stat_line(out, "cmd_meta", s.meta_cmds);
-    stat_line(out, "get_hits", s.get_hits);
-    stat_line(out, "get_misses", s.get_misses);
-    stat_line(out, "get_expired", s.get_expired);
-    stat_line(out, "get_flushed", s.get_flushed);
-    stat_line(out, "delete_misses", s.delete_misses);
-    stat_line(out, "delete_hits", s.delete_hits);
-    stat_line(out, "incr_misses", s.incr_misses);
-    stat_line(out, "incr_hits", s.incr_hits);
-    stat_line(out, "decr_misses", s.decr_misses);
-    stat_line(out, "decr_hits", s.decr_hits);
-    stat_line(out, "cas_misses", s.cas_misses);
-    stat_line(out, "cas_hits", s.cas_hits);
-    stat_line(out, "cas_badval", s.cas_badval);
-    stat_line(out, "touch_hits", s.touch_hits);
-    stat_line(out, "touch_misses", s.touch_misses);
-    stat_line(out, "store_too_large", s.store_too_large);
-    stat_line(out, "store_no_memory", s.store_no_memory);
-    stat_line(out, "auth_cmds", s.auth_cmds);
-    stat_line(out, "auth_errors", s.auth_errors);
-    stat_line(out, "bytes_read", s.bytes_read);
-    stat_line(out, "bytes_written", s.bytes_written);
-    stat_line(out, "limit_maxbytes", st.limit_maxbytes);
-    stat_line(out, "accepting_conns", 1);
-    stat_line(out, "listen_disabled_num", 0);
-    stat_line(out, "threads", shared.config.threads);
-    stat_line(out, "conn_yields", s.conn_yields);
-    stat_line(out, "hash_bytes", st.hash_bytes);
-    stat_line(out, "bytes", st.bytes);
-    stat_line(out, "curr_items", st.curr_items);
-    stat_line(out, "total_items", st.total_items);
-    stat_line(out, "expired_unfetched", st.expired_unfetched);
-    stat_line(out, "evicted_unfetched", st.evicted_unfetched);
-    stat_line(out, "evictions", st.evictions);
-    stat_line(out, "reclaimed", st.reclaimed);
-    stat_line(out, "crawler_reclaimed", st.crawler_reclaimed);
-    line(out, "END");
-}
-
-/// `stats items`: per size class, for classes holding items.
-fn items_stats(shared: &Shared, out: &mut Vec<u8>) {
-    for c in shared.store.class_stats() {
-        if c.number == 0 {
-            continue;
-        }
-        let id = c.id;
-        let mut item = |name: &str, v: u64| {
-            let _ = write!(out, "STAT items:{id}:{name} {v}\r\n");
-        };
-        item("number", c.number);
-        item("mem_requested", c.requested);
-        item("evicted", c.evicted);
-        item("evicted_nonzero", c.evicted_nonzero);
-        item("evicted_time", c.evicted_time as u64);
-        item("outofmemory", c.outofmemory);
-        item("reclaimed", c.reclaimed);
-        item("expired_unfetched", c.expired_unfetched);
-        item("evicted_unfetched", c.evicted_unfetched);
-        item("crawler_reclaimed", c.crawler_reclaimed);
-    }
-    line(out, "END");
-}
-
-/// `stats slabs`: per size class with memory, then totals.
-fn slabs_stats(shared: &Shared, out: &mut Vec<u8>) {
-    let mut active = 0;
-    for c in shared.store.class_stats() {
-        if c.total_pages == 0 {
-            continue;
-        }
-        active += 1;
-        let id = c.id;
-        let mut slab = |name: &str, v: u64| {
-            let _ = write!(out, "STAT {id}:{name} {v}\r\n");
-        };
-        slab("chunk_size", c.chunk_size);
-        slab("chunks_per_page", c.chunks_per_page);
-        slab("total_pages", c.total_pages);
-        slab("total_chunks", c.total_chunks);
-        slab("used_chunks", c.used_chunks);
-        slab("free_chunks", c.free_chunks);
-    }
-    stat_line(out, "active_slabs", active);
-    stat_line(out, "total_malloced", shared.store.stats().total_malloced);
-    line(out, "END");
-}
-
-/// `stats cachedump <class> <limit>`: memcached's item listing, as
-/// `ITEM <key> [<bytes> b; <expiry unix time> s]`.
-fn cachedump(shared: &Shared, id: Option<&str>, limit: Option<&str>, out: &mut Vec<u8>) {
-    let (Some(id), Some(limit)) = (id, limit) else {
-        return line(out, "CLIENT_ERROR bad command line");
-    };
-    if shared.config.disable_dumping {
-        return line(out, "CLIENT_ERROR stats cachedump not allowed");
-    }
-    let (Ok(id), Ok(limit)) = (id.parse::<u32>(), limit.parse::<u32>()) else {
-        return line(out, "CLIENT_ERROR bad command line format");
-    };
-    let classes = shared.store.classes();
-    if id as usize > classes {
-        return line(out, "CLIENT_ERROR Illegal slab id");
-    }
-    // memcached caps an unlimited dump at 2 MB of output; a count cap does the same job.
-    let limit = if limit == 0 { 50_000 } else { limit as usize };
-    let started = shared.clock.process_started();
-    for (key, vlen, exp) in shared.store.dump_class(id as usize, limit) {
-        out.extend_from_slice(b"ITEM ");
-        out.extend_from_slice(&key);
-        // As memcached: an item without expiry shows 0, others an absolute time.
-        let abs = if exp == 0 { 0 } else { exp as i64 + started };
-        let _ = write!(out, " [{vlen} b; {abs} s]\r\n");
-    }
-    line(out, "END");
-}
-
-fn conns_stats(shared: &Shared, out: &mut Vec<u8>) {
-    let now = shared.clock.now();
-    for (fd, addr) in &shared.listener_info {
-        let _ = write!(out, "STAT {fd}:addr {addr}\r\n");
-        let _ = write!(out, "STAT {fd}:state conn_listening\r\n");
-        let _ = write!(
-            out,
-            "STAT {fd}:secs_since_last_cmd {}\r\n",
-            shared.clock.uptime()
-        );
-    }
-    let reg = shared.registry.lock();
-    for (fd, info) in reg.iter() {
-        let last = info.last_cmd.load(Ordering::Relaxed);
-        let state = STATE_NAMES
-            .get(info.state.load(Ordering::Relaxed) as usize)
-            .copied()
-            .unwrap_or("conn_waiting");
-        let _ = write!(out, "STAT {fd}:addr {}\r\n", info.addr);
-        let _ = write!(out, "STAT {fd}:listen_addr {}\r\n", info.listen_addr);
-        let _ = write!(out, "STAT {fd}:state {state}\r\n");
-        let _ = write!(
-            out,
-            "STAT {fd}:secs_since_last_cmd {}\r\n",
-            now.saturating_sub(last)
-        );
-    }
-    line(out, "END");
 }

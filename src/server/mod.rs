@@ -28,6 +28,7 @@ mod conn_auth;
 mod exec;
 mod listener;
 mod meta_exec;
+mod stats_exec;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -83,6 +84,11 @@ pub struct Shared {
     pub prefix: PrefixStats,
     /// Current verbosity (`verbosity` command).
     pub verbosity: AtomicU32,
+    /// `slabs automove` level and ratio (f64 bits), reported by `stats settings`:
+    /// accepted as memcached accepts them, with no effect (memory follows demand).
+    pub slab_automove: AtomicU32,
+    /// See `slab_automove`.
+    pub slab_automove_ratio: std::sync::atomic::AtomicU64,
     /// Set when stopping.
     pub stopping: AtomicBool,
     /// Open connections by fd, for `stats conns`.
@@ -172,6 +178,10 @@ impl Server {
             buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
             prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),
             verbosity: AtomicU32::new(cfg.verbose as u32),
+            slab_automove: AtomicU32::new(cfg.compat.slab_automove),
+            slab_automove_ratio: std::sync::atomic::AtomicU64::new(
+                cfg.compat.slab_automove_ratio.to_bits(),
+            ),
             config: cfg,
             store,
             clock,

@@ -278,14 +278,20 @@ pub struct StoreStats {
     pub total_malloced: u64,
     /// Bytes held by the hash index (not part of `-m`, as in memcached).
     pub hash_bytes: u64,
+    /// Valid items the background crawler looked at.
+    pub crawler_items_checked: u64,
+    /// Background crawler runs started (one per [`Store::crawl_expired`] call).
+    pub crawler_starts: u64,
+    /// log2 of the index's slots (all shards), memcached's `hash_power_level`.
+    pub hash_power_level: u32,
 }
 
 /// Per-class figures for `stats slabs` / `stats items`, with memcached's names.
 ///
-/// Not kept (memcached fields with no equivalent here): `age_hot`/`age_warm`, the
-/// `hot`/`warm`/`cold` LRU counts, `lrutail_reflocked`, `moves_*`, `direct_reclaims`,
-/// `touch_hits`/`get_hits`/... per class (the server counts hits per command), and
-/// `age` (there is no LRU tail; reported as 0 by [`Store::class_stats`]).
+/// Not kept (memcached fields with no equivalent here, printed as 0 by the server):
+/// `age_hot`/`age_warm`, the `hot`/`warm` LRU counts (there is one queue pair, not
+/// memcached's segmented LRU: every item counts as `cold`), `lrutail_reflocked`,
+/// `moves_*`, `direct_reclaims`, `evicted_active`, `tailrepairs`.
 #[derive(Debug, Clone, Default)]
 pub struct ClassStats {
     /// Class number (1-based, as memcached prints it).
@@ -306,7 +312,8 @@ pub struct ClassStats {
     pub number: u64,
     /// Bytes requested by stored items (`mem_requested`).
     pub requested: u64,
-    /// Seconds since last access of the oldest item (not kept: 0).
+    /// Seconds since the last access of the class's oldest item near the queues'
+    /// tails (the next eviction candidates; `age`, as memcached's LRU tail).
     pub age: u64,
     /// Items evicted.
     pub evicted: u64,
@@ -324,11 +331,85 @@ pub struct ClassStats {
     pub outofmemory: u64,
     /// Items freed by the crawler.
     pub crawler_reclaimed: u64,
+    /// Items the crawler looked at.
+    pub crawler_items_checked: u64,
+    /// Operations on items of this class, as memcached's per-class counters of
+    /// `stats slabs`: hits of get (text, meta, binary), storage commands (counted
+    /// for the class of the value sent, whatever the outcome), and the hits of
+    /// delete, incr, decr, cas (and its bad values), touch (and gat).
+    pub ops: ClassOps,
+}
+
+/// Per-class operation counters (see [`ClassStats::ops`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassOps {
+    /// Get hits.
+    pub get_hits: u64,
+    /// Storage commands.
+    pub cmd_set: u64,
+    /// Delete hits.
+    pub delete_hits: u64,
+    /// Incr hits.
+    pub incr_hits: u64,
+    /// Decr hits.
+    pub decr_hits: u64,
+    /// Cas hits.
+    pub cas_hits: u64,
+    /// Cas on a changed item.
+    pub cas_badval: u64,
+    /// Touch and gat hits.
+    pub touch_hits: u64,
+}
+
+/// Which per-class counter an operation moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClassOp {
+    GetHit,
+    Set,
+    DeleteHit,
+    IncrHit,
+    DecrHit,
+    CasHit,
+    CasBadval,
+    TouchHit,
+}
+
+impl ClassOps {
+    fn bump(&mut self, op: ClassOp) {
+        let c = match op {
+            ClassOp::GetHit => &mut self.get_hits,
+            ClassOp::Set => &mut self.cmd_set,
+            ClassOp::DeleteHit => &mut self.delete_hits,
+            ClassOp::IncrHit => &mut self.incr_hits,
+            ClassOp::DecrHit => &mut self.decr_hits,
+            ClassOp::CasHit => &mut self.cas_hits,
+            ClassOp::CasBadval => &mut self.cas_badval,
+            ClassOp::TouchHit => &mut self.touch_hits,
+        };
+        *c += 1;
+    }
+
+    fn add(&mut self, o: &ClassOps) {
+        self.get_hits += o.get_hits;
+        self.cmd_set += o.cmd_set;
+        self.delete_hits += o.delete_hits;
+        self.incr_hits += o.incr_hits;
+        self.decr_hits += o.decr_hits;
+        self.cas_hits += o.cas_hits;
+        self.cas_badval += o.cas_badval;
+        self.touch_hits += o.touch_hits;
+    }
 }
 
 impl ClassStats {
     fn add(&mut self, o: &ClassStats) {
         self.total_pages += o.total_pages;
+        // Shards give the oldest access time seen (+1; 0 = none): the earliest wins.
+        if o.age != 0 && (self.age == 0 || o.age < self.age) {
+            self.age = o.age;
+        }
+        self.crawler_items_checked += o.crawler_items_checked;
+        self.ops.add(&o.ops);
         self.number += o.number;
         self.requested += o.requested;
         self.evicted += o.evicted;
@@ -529,6 +610,7 @@ pub struct Store {
     shift: u32,
     shards: Box<[Mutex<Shard>]>,
     steal_from: AtomicUsize,
+    crawler_starts: AtomicU64,
 }
 
 /// Times an operation runs again after taking memory from the other shards.
@@ -561,6 +643,7 @@ impl Store {
             shift: 64 - n.trailing_zeros(),
             shards,
             steal_from: AtomicUsize::new(0),
+            crawler_starts: AtomicU64::new(0),
         }
     }
 
@@ -724,6 +807,12 @@ impl Store {
             };
             let now = ctx.clock.now();
             sh.bump(l, now);
+            let hit = if touch.is_some() {
+                ClassOp::TouchHit
+            } else {
+                ClassOp::GetHit
+            };
+            sh.count(ctx, l, hit);
             let mut drop_after = false;
             if let Some(e) = touch {
                 let exp = ctx.clock.realtime(e);
@@ -872,7 +961,16 @@ impl Store {
         let ctx = &self.ctx;
         let cas_on = ctx.cas_on;
         let marks_in = marks;
+        // memcached counts a storage command in the class of the item it allocates for
+        // the value sent, before it knows the outcome (once, whatever the retries).
+        let sent_class = ctx
+            .class_for(item::total_size(key.len(), value.len(), flags, 0, cas_on))
+            .unwrap_or(0);
+        let counted = std::cell::Cell::new(false);
         self.with_retry(key, |sh, h, mem| {
+            if !counted.replace(true) {
+                sh.count_class(sent_class, ClassOp::Set);
+            }
             let mut marks = marks_in;
             let found = sh.find(ctx, h, key);
             // Decide without allocating first.
@@ -890,8 +988,10 @@ impl Store {
                         marks |= item::MARK_STALE | (sh.marks(*l) & item::MARK_WON);
                         (flags, hd.exptime)
                     } else if !cas_on || hd.cas != c {
+                        sh.count(ctx, *l, ClassOp::CasBadval);
                         return (StoreOutcome::Exists, 0);
                     } else {
+                        sh.count(ctx, *l, ClassOp::CasHit);
                         (flags, ctx.clock.realtime(exptime))
                     }
                 }
@@ -969,10 +1069,16 @@ impl Store {
             return Err(Miss::Absent);
         }
         let mut f = Some(f);
+        let counted = std::cell::Cell::new(false);
         let body = |sh: &mut Shard, h: u64, mem: &Mem<'_>| {
             let mut created = false;
             let l = match sh.find(ctx, h, key) {
-                Found::Live(l) => l,
+                Found::Live(l) => {
+                    if !counted.replace(true) {
+                        sh.count(ctx, l, ClassOp::GetHit);
+                    }
+                    l
+                }
                 Found::Miss(m) => {
                     if !vivify {
                         return Err(m);
@@ -1069,6 +1175,7 @@ impl Store {
                     return MetaDelete::Exists;
                 }
             }
+            sh.count(ctx, l, ClassOp::DeleteHit);
             let Some(ttl) = invalidate else {
                 sh.delete_at(ctx, h, l);
                 return MetaDelete::Deleted;
@@ -1109,6 +1216,7 @@ impl Store {
                 if guard != 0 && (!ctx.cas_on || item::Hdr::read(sh.chunk(l), true).cas != guard) {
                     return Guarded::Exists;
                 }
+                sh.count(ctx, l, ClassOp::DeleteHit);
                 sh.delete_at(ctx, h, l);
                 Guarded::Done
             }
@@ -1145,6 +1253,11 @@ impl Store {
             let Some(v) = parse_u64(&c[hd.value_at()..hd.total()]) else {
                 return (DeltaOutcome::NonNumeric, 0);
             };
+            let hit = match delta {
+                Delta::Incr(_) => ClassOp::IncrHit,
+                Delta::Decr(_) => ClassOp::DecrHit,
+            };
+            sh.count(ctx, l, hit);
             let n = match delta {
                 Delta::Incr(d) => v.wrapping_add(d),
                 Delta::Decr(d) => v.saturating_sub(d),
@@ -1252,7 +1365,7 @@ impl Store {
             s.total_pages += m.nslabs;
             s.total_malloced += m.slab_bytes;
             s.hash_bytes += m.index_bytes() as u64;
-            m.class_stats(&mut cls);
+            m.class_stats(&self.ctx, &mut cls, false);
         }
         for c in &cls {
             s.evictions += c.evicted;
@@ -1261,7 +1374,11 @@ impl Store {
             s.evicted_unfetched += c.evicted_unfetched;
             s.outofmemory += c.outofmemory;
             s.crawler_reclaimed += c.crawler_reclaimed;
+            s.crawler_items_checked += c.crawler_items_checked;
         }
+        s.crawler_starts = self.crawler_starts.load(Ordering::Relaxed);
+        // Index slots from its bytes (a slot and its control byte: 5 bytes).
+        s.hash_power_level = (s.hash_bytes / 5).max(1).ilog2();
         s
     }
 
@@ -1270,12 +1387,25 @@ impl Store {
     pub fn class_stats(&self) -> Vec<ClassStats> {
         let mut cls = vec![ClassStats::default(); self.ctx.sizes.len()];
         for sh in self.shards.iter() {
-            sh.lock().class_stats(&mut cls);
+            sh.lock().class_stats(&self.ctx, &mut cls, true);
         }
+        let now = u64::from(self.ctx.clock.now());
         for (i, c) in cls.iter_mut().enumerate() {
             c.id = i + 1;
             c.chunk_size = self.ctx.class_size(i) as u64;
             c.chunks_per_page = (self.ctx.slab_bytes(i) / self.ctx.class_size(i).max(1)) as u64;
+            // There are no pages of a class: its items take this many MiB of segments,
+            // and a class once stored into keeps one, as a memcached class keeps its
+            // first page (so its counters stay visible in `stats slabs`).
+            if c.number > 0 || c.ops.cmd_set > 0 {
+                c.total_pages = c.requested.div_ceil(1 << 20).max(1);
+            }
+            // `age` came back from the shards as the oldest access time (+1, 0 = none).
+            c.age = if c.age == 0 {
+                0
+            } else {
+                now.saturating_sub(c.age - 1)
+            };
         }
         cls
     }
@@ -1318,6 +1448,7 @@ impl Store {
     /// (in batches, so no lock is held long) and frees expired or flushed items; returns
     /// how many. `max` bounds the chunks examined per shard per call.
     pub fn crawl_expired(&self, max: usize) -> usize {
+        self.crawler_starts.fetch_add(1, Ordering::Relaxed);
         let mut freed = 0;
         for sh in self.shards.iter() {
             let mut left = max.max(1);

@@ -569,9 +569,15 @@ fn meta_and_unserved_commands() {
     error(b"lru_crawler tocrawl x\r\n", BAD_FORMAT);
     error(b"slabs\r\n", ERROR);
     error(b"slabs reassign 1 2\r\n", SLAB_REASSIGN_DISABLED);
-    error(b"slabs automove 1\r\n", OK);
+    assert_eq!(
+        p(b"slabs automove 1\r\n"),
+        "Req(SlabsAutomove { level: Some(1), ratio: None, noreply: false }, 18)"
+    );
     error(b"slabs automove 3\r\n", ERROR);
-    error(b"slabs automove ratio 0.5\r\n", OK);
+    assert_eq!(
+        p(b"slabs automove ratio 0.5\r\n"),
+        "Req(SlabsAutomove { level: None, ratio: Some(0.5), noreply: false }, 26)"
+    );
     silent(b"slabs automove x noreply\r\n");
     error(b"lru\r\n", ERROR);
     error(b"lru foo\r\n", ERROR);
