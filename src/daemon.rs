@@ -12,8 +12,9 @@
 //!    [`remove_pid_file`] on a clean exit.
 //!
 //! All of it goes through `nix`'s safe wrappers: no `unsafe` here (the project keeps
-//! `unsafe` to the storage allocator). `-d` re-executes the binary detached instead of
-//! calling `fork()`, which would be unsound once any thread exists.
+//! `unsafe` to the storage allocator). `-d` re-executes the binary, which then calls
+//! `setsid()`, instead of calling `fork()`, which would be unsound once any thread
+//! exists.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -115,31 +116,67 @@ pub fn raise_nofile_limit(max_conns: usize) -> Result<(), String> {
 /// Environment variable that marks the detached copy started by [`daemonize`].
 const DAEMON_CHILD_ENV: &str = "FERROCACHE_DAEMON_CHILD";
 
-/// Detaches from the terminal like memcached's `-d`: the binary runs itself again
-/// with the same arguments, in a new process group, with the working directory `/`
-/// and, unless `keep_stdio` (memcached keeps them with `-v`), stdin/stdout/stderr on
-/// `/dev/null`; this process then exits 0. In the detached copy this returns `Ok` and
+/// Whether this process is the detached copy [`daemonize`] started (until
+/// [`daemonize`] has run in it).
+pub fn is_detached_copy() -> bool {
+    std::env::var_os(DAEMON_CHILD_ENV).is_some()
+}
+
+/// How long the starting process waits for the detached copy to become a session
+/// leader before exiting anyway.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Detaches from the terminal like memcached's `-d` (`daemon(3)`): a new session with
+/// no controlling terminal, the working directory `/`, and stdin/stdout/stderr on
+/// `/dev/null` unless `keep_stdio` (memcached keeps all three with `-v`).
+///
+/// memcached forks; a Rust process must not (`fork()` once any thread may exist is
+/// unsound), so the binary runs itself again with the same arguments, marked by an
+/// environment variable. That copy calls `setsid()` first thing (it is not a process
+/// group leader, so this succeeds): it is then a session leader without a controlling
+/// terminal, exactly as memcached's forked child. The starting process waits until the
+/// copy's session id is its pid (bounded), so a terminal closed right after `-d`
+/// returns cannot hang the daemon up, and exits 0. In the copy this returns `Ok` and
 /// start-up goes on. Relative paths given on the command line no longer resolve
 /// afterwards, as with memcached.
 pub fn daemonize(keep_stdio: bool) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
+    use std::os::unix::process::CommandExt as _;
     use std::process::{Command, Stdio};
-    if std::env::var_os(DAEMON_CHILD_ENV).is_some() {
+    let failed =
+        |e: &dyn std::fmt::Display| format!("failed to daemon() in order to daemonize: {e}");
+    if is_detached_copy() {
         std::env::remove_var(DAEMON_CHILD_ENV);
+        nix::unistd::setsid().map_err(|e| failed(&e))?;
         return Ok(());
     }
-    let failed = |e: std::io::Error| format!("failed to daemon() in order to daemonize: {e}");
-    let exe = std::env::current_exe().map_err(failed)?;
+    let exe = std::env::current_exe().map_err(|e| failed(&e))?;
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
         .env(DAEMON_CHILD_ENV, "1")
-        .current_dir("/")
-        .process_group(0)
-        .stdin(Stdio::null());
-    if !keep_stdio {
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        .current_dir("/");
+    if let Some(argv0) = std::env::args_os().next() {
+        cmd.arg0(argv0);
     }
-    cmd.spawn().map_err(failed)?;
+    if !keep_stdio {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    }
+    let mut child = cmd.spawn().map_err(|e| failed(&e))?;
+    let pid = i32::try_from(child.id())
+        .map(Pid::from_raw)
+        .map_err(|e| failed(&e))?;
+    let deadline = std::time::Instant::now() + DETACH_WAIT;
+    while std::time::Instant::now() < deadline {
+        if nix::unistd::getsid(Some(pid)) == Ok(pid) {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // The copy gave up before detaching (it said why, where it could).
+            return Err(failed(&format!("the detached process exited ({status})")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     std::process::exit(0);
 }
 

@@ -1,14 +1,32 @@
 //! The `ferrocache` server binary: parse the command line, then start up in
 //! memcached's order (open-files limit, root check and `-u`, `-d`, bind, pid file),
-//! start the workers, wait for SIGTERM/SIGINT or `shutdown`, stop cleanly.
+//! start the workers, print the start-up facts at `-v`, then serve until
+//! SIGTERM/SIGINT, SIGUSR1 or `shutdown`, and stop cleanly.
+//!
+//! Signals, as memcached 1.6.18 handles them:
+//! - SIGTERM, SIGINT: stop (listeners close, buffered replies are sent, exit 0);
+//!   `Exiting normally` at verbosity 1 and up.
+//! - SIGUSR1: memcached's graceful stop: `Gracefully stopping` on stderr at every
+//!   verbosity, then the same stop, exit 0.
+//! - SIGHUP: reload the `-Y` file (a file that fails to load leaves the old entries in
+//!   force); never stops the server. [`reload_tls`] is where certificates will be
+//!   reloaded once TLS is served.
+//! - SIGPIPE: ignored (the Rust runtime sets it to `SIG_IGN` before `main`; a peer
+//!   that closes shows up as `EPIPE` on the write).
+//!
+//! Logging: the `log` crate through env_logger, which passes every level; what is
+//! printed is `log::max_level()`, set from `-v` and moved by the `verbosity` command
+//! ([`Config::set_runtime_verbosity`]). With `RUST_LOG` set, its directives decide
+//! instead (and cap what `verbosity` can raise), in env_logger's own format.
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use ferrocache::auth::{AuthDb, AuthFile, Credentials};
+use ferrocache::auth::{AuthDb, AuthFile, Credentials, LiveAuthFile};
 use ferrocache::config::{self, Config, Invocation, EX_OSERR, EX_USAGE};
 use ferrocache::daemon;
-use ferrocache::server::{Server, StopReason};
+use ferrocache::server::{Server, Shared, StopReason};
 
 fn exit(code: i32) -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
@@ -49,21 +67,35 @@ fn main() -> ExitCode {
             return exit(code);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default())
-        .filter_level(cfg.log_level())
-        .parse_default_env()
-        .init();
-    for w in &cfg.warnings {
-        eprintln!("{w}");
-    }
-    for o in &cfg.ignored {
-        log::info!("option {o} is accepted for compatibility and has no effect here");
-    }
-    if cfg.udp_port != 0 {
-        log::warn!(
-            "UDP (-U {}) is not served by this build; TCP only",
-            cfg.udp_port
-        );
+    init_logging(&cfg);
+    // Signals are caught from here on (as memcached sets its handlers first): one that
+    // arrives during start-up is served once the server runs, instead of killing it.
+    let signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGHUP,
+    ]) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("failed to install signal handlers: {e}"), EX_OSERR),
+    };
+    // The copy `-d` starts goes through the same steps: what the starting process
+    // already printed before detaching is not printed again (memcached prints it once,
+    // before it forks).
+    let repeat = cfg.daemonize && daemon::is_detached_copy();
+    if !repeat {
+        for w in &cfg.warnings {
+            eprintln!("{w}");
+        }
+        for o in &cfg.ignored {
+            log::info!("option {o} is accepted for compatibility and has no effect here");
+        }
+        if cfg.udp_port != 0 {
+            log::warn!(
+                "UDP (-U {}) is not served by this build; TCP only",
+                cfg.udp_port
+            );
+        }
     }
     if let Some(msg) = unsupported(&cfg) {
         return fail(msg, EX_USAGE);
@@ -78,10 +110,7 @@ fn main() -> ExitCode {
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned());
         match AuthDb::load_for_server(flag.as_deref()) {
-            Ok(db) => {
-                log::info!("SASL: {} user(s), mechanisms {}", db.len(), db.mechanisms());
-                credentials.sasl = Some(db);
-            }
+            Ok(db) => credentials.sasl = Some(db),
             Err(msg) => return fail(&format!("ERROR: {msg}"), EXIT_FAILURE),
         }
     } else if cfg.sasl_pwdb.is_some() {
@@ -89,7 +118,9 @@ fn main() -> ExitCode {
     }
 
     if let Err(msg) = daemon::raise_nofile_limit(cfg.max_conns) {
-        eprintln!("{msg}");
+        if !repeat {
+            eprintln!("{msg}");
+        }
     }
     if let Err((msg, code)) = daemon::check_root(&cfg) {
         return fail(&msg, code);
@@ -112,7 +143,7 @@ fn main() -> ExitCode {
     // As memcached: the -Y file is read after binding, as the -u user.
     if let Some(path) = &cfg.auth_file {
         match AuthFile::load(&path.to_string_lossy()) {
-            Ok(file) => credentials.ascii = Some(file),
+            Ok(file) => credentials.ascii = Some(LiveAuthFile::new(file)),
             Err(e) => {
                 let _ = std::io::stderr().write_all(e.message().as_bytes());
                 return exit(EXIT_FAILURE);
@@ -125,42 +156,171 @@ fn main() -> ExitCode {
             Ok(None) => {}
         }
     }
-    // Signals are routed to the stop channel before any worker starts.
-    let signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ]) {
-        Ok(s) => s,
-        Err(e) => return fail(&format!("failed to install signal handlers: {e}"), EX_OSERR),
-    };
     let pid_file = cfg.pid_file.clone();
     let handle = match Server::start(cfg, listeners, credentials) {
         Ok(h) => h,
         Err(e) => return fail(&format!("failed to start: {e}"), EX_OSERR),
     };
-    let stopper = handle.stopper();
+    log_startup(handle.shared());
+    let shared = handle.stopper();
     let sig_handle = signals.handle();
     let sig_thread = std::thread::spawn(move || {
         let mut signals = signals;
         for sig in signals.forever() {
             if sig == signal_hook::consts::SIGHUP {
-                // memcached does not stop on SIGHUP either.
-                log::info!("SIGHUP received; nothing to reload");
+                reload(&shared);
                 continue;
             }
-            log::info!("signal {sig} received, stopping");
-            stopper.request_stop(StopReason::Signal);
+            if sig == signal_hook::consts::SIGUSR1 {
+                // memcached prints this at every verbosity.
+                eprintln!("Gracefully stopping");
+            } else {
+                log::info!("Exiting normally");
+            }
+            log::debug!("signal {sig} received, stopping");
+            shared.request_stop(StopReason::Signal);
             break;
         }
     });
     let why = handle.wait();
-    log::info!("stopping ({why:?})");
+    if why == StopReason::Command {
+        log::info!("Exiting normally");
+    }
+    log::debug!("stopping ({why:?}): closing listeners, sending buffered replies");
     handle.stop();
+    log::debug!("all threads stopped");
     sig_handle.close();
     let _ = sig_thread.join();
     if let Some(path) = pid_file {
         let _ = daemon::remove_pid_file(&path);
     }
     ExitCode::SUCCESS
+}
+
+/// Installs the logger. env_logger itself passes every level and `log::max_level()`
+/// does the filtering, so that `verbosity` can raise the level as well as lower it
+/// (and `log::log_enabled!` sees the level in force). Lines are printed as memcached
+/// prints its own: the bare message, warnings and errors marked as such. With
+/// `RUST_LOG` set, its directives filter (overriding `-v`, capping `verbosity`) and
+/// lines carry env_logger's usual timestamp, level and module.
+fn init_logging(cfg: &Config) {
+    if std::env::var_os(env_logger::DEFAULT_FILTER_ENV).is_some() {
+        // env_logger::init sets the max level to what the directives allow.
+        env_logger::Builder::from_env(env_logger::Env::default()).init();
+        return;
+    }
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Trace)
+        .format(|buf, record| match record.level() {
+            log::Level::Error => writeln!(buf, "ERROR: {}", record.args()),
+            log::Level::Warn => writeln!(buf, "WARNING: {}", record.args()),
+            _ => writeln!(buf, "{}", record.args()),
+        })
+        .init();
+    Config::set_runtime_verbosity(u32::from(cfg.verbose));
+}
+
+/// SIGHUP: what memcached reloads (the `-Y` file; memcached logs nothing), then the
+/// TLS hook. A file that fails to load leaves the entries in force, as in memcached.
+fn reload(shared: &Shared) {
+    match (&shared.credentials.ascii, &shared.config.auth_file) {
+        (Some(live), Some(path)) => {
+            let path = path.to_string_lossy();
+            match live.reload(&path) {
+                Ok(n) => log::info!("SIGHUP: reloaded authfile {path}: {n} entries"),
+                Err(e) => log::warn!(
+                    "SIGHUP: {}; keeping the {} entries loaded before",
+                    e.message().trim_end(),
+                    live.len()
+                ),
+            }
+        }
+        _ => log::info!("SIGHUP: no authfile (-Y) to reload"),
+    }
+    reload_tls(shared);
+}
+
+/// Where SIGHUP will reload TLS certificates (memcached reloads them with the
+/// `refresh_certs` command). This build serves no TLS (`-Z` refuses to start), so
+/// there is nothing to do yet.
+fn reload_tls(_shared: &Shared) {}
+
+/// Binary sizes as an operator writes them: `64 MiB`, `1 MiB`, `512 KiB`.
+fn size_text(bytes: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    match bytes {
+        b if b >= GIB && b % GIB == 0 => format!("{} GiB", b / GIB),
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// The start-up facts. memcached prints none at `-v` and, at `-vv`, its slab classes
+/// and `<FD server listening (PROTOCOL)` for each listener. We print at `-v` what an
+/// operator checks first (version, listeners, threads, memory, protocol, how clients
+/// authenticate) and, at `-vv`, memcached's listener lines and the store's layout in
+/// place of the slab classes (items are stored at their exact size).
+fn log_startup(shared: &Arc<Shared>) {
+    let cfg = &shared.config;
+    log::info!(
+        "{}, pid {}",
+        config::version_text().trim_end(),
+        std::process::id()
+    );
+    let protocol = cfg.protocol.name();
+    if shared.listener_info.is_empty() {
+        log::info!("no listener: -p 0 without -l or -s");
+    }
+    for (_, name) in &shared.listener_info {
+        log::info!("listening on {name} ({protocol})");
+    }
+    log::info!(
+        "{} worker threads, at most {} connections, {} requests per turn",
+        cfg.threads,
+        cfg.max_conns,
+        cfg.reqs_per_event
+    );
+    let buffers = match cfg.conn_buffer_limit() {
+        usize::MAX => "unlimited".to_string(),
+        b => size_text(b as u64),
+    };
+    log::info!(
+        "memory limit {}, largest item {}, evictions {}, CAS {}, connection buffers {}",
+        size_text(cfg.memory_limit_mb.saturating_mul(1 << 20)),
+        size_text(cfg.item_size_max as u64),
+        if cfg.disable_evictions { "off" } else { "on" },
+        if cfg.disable_cas { "off" } else { "on" },
+        buffers
+    );
+    log::info!("protocol {protocol}");
+    match (&shared.credentials.sasl, &shared.credentials.ascii) {
+        (Some(db), _) => log::info!(
+            "authentication: SASL (-S), {} users, mechanisms {}",
+            db.len(),
+            db.mechanisms()
+        ),
+        (None, Some(file)) => log::info!(
+            "authentication: ASCII tokens (-Y {}), {} entries; SIGHUP reloads the file",
+            cfg.auth_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            file.len()
+        ),
+        (None, None) => log::info!("authentication: none"),
+    }
+    if cfg.idle_timeout > 0 {
+        log::info!("idle connections closed after {} s", cfg.idle_timeout);
+    }
+    let store = ferrocache::server::store_config(cfg);
+    log::debug!(
+        "store: {} shards, log-structured segments, items at their exact size (no slab classes)",
+        store.shards
+    );
+    for (fd, _) in &shared.listener_info {
+        log::debug!("<{fd} server listening ({protocol})");
+    }
 }

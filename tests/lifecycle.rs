@@ -405,3 +405,379 @@ fn shutdown_needs_enable_flag() {
     println!("after shutdown the client got {:?}", show(&rest));
     assert!(closed, "connection not closed by shutdown");
 }
+
+/// Sends `kill -SIG pid`.
+fn kill(sig: &str, pid: u32) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// The reply line to a `-Y` authentication as `user pass` on a fresh connection.
+fn ascii_auth(port: u16, user: &str, pass: &str) -> String {
+    let token = format!("{user} {pass}");
+    let mut c = Client::connect(port);
+    c.line(&format!("set a 0 0 {}\r\n{token}\r\n", token.len()))
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes; whether it held.
+fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    for _ in 0..10_000 {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+const STORED: &str = "STORED\r\n";
+
+/// What one server did across the SIGHUP reload scenario (compared between servers).
+fn hup_reload_scenario(start: impl Fn(&str) -> Server) -> Vec<String> {
+    let dir = Scratch::new("hup");
+    let file = dir.file("auth", "alice:old\n");
+    let server = start(&file);
+    let port = server.port;
+    let mut seen = Vec::new();
+    assert_eq!(ascii_auth(port, "alice", "old"), STORED);
+    // An authenticated connection that lives through every reload.
+    let mut kept = Client::connect(port);
+    kept.roundtrip(b"set a 0 0 9\r\nalice old\r\n", STORED.as_bytes());
+    kept.roundtrip(b"set k 0 0 1\r\nv\r\n", STORED.as_bytes());
+
+    // A changed file: after SIGHUP the new password works and the old one is refused.
+    // memcached reloads on its next clock tick (within a second): poll with a bound.
+    dir.file("auth", "alice:new\nbob:two\n");
+    kill("HUP", server.pid());
+    let reloaded = poll_until(Duration::from_secs(5), || {
+        ascii_auth(port, "alice", "new") == STORED
+    });
+    seen.push(format!("new password accepted after HUP: {reloaded}"));
+    seen.push(format!(
+        "old password: {:?}",
+        ascii_auth(port, "alice", "old")
+    ));
+    seen.push(format!("bob: {:?}", ascii_auth(port, "bob", "two")));
+
+    // A malformed file, then a missing one: the entries loaded before stay in force.
+    // Nothing shows that memcached has looked at the file, so the check holds over
+    // two of its clock ticks.
+    for (what, text) in [
+        ("malformed", Some("alice:newer\nno colon here\n")),
+        ("missing", None),
+    ] {
+        match text {
+            Some(t) => {
+                dir.file("auth", t);
+            }
+            None => std::fs::remove_file(&file).expect("remove authfile"),
+        }
+        kill("HUP", server.pid());
+        let deadline = Instant::now() + Duration::from_millis(2200);
+        let mut steady = true;
+        let mut rounds = 0;
+        while Instant::now() < deadline && rounds < 100 {
+            steady &= ascii_auth(port, "alice", "new") == STORED;
+            rounds += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen.push(format!("{what} file: old entries kept: {steady}"));
+        seen.push(format!(
+            "{what} file: its own password: {:?}",
+            ascii_auth(port, "alice", "newer")
+        ));
+    }
+    kept.roundtrip(b"get k\r\n", b"VALUE k 0 1\r\nv\r\nEND\r\n");
+    seen.push("authenticated connection still served".into());
+    seen
+}
+
+/// SIGHUP reloads the `-Y` file as memcached 1.6.18 does: a changed file takes effect
+/// (old password refused, new accepted), a malformed or missing one leaves the old
+/// entries in force, authenticated connections and the process carry on.
+#[test]
+fn sighup_reloads_the_auth_file_like_memcached() {
+    let ours = hup_reload_scenario(|f| Server::ferrocache(&["-Y", f]));
+    println!("ferrocache: {ours:#?}");
+    let want = [
+        "new password accepted after HUP: true",
+        "old password: \"CLIENT_ERROR authentication failure\\r\\n\"",
+        "bob: \"STORED\\r\\n\"",
+        "malformed file: old entries kept: true",
+        "malformed file: its own password: \"CLIENT_ERROR authentication failure\\r\\n\"",
+        "missing file: old entries kept: true",
+        "missing file: its own password: \"CLIENT_ERROR authentication failure\\r\\n\"",
+        "authenticated connection still served",
+    ];
+    assert_eq!(ours, want);
+    if !require_tool(MEMCACHED) || targeting_reference() {
+        return;
+    }
+    let mc = hup_reload_scenario(|f| Server::memcached(&["-Y", f]).expect("memcached"));
+    println!("memcached: {mc:#?}");
+    assert_eq!(ours, mc, "ferrocache vs memcached");
+}
+
+/// What a server does on SIGUSR1 with an idle client: (exit code, the idle client saw
+/// the close, a new connection after the exit was refused).
+fn usr1_outcome(mut server: Server) -> (Option<i32>, bool, bool) {
+    let port = server.port;
+    let mut idle = server.connect();
+    assert!(idle.line("version\r\n").starts_with("VERSION "));
+    let status = server.signal_and_wait("USR1");
+    let (_, closed) = idle.read_quiet(Duration::from_millis(500));
+    let refused = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+    (status.and_then(|s| s.code()), closed, refused)
+}
+
+/// SIGUSR1 is memcached 1.6's graceful stop: listeners close, connections are closed,
+/// the process exits 0. We also send what was buffered for the clients first.
+#[test]
+fn sigusr1_stops_gracefully_like_memcached() {
+    let ours = usr1_outcome(Server::ferrocache(&[]));
+    println!("SIGUSR1: ferrocache (exit, idle closed, refused after) = {ours:?}");
+    assert_eq!(ours, (Some(0), true, true));
+    if let Some(mc) = Server::memcached(&[]) {
+        let mc = usr1_outcome(mc);
+        println!("SIGUSR1: memcached = {mc:?}");
+        assert_eq!(ours, mc);
+    }
+}
+
+#[test]
+fn sigusr1_exits_zero_after_flushing() {
+    signal_flushes_and_exits_zero("USR1");
+}
+
+/// Whether `pid` ignores `signal` (its bit in /proc's SigIgn mask).
+fn ignores(pid: u32, signal: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (signal - 1)) != 0)
+}
+
+/// SIGPIPE neither kills the server when sent nor when clients vanish mid-reply; it is
+/// ignored, as in memcached.
+#[test]
+fn sigpipe_is_ignored_like_memcached() {
+    let mut servers = vec![("ferrocache", Server::ferrocache(&[]))];
+    if !targeting_reference() {
+        if let Some(mc) = Server::memcached(&[]) {
+            servers.push(("memcached", mc));
+        }
+    }
+    let big = vec![b'x'; 500_000];
+    for (name, server) in &servers {
+        let mut c = server.connect();
+        let mut req = format!("set big 0 0 {}\r\n", big.len()).into_bytes();
+        req.extend_from_slice(&big);
+        req.extend_from_slice(b"\r\n");
+        c.roundtrip(&req, STORED.as_bytes());
+        assert!(ignores(server.pid(), 13), "{name}: SIGPIPE not ignored");
+        for _ in 0..3 {
+            kill("PIPE", server.pid());
+        }
+        // Clients that ask for megabytes and close at once (reset by the peer while
+        // the reply is being written).
+        for _ in 0..20 {
+            let mut gone = server.connect();
+            gone.send(b"get big big big big big big big big\r\n");
+            let _ = socket2::SockRef::from(&gone.stream).set_linger(Some(Duration::ZERO));
+            drop(gone);
+        }
+        assert!(
+            poll_until(Duration::from_secs(5), || {
+                let mut probe = server.connect();
+                probe.line("get big\r\n").starts_with("VALUE big 0 500000")
+            }),
+            "{name} stopped serving"
+        );
+        c.roundtrip(b"set k 0 0 1\r\nv\r\n", STORED.as_bytes());
+        println!("{name}: alive after SIGPIPE and vanished clients");
+    }
+}
+
+/// Fields of /proc/PID/stat after the command name: (state, session id, tty_nr).
+fn proc_stat(text: &str) -> Option<(String, i64, i64)> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        f.first()?.to_string(),
+        f.get(3)?.parse().ok()?,
+        f.get(4)?.parse().ok()?,
+    ))
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaps).
+fn pid_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(t) => proc_stat(&t).is_some_and(|(state, _, _)| state == "Z"),
+    }
+}
+
+/// Stops a daemon we started, by its pid, when dropped.
+struct Daemon(u32);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.0 == 0 || pid_gone(self.0) {
+            return;
+        }
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+        if !poll_until(Duration::from_secs(5), || pid_gone(self.0)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
+/// What `-d` left: the daemon's /proc facts, read from inside the session that started
+/// it (under `script`, that session has a terminal).
+#[derive(Debug, PartialEq)]
+struct Detached {
+    session_leader: bool,
+    tty_nr: i64,
+    cwd: String,
+    stdio: Vec<String>,
+}
+
+/// Starts `bin -d` (under `script` when installed, so the starting session has a
+/// controlling terminal), waits for its pid file and reads its /proc facts before that
+/// session ends. `stdio_to`: files for stdout and stderr (stdin then /dev/null) instead
+/// of the terminal. Returns the facts with whether the starting shell had a terminal.
+fn start_daemon(
+    bin: &str,
+    extra: &[&str],
+    stdio_to: Option<(&str, &str)>,
+) -> (Detached, bool, Daemon) {
+    let dir = Scratch::new("daemon");
+    dir.open_to_all();
+    let pid_file = dir.path("pid");
+    let port = free_port();
+    let mut args = base_args("127.0.0.1", port, true);
+    args.extend(["-d", "-P", &pid_file].iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let cmdline = std::iter::once(bin.to_string())
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let redirect = stdio_to
+        .map(|(out, err)| format!(" </dev/null >{out} 2>{err}"))
+        .unwrap_or_default();
+    let shell_stat = dir.path("shell.stat");
+    let daemon_stat = dir.path("daemon.stat");
+    // A bounded wait for the pid file, then the daemon's /proc/PID/stat read from
+    // inside the starting session: once that session ends, the kernel takes its
+    // terminal from every process still in it, so only a read now tells.
+    let script = format!(
+        "{cmdline}{redirect}; cat /proc/$$/stat > {shell_stat}; \
+         for i in $(seq 100); do [ -s {pid_file} ] && break; sleep 0.05; done; \
+         cat /proc/$(cat {pid_file})/stat > {daemon_stat}"
+    );
+    let with_tty = std::path::Path::new("/usr/bin/script").exists();
+    let mut cmd = if with_tty {
+        let mut c = Command::new("/usr/bin/script");
+        c.args(["-qec", &script, "/dev/null"]);
+        c
+    } else {
+        eprintln!("NOTICE: script(1) not installed; starting -d without a terminal");
+        let mut c = Command::new("sh");
+        c.args(["-c", &script]);
+        c
+    };
+    let run = run_bounded(&mut cmd, Duration::from_secs(20));
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "{bin} -d: launcher {:?}, stderr {}",
+        run.status,
+        run.stderr
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{bin} -d wrote no pid file"));
+    let guard = Daemon(pid);
+    let stat = std::fs::read_to_string(&daemon_stat).expect("daemon stat");
+    let (_, sid, tty_nr) = proc_stat(&stat).expect("parse stat");
+    let link = |p: String| {
+        std::fs::read_link(p)
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let facts = Detached {
+        session_leader: sid == i64::from(pid),
+        tty_nr,
+        cwd: link(format!("/proc/{pid}/cwd")),
+        stdio: (0..3)
+            .map(|fd| link(format!("/proc/{pid}/fd/{fd}")))
+            .collect(),
+    };
+    // The daemon serves.
+    assert!(Client::connect(port)
+        .line("version\r\n")
+        .starts_with("VERSION "));
+    let shell_tty = std::fs::read_to_string(&shell_stat)
+        .ok()
+        .and_then(|t| proc_stat(&t))
+        .is_some_and(|(_, _, tty)| tty != 0);
+    (facts, shell_tty, guard)
+}
+
+/// `-d` as memcached's daemon(3): the daemon is a session leader (sid == pid) with no
+/// controlling terminal even when started from one, in `/`, stdin/stdout/stderr on
+/// /dev/null; with `-v` memcached keeps the three as they were, and so do we.
+#[test]
+fn daemon_is_a_session_leader_without_terminal() {
+    let want = Detached {
+        session_leader: true,
+        tty_nr: 0,
+        cwd: "/".into(),
+        stdio: vec!["/dev/null".into(); 3],
+    };
+    let (ours, had_tty, ours_guard) = start_daemon(&ferrocache_bin(), &[], None);
+    println!("ferrocache -d: {ours:?} (started from a terminal: {had_tty})");
+    assert!(
+        had_tty || !std::path::Path::new("/usr/bin/script").exists(),
+        "script(1) gave the starting shell no terminal: the check would prove nothing"
+    );
+    assert_eq!(ours, want);
+    drop(ours_guard);
+    let dir = Scratch::new("daemon-v");
+    dir.open_to_all();
+    let (out, err) = (dir.path("stdout.log"), dir.path("stderr.log"));
+    let kept = |out: &str, err: &str| Detached {
+        session_leader: true,
+        tty_nr: 0,
+        cwd: "/".into(),
+        stdio: vec!["/dev/null".into(), out.into(), err.into()],
+    };
+    let (ours_v, _, ours_v_guard) = start_daemon(&ferrocache_bin(), &["-v"], Some((&out, &err)));
+    println!("ferrocache -d -v: {ours_v:?}");
+    assert_eq!(ours_v, kept(&out, &err), "-v keeps stdin/stdout/stderr");
+    drop(ours_v_guard);
+    if targeting_reference() || !require_tool(MEMCACHED) {
+        return;
+    }
+    let (mc, _, mc_guard) = start_daemon(MEMCACHED, &[], None);
+    println!("memcached -d: {mc:?}");
+    assert_eq!(ours, mc);
+    drop(mc_guard);
+    let (out_mc, err_mc) = (dir.path("stdout-mc.log"), dir.path("stderr-mc.log"));
+    let (mc_v, _, mc_v_guard) = start_daemon(MEMCACHED, &["-v"], Some((&out_mc, &err_mc)));
+    println!("memcached -d -v: {mc_v:?}");
+    assert_eq!(mc_v, kept(&out_mc, &err_mc));
+    drop(mc_v_guard);
+}

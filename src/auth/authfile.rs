@@ -19,6 +19,15 @@
 //!
 //! Passwords are compared in constant time ([`super::ct_eq`]), and every entry is
 //! compared, so timing does not tell which users exist.
+//!
+//! A running server holds the file as a [`LiveAuthFile`]: SIGHUP loads the file again
+//! and, as memcached does, swaps the new entries in only when the load succeeded (a
+//! missing or malformed file leaves the old entries in force). Connections that have
+//! already authenticated stay authenticated.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use super::ct_eq;
 
@@ -119,9 +128,105 @@ impl AuthFile {
     }
 }
 
+/// The `-Y` entries a running server checks passwords against, replaced whole when
+/// the file is reloaded (SIGHUP). A check sees either the old entries or the new ones,
+/// never a mix.
+#[derive(Debug, Default)]
+pub struct LiveAuthFile {
+    current: RwLock<Arc<AuthFile>>,
+}
+
+impl LiveAuthFile {
+    /// Starts with `file`'s entries.
+    pub fn new(file: AuthFile) -> LiveAuthFile {
+        LiveAuthFile {
+            current: RwLock::new(Arc::new(file)),
+        }
+    }
+
+    /// The entries in force now.
+    pub fn snapshot(&self) -> Arc<AuthFile> {
+        self.current.read().clone()
+    }
+
+    /// Puts `file`'s entries in force for every check from now on.
+    pub fn replace(&self, file: AuthFile) {
+        *self.current.write() = Arc::new(file);
+    }
+
+    /// Loads `path` again and, if that worked, puts its entries in force; returns the
+    /// number of entries now in force. On failure the old entries stay (memcached's
+    /// rule) and the error says why.
+    pub fn reload(&self, path: &str) -> Result<usize, AuthFileError> {
+        let file = AuthFile::load(path)?;
+        let n = file.len();
+        self.replace(file);
+        Ok(n)
+    }
+
+    /// Number of entries in force.
+    pub fn len(&self) -> usize {
+        self.current.read().len()
+    }
+
+    /// Whether no entry is in force.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `user` / `password` match an entry in force (see [`AuthFile::check`]).
+    pub fn check(&self, user: &[u8], password: &[u8]) -> bool {
+        self.snapshot().check(user, password)
+    }
+}
+
+impl Clone for LiveAuthFile {
+    /// A copy holding the entries in force now; later reloads of either do not
+    /// reach the other.
+    fn clone(&self) -> LiveAuthFile {
+        LiveAuthFile {
+            current: RwLock::new(self.snapshot()),
+        }
+    }
+}
+
+impl From<AuthFile> for LiveAuthFile {
+    fn from(file: AuthFile) -> LiveAuthFile {
+        LiveAuthFile::new(file)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reload_swaps_only_a_good_file() {
+        let dir = std::env::temp_dir().join(format!("ferrocache-authfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("auth");
+        let path_s = path.to_string_lossy().into_owned();
+        std::fs::write(&path, "alice:old\n").unwrap();
+        let live = LiveAuthFile::new(AuthFile::load(&path_s).unwrap());
+        assert!(live.check(b"alice", b"old"));
+        std::fs::write(&path, "alice:new\nbob:pw\n").unwrap();
+        assert_eq!(live.reload(&path_s).unwrap(), 2);
+        assert!(live.check(b"alice", b"new") && !live.check(b"alice", b"old"));
+        // Malformed, then missing: the entries in force stay.
+        std::fs::write(&path, "alice:newer\nno colon\n").unwrap();
+        assert!(matches!(
+            live.reload(&path_s),
+            Err(AuthFileError::Malformed(_))
+        ));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(live.reload(&path_s), Err(AuthFileError::Open(..))));
+        assert!(live.check(b"alice", b"new") && live.check(b"bob", b"pw"));
+        assert_eq!(live.len(), 2);
+        let copy = live.clone();
+        live.replace(AuthFile::default());
+        assert!(live.is_empty() && copy.check(b"bob", b"pw"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn lines_as_memcached_reads_them() {

@@ -79,7 +79,7 @@ use sasl::server::{Mechanism, Provider, ProviderError, Response, Validator, Vali
 mod authfile;
 mod kdf;
 mod passwd;
-pub use authfile::{AuthFile, AuthFileError};
+pub use authfile::{AuthFile, AuthFileError, LiveAuthFile};
 pub use kdf::KdfGate;
 pub use passwd::passwd_main;
 
@@ -839,8 +839,8 @@ pub const MAX_FAILURES_PER_CONNECTION: u32 = 5;
 pub struct Credentials {
     /// `-S`: the SASL credentials.
     pub sasl: Option<AuthDb>,
-    /// `-Y`: the ASCII authentication file.
-    pub ascii: Option<AuthFile>,
+    /// `-Y`: the ASCII authentication file (reloaded on SIGHUP).
+    pub ascii: Option<LiveAuthFile>,
 }
 
 /// The environment variable naming the credentials file, as in memcached.

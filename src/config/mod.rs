@@ -1203,6 +1203,16 @@ impl Config {
         Self::level_filter(self.verbose)
     }
 
+    /// Puts a verbosity in force at run time (the `verbosity` command, or `-v` at
+    /// start-up): every `log` macro and `log::log_enabled!` check from now on sees
+    /// [`Config::level_filter`]`(verbose)`. The logger the binary installs passes
+    /// every level (unless `RUST_LOG` narrows it), so this alone raises and lowers
+    /// what is printed.
+    pub fn set_runtime_verbosity(verbose: u32) {
+        let v = u8::try_from(verbose).unwrap_or(u8::MAX);
+        log::set_max_level(Self::level_filter(v));
+    }
+
     /// Log level for a verbosity (the `-v` count, or the `verbosity` command).
     pub fn level_filter(verbose: u8) -> log::LevelFilter {
         match verbose {
@@ -1282,7 +1292,8 @@ impl Config {
 }
 
 /// `-V` output.
-fn version_text() -> String {
+/// The `-V` line: `ferrocache X.Y.Z (memcached 1.6.18 compatible)` and a newline.
+pub fn version_text() -> String {
     format!(
         "ferrocache {} (memcached {MEMCACHED_VERSION} compatible)\n",
         env!("CARGO_PKG_VERSION")

@@ -201,9 +201,10 @@ pub fn execute(
             Flow::Continue
         }
         Command::Verbosity { level, noreply } => {
+            // memcached caps the level at 2 (-vv) here, whatever -v said.
             let level = level.min(2);
             shared.verbosity.store(level, Ordering::Relaxed);
-            log::set_max_level(crate::config::Config::level_filter(level as u8));
+            crate::config::Config::set_runtime_verbosity(level);
             reply(out, noreply, "OK");
             Flow::Continue
         }
