@@ -139,6 +139,7 @@ fn main() -> ExitCode {
         Ok(h) => h,
         Err(e) => return fail(&format!("failed to start: {e}"), EX_OSERR),
     };
+    ferrocache::notify::ready(); // systemd Type=notify: every listener is bound
     let stopper = handle.stopper();
     let sig_handle = signals.handle();
     let sig_thread = std::thread::spawn(move || {
@@ -155,6 +156,7 @@ fn main() -> ExitCode {
         }
     });
     let why = handle.wait();
+    ferrocache::notify::stopping();
     log::info!("stopping ({why:?})");
     handle.stop();
     sig_handle.close();
