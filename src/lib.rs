@@ -2,19 +2,57 @@
 //!
 //! Where things are:
 //! - [`auth`]: SASL credentials file and per-connection SASL exchanges (PLAIN, SCRAM).
-//! - [`config`]: command line and `memcached.conf`.
+//! - [`client`]: the cluster client (consistent hashing over memcached/ferrocache nodes).
+//! - [`config`]: command line and `memcached.conf`, `-h` and the man page.
 //! - [`daemon`]: root check, privilege drop, daemonizing, pid file, rlimits.
+//! - [`notify`]: readiness and shutdown notices to systemd (`Type=notify`).
 //! - [`protocol`]: pure parsers and reply composers (text, later meta and binary).
 //! - [`store`]: the sharded, slab-allocated item store and the server clock.
 //! - [`server`]: listeners, per-core `mio` workers, connections, command execution.
 //! - [`stats`]: counters and the `stats` command's output.
+//!
+//! Cargo features: `server` (every module but the client, and what the binaries
+//! need) and `client` ([`client`] alone); both are on by default. An application
+//! that only talks to a cache fleet depends on
+//! `ferrocache = { version = "0.1", default-features = false, features = ["client"] }`
+//! and compiles none of the server.
 #![deny(missing_docs)]
+// The module list above links to modules a client-only build leaves out.
+#![cfg_attr(
+    not(feature = "server"),
+    allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)
+)]
 
+#[cfg(feature = "server")]
 pub mod auth;
+#[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod daemon;
+#[cfg(feature = "server")]
+pub mod notify;
+#[cfg(feature = "server")]
 pub mod protocol;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod stats;
+#[cfg(feature = "server")]
 pub mod store;
+
+// Client-only builds: the client's `StoreMode` without the store (see the file).
+#[cfg(all(feature = "client", not(feature = "server")))]
+#[path = "store_op.rs"]
+mod store;
+// Server builds: the same file, compiled for its test against `store::StoreOp`.
+#[cfg(all(test, feature = "server"))]
+#[path = "store_op.rs"]
+mod store_op;
+
+/// The README's Rust examples, compiled (and, unless `no_run`, run) as doctests so
+/// that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

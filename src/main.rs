@@ -162,6 +162,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("failed to start: {e}"), EX_OSERR),
     };
     log_startup(handle.shared());
+    ferrocache::notify::ready(); // systemd Type=notify: every listener is bound
     let shared = handle.stopper();
     let sig_handle = signals.handle();
     let sig_thread = std::thread::spawn(move || {
@@ -183,6 +184,7 @@ fn main() -> ExitCode {
         }
     });
     let why = handle.wait();
+    ferrocache::notify::stopping();
     if why == StopReason::Command {
         log::info!("Exiting normally");
     }

@@ -17,11 +17,13 @@
 pub mod compat;
 mod conffile;
 mod getopt;
+mod manpage;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use getopt::{Getopt, HasArg, LongOpt};
+pub use manpage::man_page;
 
 /// The memcached version whose behaviour we follow.
 pub const MEMCACHED_VERSION: &str = "1.6.18";
@@ -431,6 +433,17 @@ pub fn parse_args(args: &[String]) -> Invocation {
 
 /// [`parse_args`] with an explicit program name (for getopt's messages).
 pub fn parse_args_as(program: &str, args: &[String]) -> Invocation {
+    // Ours, not memcached's, and only alone, so getopt's table and messages stay
+    // memcached's: `ferrocache --man` prints the man page.
+    if let [only] = args {
+        if only == "--man" {
+            return Invocation::Exit {
+                stdout: man_page(),
+                stderr: String::new(),
+                code: 0,
+            };
+        }
+    }
     let mut cfg = Config::default();
     let mut st = State {
         program: program.to_string(),
@@ -1228,9 +1241,40 @@ impl Config {
     fn help_text(&self, st: &State) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "{}", version_text().trim_end());
-        let rows: Vec<(String, String)> = vec![
-            ("-p, --port=<num>".into(), format!("TCP port to listen on (default: {})", st.port)),
-            ("-U, --udp-port=<num>".into(), format!("UDP port to listen on (default: {}, off)", st.udp_port)),
+        let rows = self.help_rows(st.port, st.udp_port, &self.threads.to_string());
+        for (flag, text) in rows {
+            for (i, line) in text.lines().enumerate() {
+                if i == 0 {
+                    if flag.len() >= 26 {
+                        let _ = writeln!(s, "{flag} {line}");
+                    } else {
+                        let _ = writeln!(s, "{flag:<26}{line}");
+                    }
+                } else {
+                    let _ = writeln!(s, "{:<26}{line}", "");
+                }
+            }
+        }
+        for (name, text) in EXTENDED_HELP {
+            for (i, line) in text.lines().enumerate() {
+                if i == 0 {
+                    let _ = writeln!(s, "   - {:<21}{line}", format!("{name}:"));
+                } else {
+                    let _ = writeln!(s, "{:<26}{line}", "");
+                }
+            }
+        }
+        let _ = writeln!(s, "   {EXTENDED_IGNORED}");
+        s
+    }
+
+    /// The rows of `-h`, flags and text (lines broken for a terminal), the defaults
+    /// taken from `self` and the arguments; the man page ([`man_page`]) is made from
+    /// the same rows.
+    fn help_rows(&self, port: i32, udp_port: i32, threads: &str) -> Vec<(String, String)> {
+        vec![
+            ("-p, --port=<num>".into(), format!("TCP port to listen on (default: {port})")),
+            ("-U, --udp-port=<num>".into(), format!("UDP port to listen on (default: {udp_port}, off)")),
             ("-s, --unix-socket=<file>".into(), "UNIX socket to listen on (disables network support)".into()),
             ("-a, --unix-mask=<mask>".into(), format!("access mask for UNIX socket, in octal (default: {:o})", self.unix_mask)),
             ("-A, --enable-shutdown".into(), "enable ascii \"shutdown\" command".into()),
@@ -1249,7 +1293,7 @@ impl Config {
             ("-f, --slab-growth-factor=<num>".into(), format!("chunk size growth factor (default: {:.2})", self.growth_factor)),
             ("-n, --slab-min-size=<bytes>".into(), format!("min space used for key+value+flags (default: {})", self.chunk_min)),
             ("-D <char>".into(), "Use <char> as the delimiter between key prefixes and IDs.\nThis is used for per-prefix stats reporting. The default is\n\":\" (colon). If this option is specified, stats collection\nis turned on automatically; if not, then it may be turned on\nby sending the \"stats detail on\" command to the server.".into()),
-            ("-t, --threads=<num>".into(), format!("number of threads to use (default: {})", self.threads)),
+            ("-t, --threads=<num>".into(), format!("number of threads to use (default: {threads})")),
             ("-R, --max-reqs-per-event".into(), format!("maximum number of requests per event, limits the\nrequests processed per connection to prevent\nstarvation (default: {})", self.reqs_per_event)),
             ("-C, --disable-cas".into(), "disable use of CAS".into()),
             ("-b, --listen-backlog=<num>".into(), format!("set the backlog queue limit (default: {})", self.backlog)),
@@ -1262,34 +1306,41 @@ impl Config {
             ("-X, --disable-dumping".into(), "disable stats cachedump and lru_crawler metadump".into()),
             ("-W  --disable-watch".into(), "disable watch commands (live logging)".into()),
             ("--config=<file>".into(), "read options from a memcached.conf file (one option\nper line, '#' comments); later options override it".into()),
+            ("--man".into(), "print the manual page (roff) and exit; only as the\nsole argument: ferrocache --man | man -l -".into()),
             ("-o, --extended".into(), "comma separated list of extended options\nmost options have a 'no_' prefix to disable".into()),
-        ];
-        for (flag, text) in rows {
-            for (i, line) in text.lines().enumerate() {
-                if i == 0 {
-                    if flag.len() >= 26 {
-                        let _ = writeln!(s, "{flag} {line}");
-                    } else {
-                        let _ = writeln!(s, "{flag:<26}{line}");
-                    }
-                } else {
-                    let _ = writeln!(s, "{:<26}{line}", "");
-                }
-            }
-        }
-        s.push_str(
-            "   - maxconns_fast:       immediately close new connections after limit (default: enabled)\n\
-             \x20  - idle_timeout:        timeout for idle connections. (default: 0, no timeout)\n\
-             \x20  - read_buf_mem_limit:  megabytes all connection buffers may hold together (read\n\
-             \x20                         buffers, values being received, replies waiting);\n\
-             \x20                         0 = unlimited (default: -m / 8, from 32 to 1024)\n\
-             \x20  - slab_chunk_max:      (EXPERIMENTAL) maximum slab size in bytes. (default: 524288)\n\
-             \x20  - debugtime:           enable the \"debugtime\" command (moves the server clock; testing only)\n\
-             \x20  other memcached -o options, and -k -r -L -e -N, are accepted and ignored.\n",
-        );
-        s
+        ]
     }
 }
+
+/// The served `-o` sub-options in `-h` and the man page: name and text.
+const EXTENDED_HELP: &[(&str, &str)] = &[
+    (
+        "maxconns_fast",
+        "immediately close new connections after limit (default: enabled)",
+    ),
+    (
+        "idle_timeout",
+        "timeout for idle connections. (default: 0, no timeout)",
+    ),
+    (
+        "read_buf_mem_limit",
+        "megabytes all connection buffers may hold together (read\n\
+         buffers, values being received, replies waiting);\n\
+         0 = unlimited (default: -m / 8, from 32 to 1024)",
+    ),
+    (
+        "slab_chunk_max",
+        "(EXPERIMENTAL) maximum slab size in bytes. (default: 524288)",
+    ),
+    (
+        "debugtime",
+        "enable the \"debugtime\" command (moves the server clock; testing only)",
+    ),
+];
+
+/// The last line of the `-o` list in `-h`.
+const EXTENDED_IGNORED: &str =
+    "other memcached -o options, and -k -r -L -e -N, are accepted and ignored.";
 
 /// `-V` output.
 /// The `-V` line: `ferrocache X.Y.Z (memcached 1.6.18 compatible)` and a newline.
