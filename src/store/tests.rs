@@ -1364,7 +1364,7 @@ fn stress_every_operation_checked() {
                         op = 13;
                     }
                     match op {
-                        0 | 1 | 2 => {
+                        0..=2 => {
                             let v = checked_value(r.next(), len);
                             assert_ne!(
                                 s.store(StoreOp::Set, kb, 7, ttl, &v),
