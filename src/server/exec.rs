@@ -492,7 +492,6 @@ fn retrieve(
         }
         let hit = |it: &ItemRef<'_>, out: &mut Vec<u8>| {
             write_value(out, it, with_cas);
-            vlog::sending_key(it.key);
             watching.then(|| (store.class_of(it), it.value.len()))
         };
         let r = match touch {
@@ -505,6 +504,10 @@ fn retrieve(
                 store.get_and_touch(key, exptime, |it| hit(it, out))
             }
         };
+        if r.is_ok() {
+            // Logged once the shard lock is released.
+            vlog::sending_key(key);
+        }
         if watching {
             shared.watch.item_get(key, get_status(&r), fd);
         }

@@ -893,7 +893,7 @@ fn lru_crawler_and_watch_forms() {
     );
     assert_eq!(
         p(b"watch fetchers mutations evictions connevents\r\n"),
-        "Req(Watch { flags: Some(46), noreply: false }, 48)"
+        "Req(Watch { flags: Some(46), noreply: false }, 47)"
     );
     assert_eq!(
         p(b"watch noreply\r\n"),
