@@ -300,7 +300,9 @@ fn check_command(cmd: &Command<'_>, frame: &[u8], nl: usize, what: &str) {
         | Command::Verbosity { .. }
         | Command::Quit
         | Command::Shutdown { .. }
-        | Command::DebugTime { .. } => line_only(what),
+        | Command::DebugTime { .. }
+        | Command::LruCrawler(_)
+        | Command::Watch { .. } => line_only(what),
     }
 }
 

@@ -226,9 +226,35 @@ pub enum Command<'a> {
         /// What to do with the clock.
         arg: DebugTimeArg,
     },
+    /// `lru_crawler ...`.
+    LruCrawler(CrawlerCmd<'a>),
+    /// `watch [types]`: `flags` None when a word is not an event type (`ERROR`).
+    Watch {
+        /// The event types asked for ([`watch_flags`]).
+        flags: Option<u16>,
+        /// Suppress error replies.
+        noreply: bool,
+    },
     /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`), parsed by
     /// [`crate::protocol::meta::parse`]; `consumed` covers an `ms` data block too.
     Meta(Box<crate::protocol::meta::MetaRequest<'a>>),
+}
+
+/// An `lru_crawler` subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrawlerCmd<'a> {
+    /// `crawl <classes>`: reclaim expired items (`all`, or ids separated by commas).
+    Crawl(&'a [u8]),
+    /// `metadump <classes>`: one line per valid item (`all`, `hash`, or ids).
+    Metadump(&'a [u8]),
+    /// `tocrawl <n>`: items examined per class in a crawl (0: all).
+    ToCrawl(u32),
+    /// `sleep <microseconds>` (at most one second) between crawl batches.
+    Sleep(u32),
+    /// `enable`
+    Enable,
+    /// `disable`
+    Disable,
 }
 
 /// What the parser made of the bytes at the front of the read buffer.
@@ -333,15 +359,15 @@ pub mod errors {
     /// `cache_memlimit` above 1000000000.
     pub const MEMLIMIT_NOT_BYTES: &str =
         "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";
-    /// `watch`: we serve no log streams (memcached's text when watch is disabled).
+    /// `watch` with `-W` (watch disabled).
     pub const WATCH_NOT_ALLOWED: &str = "CLIENT_ERROR watch commands not allowed";
     /// `refresh_certs`: no TLS (what the reference build says without TLS set up).
     pub const TLS_NOT_ENABLED: &str = "Error TLS not enabled";
     /// `slabs reassign`: our store moves memory by itself.
     pub const SLAB_REASSIGN_DISABLED: &str = "CLIENT_ERROR slab reassignment disabled";
-    /// `lru_crawler metadump`: not served.
+    /// `lru_crawler metadump` with `-X` (dumping disabled).
     pub const METADUMP_NOT_ALLOWED: &str = "ERROR metadump not allowed";
-    /// `lru_crawler enable`: the crawler is "already running" (memcached's default).
+    /// `lru_crawler enable` while the crawler is already enabled.
     pub const CRAWLER_START_FAILED: &str = "ERROR failed to start lru crawler thread";
     /// `lru_crawler sleep` above one second.
     pub const CRAWLER_SLEEP: &str = "CLIENT_ERROR sleep must be one second or less";
@@ -650,7 +676,7 @@ fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) -
                 }
             }
             b"lru_crawler" => lru_crawler(&t, next),
-            b"watch" => err(WATCH_NOT_ALLOWED, t.noreply(), next),
+            b"watch" => watch(&t, next),
             b"lru" => {
                 want!(n >= 3);
                 lru(&t, next)
@@ -927,39 +953,102 @@ fn slabs<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
     err(ERROR, false, next)
 }
 
-/// `lru_crawler ...`: crawl/disable/sleep/tocrawl are accepted no-ops (expired items are
-/// reclaimed in the background anyway), enable says the crawler is running, metadump
-/// is not served.
+/// `lru_crawler crawl|metadump <classes>`, `tocrawl|sleep <n>`, `enable|disable`, as
+/// memcached's `process_lru_crawler_command` splits them (no `noreply`: a trailing
+/// `noreply` is one word too many). Numbers are checked here; classes, `-X` and the
+/// crawler's state by the executor.
 fn lru_crawler<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
     let n = t.count();
     let sub = t.w(1);
-    if n == 4 {
+    let cmd = if n == 4 {
         match sub {
-            b"crawl" => return err(OK, false, next),
-            b"metadump" => return err(METADUMP_NOT_ALLOWED, false, next),
-            b"tocrawl" => {
-                return match num::strtoul(t.w(2)) {
-                    Some(_) => err(OK, false, next),
-                    None => err(BAD_FORMAT, false, next),
-                }
-            }
-            b"sleep" => {
-                return match num::strtoul(t.w(2)) {
-                    None => err(BAD_FORMAT, false, next),
-                    Some(s) if s > 1_000_000 => err(CRAWLER_SLEEP, false, next),
-                    Some(_) => err(OK, false, next),
-                }
-            }
-            _ => {}
+            b"crawl" => CrawlerCmd::Crawl(t.w(2)),
+            b"metadump" => CrawlerCmd::Metadump(t.w(2)),
+            b"tocrawl" => match num::strtoul(t.w(2)) {
+                Some(v) => CrawlerCmd::ToCrawl(v),
+                None => return err(BAD_FORMAT, false, next),
+            },
+            b"sleep" => match num::strtoul(t.w(2)) {
+                None => return err(BAD_FORMAT, false, next),
+                Some(s) if s > 1_000_000 => return err(CRAWLER_SLEEP, false, next),
+                Some(s) => CrawlerCmd::Sleep(s),
+            },
+            _ => return err(ERROR, false, next),
         }
     } else if n == 3 {
-        return match sub {
-            b"enable" => err(CRAWLER_START_FAILED, false, next),
-            b"disable" => err(OK, false, next),
-            _ => err(ERROR, false, next),
-        };
-    }
-    err(ERROR, false, next)
+        match sub {
+            b"enable" => CrawlerCmd::Enable,
+            b"disable" => CrawlerCmd::Disable,
+            _ => return err(ERROR, false, next),
+        }
+    } else {
+        return err(ERROR, false, next);
+    };
+    Parse::Request(Command::LruCrawler(cmd), next)
+}
+
+/// `watch [type ...] [noreply]`: the event types as memcached's
+/// `process_watch_command` reads them (every word after `watch`; none means
+/// `fetchers`). An unknown word, `noreply` included, makes `flags` `None`: the
+/// executor answers `ERROR` after its `-W` check.
+fn watch<'a>(t: &Tokens<'a>, next: usize) -> Parse<'a> {
+    let noreply = t.noreply();
+    let flags = if t.n > 1 {
+        let mut f = 0u16;
+        let mut ok = true;
+        for i in 1..t.n {
+            match watch_flag(t.w(i)) {
+                Some(b) => f |= b,
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        ok.then_some(f)
+    } else {
+        Some(watch_flags::FETCHERS)
+    };
+    Parse::Request(Command::Watch { flags, noreply }, next)
+}
+
+/// The bit of one `watch` event type name.
+fn watch_flag(w: &[u8]) -> Option<u16> {
+    use watch_flags::*;
+    Some(match w {
+        b"rawcmds" => RAWCMDS,
+        b"evictions" => EVICTIONS,
+        b"fetchers" => FETCHERS,
+        b"mutations" => MUTATIONS,
+        b"sysevents" => SYSEVENTS,
+        b"connevents" => CONNEVENTS,
+        b"proxyreqs" => PROXYREQS,
+        b"proxyevents" => PROXYEVENTS,
+        b"proxyuser" => PROXYUSER,
+        _ => return None,
+    })
+}
+
+/// `watch` event types (memcached's `LOG_*` bits).
+pub mod watch_flags {
+    /// `rawcmds`: accepted; memcached 1.6.18 logs nothing under it.
+    pub const RAWCMDS: u16 = 1 << 0;
+    /// `evictions`: `type=eviction`.
+    pub const EVICTIONS: u16 = 1 << 1;
+    /// `fetchers`: `type=item_get`.
+    pub const FETCHERS: u16 = 1 << 2;
+    /// `mutations`: `type=item_store`.
+    pub const MUTATIONS: u16 = 1 << 3;
+    /// `sysevents`: accepted; nothing of ours is logged under it.
+    pub const SYSEVENTS: u16 = 1 << 4;
+    /// `connevents`: `type=conn_new`, `type=conn_close`.
+    pub const CONNEVENTS: u16 = 1 << 5;
+    /// `proxyreqs`: accepted (a proxy build's type); nothing is logged.
+    pub const PROXYREQS: u16 = 1 << 6;
+    /// `proxyevents`: accepted; nothing is logged.
+    pub const PROXYEVENTS: u16 = 1 << 7;
+    /// `proxyuser`: accepted; nothing is logged.
+    pub const PROXYUSER: u16 = 1 << 8;
 }
 
 /// `lru tune|mode|temp_ttl ...`: validated as memcached does, accepted as no-ops.

@@ -15,6 +15,12 @@
 //! (see [`super::budget`]): values larger than the read buffer are reserved from it
 //! whole when their request line arrives, or refused as memcached refuses a store it
 //! cannot allocate.
+//!
+//! Two requests turn a connection into a stream: `lru_crawler metadump` (the dump is
+//! produced a batch at a time, only while fewer than [`DUMP_LOW`] reply bytes wait,
+//! then the connection serves its next requests) and `watch` (the connection is a
+//! watcher for good: its input is read and dropped, and the lines queued for it are
+//! written as the socket takes them; see [`super::watch`]).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -23,12 +29,15 @@ use std::sync::Arc;
 
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry, Token, Waker};
 
 use super::binary_exec;
 use super::budget::{WorkerMem, OUT_FLOOR, OUT_HIGH};
 use super::conn_auth::ConnAuth;
-use super::exec::{self, Flow};
+use super::dump::{Dump, DUMP_LOW};
+use super::exec::{self, ExecCtx, Flow};
+use super::vlog;
+use super::watch::{CloseReason, WatchHandle, WatchHub, CONNEVENTS};
 use super::{ConnInfo, Shared};
 use crate::config::ProtocolMode;
 use crate::protocol::binary;
@@ -47,6 +56,8 @@ const TURN_BYTES: usize = 256 << 10;
 const RBUF_PREAUTH_MAX: usize = 24 + 255 + 65_535;
 /// Read buffers a worker keeps for reuse.
 const POOL_MAX: usize = 64;
+/// Log lines a watcher's connection moves from its queue to its reply buffer at once.
+const WATCH_OUT: usize = 64 << 10;
 
 /// A worker's connection buffers: spare read buffers that connections borrow while
 /// they have input and give back when idle, and the worker's accounting against the
@@ -184,6 +195,8 @@ enum Stop {
     Yield,
     /// Too many replies are waiting for the client.
     Blocked,
+    /// A dump waits for the socket to take what it produced.
+    WaitWritable,
     /// Close (after sending what is buffered when `flush` is true).
     Close { flush: bool },
 }
@@ -244,12 +257,47 @@ pub struct Conn {
     /// reuses one reply slot for them, so within one batch each such reply
     /// replaces the previous one.
     ascii_auth_reply_at: Option<usize>,
+    /// Replies of earlier requests wait unsent, as memcached's `resp_has_stack`
+    /// sees them (a get or `mn` sends what waits before the next request).
+    unflushed: bool,
+    /// The `lru_crawler metadump` being streamed.
+    dump: Option<Dump>,
+    /// Set once the connection is a watcher.
+    watch: Option<WatchHandle>,
+    hub: Arc<WatchHub>,
+    /// The worker's waker (a watcher's producers wake the worker with it).
+    waker: Arc<Waker>,
+    /// For `type=conn_close`.
+    close_reason: CloseReason,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if vlog::on() {
+            vlog::line('<', self.fd, b"connection closed.");
+        }
+        if self.hub.wants(CONNEVENTS) {
+            self.hub
+                .conn_event(&self.info.addr, self.fd, Some(self.close_reason));
+        }
+    }
 }
 
 impl Conn {
-    /// Wraps an accepted socket.
-    pub fn new(stream: Stream, info: Arc<ConnInfo>, shared: &Shared) -> Conn {
+    /// Wraps an accepted socket of a worker woken by `waker`.
+    pub fn new(stream: Stream, info: Arc<ConnInfo>, shared: &Shared, waker: Arc<Waker>) -> Conn {
         let fd = stream.as_raw_fd();
+        if vlog::on() {
+            let what: &[u8] = match shared.config.protocol {
+                ProtocolMode::Auto => b"new auto-negotiating client connection",
+                ProtocolMode::Ascii => b"new ascii client connection.",
+                ProtocolMode::Binary => b"new binary client connection.",
+            };
+            vlog::line('<', fd, what);
+        }
+        if shared.watch.wants(CONNEVENTS) {
+            shared.watch.conn_event(&info.addr, fd, None);
+        }
         Conn {
             stream,
             fd,
@@ -273,7 +321,23 @@ impl Conn {
             eof_signalled: false,
             auth: ConnAuth::new(shared),
             ascii_auth_reply_at: None,
+            unflushed: false,
+            dump: None,
+            watch: None,
+            hub: shared.watch.clone(),
+            waker,
+            close_reason: CloseReason::Normal,
         }
+    }
+
+    /// The connection is a watcher (its worker drives it when woken).
+    pub fn is_watching(&self) -> bool {
+        self.watch.is_some()
+    }
+
+    /// What `type=conn_close` will report (idle timeout, shutdown).
+    pub fn set_close_reason(&mut self, r: CloseReason) {
+        self.close_reason = r;
     }
 
     /// Seconds-relative time of the last request.
@@ -293,6 +357,7 @@ impl Conn {
 
     /// At shutdown: tries, for a short bounded time, to send what is buffered.
     pub fn finish(&mut self, counters: &Counters) {
+        self.close_reason = CloseReason::Shutdown;
         for _ in 0..100 {
             if self.pending_output() == 0 || !self.write_out(counters) {
                 return;
@@ -360,6 +425,9 @@ impl Conn {
         let mut served = 0usize;
         self.turn_out = 0;
         self.turn_in = 0;
+        if self.watch.is_some() {
+            return self.drive_watch(counters);
+        }
         loop {
             // Replies are written when the batch ends (below); here only when too
             // many wait, to make room.
@@ -401,6 +469,10 @@ impl Conn {
                     return Status::Pending;
                 }
                 Stop::Blocked => continue,
+                Stop::WaitWritable => {
+                    self.set_state(ST_MWRITE);
+                    return Status::Idle; // the writable event resumes the dump
+                }
                 Stop::NeedInput => {}
             }
             if self.drained {
@@ -511,7 +583,10 @@ impl Conn {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) if got => return ReadResult::Data { drained: false },
-                Err(_) => return ReadResult::Closed,
+                Err(_) => {
+                    self.close_reason = CloseReason::Error;
+                    return ReadResult::Closed;
+                }
             }
         }
         ReadResult::Data { drained: false }
@@ -532,10 +607,14 @@ impl Conn {
                     return true;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return false,
+                Err(_) => {
+                    self.close_reason = CloseReason::Error;
+                    return false;
+                }
             }
         }
         self.wbuf.clear();
+        self.unflushed = false;
         self.wpos = 0;
         self.flush_mark = 0;
         self.ascii_auth_reply_at = None;
@@ -617,6 +696,11 @@ impl Conn {
         // parsed again with only the present buffer as room, which refuses it.
         let mut no_room = false;
         loop {
+            if self.dump.is_some() {
+                if let Some(stop) = self.pump_dump(shared, counters) {
+                    return stop;
+                }
+            }
             let held = self.rbuf.len().max(RBUF_INITIAL);
             limits.buffer_room = if std::mem::take(&mut no_room) || !self.trusted() {
                 held
@@ -674,6 +758,14 @@ impl Conn {
                         _ => Proto::Text,
                     };
                     self.proto = Some(p);
+                    if cfg.protocol == ProtocolMode::Auto && vlog::on() {
+                        let name = if p == Proto::Binary {
+                            "binary"
+                        } else {
+                            "ascii"
+                        };
+                        vlog::raw(&format!("{}: Client using the {name} protocol", self.fd));
+                    }
                     p
                 }
             };
@@ -758,7 +850,11 @@ impl Conn {
                 }
             }
             let input = &self.rbuf[self.rpos..self.rend];
-            match text::parse(input, &limits) {
+            let parsed = text::parse(input, &limits);
+            if vlog::on() && matches!(parsed, Parse::Request(..) | Parse::Error { .. }) {
+                vlog_request(self.fd, input);
+            }
+            match parsed {
                 Parse::Incomplete => {
                     *served -= 1;
                     return Stop::NeedInput;
@@ -781,10 +877,27 @@ impl Conn {
                     if swallow > 0 {
                         self.after_swallow = reply;
                     } else if let Some(r) = reply {
+                        if vlog::on() {
+                            vlog::line('>', self.fd, r.as_bytes());
+                        }
                         self.wbuf.extend_from_slice(r.as_bytes());
                         self.wbuf.extend_from_slice(b"\r\n");
+                        self.unflushed = true;
                     }
                     if let Some(key) = unlink.as_ref().and_then(|k| k.key()) {
+                        if refused == Some(text::StoreRefusal::TooLarge)
+                            && shared.watch.wants(super::watch::MUTATIONS)
+                        {
+                            shared.watch.item_store(
+                                &key,
+                                super::watch::StoreStatus::TooLarge,
+                                "set",
+                                0,
+                                0,
+                                self.fd,
+                                0,
+                            );
+                        }
                         shared.store.unlink(&key);
                     }
                     match refused {
@@ -802,15 +915,40 @@ impl Conn {
                     self.swallow = swallow;
                 }
                 Parse::Request(cmd, used) => {
-                    let skip = std::mem::take(&mut self.skip_keys);
-                    match exec::execute(
+                    let flushes = matches!(
                         cmd,
-                        shared,
-                        counters,
-                        &mut self.wbuf,
-                        skip,
-                        out_cap.min(TURN_BYTES),
-                    ) {
+                        text::Command::Get { .. } | text::Command::Gat { .. }
+                    ) || matches!(&cmd, text::Command::Meta(m) if m.kind == crate::protocol::meta::MetaKind::Noop);
+                    let mut ctx = ExecCtx {
+                        skip: std::mem::take(&mut self.skip_keys),
+                        out_cap: out_cap.min(TURN_BYTES),
+                        fd: self.fd,
+                        pipelined: self.unflushed,
+                        dump: None,
+                        watch: None,
+                    };
+                    let before = self.wbuf.len();
+                    let wbuf = &mut self.wbuf;
+                    let flow = if vlog::on() {
+                        vlog::with_conn(self.fd, || {
+                            exec::execute(cmd, shared, counters, wbuf, &mut ctx)
+                        })
+                    } else {
+                        exec::execute(cmd, shared, counters, wbuf, &mut ctx)
+                    };
+                    if flushes {
+                        self.unflushed = false;
+                    } else if self.wbuf.len() > before {
+                        self.unflushed = true;
+                    }
+                    if let Some(d) = ctx.dump.take() {
+                        self.dump = Some(d);
+                    }
+                    if let Some(flags) = ctx.watch.take() {
+                        self.rpos += used;
+                        return self.start_watch(flags);
+                    }
+                    match flow {
                         Flow::Continue => self.rpos += used,
                         Flow::Close => {
                             self.rpos += used;
@@ -866,6 +1004,129 @@ impl Conn {
             return Some(Stop::Close { flush: true });
         }
         None
+    }
+}
+
+/// Logs a text request line for `-vv` (`<fd line`, without its `\r\n`).
+fn vlog_request(fd: RawFd, input: &[u8]) {
+    let end = input
+        .iter()
+        .position(|&b| b == b'\n' || b == 0)
+        .unwrap_or(input.len());
+    let mut line = &input[..end];
+    if line.len() > 1 && line.ends_with(b"\r") {
+        line = &line[..line.len() - 1];
+    }
+    vlog::line('<', fd, line);
+}
+
+impl Conn {
+    /// Produces the dump being streamed while few reply bytes wait; `None` once it
+    /// is complete (the next requests are served), else why to stop now.
+    fn pump_dump(&mut self, shared: &Shared, counters: &Counters) -> Option<Stop> {
+        let started = shared.clock.process_started();
+        let cas_on = !shared.config.disable_cas;
+        loop {
+            if self.wbuf.len() >= DUMP_LOW {
+                if !self.write_out(counters) {
+                    return Some(Stop::Close { flush: false });
+                }
+                if self.wbuf.len() >= DUMP_LOW {
+                    return Some(Stop::WaitWritable);
+                }
+            }
+            if self.turn_out >= TURN_BYTES {
+                // Others get their turn; the worker comes back.
+                return Some(Stop::Yield);
+            }
+            let d = self.dump.as_mut()?;
+            if d.step(&shared.store, started, cas_on, &mut self.wbuf) {
+                self.dump = None;
+                self.unflushed = true;
+                return None;
+            }
+        }
+    }
+
+    /// `watch` accepted: registers the watcher (or says why not). Input after the
+    /// request is dropped, as memcached never reads a watcher's requests.
+    fn start_watch(&mut self, flags: u16) -> Stop {
+        match self.hub.add(flags, self.waker.clone()) {
+            Ok(w) => {
+                self.wbuf.extend_from_slice(b"OK\r\n");
+                self.watch = Some(WatchHandle::new(self.hub.clone(), w));
+                self.rpos = self.rend;
+                self.swallow = 0;
+                Stop::Yield
+            }
+            Err(_) => {
+                let r = "WATCHER_TOO_MANY log watcher limit reached";
+                vlog::reply(r, false);
+                self.wbuf.extend_from_slice(r.as_bytes());
+                self.wbuf.extend_from_slice(b"\r\n");
+                Stop::Blocked
+            }
+        }
+    }
+
+    /// A watcher's turn: drops what the client sends (noticing the end of the
+    /// stream), then writes queued lines while the socket takes them.
+    fn drive_watch(&mut self, counters: &Counters) -> Status {
+        let mut scratch = [0u8; 4096];
+        let mut read = 0usize;
+        loop {
+            match self.stream.read(&mut scratch) {
+                Ok(0) => return Status::Close,
+                Ok(n) => {
+                    read += n;
+                    bump(&counters.bytes_read, n as u64);
+                    if read >= TURN_BYTES {
+                        return Status::Pending;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.close_reason = CloseReason::Error;
+                    return Status::Close;
+                }
+            }
+        }
+        self.rbuf = Vec::new();
+        self.rpos = 0;
+        self.rend = 0;
+        // What the socket did not take yet goes first; while it waits the queue is
+        // left alone (producers then need not wake this worker).
+        if !self.write_out(counters) {
+            return Status::Close;
+        }
+        if !self.wbuf.is_empty() {
+            self.set_state(ST_MWRITE);
+            return Status::Idle;
+        }
+        let Some(w) = self.watch.as_ref().map(|h| h.watcher.clone()) else {
+            return Status::Idle;
+        };
+        loop {
+            let empty = w.drain_into(&mut self.wbuf, WATCH_OUT);
+            if !self.write_out(counters) {
+                return Status::Close;
+            }
+            if !self.wbuf.is_empty() {
+                self.set_state(ST_MWRITE);
+                return Status::Idle;
+            }
+            if self.wbuf.capacity() > WATCH_OUT * 2 {
+                self.wbuf = Vec::new();
+            }
+            if empty {
+                self.set_state(ST_WAITING);
+                return Status::Idle;
+            }
+            if self.turn_out >= TURN_BYTES {
+                return Status::Pending;
+            }
+        }
     }
 }
 

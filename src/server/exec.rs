@@ -5,8 +5,12 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Shared, StopReason};
-use crate::protocol::text::{reply as compose, Command, DebugTimeArg, Keys, ShutdownMode};
+use super::dump::Dump;
+use super::watch::{GetStatus, StoreStatus, FETCHERS, MUTATIONS};
+use super::{vlog, Shared, StopReason};
+use crate::protocol::text::{
+    reply as compose, Command, CrawlerCmd, DebugTimeArg, Keys, ShutdownMode,
+};
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, StoreOp, StoreOutcome};
 
@@ -33,9 +37,76 @@ fn line(out: &mut Vec<u8>, s: &str) {
     compose::line(out, s);
 }
 
+/// A one-line reply (memcached's `out_string`, which `-vv` logs).
 fn reply(out: &mut Vec<u8>, noreply: bool, s: &str) {
+    vlog::reply(s, noreply);
     if !noreply {
         compose::line(out, s);
+    }
+}
+
+/// What a text command runs with besides the store, and what it leaves for the
+/// connection to do.
+#[derive(Debug, Default)]
+pub struct ExecCtx {
+    /// Keys of a multi-get already answered by an earlier, suspended run.
+    pub skip: usize,
+    /// A multi-get is suspended between keys once the reply buffer holds more.
+    pub out_cap: usize,
+    /// The connection (`cfd=` of watch lines).
+    pub fd: i32,
+    /// Replies of earlier requests of this batch wait unsent (memcached's
+    /// `resp_has_stack`): `metadump` and `watch` refuse to start then.
+    pub pipelined: bool,
+    /// Set by `lru_crawler metadump`: the connection streams this dump next.
+    pub dump: Option<Dump>,
+    /// Set by `watch`: the connection becomes a watcher of these event types.
+    pub watch: Option<u16>,
+}
+
+/// The watch status of a lookup result.
+fn get_status(r: &Result<Option<(usize, usize)>, Miss>) -> GetStatus {
+    match r {
+        Ok(Some((class, size))) => GetStatus::Found {
+            class: *class,
+            size: *size,
+        },
+        Ok(None) => GetStatus::NotFound,
+        Err(Miss::Absent) => GetStatus::NotFound,
+        Err(Miss::Expired) => GetStatus::Expired,
+        Err(Miss::Flushed) => GetStatus::Flushed,
+    }
+}
+
+/// Logs `item_get` for a key the way memcached's internal lookups do (a store,
+/// delete, touch or incr looks the key up first), when fetchers are watched.
+fn watch_lookup(shared: &Shared, key: &[u8], fd: i32) {
+    if shared.watch.wants(FETCHERS) {
+        let store = &shared.store;
+        let r = store.peek(key, |it| Some((store.class_of(it), it.value.len())));
+        shared.watch.item_get(key, get_status(&r), fd);
+    }
+}
+
+fn store_status(o: StoreOutcome) -> StoreStatus {
+    match o {
+        StoreOutcome::Stored => StoreStatus::Stored,
+        StoreOutcome::NotStored => StoreStatus::NotStored,
+        StoreOutcome::Exists => StoreStatus::Exists,
+        StoreOutcome::NotFound => StoreStatus::NotFound,
+        StoreOutcome::TooLarge => StoreStatus::TooLarge,
+        StoreOutcome::OutOfMemory => StoreStatus::NoMemory,
+    }
+}
+
+fn store_cmd_name(op: StoreOp) -> &'static str {
+    match op {
+        StoreOp::Set => "set",
+        StoreOp::Add => "add",
+        StoreOp::Replace => "replace",
+        StoreOp::Append => "append",
+        StoreOp::Prepend => "prepend",
+        StoreOp::Cas(_) => "cas",
     }
 }
 
@@ -69,19 +140,21 @@ pub(super) fn count_miss(c: &Counters, m: Miss) {
     }
 }
 
-/// Runs one text command. `skip` keys of a multi-get were already answered by an
-/// earlier, suspended run of the same request; a multi-get is suspended between keys
-/// once `out` holds more than `out_cap` bytes.
+/// Runs one text command (see [`ExecCtx`] for what it gets and leaves).
 pub fn execute(
     cmd: Command<'_>,
     shared: &Shared,
     c: &Counters,
     out: &mut Vec<u8>,
-    skip: usize,
-    out_cap: usize,
+    ctx: &mut ExecCtx,
 ) -> Flow {
     let store = &shared.store;
-    let more = Resume { skip, out_cap };
+    let more = Resume {
+        skip: ctx.skip,
+        out_cap: ctx.out_cap,
+        fd: ctx.fd,
+    };
+    let fd = ctx.fd;
     match cmd {
         Command::Get { keys, cas } => retrieve(shared, c, out, keys, None, cas, more),
         Command::Gat { exptime, keys, cas } => {
@@ -95,8 +168,12 @@ pub fn execute(
             data,
             noreply,
         } => {
+            watch_lookup(shared, key, fd);
             let outcome = store.store(op, key, flags, exptime, data);
             count_store(c, op, outcome);
+            if shared.watch.wants(MUTATIONS) {
+                watch_store(shared, op, key, flags, exptime, data, outcome, fd);
+            }
             shared.prefix.record(key, PrefixEvent::Set);
             let text = match outcome {
                 StoreOutcome::Stored => "STORED",
@@ -117,6 +194,7 @@ pub fn execute(
             Flow::Continue
         }
         Command::Delete { key, noreply } => {
+            watch_lookup(shared, key, fd);
             let r = store.delete(key);
             shared.prefix.record(key, PrefixEvent::Delete);
             if r.is_ok() {
@@ -144,9 +222,13 @@ pub fn execute(
             } else {
                 (&c.decr_hits, &c.decr_misses)
             };
+            watch_lookup(shared, key, fd);
             match store.delta(key, d) {
                 DeltaOutcome::Value(v) => {
                     bump(hits, 1);
+                    if vlog::on() {
+                        vlog::reply(&v.to_string(), noreply);
+                    }
                     if !noreply {
                         compose::number(out, v);
                     }
@@ -172,6 +254,7 @@ pub fn execute(
             noreply,
         } => {
             bump(&c.touch_cmds, 1);
+            watch_lookup(shared, key, fd);
             if store.touch(key, exptime).is_ok() {
                 bump(&c.touch_hits, 1);
                 reply(out, noreply, "TOUCHED");
@@ -197,6 +280,9 @@ pub fn execute(
             Flow::Continue
         }
         Command::Version => {
+            if vlog::on() {
+                vlog::reply(&format!("VERSION {PROTOCOL_VERSION}"), false);
+            }
             compose::version(out, PROTOCOL_VERSION);
             Flow::Continue
         }
@@ -265,6 +351,132 @@ pub fn execute(
             Flow::Continue
         }
         Command::Meta(req) => super::meta_exec::execute(&req, shared, c, out),
+        Command::LruCrawler(sub) => {
+            lru_crawler(shared, sub, out, ctx);
+            Flow::Continue
+        }
+        Command::Watch { flags, noreply } => {
+            if shared.config.disable_watch {
+                reply(out, noreply, "CLIENT_ERROR watch commands not allowed");
+            } else if ctx.pipelined {
+                reply(
+                    out,
+                    noreply,
+                    "ERROR cannot pipeline other commands before watch",
+                );
+            } else {
+                match flags {
+                    Some(f) => ctx.watch = Some(f),
+                    None => reply(out, noreply, "ERROR"),
+                }
+            }
+            Flow::Continue
+        }
+    }
+}
+
+/// `item_store` for a storage command (mutations watched): what was stored, or what
+/// was offered when nothing was.
+#[allow(clippy::too_many_arguments)]
+fn watch_store(
+    shared: &Shared,
+    op: StoreOp,
+    key: &[u8],
+    flags: u32,
+    exptime: i64,
+    data: &[u8],
+    outcome: StoreOutcome,
+    fd: i32,
+) {
+    let store = &shared.store;
+    let now = shared.clock.now();
+    let ttl_of = |exp: u32| if exp == 0 { 0 } else { exp.wrapping_sub(now) };
+    let stored = matches!(outcome, StoreOutcome::Stored)
+        .then(|| {
+            store
+                .peek(key, |it| (store.class_of(it), it.value.len(), it.exptime))
+                .ok()
+        })
+        .flatten();
+    let (class, size, ttl) = match (stored, outcome) {
+        (Some((class, size, exp)), _) => (class, size, ttl_of(exp)),
+        // memcached reports no item for these.
+        (None, StoreOutcome::TooLarge | StoreOutcome::OutOfMemory) => (0, 0, 0),
+        (None, _) => {
+            let exp = shared.clock.realtime(exptime);
+            let offered = ItemRef {
+                key,
+                flags,
+                value: data,
+                cas: 0,
+                exptime: exp,
+            };
+            (store.class_of(&offered), data.len(), ttl_of(exp))
+        }
+    };
+    shared.watch.item_store(
+        key,
+        store_status(outcome),
+        store_cmd_name(op),
+        ttl,
+        class,
+        fd,
+        size,
+    );
+}
+
+/// `lru_crawler ...`, answered as memcached 1.6.18 does.
+fn lru_crawler(shared: &Shared, sub: CrawlerCmd<'_>, out: &mut Vec<u8>, ctx: &mut ExecCtx) {
+    let crawler = &shared.crawler;
+    let classes = shared.store.classes();
+    match sub {
+        CrawlerCmd::Crawl(arg) => {
+            if !crawler.enabled() {
+                return reply(out, false, "CLIENT_ERROR lru crawler disabled");
+            }
+            match crawler.request_crawl(arg, classes) {
+                Ok(()) => reply(out, false, "OK"),
+                Err(e) => reply(out, false, e.reply()),
+            }
+        }
+        CrawlerCmd::Metadump(arg) => {
+            if !crawler.enabled() {
+                return reply(out, false, "CLIENT_ERROR lru crawler disabled");
+            }
+            if shared.config.disable_dumping {
+                return reply(out, false, "ERROR metadump not allowed");
+            }
+            if ctx.pipelined {
+                return reply(
+                    out,
+                    false,
+                    "ERROR cannot pipeline other commands before metadump",
+                );
+            }
+            match crawler.start_dump(arg, classes) {
+                Ok(d) => ctx.dump = Some(d),
+                Err(e) => reply(out, false, e.reply()),
+            }
+        }
+        CrawlerCmd::ToCrawl(n) => {
+            crawler.tocrawl.store(n, Ordering::Relaxed);
+            reply(out, false, "OK");
+        }
+        CrawlerCmd::Sleep(us) => {
+            crawler.sleep_us.store(us, Ordering::Relaxed);
+            reply(out, false, "OK");
+        }
+        CrawlerCmd::Enable => {
+            if crawler.enable() {
+                reply(out, false, "OK");
+            } else {
+                reply(out, false, "ERROR failed to start lru crawler thread");
+            }
+        }
+        CrawlerCmd::Disable => {
+            crawler.disable();
+            reply(out, false, "OK");
+        }
     }
 }
 
@@ -274,6 +486,7 @@ pub fn execute(
 struct Resume {
     skip: usize,
     out_cap: usize,
+    fd: i32,
 }
 
 /// get / gets / gat / gats.
@@ -284,23 +497,36 @@ fn retrieve(
     keys: Keys<'_>,
     touch: Option<i64>,
     with_cas: bool,
-    Resume { skip, out_cap }: Resume,
+    Resume { skip, out_cap, fd }: Resume,
 ) -> Flow {
     let store = &shared.store;
+    let watching = shared.watch.wants(FETCHERS);
     for (i, key) in keys.enumerate().skip(skip) {
         if i > skip && out.len() > out_cap {
             return Flow::Suspend { keys_done: i };
         }
+        let hit = |it: &ItemRef<'_>, out: &mut Vec<u8>| {
+            write_value(out, it, with_cas);
+            watching.then(|| (store.class_of(it), it.value.len()))
+        };
         let r = match touch {
             None => {
                 bump(&c.get_cmds, 1);
-                store.get(key, |it| write_value(out, it, with_cas))
+                store.get(key, |it| hit(it, out))
             }
             Some(exptime) => {
                 bump(&c.touch_cmds, 1);
-                store.get_and_touch(key, exptime, |it| write_value(out, it, with_cas))
+                store.get_and_touch(key, exptime, |it| hit(it, out))
             }
         };
+        if r.is_ok() {
+            // Logged once the shard lock is released.
+            vlog::sending_key(key);
+        }
+        if watching {
+            shared.watch.item_get(key, get_status(&r), fd);
+        }
+        let r = r.map(|_| ());
         shared.prefix.record(key, PrefixEvent::Get(r.is_ok()));
         match (r, touch) {
             (Ok(()), None) => bump(&c.get_hits, 1),
@@ -309,6 +535,7 @@ fn retrieve(
             (Err(_), Some(_)) => bump(&c.touch_misses, 1),
         }
     }
+    vlog::reply("END", false);
     out.extend_from_slice(b"END\r\n");
     Flow::Continue
 }

@@ -25,10 +25,13 @@ mod binary_exec;
 pub mod budget;
 mod conn;
 mod conn_auth;
+pub mod dump;
 mod exec;
 mod listener;
 mod meta_exec;
 mod stats_exec;
+pub mod vlog;
+pub mod watch;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -101,6 +104,10 @@ pub struct Shared {
     pub buffers: Arc<budget::MemBudget>,
     /// What each worker's buffers hold, for `stats`.
     pub buffer_stats: Vec<Arc<budget::BufferStats>>,
+    /// `lru_crawler` settings and state.
+    pub crawler: Arc<dump::Crawler>,
+    /// `watch` log streams.
+    pub watch: Arc<watch::WatchHub>,
     stop_tx: Sender<StopReason>,
 }
 
@@ -173,7 +180,21 @@ impl Server {
         let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
         let listener_info = listeners.info();
         let buffers = Arc::new(budget::MemBudget::new(cfg.conn_buffer_limit()));
+        let hub = Arc::new(watch::WatchHub::new(
+            cfg.compat.watcher_logbuf_size as usize,
+        ));
+        {
+            let hub = hub.clone();
+            let clock = clock.clone();
+            store.set_eviction_sink(Box::new(move |it| {
+                if hub.wants(watch::EVICTIONS) {
+                    hub.eviction(it, clock.now());
+                }
+            }));
+        }
         let shared = Arc::new(Shared {
+            crawler: Arc::new(dump::Crawler::from_settings(&cfg.compat)),
+            watch: hub,
             buffers,
             buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
             prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),
@@ -254,6 +275,7 @@ fn maintenance(shared: Arc<Shared>) {
             shared.clock.tick();
             shared.store.crawl_expired(10_000);
         }
+        dump::tick(&shared);
     }
 }
 

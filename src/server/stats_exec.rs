@@ -43,6 +43,18 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
                 let value = match name {
                     "verbosity" => shared.verbosity.load(Ordering::Relaxed).to_string(),
                     "slab_automove" => shared.slab_automove.load(Ordering::Relaxed).to_string(),
+                    "lru_crawler" => if shared.crawler.enabled() {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                    .to_string(),
+                    "lru_crawler_sleep" => {
+                        shared.crawler.sleep_us.load(Ordering::Relaxed).to_string()
+                    }
+                    "lru_crawler_tocrawl" => {
+                        shared.crawler.tocrawl.load(Ordering::Relaxed).to_string()
+                    }
                     "slab_automove_ratio" => format!(
                         "{:.2}",
                         f64::from_bits(shared.slab_automove_ratio.load(Ordering::Relaxed))
@@ -211,9 +223,17 @@ fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
     ] {
         stat_line(out, name, 0);
     }
-    // The background crawler never stops; a start is one run over the shards.
-    stat_line(out, "lru_crawler_running", 0);
-    stat_line(out, "lru_crawler_starts", st.crawler_starts);
+    // A start is one run of the background crawler over the shards, or a `crawl`.
+    stat_line(
+        out,
+        "lru_crawler_running",
+        u8::from(shared.crawler.running()),
+    );
+    stat_line(
+        out,
+        "lru_crawler_starts",
+        st.crawler_starts + shared.crawler.starts.load(Ordering::Relaxed),
+    );
     stat_line(out, "lru_maintainer_juggles", 0);
     stat_line(out, "malloc_fails", 0);
     log_stats(shared, out);
@@ -244,17 +264,19 @@ fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
     line(out, "END");
 }
 
-/// memcached's log-stream counters (`watch`).
-fn log_stats(_shared: &Shared, out: &mut Vec<u8>) {
-    for name in [
-        "log_worker_dropped",
-        "log_worker_written",
-        "log_watcher_skipped",
-        "log_watcher_sent",
-        "log_watchers",
-    ] {
-        stat_line(out, name, 0);
-    }
+/// memcached's log-stream counters (`watch`): lines are queued to watchers directly
+/// (no per-worker log buffer), so the worker figures are the watcher figures.
+fn log_stats(shared: &Shared, out: &mut Vec<u8>) {
+    let w = &shared.watch;
+    let (sent, skipped) = (
+        w.sent.load(Ordering::Relaxed),
+        w.skipped.load(Ordering::Relaxed),
+    );
+    stat_line(out, "log_worker_dropped", skipped);
+    stat_line(out, "log_worker_written", sent);
+    stat_line(out, "log_watcher_skipped", skipped);
+    stat_line(out, "log_watcher_sent", sent);
+    stat_line(out, "log_watchers", w.count());
 }
 
 /// `stats items`: per size class, for classes holding items.

@@ -35,6 +35,8 @@ pub struct Worker {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     pending: VecDeque<usize>,
+    /// Connections that are `watch` streams: driven when the waker fires.
+    watchers: Vec<usize>,
     bufs: WorkerBuffers,
 }
 
@@ -57,6 +59,7 @@ impl Worker {
             conns: Vec::new(),
             free: Vec::new(),
             pending: VecDeque::new(),
+            watchers: Vec::new(),
             bufs: WorkerBuffers::new(mem),
         })
     }
@@ -101,7 +104,13 @@ impl Worker {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    WAKER => self.accept_new(),
+                    WAKER => {
+                        self.accept_new();
+                        // Producers wake this worker when a watcher's queue fills.
+                        for i in self.watchers.clone() {
+                            self.drive(i);
+                        }
+                    }
                     Token(i) => {
                         if let Some(Some(c)) = self.conns.get_mut(i) {
                             c.readiness(ev.is_read_closed() || ev.is_error());
@@ -157,7 +166,7 @@ impl Worker {
                 last_cmd: AtomicU32::new(self.shared.clock.now()),
                 state: AtomicU32::new(0),
             });
-            let conn = Conn::new(stream, info.clone(), &self.shared);
+            let conn = Conn::new(stream, info.clone(), &self.shared, self.waker.clone());
             self.shared.registry.lock().insert(conn.fd, info);
             log::debug!("worker {}: new connection fd {}", self.id, conn.fd);
             self.conns[idx] = Some(conn);
@@ -187,6 +196,9 @@ impl Worker {
             );
             Status::Close
         });
+        if conn.is_watching() && !self.watchers.contains(&idx) {
+            self.watchers.push(idx);
+        }
         match status {
             Status::Idle => {}
             Status::Pending => {
@@ -211,6 +223,7 @@ impl Worker {
             self.free.push(idx);
         }
         self.pending.retain(|&i| i != idx);
+        self.watchers.retain(|&i| i != idx);
     }
 
     fn sweep_idle(&mut self, now: u32) {
@@ -224,12 +237,16 @@ impl Worker {
             .enumerate()
             .filter_map(|(i, c)| {
                 c.as_ref()
-                    .filter(|c| now.saturating_sub(c.last_cmd()) > limit)
+                    // A watcher sends no requests (memcached's logger thread owns them).
+                    .filter(|c| !c.is_watching() && now.saturating_sub(c.last_cmd()) > limit)
                     .map(|_| i)
             })
             .collect();
         for i in idle {
             log::info!("worker {}: closing idle connection", self.id);
+            if let Some(Some(c)) = self.conns.get_mut(i) {
+                c.set_close_reason(super::watch::CloseReason::IdleTimeout);
+            }
             self.close(i);
         }
     }

@@ -66,7 +66,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use shard::{Found, Mem, Shard};
+use shard::{DumpPlace, Found, Mem, Shard};
 
 pub use clock::{Clock, RelTime};
 
@@ -161,6 +161,53 @@ pub struct ItemRef<'a> {
     pub cas: u64,
     /// Relative expiry time (0 = never).
     pub exptime: RelTime,
+}
+
+/// What a metadump or an eviction watcher sees of an item (borrowed under the shard
+/// lock).
+#[derive(Debug, Clone, Copy)]
+pub struct ItemMeta<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Client flags.
+    pub flags: u32,
+    /// Value length in bytes.
+    pub value_len: usize,
+    /// Relative expiry (0 = never).
+    pub exptime: RelTime,
+    /// Relative time of the last access or update.
+    pub time: RelTime,
+    /// CAS unique (0 when CAS is disabled).
+    pub cas: u64,
+    /// Read since it was stored.
+    pub fetched: bool,
+    /// The size class (1-based) it counts in for `stats items` / `stats slabs`.
+    pub class: usize,
+}
+
+/// Told about every evicted item while installed ([`Store::set_eviction_sink`]).
+pub type EvictionSink = Box<dyn Fn(&ItemMeta<'_>) + Send + Sync>;
+
+/// Where a metadump is: shard, and place in it. Walks segments in the order they
+/// are laid out, so it is no snapshot: items stored, moved or evicted meanwhile may
+/// be missed or seen twice (as with memcached's LRU walk).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DumpCursor {
+    shard: usize,
+    place: DumpPlace,
+    done: bool,
+}
+
+impl DumpCursor {
+    /// From the start.
+    pub fn new() -> DumpCursor {
+        DumpCursor::default()
+    }
+
+    /// All shards walked.
+    pub fn done(&self) -> bool {
+        self.done
+    }
 }
 
 /// incr or decr.
@@ -437,9 +484,16 @@ pub(crate) struct Ctx {
     owned: Box<[AtomicUsize]>,
     oldest_live: AtomicU32,
     oldest_cas: AtomicU64,
+    eviction_sink: std::sync::OnceLock<EvictionSink>,
 }
 
 impl Ctx {
+    /// The eviction watcher, once installed.
+    #[inline]
+    pub(crate) fn eviction_sink(&self) -> Option<&EvictionSink> {
+        self.eviction_sink.get()
+    }
+
     #[inline]
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         hash_key(key)
@@ -637,6 +691,7 @@ impl Store {
                 owned: (0..n).map(|_| AtomicUsize::new(0)).collect(),
                 oldest_live: AtomicU32::new(0),
                 oldest_cas: AtomicU64::new(0),
+                eviction_sink: std::sync::OnceLock::new(),
             },
             cfg,
             cas: AtomicU64::new(0),
@@ -1442,6 +1497,117 @@ impl Store {
             }
         }
         out
+    }
+
+    /// One batch of a metadump (`lru_crawler metadump`): locks one shard, calls `f`
+    /// for the valid items among at most `max` extents from the cursor, unlocks, and
+    /// moves the cursor on. Returns true when every shard has been walked.
+    pub fn dump_step(
+        &self,
+        cur: &mut DumpCursor,
+        max: usize,
+        f: &mut dyn FnMut(&ItemMeta<'_>),
+    ) -> bool {
+        if cur.done {
+            return true;
+        }
+        let Some(sh) = self.shards.get(cur.shard) else {
+            cur.done = true;
+            return true;
+        };
+        let next = sh.lock().dump_walk(&self.ctx, cur.place, max.max(1), f);
+        match next {
+            Some(p) => cur.place = p,
+            None => {
+                cur.shard += 1;
+                cur.place = DumpPlace::default();
+                cur.done = cur.shard >= self.shards.len();
+            }
+        }
+        cur.done
+    }
+
+    /// Looks a key up without marking it read (what a watcher of fetchers is told of
+    /// a store's or delete's own lookup): `f` runs on the item under the shard lock.
+    pub fn peek<R>(&self, key: &[u8], f: impl FnOnce(&ItemRef<'_>) -> R) -> Result<R, Miss> {
+        let ctx = &self.ctx;
+        self.with(key, |sh, h, _mem| {
+            let l = match sh.find(ctx, h, key) {
+                Found::Live(l) => l,
+                Found::Miss(m) => return Err(m),
+            };
+            let c = sh.chunk(l);
+            let hd = item::Hdr::read(c, ctx.cas_on);
+            Ok(f(&ItemRef {
+                key: &c[hd.key_at..hd.key_at + hd.klen],
+                flags: hd.flags,
+                value: &c[hd.value_at()..hd.total()],
+                cas: hd.cas,
+                exptime: hd.exptime,
+            }))
+        })
+    }
+
+    /// Installs what is told about every eviction (once; later calls are ignored).
+    /// The sink runs under a shard lock: it must be quick and take no store lock.
+    pub fn set_eviction_sink(&self, sink: EvictionSink) {
+        let _ = self.ctx.eviction_sink.set(sink);
+    }
+
+    /// The size class (1-based, as `stats items` shows it) an item counts in.
+    pub fn class_of(&self, it: &ItemRef<'_>) -> usize {
+        let total = item::total_size(
+            it.key.len(),
+            it.value.len(),
+            it.flags,
+            it.exptime,
+            self.cfg.cas_enabled,
+        );
+        self.ctx.class_for(total).unwrap_or(0) + 1
+    }
+
+    /// One full pass of the expiry crawler over every shard (`lru_crawler crawl`):
+    /// batches of `batch` items under each shard's lock, `pause` called between
+    /// batches (it returns false to stop early). `max_per_shard` (0: no bound) caps the
+    /// items examined in a shard. Returns the items reclaimed.
+    pub fn crawl_pass(
+        &self,
+        batch: usize,
+        max_per_shard: usize,
+        pause: &mut dyn FnMut() -> bool,
+    ) -> usize {
+        let batch = batch.max(1);
+        let mut freed = 0;
+        for sh in self.shards.iter() {
+            let mut seen = 0usize;
+            // Mid-pass (the background crawl keeps its place): finish that pass, then
+            // one whole pass.
+            let mut wraps = if sh.lock().crawl_at_start() { 1 } else { 2 };
+            loop {
+                let step = if max_per_shard > 0 {
+                    batch.min(max_per_shard - seen)
+                } else {
+                    batch
+                };
+                let (f, wrapped) = {
+                    let mut s = sh.lock();
+                    let f = s.crawl(&self.ctx, step);
+                    (f, s.crawl_at_start())
+                };
+                freed += f;
+                seen += step;
+                if wrapped {
+                    wraps -= 1;
+                }
+                if wraps == 0 || (max_per_shard > 0 && seen >= max_per_shard) {
+                    break;
+                }
+                if !pause() {
+                    return freed;
+                }
+            }
+        }
+        freed
     }
 
     /// One step of background expiry: examines a bounded number of chunks per shard

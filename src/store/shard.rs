@@ -43,7 +43,7 @@
 use hashbrown::HashTable;
 
 use super::item::{self, Hdr, FETCHED, FREQ, FREQ_ONE, LIVE, MARKED};
-use super::{ClassOp, ClassStats, Ctx, Miss};
+use super::{ClassOp, ClassStats, Ctx, ItemMeta, Miss};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 
@@ -562,6 +562,9 @@ impl Shard {
         }
         let hd = Hdr::read(self.chunk(l), ctx.cas_on);
         let now = ctx.clock.now();
+        if why == Why::Evict {
+            self.note_eviction(ctx, l, &hd);
+        }
         let st = &mut self.classes[Self::class_of(ctx, hd.total())];
         st.number = st.number.saturating_sub(1);
         st.requested = st.requested.saturating_sub(hd.total() as u64);
@@ -1502,6 +1505,93 @@ impl Shard {
                 }
             }
         }
+    }
+}
+
+/// Where a metadump walk is in one shard: segment, offset of the next item, and the
+/// segment's generation then (a segment rewound or reused since starts over, so an
+/// old offset is never read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DumpPlace {
+    seg: usize,
+    off: usize,
+    gen: u32,
+}
+
+impl Shard {
+    /// What a watcher of evictions is told about the item at `l`, which is being
+    /// evicted (only when a sink is installed: one atomic load otherwise).
+    fn note_eviction(&self, ctx: &Ctx, l: Loc, hd: &Hdr) {
+        if let Some(sink) = ctx.eviction_sink() {
+            let c = self.chunk(l);
+            sink(&Self::meta_of(ctx, c, hd));
+        }
+    }
+
+    fn meta_of<'c>(ctx: &Ctx, c: &'c [u8], hd: &Hdr) -> ItemMeta<'c> {
+        ItemMeta {
+            key: &c[hd.key_at..hd.key_at + hd.klen],
+            flags: hd.flags,
+            value_len: hd.vlen,
+            exptime: hd.exptime,
+            time: hd.time,
+            cas: hd.cas,
+            fetched: hd.bits & FETCHED != 0,
+            class: Self::class_of(ctx, hd.total()) + 1,
+        }
+    }
+
+    /// One batch of a metadump: from `at`, calls `f` for the live, valid items,
+    /// examining at most `max` extents, and returns where to go on (`None`: this
+    /// shard is done). The caller holds the shard lock for one batch only.
+    pub fn dump_walk(
+        &self,
+        ctx: &Ctx,
+        at: DumpPlace,
+        max: usize,
+        f: &mut dyn FnMut(&ItemMeta<'_>),
+    ) -> Option<DumpPlace> {
+        let mut p = at;
+        let mut n = 0;
+        loop {
+            if n >= max {
+                return Some(p);
+            }
+            let s = match self.segs.get(p.seg) {
+                None => return None,
+                Some(Some(s)) if s.place != Place::Evicting => s,
+                Some(_) => {
+                    p.seg += 1;
+                    p.off = 0;
+                    continue;
+                }
+            };
+            if s.gen != p.gen {
+                // Rewound or reused since the offset was taken (or a new segment):
+                // from its start.
+                p.gen = s.gen;
+                p.off = 0;
+            }
+            if p.off >= s.used {
+                p.seg += 1;
+                p.off = 0;
+                continue;
+            }
+            n += 1;
+            let c = &s.data[p.off..s.used];
+            let hd = Hdr::read(c, ctx.cas_on);
+            p.off += hd.total().max(1);
+            if c[0] & LIVE == 0 || ctx.invalid(&hd).is_some() {
+                continue;
+            }
+            f(&Self::meta_of(ctx, c, &hd));
+        }
+    }
+
+    /// Whether the expiry crawler is at the start of its pass (a call of
+    /// [`Shard::crawl`] that leaves it there finished a pass).
+    pub fn crawl_at_start(&self) -> bool {
+        self.crawl_seg == 0 && self.crawl_off == 0
     }
 }
 

@@ -552,21 +552,11 @@ fn meta_and_unserved_commands() {
     assert_eq!(p(b"mg k v\r\n"), "Req(Meta Get \"k\", 8)");
     error(b"me\r\n", BAD_FORMAT);
     error(b"mx\r\n", ERROR);
-    error(b"watch\r\n", WATCH_NOT_ALLOWED);
-    silent(b"watch noreply\r\n");
     error(b"refresh_certs\r\n", TLS_NOT_ENABLED);
     error(b"refresh_certs noreply\r\n", TLS_NOT_ENABLED);
     error(b"extstore item_size 5\r\n", ERROR);
     error(b"misbehave\r\n", ERROR);
     error(b"debugitem\r\n", ERROR);
-    error(b"lru_crawler\r\n", ERROR);
-    error(b"lru_crawler foo\r\n", ERROR);
-    error(b"lru_crawler enable\r\n", CRAWLER_START_FAILED);
-    error(b"lru_crawler disable\r\n", OK);
-    error(b"lru_crawler crawl all\r\n", OK);
-    error(b"lru_crawler metadump all\r\n", METADUMP_NOT_ALLOWED);
-    error(b"lru_crawler sleep 2000000\r\n", CRAWLER_SLEEP);
-    error(b"lru_crawler tocrawl x\r\n", BAD_FORMAT);
     error(b"slabs\r\n", ERROR);
     error(b"slabs reassign 1 2\r\n", SLAB_REASSIGN_DISABLED);
     assert_eq!(
@@ -868,5 +858,55 @@ fn a_value_larger_than_the_buffer_room_is_refused_as_out_of_memory() {
     assert_eq!(
         pl(b"set k 0 0 2000000\r\n", &room),
         "Error(Some(\"SERVER_ERROR object too large for cache\"), 19, 2000002, Some(\"k\"))"
+    );
+}
+
+#[test]
+fn lru_crawler_and_watch_forms() {
+    error(b"lru_crawler\r\n", ERROR);
+    error(b"lru_crawler foo\r\n", ERROR);
+    error(b"lru_crawler foo bar\r\n", ERROR);
+    error(b"lru_crawler crawl all noreply\r\n", ERROR);
+    error(b"lru_crawler metadump\r\n", ERROR);
+    error(b"lru_crawler sleep 2000000\r\n", CRAWLER_SLEEP);
+    error(b"lru_crawler sleep x\r\n", BAD_FORMAT);
+    error(b"lru_crawler tocrawl x\r\n", BAD_FORMAT);
+    error(b"lru_crawler tocrawl -1\r\n", BAD_FORMAT);
+    assert_eq!(p(b"lru_crawler enable\r\n"), "Req(LruCrawler(Enable), 20)");
+    assert_eq!(
+        p(b"lru_crawler disable\r\n"),
+        "Req(LruCrawler(Disable), 21)"
+    );
+    assert_eq!(
+        p(b"lru_crawler crawl  1,2\r\n"),
+        "Req(LruCrawler(Crawl([49, 44, 50])), 24)"
+    );
+    assert_eq!(
+        p(b"lru_crawler metadump all\r\n"),
+        "Req(LruCrawler(Metadump([97, 108, 108])), 26)"
+    );
+    assert_eq!(
+        p(b"lru_crawler sleep 5\r\n"),
+        "Req(LruCrawler(Sleep(5)), 21)"
+    );
+    assert_eq!(
+        p(b"lru_crawler tocrawl 0\r\n"),
+        "Req(LruCrawler(ToCrawl(0)), 23)"
+    );
+    assert_eq!(
+        p(b"watch\r\n"),
+        "Req(Watch { flags: Some(4), noreply: false }, 7)"
+    );
+    assert_eq!(
+        p(b"watch fetchers mutations evictions connevents\r\n"),
+        "Req(Watch { flags: Some(46), noreply: false }, 47)"
+    );
+    assert_eq!(
+        p(b"watch noreply\r\n"),
+        "Req(Watch { flags: None, noreply: true }, 15)"
+    );
+    assert_eq!(
+        p(b"watch fetchers bogus\r\n"),
+        "Req(Watch { flags: None, noreply: false }, 22)"
     );
 }
