@@ -185,8 +185,11 @@ fn main() -> ExitCode {
     });
     let why = handle.wait();
     ferrocache::notify::stopping();
-    if why == StopReason::Command {
-        log::info!("Exiting normally");
+    match why {
+        StopReason::Command => log::info!("Exiting normally"),
+        // memcached's `shutdown graceful` raises SIGUSR1: printed at every verbosity.
+        StopReason::GracefulCommand => eprintln!("Gracefully stopping"),
+        StopReason::Signal => {}
     }
     log::debug!("stopping ({why:?}): closing listeners, sending buffered replies");
     handle.stop();

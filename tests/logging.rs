@@ -405,3 +405,24 @@ fn sighup_reload_is_logged() {
     fresh.roundtrip(b"set a 0 0 11\r\ncarol three\r\n", b"STORED\r\n");
     println!("{}", s.text());
 }
+
+/// `shutdown graceful` (with `-A`) is memcached's SIGUSR1: `Gracefully stopping` at
+/// every verbosity; plain `shutdown` is its SIGINT: nothing at verbosity 0.
+#[test]
+fn shutdown_command_messages_like_memcached() {
+    for (cmd, want) in [("shutdown graceful\r\n", true), ("shutdown\r\n", false)] {
+        for (name, mut s) in Logged::both(&["-A"]) {
+            let mut c = s.connect();
+            c.send(cmd.as_bytes());
+            // `kill -0` sends nothing: this only waits for the exit.
+            let (status, text) = s.signal_and_wait("0");
+            println!("{name} {cmd:?}: {status:?} {text:?}");
+            assert_eq!(status.and_then(|s| s.code()), Some(0), "{name} {cmd:?}");
+            assert_eq!(
+                text.lines().any(|l| l == "Gracefully stopping"),
+                want,
+                "{name} {cmd:?}:\n{text}"
+            );
+        }
+    }
+}

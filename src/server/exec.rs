@@ -304,8 +304,13 @@ pub fn execute(
                 line(out, "CLIENT_ERROR invalid shutdown mode");
                 return Flow::Continue;
             }
-            // Graceful and immediate both stop cleanly: buffered replies are sent.
-            shared.request_stop(StopReason::Command);
+            // Graceful and immediate both stop cleanly: buffered replies are sent; they
+            // differ in what is printed, as memcached's SIGUSR1 and SIGINT do.
+            shared.request_stop(if mode == ShutdownMode::Graceful {
+                StopReason::GracefulCommand
+            } else {
+                StopReason::Command
+            });
             Flow::Close
         }
         Command::CacheMemlimit { megabytes, noreply } => {

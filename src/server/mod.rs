@@ -56,6 +56,8 @@ pub enum StopReason {
     Signal,
     /// The `shutdown` command.
     Command,
+    /// `shutdown graceful` (memcached raises SIGUSR1 for it).
+    GracefulCommand,
 }
 
 /// What `stats conns` shows of one connection.
