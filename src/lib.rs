@@ -6,8 +6,9 @@
 //! - [`config`]: command line and `memcached.conf`, `-h` and the man page.
 //! - [`daemon`]: root check, privilege drop, daemonizing, pid file, rlimits.
 //! - [`notify`]: readiness and shutdown notices to systemd (`Type=notify`).
-//! - [`protocol`]: pure parsers and reply composers (text, later meta and binary).
-//! - [`store`]: the sharded, slab-allocated item store and the server clock.
+//! - [`op`]: the vocabulary store, protocol and client share (`StoreOp`, `Delta`).
+//! - [`protocol`]: pure parsers and reply composers (text, meta, binary).
+//! - [`store`]: the sharded item store (log-structured segments, S3-FIFO) and the clock.
 //! - [`server`]: listeners, per-core `mio` workers, connections, command execution.
 //! - [`stats`]: counters and the `stats` command's output.
 //!
@@ -33,6 +34,7 @@ pub mod config;
 pub mod daemon;
 #[cfg(feature = "server")]
 pub mod notify;
+pub mod op;
 #[cfg(feature = "server")]
 pub mod protocol;
 #[cfg(feature = "server")]
@@ -41,15 +43,6 @@ pub mod server;
 pub mod stats;
 #[cfg(feature = "server")]
 pub mod store;
-
-// Client-only builds: the client's `StoreMode` without the store (see the file).
-#[cfg(all(feature = "client", not(feature = "server")))]
-#[path = "store_op.rs"]
-mod store;
-// Server builds: the same file, compiled for its test against `store::StoreOp`.
-#[cfg(all(test, feature = "server"))]
-#[path = "store_op.rs"]
-mod store_op;
 
 /// The README's Rust examples, compiled (and, unless `no_run`, run) as doctests so
 /// that they stay true.

@@ -18,7 +18,7 @@
 use std::io::Write;
 
 use super::error::{Error, Result};
-use super::node::{proto_err, Item, NodeConn, StoreMode, StoreOutcome};
+use super::node::{proto_err, Item, NodeConn, StoreOp, StoreOutcome};
 
 /// One meta reply line (and its value, for `VA`).
 struct MetaReply {
@@ -169,7 +169,7 @@ impl NodeConn {
     /// `ms` in the mode's form.
     pub(super) fn meta_store(
         &mut self,
-        mode: StoreMode,
+        mode: StoreOp,
         key: &[u8],
         value: &[u8],
         flags: u32,
@@ -180,18 +180,18 @@ impl NodeConn {
         let _ = write!(self.out, " {}", value.len());
         match mode {
             // Append and prepend keep the item's flags and TTL (as the text commands).
-            StoreMode::Append => self.out.extend_from_slice(b" MA"),
-            StoreMode::Prepend => self.out.extend_from_slice(b" MP"),
-            StoreMode::Set => {
+            StoreOp::Append => self.out.extend_from_slice(b" MA"),
+            StoreOp::Prepend => self.out.extend_from_slice(b" MP"),
+            StoreOp::Set => {
                 let _ = write!(self.out, " F{flags} T{ttl}");
             }
-            StoreMode::Add => {
+            StoreOp::Add => {
                 let _ = write!(self.out, " F{flags} T{ttl} ME");
             }
-            StoreMode::Replace => {
+            StoreOp::Replace => {
                 let _ = write!(self.out, " F{flags} T{ttl} MR");
             }
-            StoreMode::Cas(c) => {
+            StoreOp::Cas(c) => {
                 let _ = write!(self.out, " F{flags} T{ttl} C{c}");
             }
         }

@@ -50,7 +50,7 @@ use parking_lot::{Mutex, RwLock};
 pub use cache::CacheAside;
 pub use error::{Error, Result};
 use meta::Lease;
-pub use node::{check_key, ConnOptions, Item, Protocol, SaslAuth, StoreMode, StoreOutcome};
+pub use node::{check_key, ConnOptions, Item, Protocol, SaslAuth, StoreOp, StoreOutcome};
 pub use pool::NodeStatus;
 use pool::{Failed, Node};
 use ring::{Distribution, NodeSpec, Ring};
@@ -286,7 +286,7 @@ impl Client {
 
     fn store(
         &self,
-        mode: StoreMode,
+        mode: StoreOp,
         key: &[u8],
         value: &[u8],
         flags: u32,
@@ -297,7 +297,7 @@ impl Client {
 
     /// Stores unconditionally.
     pub fn set(&self, key: &[u8], value: &[u8], flags: u32, ttl: u32) -> Result<()> {
-        match self.store(StoreMode::Set, key, value, flags, ttl)? {
+        match self.store(StoreOp::Set, key, value, flags, ttl)? {
             StoreOutcome::Stored => Ok(()),
             other => Err(Error::Server(format!("set: {other:?}"))),
         }
@@ -305,12 +305,12 @@ impl Client {
 
     /// Stores if absent; false when the key exists.
     pub fn add(&self, key: &[u8], value: &[u8], flags: u32, ttl: u32) -> Result<bool> {
-        Ok(self.store(StoreMode::Add, key, value, flags, ttl)? == StoreOutcome::Stored)
+        Ok(self.store(StoreOp::Add, key, value, flags, ttl)? == StoreOutcome::Stored)
     }
 
     /// Stores if present; false when the key is missing.
     pub fn replace(&self, key: &[u8], value: &[u8], flags: u32, ttl: u32) -> Result<bool> {
-        Ok(self.store(StoreMode::Replace, key, value, flags, ttl)? == StoreOutcome::Stored)
+        Ok(self.store(StoreOp::Replace, key, value, flags, ttl)? == StoreOutcome::Stored)
     }
 
     /// Stores if the item still has CAS unique `cas` (from [`Item::cas`]).
@@ -322,17 +322,17 @@ impl Client {
         ttl: u32,
         cas: u64,
     ) -> Result<StoreOutcome> {
-        self.store(StoreMode::Cas(cas), key, value, flags, ttl)
+        self.store(StoreOp::Cas(cas), key, value, flags, ttl)
     }
 
     /// Appends to a present value; false when the key is missing.
     pub fn append(&self, key: &[u8], value: &[u8]) -> Result<bool> {
-        Ok(self.store(StoreMode::Append, key, value, 0, 0)? == StoreOutcome::Stored)
+        Ok(self.store(StoreOp::Append, key, value, 0, 0)? == StoreOutcome::Stored)
     }
 
     /// Prepends to a present value; false when the key is missing.
     pub fn prepend(&self, key: &[u8], value: &[u8]) -> Result<bool> {
-        Ok(self.store(StoreMode::Prepend, key, value, 0, 0)? == StoreOutcome::Stored)
+        Ok(self.store(StoreOp::Prepend, key, value, 0, 0)? == StoreOutcome::Stored)
     }
 
     /// Deletes; false when the key was not there.

@@ -84,7 +84,7 @@ pub struct Item {
 
 /// Which storage command: the same set, add, replace, append, prepend and cas the
 /// server's store implements.
-pub use crate::store::StoreOp as StoreMode;
+pub use crate::op::StoreOp;
 
 /// What a storage command did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,25 +263,25 @@ impl NodeConn {
 
     fn text_store(
         &mut self,
-        mode: StoreMode,
+        mode: StoreOp,
         key: &[u8],
         value: &[u8],
         flags: u32,
         ttl: u32,
     ) -> Result<StoreOutcome> {
         let cmd: &[u8] = match mode {
-            StoreMode::Set => b"set",
-            StoreMode::Add => b"add",
-            StoreMode::Replace => b"replace",
-            StoreMode::Append => b"append",
-            StoreMode::Prepend => b"prepend",
-            StoreMode::Cas(_) => b"cas",
+            StoreOp::Set => b"set",
+            StoreOp::Add => b"add",
+            StoreOp::Replace => b"replace",
+            StoreOp::Append => b"append",
+            StoreOp::Prepend => b"prepend",
+            StoreOp::Cas(_) => b"cas",
         };
         self.out.extend_from_slice(cmd);
         self.out.push(b' ');
         self.out.extend_from_slice(key);
         let _ = write!(self.out, " {flags} {ttl} {}", value.len());
-        if let StoreMode::Cas(c) = mode {
+        if let StoreOp::Cas(c) = mode {
             let _ = write!(self.out, " {c}");
         }
         self.out.extend_from_slice(b"\r\n");
@@ -437,7 +437,7 @@ impl NodeConn {
 
     fn bin_store(
         &mut self,
-        mode: StoreMode,
+        mode: StoreOp,
         key: &[u8],
         value: &[u8],
         flags: u32,
@@ -447,19 +447,19 @@ impl NodeConn {
         extras[..4].copy_from_slice(&flags.to_be_bytes());
         extras[4..].copy_from_slice(&ttl.to_be_bytes());
         let (op, extras, cas): (u8, &[u8], u64) = match mode {
-            StoreMode::Set => (0x01, &extras, 0),
-            StoreMode::Add => (0x02, &extras, 0),
-            StoreMode::Replace => (0x03, &extras, 0),
-            StoreMode::Append => (0x0e, &[], 0),
-            StoreMode::Prepend => (0x0f, &[], 0),
-            StoreMode::Cas(c) => (0x01, &extras, c),
+            StoreOp::Set => (0x01, &extras, 0),
+            StoreOp::Add => (0x02, &extras, 0),
+            StoreOp::Replace => (0x03, &extras, 0),
+            StoreOp::Append => (0x0e, &[], 0),
+            StoreOp::Prepend => (0x0f, &[], 0),
+            StoreOp::Cas(c) => (0x01, &extras, c),
         };
         let r = self.bin_call(op, key, extras, value, cas)?;
         match (mode, r.status) {
             (_, 0) => Ok(StoreOutcome::Stored),
-            (StoreMode::Cas(_), 1) => Ok(StoreOutcome::NotFound),
-            (StoreMode::Cas(_), 2) => Ok(StoreOutcome::Exists),
-            (StoreMode::Add, 2) | (StoreMode::Replace, 1) | (_, 5) => Ok(StoreOutcome::NotStored),
+            (StoreOp::Cas(_), 1) => Ok(StoreOutcome::NotFound),
+            (StoreOp::Cas(_), 2) => Ok(StoreOutcome::Exists),
+            (StoreOp::Add, 2) | (StoreOp::Replace, 1) | (_, 5) => Ok(StoreOutcome::NotStored),
             (_, s) => Err(bin_error(s, &r.value)),
         }
     }
@@ -547,7 +547,7 @@ impl NodeConn {
     /// A storage command.
     pub fn store(
         &mut self,
-        mode: StoreMode,
+        mode: StoreOp,
         key: &[u8],
         value: &[u8],
         flags: u32,

@@ -68,7 +68,7 @@ pub struct Limits {
 /// Which storage command: the store's own operation type (`set`, `add`, `replace`,
 /// `append`, `prepend`, `cas` with the client's unique), so the executor hands it over
 /// unchanged.
-pub use crate::store::StoreOp as StoreCmd;
+pub use crate::op::StoreOp;
 
 /// Space-separated keys of a retrieval command, borrowed from the request line.
 #[derive(Debug, Clone, Copy)]
@@ -130,7 +130,7 @@ pub enum Command<'a> {
     /// `set`/`add`/`replace`/`append`/`prepend`/`cas` with its data block.
     Store {
         /// Which command.
-        cmd: StoreCmd,
+        cmd: StoreOp,
         /// The key.
         key: &'a [u8],
         /// Client flags.
@@ -570,7 +570,7 @@ fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) -
         b's' => match cmd {
             b"set" => {
                 want!(n == 6 || n == 7);
-                storage(StoreCmd::Set, &t, buf, next, limits)
+                storage(StoreOp::Set, &t, buf, next, limits)
             }
             b"stats" => {
                 let args = t.after(line, 0);
@@ -596,9 +596,9 @@ fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) -
             b"add" | b"append" => {
                 want!(n == 6 || n == 7);
                 let c = if cmd == b"add" {
-                    StoreCmd::Add
+                    StoreOp::Add
                 } else {
-                    StoreCmd::Append
+                    StoreOp::Append
                 };
                 storage(c, &t, buf, next, limits)
             }
@@ -607,7 +607,7 @@ fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) -
         b'c' => match cmd {
             b"cas" => {
                 want!(n == 7 || n == 8);
-                storage(StoreCmd::Cas(0), &t, buf, next, limits)
+                storage(StoreOp::Cas(0), &t, buf, next, limits)
             }
             b"cache_memlimit" => {
                 want!(n == 3 || n == 4);
@@ -645,9 +645,9 @@ fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) -
             b"replace" | b"prepend" => {
                 want!(n == 6 || n == 7);
                 let c = if cmd == b"replace" {
-                    StoreCmd::Replace
+                    StoreOp::Replace
                 } else {
-                    StoreCmd::Prepend
+                    StoreOp::Prepend
                 };
                 storage(c, &t, buf, next, limits)
             }
@@ -747,7 +747,7 @@ fn item_total(nkey: usize, flags: u32, vlen_crlf: usize, cas: bool) -> usize {
 /// `set|add|replace|append|prepend <key> <flags> <exptime> <bytes> [noreply]` and
 /// `cas <key> <flags> <exptime> <bytes> <cas> [noreply]`, plus the data block.
 fn storage<'a>(
-    cmd: StoreCmd,
+    cmd: StoreOp,
     t: &Tokens<'a>,
     buf: &'a [u8],
     next: usize,
@@ -766,8 +766,8 @@ fn storage<'a>(
         return err(BAD_FORMAT, noreply, next);
     };
     let cmd = match cmd {
-        StoreCmd::Cas(_) => match num::strtoull(t.w(5)) {
-            Some(unique) => StoreCmd::Cas(unique),
+        StoreOp::Cas(_) => match num::strtoull(t.w(5)) {
+            Some(unique) => StoreOp::Cas(unique),
             None => return err(BAD_FORMAT, noreply, next),
         },
         c => c,
@@ -790,7 +790,7 @@ fn storage<'a>(
             },
             consumed: next,
             swallow: total,
-            unlink: if cmd == StoreCmd::Set {
+            unlink: if cmd == StoreOp::Set {
                 Some(UnlinkKey::Plain(key))
             } else {
                 None

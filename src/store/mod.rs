@@ -103,22 +103,7 @@ impl Default for StoreConfig {
     }
 }
 
-/// What a storage command does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOp {
-    /// Store unconditionally.
-    Set,
-    /// Store only if absent.
-    Add,
-    /// Store only if present.
-    Replace,
-    /// Add data after the existing value (flags and expiry unchanged).
-    Append,
-    /// Add data before the existing value (flags and expiry unchanged).
-    Prepend,
-    /// Store only if the CAS unique still matches.
-    Cas(u64),
-}
+pub use crate::op::{Delta, StoreOp};
 
 /// Result of a storage command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,15 +193,6 @@ impl DumpCursor {
     pub fn done(&self) -> bool {
         self.done
     }
-}
-
-/// incr or decr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delta {
-    /// Add, wrapping at 2^64.
-    Incr(u64),
-    /// Subtract, stopping at 0.
-    Decr(u64),
 }
 
 /// Result of incr/decr.
