@@ -40,8 +40,8 @@
 #[cfg(test)]
 mod tests;
 
-pub use super::text::Limits;
-use super::text::{ITEM_HEADER_SIZE, KEY_MAX_LENGTH};
+pub use super::frame::Limits;
+use super::frame::{item_size, KEY_MAX_LENGTH};
 
 /// Request magic byte.
 pub const REQ_MAGIC: u8 = 0x80;
@@ -340,14 +340,7 @@ pub enum Parse<'a> {
 
 /// memcached's "too large" arithmetic for a value of `vlen` bytes.
 fn too_large(limits: &Limits, nkey: usize, flags: u32, vlen: usize) -> bool {
-    let ntotal = ITEM_HEADER_SIZE
-        + nkey
-        + 1
-        + if flags != 0 { 4 } else { 0 }
-        + vlen
-        + 2
-        + if limits.cas_enabled { 8 } else { 0 };
-    ntotal > limits.item_size_max
+    item_size(nkey, flags, vlen + 2, limits.cas_enabled) > limits.item_size_max
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {

@@ -23,8 +23,9 @@
 //! The flag words stay available in request order ([`MetaRequest::flag_words`]) so the
 //! executor returns flags in the order they were asked for.
 
-use super::text::num;
-use super::text::{errors, Command, Limits, Parse, StoreRefusal, UnlinkKey, KEY_MAX_LENGTH};
+use super::frame::{item_size, Limits, KEY_MAX_LENGTH};
+use super::num;
+use super::text::{errors, Command, Parse, StoreRefusal, UnlinkKey};
 
 /// Most words (command and key included) a meta request may have.
 pub const MAX_WORDS: usize = 19;
@@ -518,12 +519,7 @@ fn set<'a>(
         return refused(OPAQUE_TOO_LONG, None);
     }
     let key_len = req.key_len;
-    let too_large = super::text::ITEM_HEADER_SIZE
-        + key_len
-        + 1
-        + if req.flags.client_flags != 0 { 4 } else { 0 }
-        + total
-        + if limits.cas_enabled { 8 } else { 0 }
+    let too_large = item_size(key_len, req.flags.client_flags, total, limits.cas_enabled)
         > limits.item_size_max;
     let frame = next.saturating_add(total);
     let no_room = frame > buf.len() && frame > limits.buffer_room;

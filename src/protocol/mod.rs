@@ -3,5 +3,7 @@
 //! and no store in here, so every parser can be unit-tested and fuzzed alone.
 
 pub mod binary;
+pub mod frame;
 pub mod meta;
+pub(crate) mod num;
 pub mod text;

@@ -47,24 +47,12 @@
 //! out of memory, ...) is left to the executor, which gets a [`Command`].
 
 pub mod auth;
-pub(crate) mod num;
 pub mod reply;
 #[cfg(test)]
 mod tests;
 
-/// Limits the parser needs to decide a request's fate without the store.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest item (`-I`), for "object too large" decided before the data arrives.
-    pub item_size_max: usize,
-    /// Whether CAS is enabled (`-C` off): part of memcached's item size arithmetic.
-    pub cas_enabled: bool,
-    /// Largest frame (request line or header plus its data block) the connection can
-    /// buffer now; a storage request within `-I` but larger than this is refused as
-    /// out of memory before its data arrives. `usize::MAX`: no such bound.
-    pub buffer_room: usize,
-}
-
+pub use super::frame::{Limits, ITEM_HEADER_SIZE, KEY_MAX_LENGTH, MAX_LINE_WITHOUT_NEWLINE};
+use super::num;
 /// Which storage command: the store's own operation type (`set`, `add`, `replace`,
 /// `append`, `prepend`, `cas` with the client's unique), so the executor hands it over
 /// unchanged.
@@ -327,13 +315,6 @@ impl UnlinkKey<'_> {
         }
     }
 }
-
-/// Longest key memcached accepts (`KEY_MAX_LENGTH`).
-pub const KEY_MAX_LENGTH: usize = 250;
-/// Without a `\n` in more than this many bytes, only a multi-get may keep reading.
-pub const MAX_LINE_WITHOUT_NEWLINE: usize = 2048;
-/// memcached's `sizeof(item)` on 64-bit hosts: the header counted in "too large".
-pub const ITEM_HEADER_SIZE: usize = 48;
 
 /// Error and status lines the parser answers with (without `\r\n`).
 pub mod errors {
@@ -733,17 +714,6 @@ fn gat<'a>(t: &Tokens<'a>, line: &'a [u8], next: usize, cas: bool) -> Parse<'a> 
     )
 }
 
-/// memcached's item size for the "too large" test (`item_make_header` + CAS).
-#[inline]
-fn item_total(nkey: usize, flags: u32, vlen_crlf: usize, cas: bool) -> usize {
-    ITEM_HEADER_SIZE
-        + nkey
-        + 1
-        + if flags != 0 { 4 } else { 0 }
-        + vlen_crlf
-        + if cas { 8 } else { 0 }
-}
-
 /// `set|add|replace|append|prepend <key> <flags> <exptime> <bytes> [noreply]` and
 /// `cas <key> <flags> <exptime> <bytes> <cas> [noreply]`, plus the data block.
 fn storage<'a>(
@@ -779,7 +749,8 @@ fn storage<'a>(
         return err(BAD_FORMAT, noreply, next);
     }
     let total = vlen + 2;
-    let too_large = item_total(key.len(), flags, total, limits.cas_enabled) > limits.item_size_max;
+    let too_large =
+        super::frame::item_size(key.len(), flags, total, limits.cas_enabled) > limits.item_size_max;
     let frame = next + total;
     if too_large || (frame > buf.len() && frame > limits.buffer_room) {
         return Parse::Error {

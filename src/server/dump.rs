@@ -30,8 +30,6 @@ pub const DUMP_BATCH: usize = 256;
 pub const DUMP_LOW: usize = 32 << 10;
 /// Highest class id memcached accepts (`MAX_NUMBER_OF_SLAB_CLASSES - 1`).
 pub const MEMCACHED_MAX_CLASS: usize = 63;
-/// memcached's `sizeof(item)` on 64-bit hosts, for the `size=` it reports.
-const ITEM_HEADER: usize = 48;
 
 /// The crawler's settings and whether it is busy.
 #[derive(Debug)]
@@ -105,7 +103,7 @@ pub fn parse_classes(arg: &[u8], hash_ok: bool, classes: usize) -> Result<Classe
     let mut set = vec![false; classes.max(max) + 1];
     let mut any = false;
     for piece in arg.split(|&b| b == b',').filter(|p| !p.is_empty()) {
-        match crate::protocol::text::num::strtoul(piece) {
+        match crate::protocol::num::strtoul(piece) {
             Some(id) if id >= 1 && (id as usize) <= max => {
                 set[id as usize] = true;
                 any = true;
@@ -272,14 +270,7 @@ fn line(out: &mut Vec<u8>, it: &ItemMeta<'_>, started: i64, cas_on: bool) {
     } else {
         i64::from(it.exptime) + started
     };
-    // memcached's ITEM_ntotal: header, CAS, key + NUL, flags when not 0, value + CRLF.
-    let size = ITEM_HEADER
-        + if cas_on { 8 } else { 0 }
-        + it.key.len()
-        + 1
-        + if it.flags != 0 { 4 } else { 0 }
-        + it.value_len
-        + 2;
+    let size = crate::protocol::frame::item_size(it.key.len(), it.flags, it.value_len + 2, cas_on);
     let _ = writeln!(
         out,
         " exp={exp} la={} cas={} fetch={} cls={} size={size}",

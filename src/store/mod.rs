@@ -66,6 +66,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::protocol::frame;
+
 use shard::{DumpPlace, Found, Mem, Shard};
 
 pub use clock::{Clock, RelTime};
@@ -806,16 +808,12 @@ impl Store {
     }
 
     /// Exactly memcached 1.6's boundary for "object too large for cache": its item size
-    /// `48 + key + 1 + (4 if flags != 0) + value + 2 (+ 8 with CAS)` above `-I`.
+    /// ([`frame::item_size`], the protocols' rule) above `-I`, or a key longer than
+    /// memcached's 250 bytes.
     pub fn too_large_flags(&self, key_len: usize, flags: u32, value_len: usize) -> bool {
-        let ntotal = 48
-            + key_len
-            + 1
-            + if flags != 0 { 4 } else { 0 }
-            + value_len
-            + 2
-            + if self.cfg.cas_enabled { 8 } else { 0 };
-        key_len > 255 || ntotal > self.cfg.item_size_max
+        key_len > frame::KEY_MAX_LENGTH
+            || frame::item_size(key_len, flags, value_len + 2, self.cfg.cas_enabled)
+                > self.cfg.item_size_max
     }
 
     /// Looks a key up and runs `f` on the item under the shard lock.
