@@ -24,9 +24,7 @@ use ferrocache::auth::{
 use ferrocache::protocol::text::auth::{
     parse_auth, AuthParse, BAD_TERMINATION, BAD_TOKEN_FORMAT, UNAUTHENTICATED,
 };
-use ferrocache_fuzz::{
-    assert_same, drive, find_nl, split_messages, within, Input, Outcome,
-};
+use ferrocache_fuzz::{assert_same, drive, find_nl, split_messages, within, Input, Outcome};
 use libfuzzer_sys::fuzz_target;
 use sasl::client::mechanisms::Scram as ScramClient;
 use sasl::common::scram::{Sha1, Sha256};

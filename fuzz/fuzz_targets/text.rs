@@ -1,16 +1,16 @@
-//! `text`: the ASCII front door, `protocol::text::parse` (meta commands included),
+//! `text`: the ASCII front door, `protocol::ascii::parse` (text and meta commands),
 //! fed as a connection reads: whole, and split at the points the input's header
 //! chooses (see `ferrocache_fuzz::Input`). Header options: bit 0 = CAS enabled,
 //! bits 1-2 = `-I` from `ITEM_SIZES`, bit 3 = a buffer room (`Limits::buffer_room`)
 //! of `ROOM` bytes (else unbounded).
 #![no_main]
 
+use ferrocache::protocol::ascii::{self, Parse, Request};
+use ferrocache::protocol::frame::{errors, Limits, StoreRefusal, UnlinkKey};
 use ferrocache::protocol::meta::MetaKind;
-use ferrocache::protocol::text::{self, errors, Command, Limits, Parse, StoreRefusal, UnlinkKey};
+use ferrocache::protocol::text::Command;
 use ferrocache::protocol::text::{KEY_MAX_LENGTH, MAX_LINE_WITHOUT_NEWLINE};
-use ferrocache_fuzz::{
-    assert_same, at, drive, find_nl, within, Input, Outcome, ITEM_SIZES,
-};
+use ferrocache_fuzz::{assert_same, at, drive, find_nl, within, Input, Outcome, ITEM_SIZES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -49,7 +49,7 @@ fn check_key(key: &[u8], what: &str) {
 
 /// One parser call, with the invariants of a single result checked.
 fn step(buf: &[u8], limits: &Limits) -> Outcome {
-    let r = text::parse(buf, limits);
+    let r = ascii::parse(buf, limits);
     let nl = find_nl(buf);
     match &r {
         Parse::Incomplete => {
@@ -213,8 +213,42 @@ fn step(buf: &[u8], limits: &Limits) -> Outcome {
 }
 
 /// The request checks that follow from the `Command` documentation.
-fn check_command(cmd: &Command<'_>, frame: &[u8], nl: usize, what: &str) {
+fn check_command(req: &Request<'_>, frame: &[u8], nl: usize, what: &str) {
     let line_only = |what: &str| assert_eq!(frame.len(), nl + 1, "{what}: took more than its line");
+    let cmd = match req {
+        Request::Text(cmd) => cmd,
+        Request::Meta(m) => {
+            let key = m.key();
+            assert!(key.len() <= KEY_MAX_LENGTH, "{what}: meta key too long");
+            if m.kind != MetaKind::Noop {
+                assert!(!key.is_empty(), "{what}: meta request without a key");
+            }
+            for w in m.flag_words() {
+                assert!(!w.is_empty(), "{what}: empty flag word");
+                assert!(
+                    within(w, &frame[..nl]),
+                    "{what}: flag word outside the line"
+                );
+            }
+            if m.kind == MetaKind::Set {
+                assert_eq!(
+                    frame.len(),
+                    nl + 1 + m.data.len() + 2,
+                    "{what}: ms frame length"
+                );
+                assert!(within(m.data, frame), "{what}: ms data outside the frame");
+                assert_eq!(
+                    m.bad_chunk,
+                    !frame.ends_with(b"\r\n"),
+                    "{what}: bad_chunk does not match the block's end"
+                );
+            } else {
+                line_only(what);
+                assert!(m.data.is_empty(), "{what}: data on a non-ms request");
+            }
+            return;
+        }
+    };
     match cmd {
         Command::Get { keys, .. } | Command::Gat { keys, .. } => {
             line_only(what);
@@ -265,36 +299,6 @@ fn check_command(cmd: &Command<'_>, frame: &[u8], nl: usize, what: &str) {
                 "{what}: memlimit out of range"
             );
         }
-        Command::Meta(m) => {
-            let key = m.key();
-            assert!(key.len() <= KEY_MAX_LENGTH, "{what}: meta key too long");
-            if m.kind != MetaKind::Noop {
-                assert!(!key.is_empty(), "{what}: meta request without a key");
-            }
-            for w in m.flag_words() {
-                assert!(!w.is_empty(), "{what}: empty flag word");
-                assert!(
-                    within(w, &frame[..nl]),
-                    "{what}: flag word outside the line"
-                );
-            }
-            if m.kind == MetaKind::Set {
-                assert_eq!(
-                    frame.len(),
-                    nl + 1 + m.data.len() + 2,
-                    "{what}: ms frame length"
-                );
-                assert!(within(m.data, frame), "{what}: ms data outside the frame");
-                assert_eq!(
-                    m.bad_chunk,
-                    !frame.ends_with(b"\r\n"),
-                    "{what}: bad_chunk does not match the block's end"
-                );
-            } else {
-                line_only(what);
-                assert!(m.data.is_empty(), "{what}: data on a non-ms request");
-            }
-        }
         Command::FlushAll { .. }
         | Command::Version
         | Command::Verbosity { .. }
@@ -302,6 +306,7 @@ fn check_command(cmd: &Command<'_>, frame: &[u8], nl: usize, what: &str) {
         | Command::Shutdown { .. }
         | Command::DebugTime { .. }
         | Command::LruCrawler(_)
+        | Command::SlabsAutomove { .. }
         | Command::Watch { .. } => line_only(what),
     }
 }
@@ -313,7 +318,7 @@ fn no_lookahead(buf: &[u8], consumed: usize, full: &Parse<'_>, limits: &Limits, 
     if consumed == buf.len() {
         return;
     }
-    let again = text::parse(&buf[..consumed], limits);
+    let again = ascii::parse(&buf[..consumed], limits);
     assert_eq!(
         summary(&again, buf),
         summary(full, buf),
@@ -346,7 +351,21 @@ fn summary(r: &Parse<'_>, base: &[u8]) -> String {
             };
             format!("error {reply:?} unlink {unlink}")
         }
-        Parse::Request(cmd, _) => match cmd {
+        Parse::Request(Request::Meta(m), _) => {
+            let words: Vec<String> = m.flag_words().iter().map(|w| at(w, base)).collect();
+            format!(
+                "meta {:?} key {:?} words {words:?} flags {:?} mode {:?} incr {} data {} \
+                 bad_chunk {}",
+                m.kind,
+                m.key(),
+                m.flags,
+                m.mode,
+                m.incr,
+                at(m.data, base),
+                m.bad_chunk
+            )
+        }
+        Parse::Request(Request::Text(cmd), _) => match cmd {
             Command::Get { keys, cas } => format!("get {} cas {cas}", at(keys.0, base)),
             Command::Gat { exptime, keys, cas } => {
                 format!("gat {exptime} {} cas {cas}", at(keys.0, base))
@@ -376,20 +395,6 @@ fn summary(r: &Parse<'_>, base: &[u8]) -> String {
                 noreply,
             } => format!("touch {} {exptime} {noreply}", at(key, base)),
             Command::Stats { args } => format!("stats {}", at(args, base)),
-            Command::Meta(m) => {
-                let words: Vec<String> = m.flag_words().iter().map(|w| at(w, base)).collect();
-                format!(
-                    "meta {:?} key {:?} words {words:?} flags {:?} mode {:?} incr {} data {} \
-                     bad_chunk {}",
-                    m.kind,
-                    m.key(),
-                    m.flags,
-                    m.mode,
-                    m.incr,
-                    at(m.data, base),
-                    m.bad_chunk
-                )
-            }
             // The rest hold no borrowed bytes.
             other => format!("{other:?}"),
         },

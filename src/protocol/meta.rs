@@ -23,9 +23,13 @@
 //! The flag words stay available in request order ([`MetaRequest::flag_words`]) so the
 //! executor returns flags in the order they were asked for.
 
+pub use super::base64::{base64_decode, base64_encode};
+use super::frame::{errors, StoreRefusal, UnlinkKey};
 use super::frame::{item_size, Limits, KEY_MAX_LENGTH};
 use super::num;
-use super::text::{errors, Command, Parse, StoreRefusal, UnlinkKey};
+
+/// What the meta parser made of the bytes at the front of the read buffer.
+pub type Parse<'a> = super::frame::Parse<'a, MetaRequest<'a>>;
 
 /// Most words (command and key included) a meta request may have.
 pub const MAX_WORDS: usize = 19;
@@ -157,82 +161,6 @@ impl<'a> MetaRequest<'a> {
     /// The flag words in request order.
     pub fn flag_words(&self) -> &[&'a [u8]] {
         &self.words[self.first_flag.min(self.nwords)..self.nwords]
-    }
-}
-
-/// memcached's base64 decoding (bytes outside the alphabet are skipped, the number of
-/// alphabet bytes must be a non-zero multiple of four, decoding stops after the first
-/// group with padding). None when it fails or decodes to nothing.
-pub fn base64_decode(src: &[u8], out: &mut [u8]) -> Option<usize> {
-    fn val(b: u8) -> Option<u8> {
-        match b {
-            b'A'..=b'Z' => Some(b - b'A'),
-            b'a'..=b'z' => Some(b - b'a' + 26),
-            b'0'..=b'9' => Some(b - b'0' + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            b'=' => Some(0),
-            _ => None,
-        }
-    }
-    let count = src.iter().filter(|&&b| val(b).is_some()).count();
-    if count == 0 || count % 4 != 0 {
-        return None;
-    }
-    let mut block = [0u8; 4];
-    let mut n = 0;
-    let mut pad = 0;
-    let mut pos = 0;
-    for &b in src {
-        let Some(v) = val(b) else { continue };
-        if b == b'=' {
-            pad += 1;
-        }
-        block[n] = v;
-        n += 1;
-        if n == 4 {
-            let bytes = [
-                (block[0] << 2) | (block[1] >> 4),
-                (block[1] << 4) | (block[2] >> 2),
-                (block[2] << 6) | block[3],
-            ];
-            let keep = match pad {
-                0 => 3,
-                1 => 2,
-                2 => 1,
-                _ => return None,
-            };
-            if pos + keep > out.len() {
-                return None;
-            }
-            out[pos..pos + keep].copy_from_slice(&bytes[..keep]);
-            pos += keep;
-            n = 0;
-            if pad > 0 {
-                break;
-            }
-        }
-    }
-    (pos > 0).then_some(pos)
-}
-
-/// Appends the standard base64 encoding (with padding) of `src`.
-pub fn base64_encode(out: &mut Vec<u8>, src: &[u8]) {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for c in src.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        out.push(T[(b[0] >> 2) as usize]);
-        out.push(T[(((b[0] & 3) << 4) | (b[1] >> 4)) as usize]);
-        out.push(if c.len() > 1 {
-            T[(((b[1] & 15) << 2) | (b[2] >> 6)) as usize]
-        } else {
-            b'='
-        });
-        out.push(if c.len() > 2 {
-            T[(b[2] & 63) as usize]
-        } else {
-            b'='
-        });
     }
 }
 
@@ -384,7 +312,7 @@ pub fn parse<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) ->
         bad_chunk: false,
     };
     if kind == MetaKind::Noop {
-        return Parse::Request(Command::Meta(Box::new(req)), next);
+        return Parse::Request(req, next);
     }
     if n < 2 {
         return if kind == MetaKind::Debug {
@@ -408,14 +336,14 @@ pub fn parse<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) ->
                     None => return fail(errors::BAD_FORMAT, next),
                 }
             }
-            Parse::Request(Command::Meta(Box::new(req)), next)
+            Parse::Request(req, next)
         }
         MetaKind::Get => {
             if n > MAX_WORDS {
                 return fail(MG_TOO_LONG, next);
             }
             match preparse(&mut req, raw_key) {
-                Pre::Ok => Parse::Request(Command::Meta(Box::new(req)), next),
+                Pre::Ok => Parse::Request(req, next),
                 Pre::Stop(m) | Pre::Bad(Some(m)) => fail(m, next),
                 Pre::Bad(None) => fail(errors::BAD_FORMAT, next),
             }
@@ -438,10 +366,10 @@ pub fn parse<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limits) ->
                     _ => return fail(MA_MODE, next),
                 }
             }
-            Parse::Request(Command::Meta(Box::new(req)), next)
+            Parse::Request(req, next)
         }
         MetaKind::Set => set(buf, req, raw_key, n, next, limits),
-        MetaKind::Noop => Parse::Request(Command::Meta(Box::new(req)), next),
+        MetaKind::Noop => Parse::Request(req, next),
     }
 }
 
@@ -543,7 +471,7 @@ fn set<'a>(
     let (data, crlf) = block.split_at(vlen);
     req.data = data;
     req.bad_chunk = crlf != b"\r\n";
-    Parse::Request(Command::Meta(Box::new(req)), next + total)
+    Parse::Request(req, next + total)
 }
 
 #[cfg(test)]

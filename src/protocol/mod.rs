@@ -2,6 +2,8 @@
 //! more bytes") out; replies are composed into a caller's buffer. No sockets, no clock
 //! and no store in here, so every parser can be unit-tested and fuzzed alone.
 
+pub mod ascii;
+pub mod base64;
 pub mod binary;
 pub mod frame;
 pub mod meta;

@@ -36,13 +36,16 @@ use super::budget::{WorkerMem, OUT_FLOOR, OUT_HIGH};
 use super::conn_auth::ConnAuth;
 use super::dump::{Dump, DUMP_LOW};
 use super::exec::{self, ExecCtx, Flow};
+use super::meta_exec;
 use super::vlog;
 use super::watch::{CloseReason, WatchHandle, WatchHub, CONNEVENTS};
 use super::{ConnInfo, Shared};
 use crate::config::ProtocolMode;
+use crate::protocol::ascii::{self, Parse, Request};
 use crate::protocol::binary;
+use crate::protocol::meta::MetaKind;
 use crate::protocol::text::auth::{parse_auth, AuthParse};
-use crate::protocol::text::{self, Limits, Parse};
+use crate::protocol::text::{self, Limits};
 use crate::stats::{bump, Counters};
 
 const RBUF_INITIAL: usize = 16 << 10;
@@ -850,7 +853,7 @@ impl Conn {
                 }
             }
             let input = &self.rbuf[self.rpos..self.rend];
-            let parsed = text::parse(input, &limits);
+            let parsed = ascii::parse(input, &limits);
             if vlog::on() && matches!(parsed, Parse::Request(..) | Parse::Error { .. }) {
                 vlog_request(self.fd, input);
             }
@@ -914,11 +917,13 @@ impl Conn {
                     self.rpos += consumed;
                     self.swallow = swallow;
                 }
-                Parse::Request(cmd, used) => {
-                    let flushes = matches!(
-                        cmd,
-                        text::Command::Get { .. } | text::Command::Gat { .. }
-                    ) || matches!(&cmd, text::Command::Meta(m) if m.kind == crate::protocol::meta::MetaKind::Noop);
+                Parse::Request(req, used) => {
+                    let flushes = match &req {
+                        Request::Text(cmd) => {
+                            matches!(cmd, text::Command::Get { .. } | text::Command::Gat { .. })
+                        }
+                        Request::Meta(m) => m.kind == MetaKind::Noop,
+                    };
                     let mut ctx = ExecCtx {
                         skip: std::mem::take(&mut self.skip_keys),
                         out_cap: out_cap.min(TURN_BYTES),
@@ -929,12 +934,14 @@ impl Conn {
                     };
                     let before = self.wbuf.len();
                     let wbuf = &mut self.wbuf;
+                    let run = |ctx: &mut ExecCtx| match req {
+                        Request::Text(cmd) => exec::execute(cmd, shared, counters, wbuf, ctx),
+                        Request::Meta(m) => meta_exec::execute(&m, shared, counters, wbuf),
+                    };
                     let flow = if vlog::on() {
-                        vlog::with_conn(self.fd, || {
-                            exec::execute(cmd, shared, counters, wbuf, &mut ctx)
-                        })
+                        vlog::with_conn(self.fd, || run(&mut ctx))
                     } else {
-                        exec::execute(cmd, shared, counters, wbuf, &mut ctx)
+                        run(&mut ctx)
                     };
                     if flushes {
                         self.unflushed = false;

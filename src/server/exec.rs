@@ -355,7 +355,6 @@ pub fn execute(
             reply(out, noreply, "OK");
             Flow::Continue
         }
-        Command::Meta(req) => super::meta_exec::execute(&req, shared, c, out),
         Command::LruCrawler(sub) => {
             lru_crawler(shared, sub, out, ctx);
             Flow::Continue

@@ -1,5 +1,6 @@
 use super::*;
-use crate::protocol::text::{self, Command, Limits, Parse};
+use crate::protocol::ascii::{self, Parse, Request};
+use crate::protocol::frame::Limits;
 
 const LIMITS: Limits = Limits {
     item_size_max: 1024 * 1024,
@@ -8,12 +9,12 @@ const LIMITS: Limits = Limits {
 };
 
 fn p(input: &[u8]) -> Parse<'_> {
-    text::parse(input, &LIMITS)
+    ascii::parse(input, &LIMITS)
 }
 
 fn req(input: &[u8]) -> (MetaRequest<'_>, usize) {
     match p(input) {
-        Parse::Request(Command::Meta(r), n) => (*r, n),
+        Parse::Request(Request::Meta(r), n) => (r, n),
         other => panic!("{other:?}"),
     }
 }
@@ -157,7 +158,7 @@ fn random_meta_lines_never_panic_or_overconsume() {
                 buf.push((next() & 0xff) as u8);
             }
         }
-        match text::parse(&buf, &LIMITS) {
+        match ascii::parse(&buf, &LIMITS) {
             Parse::Request(_, n) => assert!(n > 0 && n <= buf.len()),
             Parse::Error { consumed, .. } => assert!(consumed > 0 && consumed <= buf.len()),
             Parse::Incomplete | Parse::Partial(_) | Parse::Close => {}
@@ -171,7 +172,7 @@ fn an_ms_larger_than_the_buffer_room_is_refused_as_out_of_memory() {
         buffer_room: 50,
         ..LIMITS
     };
-    match text::parse(b"ms kk 60 T0\r\nabc", &room) {
+    match ascii::parse(b"ms kk 60 T0\r\nabc", &room) {
         Parse::Error {
             reply,
             consumed,
@@ -182,12 +183,15 @@ fn an_ms_larger_than_the_buffer_room_is_refused_as_out_of_memory() {
             assert_eq!(reply, Some("SERVER_ERROR out of memory storing object"));
             assert_eq!((consumed, swallow), (13, 62));
             assert_eq!(unlink.map(|u| u.raw().to_vec()), Some(b"kk".to_vec()));
-            assert_eq!(refused, Some(text::StoreRefusal::NoMemory));
+            assert_eq!(
+                refused,
+                Some(crate::protocol::frame::StoreRefusal::NoMemory)
+            );
         }
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        text::parse(b"ms kk 30\r\n", &room),
+        ascii::parse(b"ms kk 30\r\n", &room),
         Parse::Partial(42)
     ));
 }

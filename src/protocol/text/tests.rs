@@ -1,8 +1,9 @@
 //! Unit tests: every expectation below was checked against a live memcached 1.6.18
 //! (`-I 1m`, CAS on unless said otherwise) by sending the same bytes.
 
-use super::errors::*;
 use super::*;
+// Through the ASCII front door, as a connection parses (meta lines included).
+use crate::protocol::ascii::{parse, Parse, Request};
 
 const L: Limits = Limits {
     item_size_max: 1024 * 1024,
@@ -36,7 +37,10 @@ fn show(p: &Parse<'_>) -> String {
                 ""
             }
         ),
-        Parse::Request(c, n) => format!("Req({}, {n})", cmd(c)),
+        Parse::Request(Request::Text(c), n) => format!("Req({}, {n})", cmd(c)),
+        Parse::Request(Request::Meta(r), n) => {
+            format!("Req(Meta {:?} {:?}, {n})", r.kind, s(r.key()))
+        }
     }
 }
 
@@ -75,7 +79,6 @@ fn cmd(c: &Command<'_>) -> String {
             noreply,
         } => format!("Touch {} {exptime} {noreply}", s(key)),
         Command::Stats { args } => format!("Stats {:?}", s(args)),
-        Command::Meta(r) => format!("Meta {:?} {:?}", r.kind, s(r.key())),
         other => format!("{other:?}"),
     }
 }
@@ -157,7 +160,7 @@ fn long_multiget_lines() {
     line.extend_from_slice(b"\r\n");
     let r = parse(&line, &L);
     match r {
-        Parse::Request(Command::Get { keys, cas: false }, n) => {
+        Parse::Request(Request::Text(Command::Get { keys, cas: false }), n) => {
             assert_eq!(n, line.len());
             assert_eq!(keys.count(), 100);
         }
@@ -185,7 +188,7 @@ fn long_multiget_lines() {
     }
     line.extend_from_slice(b"   \r\n");
     match parse(&line, &L) {
-        Parse::Request(Command::Get { keys, .. }, _) => assert_eq!(keys.count(), 22),
+        Parse::Request(Request::Text(Command::Get { keys, .. }), _) => assert_eq!(keys.count(), 22),
         other => panic!("{other:?}"),
     }
 }
@@ -646,8 +649,11 @@ fn run(chunks: &[&[u8]]) -> Vec<String> {
                     events.push("Close".to_string());
                     return events;
                 }
-                Parse::Request(ref c, n) => {
-                    events.push(cmd(c));
+                Parse::Request(ref r, n) => {
+                    events.push(match r {
+                        Request::Text(c) => cmd(c),
+                        Request::Meta(m) => format!("Meta {:?} {:?}", m.kind, s(m.key())),
+                    });
                     pos += n;
                 }
                 Parse::Error {
