@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
+use crate::store::{Miss, StoreOp, StoreOutcome};
+
 macro_rules! counters {
     ($($name:ident),* $(,)?) => {
         /// Per-worker request counters, named as memcached's `stats` names them
@@ -210,6 +212,32 @@ impl PrefixStats {
         let mut t = self.table.lock();
         t.index.clear();
         t.rows.clear();
+    }
+}
+
+/// Counts a storage command as memcached does: `cmd_set` unless it was refused as too
+/// large, and the `cas_*` outcome of a `cas`. Shared by the text and binary executors.
+pub fn count_store(c: &Counters, op: StoreOp, outcome: StoreOutcome) {
+    if !matches!(outcome, StoreOutcome::TooLarge) {
+        bump(&c.set_cmds, 1);
+    }
+    if let StoreOp::Cas(_) = op {
+        match outcome {
+            StoreOutcome::Stored => bump(&c.cas_hits, 1),
+            StoreOutcome::Exists => bump(&c.cas_badval, 1),
+            StoreOutcome::NotFound => bump(&c.cas_misses, 1),
+            _ => {}
+        }
+    }
+}
+
+/// Counts a lookup miss (`get_misses`, and `get_expired` / `get_flushed` by cause).
+pub fn count_miss(c: &Counters, m: Miss) {
+    bump(&c.get_misses, 1);
+    match m {
+        Miss::Expired => bump(&c.get_expired, 1),
+        Miss::Flushed => bump(&c.get_flushed, 1),
+        Miss::Absent => {}
     }
 }
 

@@ -3,7 +3,7 @@
 //! forms suppress successes (and get misses), errors are always sent, error packets
 //! carry CAS 0, and the same `stats` counters as the text protocol move.
 
-use super::exec::{Flow, PROTOCOL_VERSION};
+use super::flow::{Flow, PROTOCOL_VERSION};
 use super::Shared;
 use crate::protocol::binary::{
     write_error, write_hit, write_key_miss, write_ok, write_stat, Command, Header, Request, Status,
@@ -15,7 +15,7 @@ use crate::store::{Delta, DeltaOutcome, Guarded, StoreOp, StoreOutcome};
 /// The "do not create" expiry of INCREMENT/DECREMENT.
 const NO_CREATE: u32 = 0xffff_ffff;
 
-use super::exec::count_miss;
+use crate::stats::count_miss;
 
 /// Runs one binary request.
 pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) -> Flow {
@@ -173,7 +173,7 @@ fn store_cmd(
     };
     let guard = if append { cas } else { 0 };
     let (outcome, new_cas) = store.store_guarded(op, key, flags, exptime as i64, value, guard);
-    super::exec::count_store(c, op, outcome);
+    crate::stats::count_store(c, op, outcome);
     let status = match outcome {
         StoreOutcome::Stored => Status::Success,
         StoreOutcome::Exists => Status::KeyEexists,

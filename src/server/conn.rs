@@ -105,15 +105,6 @@ impl WorkerBuffers {
     }
 }
 
-/// Names of connection states for `stats conns`, as memcached prints them.
-pub const STATE_NAMES: [&str; 6] = [
-    "conn_waiting",
-    "conn_parse_cmd",
-    "conn_nread",
-    "conn_swallow",
-    "conn_mwrite",
-    "conn_closing",
-];
 const ST_WAITING: u32 = 0;
 const ST_PARSE: u32 = 1;
 const ST_NREAD: u32 = 2;

@@ -6,32 +6,15 @@
 use std::sync::atomic::Ordering;
 
 use super::dump::Dump;
+pub use super::flow::{Flow, PROTOCOL_VERSION};
 use super::watch::{GetStatus, StoreStatus, FETCHERS, MUTATIONS};
 use super::{vlog, Shared, StopReason};
 use crate::protocol::text::{
     reply as compose, Command, CrawlerCmd, DebugTimeArg, Keys, ShutdownMode,
 };
 use crate::stats::{bump, Counters, PrefixEvent};
+use crate::stats::{count_miss, count_store};
 use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, StoreOp, StoreOutcome};
-
-/// The version string clients see (`VERSION 1.6.18`): the memcached release whose
-/// behaviour we reproduce.
-pub const PROTOCOL_VERSION: &str = "1.6.18";
-
-/// What the connection does after a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Go on with the next request.
-    Continue,
-    /// Send what is buffered, then close (`quit`, `shutdown`).
-    Close,
-    /// The reply buffer is full: run this same request again later, skipping the
-    /// first `keys_done` keys (a multi-get interrupted by back-pressure).
-    Suspend {
-        /// Keys already answered.
-        keys_done: usize,
-    },
-}
 
 fn line(out: &mut Vec<u8>, s: &str) {
     compose::line(out, s);
@@ -112,32 +95,6 @@ fn store_cmd_name(op: StoreOp) -> &'static str {
 
 fn write_value(out: &mut Vec<u8>, it: &ItemRef<'_>, with_cas: bool) {
     compose::value(out, it.key, it.flags, it.value, with_cas.then_some(it.cas));
-}
-
-/// Counts a storage command as memcached does: `cmd_set` unless it was refused as too
-/// large, and the `cas_*` outcome of a `cas`. Shared by the text and binary executors.
-pub(super) fn count_store(c: &Counters, op: StoreOp, outcome: StoreOutcome) {
-    if !matches!(outcome, StoreOutcome::TooLarge) {
-        bump(&c.set_cmds, 1);
-    }
-    if let StoreOp::Cas(_) = op {
-        match outcome {
-            StoreOutcome::Stored => bump(&c.cas_hits, 1),
-            StoreOutcome::Exists => bump(&c.cas_badval, 1),
-            StoreOutcome::NotFound => bump(&c.cas_misses, 1),
-            _ => {}
-        }
-    }
-}
-
-/// Counts a lookup miss (`get_misses`, and `get_expired` / `get_flushed` by cause).
-pub(super) fn count_miss(c: &Counters, m: Miss) {
-    bump(&c.get_misses, 1);
-    match m {
-        Miss::Expired => bump(&c.get_expired, 1),
-        Miss::Flushed => bump(&c.get_flushed, 1),
-        Miss::Absent => {}
-    }
 }
 
 /// Runs one text command (see [`ExecCtx`] for what it gets and leaves).

@@ -7,11 +7,12 @@
 //! counts `cmd_set` and the `cas_*` outcomes, `md` `delete_*`, `ma` `incr_*`/`decr_*`,
 //! `me` `cmd_meta`.
 
-use super::exec::{count_miss, count_store, Flow};
+use super::flow::Flow;
 use super::Shared;
 use crate::protocol::meta::{base64_encode, MetaKind, MetaRequest, SetMode, MAX_OPAQUE};
 use crate::protocol::text::reply::{i64_dec, line, u64_dec};
 use crate::stats::{bump, Counters, PrefixEvent};
+use crate::stats::{count_miss, count_store};
 use crate::store::item::{MARK_KEY_BINARY, MARK_STALE, MARK_WON};
 use crate::store::{Delta, DeltaOutcome, MetaDelete, MetaUpdate, StoreOp, StoreOutcome};
 

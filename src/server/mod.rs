@@ -27,6 +27,7 @@ mod conn;
 mod conn_auth;
 pub mod dump;
 mod exec;
+mod flow;
 mod listener;
 mod meta_exec;
 mod stats_exec;
@@ -60,6 +61,16 @@ pub enum StopReason {
     GracefulCommand,
 }
 
+/// Names of connection states for `stats conns`, as memcached prints them.
+pub const STATE_NAMES: [&str; 6] = [
+    "conn_waiting",
+    "conn_parse_cmd",
+    "conn_nread",
+    "conn_swallow",
+    "conn_mwrite",
+    "conn_closing",
+];
+
 /// What `stats conns` shows of one connection.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -69,7 +80,7 @@ pub struct ConnInfo {
     pub listen_addr: String,
     /// Relative time of the last command.
     pub last_cmd: AtomicU32,
-    /// Current state name index (see `conn::STATE_NAMES`).
+    /// Current state name index (see [`STATE_NAMES`]).
     pub state: AtomicU32,
 }
 

@@ -10,9 +10,8 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use super::conn::STATE_NAMES;
-use super::exec::PROTOCOL_VERSION;
-use super::Shared;
+use super::flow::PROTOCOL_VERSION;
+use super::{Shared, STATE_NAMES};
 use crate::protocol::text::Keys;
 use crate::stats::{self, stat_line};
 
