@@ -4,6 +4,7 @@
 //! carry CAS 0, and the same `stats` counters as the text protocol move.
 
 use super::flow::{Flow, PROTOCOL_VERSION};
+use super::stats_exec::{self, StatSink};
 use super::Shared;
 use crate::protocol::binary::{
     write_error, write_hit, write_key_miss, write_ok, write_stat, Command, Header, Request, Status,
@@ -250,22 +251,45 @@ fn arith(
     }
 }
 
+/// STAT packets: one per stats row, from the same rows the text protocol prints.
+struct StatPackets<'a> {
+    out: &'a mut Vec<u8>,
+    h: &'a Header,
+    value: String,
+}
+
+impl StatSink for StatPackets<'_> {
+    fn stat(&mut self, name: &str, value: &dyn std::fmt::Display) {
+        use std::fmt::Write as _;
+        self.value.clear();
+        let _ = write!(self.value, "{value}");
+        write_stat(self.out, self.h, name.as_bytes(), self.value.as_bytes());
+    }
+}
+
 /// STAT: the text protocol's stats groups, one packet per stat, then the empty
 /// terminator; groups memcached serves only over text answer `KEY_ENOENT`.
 fn stat(shared: &Shared, out: &mut Vec<u8>, h: &Header, group: &[u8]) {
-    let mut text = Vec::new();
+    let rows = |group: &str, out: &mut Vec<u8>| {
+        let mut p = StatPackets {
+            out,
+            h,
+            value: String::new(),
+        };
+        stats_exec::stat_rows(shared, group, &mut p);
+    };
     if group.is_empty() {
-        super::stats_exec::stats_command(shared, b"", &mut text);
+        rows("", out);
     } else if group.starts_with(b"reset") {
-        super::stats_exec::stats_command(shared, b"reset", &mut text);
-        text.clear();
+        let mut text = Vec::new();
+        stats_exec::stats_command(shared, b"reset", &mut text);
     } else if group.starts_with(b"settings") {
-        super::stats_exec::stats_command(shared, b"settings", &mut text);
+        rows("settings", out);
     } else if let Some(sub) = group.strip_prefix(b"detail") {
         if sub.starts_with(b" dump") {
+            let mut text = Vec::new();
             shared.prefix.dump(&mut text);
             write_stat(out, h, b"detailed", &text);
-            text.clear();
         } else if sub.starts_with(b" on") {
             shared.prefix.set_enabled(true);
         } else if sub.starts_with(b" off") {
@@ -273,19 +297,10 @@ fn stat(shared: &Shared, out: &mut Vec<u8>, h: &Header, group: &[u8]) {
         } else {
             return write_error(out, h, Status::KeyEnoent);
         }
-    } else if matches!(group, b"items" | b"slabs" | b"sizes") {
-        super::stats_exec::stats_command(shared, group, &mut text);
+    } else if let Ok(g @ ("items" | "slabs" | "sizes")) = std::str::from_utf8(group) {
+        rows(g, out);
     } else {
         return write_error(out, h, Status::KeyEnoent);
-    }
-    for line in text.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(rest) = line.strip_prefix(b"STAT ") else {
-            continue;
-        };
-        let sp = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-        let (name, value) = rest.split_at(sp);
-        write_stat(out, h, name, value.get(1..).unwrap_or(&[]));
     }
     write_stat(out, h, &[], &[]);
 }

@@ -13,7 +13,41 @@ use std::sync::atomic::Ordering;
 use super::flow::PROTOCOL_VERSION;
 use super::{Shared, STATE_NAMES};
 use crate::protocol::text::Keys;
-use crate::stats::{self, stat_line};
+use crate::stats;
+
+/// Where stats rows go: text `STAT` lines or binary STAT packets render the same rows.
+pub(super) trait StatSink {
+    /// One row.
+    fn stat(&mut self, name: &str, value: &dyn std::fmt::Display);
+}
+
+/// Text rows: `STAT <name> <value>\r\n`.
+struct TextRows<'a>(&'a mut Vec<u8>);
+
+impl StatSink for TextRows<'_> {
+    fn stat(&mut self, name: &str, value: &dyn std::fmt::Display) {
+        let _ = write!(self.0, "STAT {name} {value}\r\n");
+    }
+}
+
+#[inline]
+fn stat_line(out: &mut dyn StatSink, name: &str, value: impl std::fmt::Display) {
+    out.stat(name, &value);
+}
+
+/// The rows of a stats group served by both protocols (`""`, `settings`, `items`,
+/// `slabs`, `sizes`); false for another group.
+pub(super) fn stat_rows(shared: &Shared, group: &str, out: &mut dyn StatSink) -> bool {
+    match group {
+        "" => general_stats(shared, out),
+        "settings" => settings_stats(shared, out),
+        "items" => items_stats(shared, out),
+        "slabs" => slabs_stats(shared, out),
+        "sizes" => stat_line(out, "sizes_status", "disabled"),
+        _ => return false,
+    }
+    true
+}
 
 fn line(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
@@ -36,41 +70,8 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
     let mut words = Keys(args).map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"));
     let group = words.next().unwrap_or("");
     match group {
-        "" => general_stats(shared, out),
-        "settings" => {
-            for (name, value) in shared.config.settings_stats() {
-                let value = match name {
-                    "verbosity" => shared.verbosity.load(Ordering::Relaxed).to_string(),
-                    "slab_automove" => shared.slab_automove.load(Ordering::Relaxed).to_string(),
-                    "lru_crawler" => if shared.crawler.enabled() {
-                        "yes"
-                    } else {
-                        "no"
-                    }
-                    .to_string(),
-                    "lru_crawler_sleep" => {
-                        shared.crawler.sleep_us.load(Ordering::Relaxed).to_string()
-                    }
-                    "lru_crawler_tocrawl" => {
-                        shared.crawler.tocrawl.load(Ordering::Relaxed).to_string()
-                    }
-                    "slab_automove_ratio" => format!(
-                        "{:.2}",
-                        f64::from_bits(shared.slab_automove_ratio.load(Ordering::Relaxed))
-                    ),
-                    "detail_enabled" => {
-                        if shared.prefix.enabled() { "yes" } else { "no" }.to_string()
-                    }
-                    _ => value,
-                };
-                stat_line(out, name, value);
-            }
-            line(out, "END");
-        }
-        "items" => items_stats(shared, out),
-        "slabs" => slabs_stats(shared, out),
-        "sizes" => {
-            stat_line(out, "sizes_status", "disabled");
+        "" | "settings" | "items" | "slabs" | "sizes" => {
+            stat_rows(shared, group, &mut TextRows(out));
             line(out, "END");
         }
         "conns" => conns_stats(shared, out),
@@ -104,11 +105,36 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// `stats settings`: the configuration's lines, with the values that change at run time.
+fn settings_stats(shared: &Shared, out: &mut dyn StatSink) {
+    for (name, value) in shared.config.settings_stats() {
+        let value = match name {
+            "verbosity" => shared.verbosity.load(Ordering::Relaxed).to_string(),
+            "slab_automove" => shared.slab_automove.load(Ordering::Relaxed).to_string(),
+            "lru_crawler" => if shared.crawler.enabled() {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+            "lru_crawler_sleep" => shared.crawler.sleep_us.load(Ordering::Relaxed).to_string(),
+            "lru_crawler_tocrawl" => shared.crawler.tocrawl.load(Ordering::Relaxed).to_string(),
+            "slab_automove_ratio" => format!(
+                "{:.2}",
+                f64::from_bits(shared.slab_automove_ratio.load(Ordering::Relaxed))
+            ),
+            "detail_enabled" => if shared.prefix.enabled() { "yes" } else { "no" }.to_string(),
+            _ => value,
+        };
+        stat_line(out, name, value);
+    }
+}
+
 /// memcached's buffer counters, from the connection buffer budget: `response_obj_*`
 /// are reply buffers (`response_obj_oom`: times a connection stopped serving because
 /// the budget left it no more room for replies), `read_buf_*` read buffers
 /// (`read_buf_oom`: values refused and connections closed for lack of budget).
-fn buffer_stats(shared: &Shared, out: &mut Vec<u8>) {
+fn buffer_stats(shared: &Shared, out: &mut dyn StatSink) {
     let sum = |f: fn(&super::budget::BufferStats) -> &std::sync::atomic::AtomicUsize| {
         shared
             .buffer_stats
@@ -134,7 +160,7 @@ fn buffer_stats(shared: &Shared, out: &mut Vec<u8>) {
     );
 }
 
-fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
+fn general_stats(shared: &Shared, out: &mut dyn StatSink) {
     let s = stats::sum(shared.counters.iter().map(|a| &**a));
     let st = shared.store.stats();
     let clock = &shared.clock;
@@ -260,12 +286,11 @@ fn general_stats(shared: &Shared, out: &mut Vec<u8>) {
     ] {
         stat_line(out, name, 0);
     }
-    line(out, "END");
 }
 
 /// memcached's log-stream counters (`watch`): lines are queued to watchers directly
 /// (no per-worker log buffer), so the worker figures are the watcher figures.
-fn log_stats(shared: &Shared, out: &mut Vec<u8>) {
+fn log_stats(shared: &Shared, out: &mut dyn StatSink) {
     let w = &shared.watch;
     let (sent, skipped) = (
         w.sent.load(Ordering::Relaxed),
@@ -279,15 +304,13 @@ fn log_stats(shared: &Shared, out: &mut Vec<u8>) {
 }
 
 /// `stats items`: per size class, for classes holding items.
-fn items_stats(shared: &Shared, out: &mut Vec<u8>) {
+fn items_stats(shared: &Shared, out: &mut dyn StatSink) {
     for c in shared.store.class_stats() {
         if c.number == 0 {
             continue;
         }
         let id = c.id;
-        let mut item = |name: &str, v: u64| {
-            let _ = write!(out, "STAT items:{id}:{name} {v}\r\n");
-        };
+        let mut item = |name: &str, v: u64| stat_line(out, &format!("items:{id}:{name}"), v);
         // One queue pair, not memcached's hot/warm/cold LRUs: every item is "cold",
         // as in memcached without a segmented LRU.
         item("number", c.number);
@@ -319,11 +342,10 @@ fn items_stats(shared: &Shared, out: &mut Vec<u8>) {
         item("hits_to_cold", c.ops.get_hits);
         item("hits_to_temp", 0);
     }
-    line(out, "END");
 }
 
 /// `stats slabs`: per size class with memory, then totals.
-fn slabs_stats(shared: &Shared, out: &mut Vec<u8>) {
+fn slabs_stats(shared: &Shared, out: &mut dyn StatSink) {
     let mut active = 0;
     for c in shared.store.class_stats() {
         if c.total_pages == 0 {
@@ -331,9 +353,7 @@ fn slabs_stats(shared: &Shared, out: &mut Vec<u8>) {
         }
         active += 1;
         let id = c.id;
-        let mut slab = |name: &str, v: u64| {
-            let _ = write!(out, "STAT {id}:{name} {v}\r\n");
-        };
+        let mut slab = |name: &str, v: u64| stat_line(out, &format!("{id}:{name}"), v);
         slab("chunk_size", c.chunk_size);
         slab("chunks_per_page", c.chunks_per_page);
         slab("total_pages", c.total_pages);
@@ -354,7 +374,6 @@ fn slabs_stats(shared: &Shared, out: &mut Vec<u8>) {
     }
     stat_line(out, "active_slabs", active);
     stat_line(out, "total_malloced", shared.store.stats().total_malloced);
-    line(out, "END");
 }
 
 /// `stats cachedump <class> <limit>`: memcached's item listing, as
