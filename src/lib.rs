@@ -35,7 +35,7 @@ pub mod daemon;
 #[cfg(feature = "server")]
 pub mod notify;
 pub mod op;
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "client"))]
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;

@@ -6,9 +6,18 @@
 //! leaves the stream in an unknown state ([`Error::Io`], [`Error::Protocol`]) means
 //! the connection must be dropped, never pooled.
 
+use crate::protocol::binary::{opcode, Status, HEADER_LEN, REQ_MAGIC, RES_MAGIC};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+// The binary protocol's response statuses, as numbers to match on.
+const OK: u16 = Status::Success as u16;
+const NOT_FOUND: u16 = Status::KeyEnoent as u16;
+const EXISTS: u16 = Status::KeyEexists as u16;
+const NOT_STORED: u16 = Status::NotStored as u16;
+const AUTH_ERROR: u16 = Status::AuthError as u16;
+const AUTH_CONTINUE: u16 = Status::AuthContinue as u16;
 
 use super::error::{Error, Result};
 use super::ring::NodeSpec;
@@ -342,7 +351,7 @@ impl NodeConn {
 
     fn bin_request(&mut self, op: u8, key: &[u8], extras: &[u8], value: &[u8], cas: u64) {
         let body = extras.len() + key.len() + value.len();
-        self.out.extend_from_slice(&[0x80, op]);
+        self.out.extend_from_slice(&[REQ_MAGIC, op]);
         self.out
             .extend_from_slice(&(key.len() as u16).to_be_bytes());
         self.out.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
@@ -355,8 +364,8 @@ impl NodeConn {
     }
 
     fn bin_response(&mut self) -> Result<BinResponse> {
-        let h = self.read_exact_vec(24)?;
-        if h[0] != 0x81 {
+        let h = self.read_exact_vec(HEADER_LEN)?;
+        if h[0] != RES_MAGIC {
             return Err(proto_err(format!("bad response magic {:#x}", h[0])));
         }
         let keylen = u16::from_be_bytes([h[2], h[3]]) as usize;
@@ -396,9 +405,9 @@ impl NodeConn {
 
     fn bin_get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<(Vec<u8>, Item)>> {
         for k in keys {
-            self.bin_request(0x0d, k, &[], &[], 0); // GETKQ
+            self.bin_request(opcode::GETKQ, k, &[], &[], 0);
         }
-        self.bin_request(0x0a, &[], &[], &[], 0); // NOOP ends the batch
+        self.bin_request(opcode::NOOP, &[], &[], &[], 0); // ends the batch
         self.flush_out()?;
         let mut found = Vec::new();
         // An error for one key is kept until the NOOP, so the connection is left
@@ -407,8 +416,8 @@ impl NodeConn {
         loop {
             let r = self.bin_response()?;
             match (r.opcode, r.status) {
-                (0x0a, 0) => return first_error.map_or(Ok(found), Err),
-                (0x0d, 0) if r.extras.len() == 4 => {
+                (opcode::NOOP, OK) => return first_error.map_or(Ok(found), Err),
+                (opcode::GETKQ, OK) if r.extras.len() == 4 => {
                     let flags =
                         u32::from_be_bytes([r.extras[0], r.extras[1], r.extras[2], r.extras[3]]);
                     found.push((
@@ -420,10 +429,10 @@ impl NodeConn {
                         },
                     ))
                 }
-                (0x0d, 1) => {}
+                (opcode::GETKQ, NOT_FOUND) => {}
                 // The node closes after an authentication error.
-                (_, 0x20) => return Err(bin_error(0x20, &r.value)),
-                (0x0d, s) => {
+                (_, AUTH_ERROR) => return Err(bin_error(AUTH_ERROR, &r.value)),
+                (opcode::GETKQ, s) => {
                     first_error.get_or_insert(bin_error(s, &r.value));
                 }
                 (op, s) => {
@@ -447,19 +456,21 @@ impl NodeConn {
         extras[..4].copy_from_slice(&flags.to_be_bytes());
         extras[4..].copy_from_slice(&ttl.to_be_bytes());
         let (op, extras, cas): (u8, &[u8], u64) = match mode {
-            StoreOp::Set => (0x01, &extras, 0),
-            StoreOp::Add => (0x02, &extras, 0),
-            StoreOp::Replace => (0x03, &extras, 0),
-            StoreOp::Append => (0x0e, &[], 0),
-            StoreOp::Prepend => (0x0f, &[], 0),
-            StoreOp::Cas(c) => (0x01, &extras, c),
+            StoreOp::Set => (opcode::SET, &extras, 0),
+            StoreOp::Add => (opcode::ADD, &extras, 0),
+            StoreOp::Replace => (opcode::REPLACE, &extras, 0),
+            StoreOp::Append => (opcode::APPEND, &[], 0),
+            StoreOp::Prepend => (opcode::PREPEND, &[], 0),
+            StoreOp::Cas(c) => (opcode::SET, &extras, c),
         };
         let r = self.bin_call(op, key, extras, value, cas)?;
         match (mode, r.status) {
-            (_, 0) => Ok(StoreOutcome::Stored),
-            (StoreOp::Cas(_), 1) => Ok(StoreOutcome::NotFound),
-            (StoreOp::Cas(_), 2) => Ok(StoreOutcome::Exists),
-            (StoreOp::Add, 2) | (StoreOp::Replace, 1) | (_, 5) => Ok(StoreOutcome::NotStored),
+            (_, OK) => Ok(StoreOutcome::Stored),
+            (StoreOp::Cas(_), NOT_FOUND) => Ok(StoreOutcome::NotFound),
+            (StoreOp::Cas(_), EXISTS) => Ok(StoreOutcome::Exists),
+            (StoreOp::Add, EXISTS) | (StoreOp::Replace, NOT_FOUND) | (_, NOT_STORED) => {
+                Ok(StoreOutcome::NotStored)
+            }
             (_, s) => Err(bin_error(s, &r.value)),
         }
     }
@@ -469,8 +480,8 @@ impl NodeConn {
         use sasl::client::Mechanism;
         use sasl::common::scram::{Sha1, Sha256};
         use sasl::common::ChannelBinding;
-        let listed = self.bin_call(0x20, &[], &[], &[], 0)?;
-        if listed.status != 0 {
+        let listed = self.bin_call(opcode::SASL_LIST_MECHS, &[], &[], &[], 0)?;
+        if listed.status != OK {
             return Err(Error::Auth(format!(
                 "SASL_LIST_MECHS status {:#x}",
                 listed.status
@@ -499,12 +510,18 @@ impl NodeConn {
             ),
             other => return Err(Error::Auth(format!("unsupported mechanism {other}"))),
         };
-        let mut r = self.bin_call(0x21, mech.as_bytes(), &[], &client.initial(), 0)?;
+        let mut r = self.bin_call(
+            opcode::SASL_AUTH,
+            mech.as_bytes(),
+            &[],
+            &client.initial(),
+            0,
+        )?;
         let mut continues = 0;
         loop {
             match r.status {
-                0 => return Ok(()),
-                0x21 if continues < 4 => {
+                OK => return Ok(()),
+                AUTH_CONTINUE if continues < 4 => {
                     continues += 1;
                     // SCRAM: the first challenge is the server-first message; the
                     // second carries the server's signature, which the client checks
@@ -521,7 +538,7 @@ impl NodeConn {
                             .response(&r.value)
                             .map_err(|e| Error::Auth(format!("{e:?}")))?
                     };
-                    r = self.bin_call(0x22, mech.as_bytes(), &[], &answer, 0)?;
+                    r = self.bin_call(opcode::SASL_STEP, mech.as_bytes(), &[], &answer, 0)?;
                 }
                 s => {
                     return Err(Error::Auth(format!(
@@ -570,7 +587,7 @@ impl NodeConn {
                 self.text_simple(&line, b"DELETED", b"NOT_FOUND")
             }
             Protocol::Binary => {
-                let r = self.bin_call(0x04, key, &[], &[], 0)?;
+                let r = self.bin_call(opcode::DELETE, key, &[], &[], 0)?;
                 bin_bool(&r)
             }
             Protocol::Meta => self.meta_delete(key, None),
@@ -599,14 +616,19 @@ impl NodeConn {
                 let mut extras = [0u8; 20];
                 extras[..8].copy_from_slice(&delta.to_be_bytes());
                 extras[16..].copy_from_slice(&u32::MAX.to_be_bytes()); // do not create
-                let r = self.bin_call(if incr { 0x05 } else { 0x06 }, key, &extras, &[], 0)?;
+                let op = if incr {
+                    opcode::INCREMENT
+                } else {
+                    opcode::DECREMENT
+                };
+                let r = self.bin_call(op, key, &extras, &[], 0)?;
                 match r.status {
-                    0 if r.value.len() == 8 => {
+                    OK if r.value.len() == 8 => {
                         let mut b = [0u8; 8];
                         b.copy_from_slice(&r.value);
                         Ok(Some(u64::from_be_bytes(b)))
                     }
-                    1 => Ok(None),
+                    NOT_FOUND => Ok(None),
                     s => Err(bin_error(s, &r.value)),
                 }
             }
@@ -624,7 +646,7 @@ impl NodeConn {
                 self.text_simple(&line, b"TOUCHED", b"NOT_FOUND")
             }
             Protocol::Binary => {
-                let r = self.bin_call(0x1c, key, &ttl.to_be_bytes(), &[], 0)?;
+                let r = self.bin_call(opcode::TOUCH, key, &ttl.to_be_bytes(), &[], 0)?;
                 bin_bool(&r)
             }
             Protocol::Meta => self.meta_touch(key, ttl),
@@ -647,9 +669,9 @@ impl NodeConn {
                 }
             }
             Protocol::Binary => {
-                let r = self.bin_call(0x08, &[], &delay.to_be_bytes(), &[], 0)?;
+                let r = self.bin_call(opcode::FLUSH, &[], &delay.to_be_bytes(), &[], 0)?;
                 match r.status {
-                    0 => Ok(()),
+                    OK => Ok(()),
                     s => Err(bin_error(s, &r.value)),
                 }
             }
@@ -661,12 +683,12 @@ impl NodeConn {
         match self.protocol {
             Protocol::Text | Protocol::Meta => self.text_stats(group),
             Protocol::Binary => {
-                self.bin_request(0x10, group.as_bytes(), &[], &[], 0);
+                self.bin_request(opcode::STAT, group.as_bytes(), &[], &[], 0);
                 self.flush_out()?;
                 let mut stats = Vec::new();
                 loop {
                     let r = self.bin_response()?;
-                    if r.status != 0 {
+                    if r.status != OK {
                         return Err(bin_error(r.status, &r.value));
                     }
                     if r.key.is_empty() {
@@ -694,9 +716,9 @@ impl NodeConn {
                     .ok_or_else(|| proto_err(format!("version: {line:?}")))
             }
             Protocol::Binary => {
-                let r = self.bin_call(0x0b, &[], &[], &[], 0)?;
+                let r = self.bin_call(opcode::VERSION, &[], &[], &[], 0)?;
                 match r.status {
-                    0 => Ok(String::from_utf8_lossy(&r.value).into_owned()),
+                    OK => Ok(String::from_utf8_lossy(&r.value).into_owned()),
                     s => Err(bin_error(s, &r.value)),
                 }
             }
@@ -716,7 +738,7 @@ struct BinResponse {
 
 fn bin_error(status: u16, body: &[u8]) -> Error {
     let text = String::from_utf8_lossy(body);
-    if status == 0x20 {
+    if status == AUTH_ERROR {
         Error::Auth(text.into_owned())
     } else {
         Error::Server(format!("status {status:#x}: {text}"))
@@ -725,8 +747,8 @@ fn bin_error(status: u16, body: &[u8]) -> Error {
 
 fn bin_bool(r: &BinResponse) -> Result<bool> {
     match r.status {
-        0 => Ok(true),
-        1 => Ok(false),
+        OK => Ok(true),
+        NOT_FOUND => Ok(false),
         s => Err(bin_error(s, &r.value)),
     }
 }
