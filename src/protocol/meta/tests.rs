@@ -14,7 +14,7 @@ fn p(input: &[u8]) -> Parse<'_> {
 
 fn req(input: &[u8]) -> (MetaRequest<'_>, usize) {
     match p(input) {
-        Parse::Request(Request::Meta(r), n) => (r, n),
+        Parse::Request(Request::Meta(r), n) => (*r, n),
         other => panic!("{other:?}"),
     }
 }
