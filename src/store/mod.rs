@@ -836,12 +836,6 @@ impl Store {
             };
             let now = ctx.clock.now();
             sh.bump(l, now);
-            let hit = if touch.is_some() {
-                ClassOp::TouchHit
-            } else {
-                ClassOp::GetHit
-            };
-            sh.count(ctx, l, hit);
             let mut drop_after = false;
             if let Some(e) = touch {
                 let exp = ctx.clock.realtime(e);
@@ -869,6 +863,14 @@ impl Store {
                 cas: hd.cas,
                 exptime: hd.exptime,
             });
+            // Counted once the hit is served (a run that retries counts nothing), from
+            // the header already read.
+            let hit = if touch.is_some() {
+                ClassOp::TouchHit
+            } else {
+                ClassOp::GetHit
+            };
+            sh.count_class(ctx.class_for(hd.total()).unwrap_or(0), hit);
             if drop_after {
                 sh.delete_at(ctx, h, l);
             }

@@ -824,6 +824,22 @@ impl Shard {
         Some(loc(sid, off))
     }
 
+    /// Puts segment `sid` at the back of queue `q`, closed. Its bytes already count in
+    /// the queue when it was `q`'s open segment; `new_to_queue` adds them.
+    fn enqueue(&mut self, q: Queue, sid: usize, new_to_queue: bool) {
+        let s = self.seg_mut(sid);
+        s.place = Place::Closed(q);
+        let (gen, bytes) = (s.gen, s.data.len());
+        let (fifo, total) = match q {
+            Queue::Small => (&mut self.small, &mut self.small_bytes),
+            Queue::Main => (&mut self.main, &mut self.main_bytes),
+        };
+        fifo.push_back((sid as u32, gen));
+        if new_to_queue {
+            *total += bytes;
+        }
+    }
+
     /// Closes the open segment of `q` (it joins the queue's FIFO) and opens `sid`.
     fn open(&mut self, q: Queue, sid: usize) {
         let old = match q {
@@ -831,14 +847,7 @@ impl Shard {
             Queue::Main => self.main_open.replace(sid as u32),
         };
         if let Some(o) = old {
-            let o = o as usize;
-            let s = self.seg_mut(o);
-            s.place = Place::Closed(q);
-            let gen = s.gen;
-            match q {
-                Queue::Small => self.small.push_back((o as u32, gen)),
-                Queue::Main => self.main.push_back((o as u32, gen)),
-            }
+            self.enqueue(q, o as usize, false);
         }
         let s = self.seg_mut(sid);
         s.place = Place::Open(q);
@@ -874,19 +883,7 @@ impl Shard {
     fn alloc_big(&mut self, ctx: &Ctx, q: Queue, total: usize, mem: &Mem<'_>) -> Option<Loc> {
         let bytes = total.next_multiple_of(64);
         let sid = self.new_segment(ctx, bytes, mem)?;
-        let s = self.seg_mut(sid);
-        s.place = Place::Closed(q);
-        let gen = s.gen;
-        match q {
-            Queue::Small => {
-                self.small.push_back((sid as u32, gen));
-                self.small_bytes += bytes;
-            }
-            Queue::Main => {
-                self.main.push_back((sid as u32, gen));
-                self.main_bytes += bytes;
-            }
-        }
+        self.enqueue(q, sid, true);
         self.append(ctx, sid, total)
     }
 
@@ -1084,13 +1081,7 @@ impl Shard {
                 Queue::Small => self.small_open = None,
                 Queue::Main => self.main_open = None,
             }
-            let s = self.seg_mut(o);
-            s.place = Place::Closed(q);
-            let gen = s.gen;
-            match q {
-                Queue::Small => self.small.push_back((o as u32, gen)),
-                Queue::Main => self.main.push_back((o as u32, gen)),
-            }
+            self.enqueue(q, o, false);
             return Evicted::Progress;
         };
         let entry = match q {
@@ -1194,19 +1185,7 @@ impl Shard {
                 s.gen = s.gen.wrapping_add(1);
                 return Evicted::Empty(sid);
             }
-            let s = self.seg_mut(sid);
-            s.place = Place::Closed(q);
-            let (gen, bytes) = (s.gen, s.data.len());
-            match q {
-                Queue::Small => {
-                    self.small.push_back((sid as u32, gen));
-                    self.small_bytes += bytes;
-                }
-                Queue::Main => {
-                    self.main.push_back((sid as u32, gen));
-                    self.main_bytes += bytes;
-                }
-            }
+            self.enqueue(q, sid, true);
             return Evicted::Progress;
         }
         let moving = std::mem::take(&mut self.moving);
@@ -1295,18 +1274,7 @@ impl Shard {
                 };
                 let s = self.seg_mut(sid);
                 s.data[0] = (s.data[0] & !FREQ) | nf;
-                s.place = Place::Closed(dest);
-                let (gen, bytes) = (s.gen, s.data.len());
-                match dest {
-                    Queue::Small => {
-                        self.small.push_back((sid as u32, gen));
-                        self.small_bytes += bytes;
-                    }
-                    Queue::Main => {
-                        self.main.push_back((sid as u32, gen));
-                        self.main_bytes += bytes;
-                    }
-                }
+                self.enqueue(dest, sid, true);
                 return Evicted::Progress;
             } else {
                 let items = self.len();

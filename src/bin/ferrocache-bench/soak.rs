@@ -1120,6 +1120,20 @@ fn read_line_raw(s: &mut TcpStream) -> Result<Vec<u8>, String> {
     Ok(got)
 }
 
+/// `BURST` connections, each greeted (a first request answered) so the server holds it.
+fn burst<'s>(
+    sh: &'s Shared<'s>,
+    greet: fn(&mut Raw<'s>) -> Result<(), String>,
+) -> Result<Vec<Raw<'s>>, String> {
+    let mut conns = Vec::with_capacity(BURST);
+    for _ in 0..BURST {
+        let mut c = raw(sh)?;
+        greet(&mut c)?;
+        conns.push(c);
+    }
+    Ok(conns)
+}
+
 /// `version` and its reply: the server has accepted and served this connection.
 fn greet_text(r: &mut Raw) -> Result<(), String> {
     r.s.write_all(b"version\r\n")
@@ -1193,12 +1207,7 @@ fn drain(s: &mut TcpStream, limit: Duration) {
 
 /// noreply set, then FIN.
 fn noreply_then_fin(sh: &Shared, rng: &mut Rng) -> Result<(), String> {
-    let mut conns = Vec::with_capacity(BURST);
-    for _ in 0..BURST {
-        let mut c = raw(sh)?;
-        greet_text(&mut c)?;
-        conns.push(c);
-    }
+    let mut conns = burst(sh, greet_text)?;
     for c in &mut conns {
         let req = format!(
             "set f:noreply:{} 0 0 5 noreply\r\nhello\r\n",
@@ -1212,12 +1221,7 @@ fn noreply_then_fin(sh: &Shared, rng: &mut Rng) -> Result<(), String> {
 
 /// Quiet binary SETQ, then FIN.
 fn setq_then_fin(sh: &Shared, rng: &mut Rng) -> Result<(), String> {
-    let mut conns = Vec::with_capacity(BURST);
-    for _ in 0..BURST {
-        let mut c = raw(sh)?;
-        greet_binary(&mut c)?;
-        conns.push(c);
-    }
+    let mut conns = burst(sh, greet_binary)?;
     for c in &mut conns {
         let key = format!("f:setq:{}", rng.below(100));
         let _ =
@@ -1229,12 +1233,7 @@ fn setq_then_fin(sh: &Shared, rng: &mut Rng) -> Result<(), String> {
 
 /// Part of a request line, then RST.
 fn partial_line_then_rst(sh: &Shared, _rng: &mut Rng) -> Result<(), String> {
-    let mut conns = Vec::with_capacity(BURST);
-    for _ in 0..BURST {
-        let mut c = raw(sh)?;
-        greet_text(&mut c)?;
-        conns.push(c);
-    }
+    let mut conns = burst(sh, greet_text)?;
     for c in &mut conns {
         let _ = c.s.write_all(b"get f:partial-li");
     }
