@@ -35,6 +35,12 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// The read buffer a connection borrows while it has input (and the floor of what
+/// it may hold).
+pub const READ_BUF: usize = 16 << 10;
+/// Read buffers a worker keeps for reuse.
+const POOL_MAX: usize = 64;
+
 /// Replies a connection may always have waiting, budget or not.
 pub const OUT_FLOOR: usize = 32 << 10;
 /// Most replies one connection may have waiting, however much budget is free.
@@ -234,6 +240,48 @@ impl WorkerMem {
 impl Drop for WorkerMem {
     fn drop(&mut self) {
         self.global.sub(self.charged);
+    }
+}
+
+/// A worker's connection buffers: spare read buffers that connections borrow while
+/// they have input and give back when idle, and the worker's accounting against the
+/// server-wide buffer budget (which counts the spare buffers too).
+pub struct WorkerBuffers {
+    free: Vec<Vec<u8>>,
+    /// This worker's share of the buffer budget.
+    pub mem: WorkerMem,
+}
+
+impl WorkerBuffers {
+    /// No spare buffers yet.
+    pub fn new(mem: WorkerMem) -> WorkerBuffers {
+        WorkerBuffers {
+            free: Vec::new(),
+            mem,
+        }
+    }
+
+    /// A read buffer of [`READ_BUF`] bytes: a spare one, or a new one.
+    pub fn take(&mut self) -> Vec<u8> {
+        match self.free.pop() {
+            Some(b) => {
+                // It leaves the pool; the connection counts it from now on.
+                let n = self.free.len();
+                self.mem.spare_buffers((n + 1) * READ_BUF, n * READ_BUF);
+                b
+            }
+            None => vec![0; READ_BUF],
+        }
+    }
+
+    /// Takes a read buffer back for reuse (kept only if it has not grown).
+    pub fn give(&mut self, buf: Vec<u8>) {
+        // Grown buffers (a large value or a long multi-get) are not kept.
+        if buf.len() == READ_BUF && buf.capacity() == READ_BUF && self.free.len() < POOL_MAX {
+            let n = self.free.len();
+            self.mem.spare_buffers(n * READ_BUF, (n + 1) * READ_BUF);
+            self.free.push(buf);
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Listening sockets and the acceptor thread that hands connections to workers.
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +13,7 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::conn::Stream;
+use super::transport::{Stream, Transport};
 use super::Shared;
 use crate::config::Config;
 use crate::daemon::{ListenError, ListenKind};
@@ -21,7 +21,7 @@ use crate::daemon::{ListenError, ListenKind};
 /// A connection accepted and on its way to a worker.
 pub struct NewConn {
     /// The socket.
-    pub stream: Stream,
+    pub socket: Stream,
     /// Peer address as `stats conns` prints it.
     pub peer: String,
     /// Listener address as `stats conns` prints it.
@@ -256,12 +256,12 @@ impl Acceptor {
         }
     }
 
-    fn hand_off(&mut self, mut stream: Stream, peer: String, listen: String) {
+    fn hand_off(&mut self, socket: Stream, peer: String, listen: String) {
         let c = &self.shared.conns;
         let max = self.shared.config.max_conns as u64;
         if c.curr_connections.load(Ordering::Relaxed) >= max {
             c.rejected_connections.fetch_add(1, Ordering::Relaxed);
-            let _ = stream.write(b"ERROR Too many open connections\r\n");
+            let _ = Transport::new(socket).write(b"ERROR Too many open connections\r\n");
             log::info!("rejected connection from {peer}: too many open connections");
             return;
         }
@@ -276,7 +276,7 @@ impl Acceptor {
         if mb
             .tx
             .send(NewConn {
-                stream,
+                socket,
                 peer,
                 listen,
             })

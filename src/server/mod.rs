@@ -30,7 +30,9 @@ mod exec;
 mod flow;
 mod listener;
 mod meta_exec;
+pub mod session;
 mod stats_exec;
+pub mod transport;
 pub mod vlog;
 pub mod watch;
 mod worker;
@@ -125,6 +127,57 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The state of a server with `cfg`'s settings and `cfg.threads` workers' counters,
+    /// and the receiver of its stop requests; no thread is started (tests drive
+    /// sessions against it in-process).
+    pub fn new(
+        cfg: Config,
+        credentials: Credentials,
+        listener_info: Vec<(i32, String)>,
+    ) -> (Arc<Shared>, Receiver<StopReason>) {
+        let clock = Arc::new(Clock::new());
+        let store = Store::new(store_config(&cfg), clock.clone());
+        let threads_n = cfg.threads.max(1);
+        let counters: Vec<Arc<Counters>> = (0..threads_n).map(|_| Arc::default()).collect();
+        let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
+        let buffers = Arc::new(budget::MemBudget::new(cfg.conn_buffer_limit()));
+        let hub = Arc::new(watch::WatchHub::new(
+            cfg.compat.watcher_logbuf_size as usize,
+        ));
+        {
+            let hub = hub.clone();
+            let clock = clock.clone();
+            store.set_eviction_sink(Box::new(move |it| {
+                if hub.wants(watch::EVICTIONS) {
+                    hub.eviction(it, clock.now());
+                }
+            }));
+        }
+        let shared = Arc::new(Shared {
+            crawler: Arc::new(dump::Crawler::from_settings(&cfg.compat)),
+            watch: hub,
+            buffers,
+            buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
+            prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),
+            verbosity: AtomicU32::new(cfg.verbose as u32),
+            slab_automove: AtomicU32::new(cfg.compat.slab_automove),
+            slab_automove_ratio: std::sync::atomic::AtomicU64::new(
+                cfg.compat.slab_automove_ratio.to_bits(),
+            ),
+            config: cfg,
+            store,
+            clock,
+            counters,
+            conns: ConnCounters::default(),
+            stopping: AtomicBool::new(false),
+            registry: Mutex::new(Default::default()),
+            listener_info,
+            credentials,
+            stop_tx,
+        });
+        (shared, stop_rx)
+    }
+
     /// Asks the main thread to stop the server.
     pub fn request_stop(&self, why: StopReason) {
         let _ = self.stop_tx.send(why);
@@ -186,47 +239,9 @@ impl Server {
         if cfg.auth_file.is_some() && credentials.ascii.is_none() {
             return Err("ASCII authentication (-Y) requested without an auth file".into());
         }
-        let clock = Arc::new(Clock::new());
-        let store = Store::new(store_config(&cfg), clock.clone());
-        let threads_n = cfg.threads.max(1);
-        let counters: Vec<Arc<Counters>> = (0..threads_n).map(|_| Arc::default()).collect();
-        let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
         let listener_info = listeners.info();
-        let buffers = Arc::new(budget::MemBudget::new(cfg.conn_buffer_limit()));
-        let hub = Arc::new(watch::WatchHub::new(
-            cfg.compat.watcher_logbuf_size as usize,
-        ));
-        {
-            let hub = hub.clone();
-            let clock = clock.clone();
-            store.set_eviction_sink(Box::new(move |it| {
-                if hub.wants(watch::EVICTIONS) {
-                    hub.eviction(it, clock.now());
-                }
-            }));
-        }
-        let shared = Arc::new(Shared {
-            crawler: Arc::new(dump::Crawler::from_settings(&cfg.compat)),
-            watch: hub,
-            buffers,
-            buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
-            prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),
-            verbosity: AtomicU32::new(cfg.verbose as u32),
-            slab_automove: AtomicU32::new(cfg.compat.slab_automove),
-            slab_automove_ratio: std::sync::atomic::AtomicU64::new(
-                cfg.compat.slab_automove_ratio.to_bits(),
-            ),
-            config: cfg,
-            store,
-            clock,
-            counters,
-            conns: ConnCounters::default(),
-            stopping: AtomicBool::new(false),
-            registry: Mutex::new(Default::default()),
-            listener_info,
-            credentials,
-            stop_tx,
-        });
+        let (shared, stop_rx) = Shared::new(cfg, credentials, listener_info);
+        let threads_n = shared.counters.len();
         let n_listeners = shared.listener_info.len() as u64;
         shared
             .conns

@@ -15,9 +15,10 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::budget::WorkerMem;
-use super::conn::{Conn, Status, WorkerBuffers};
+use super::budget::{WorkerBuffers, WorkerMem};
+use super::conn::{Conn, Status};
 use super::listener::{Mailbox, NewConn};
+use super::transport::Transport;
 use super::{ConnInfo, Shared};
 use crate::stats::Counters;
 
@@ -136,10 +137,11 @@ impl Worker {
     fn accept_new(&mut self) {
         while let Ok(nc) = self.rx.try_recv() {
             let NewConn {
-                mut stream,
+                socket,
                 peer,
                 listen,
             } = nc;
+            let mut transport = Transport::new(socket);
             let idx = match self.free.pop() {
                 Some(i) => i,
                 None => {
@@ -148,7 +150,7 @@ impl Worker {
                 }
             };
             if let Err(e) = self.poll.registry().register(
-                &mut stream,
+                &mut transport,
                 Token(idx),
                 Interest::READABLE | Interest::WRITABLE,
             ) {
@@ -166,7 +168,7 @@ impl Worker {
                 last_cmd: AtomicU32::new(self.shared.clock.now()),
                 state: AtomicU32::new(0),
             });
-            let conn = Conn::new(stream, info.clone(), &self.shared, self.waker.clone());
+            let conn = Conn::new(transport, info.clone(), &self.shared, self.waker.clone());
             self.shared.registry.lock().insert(conn.fd, info);
             log::debug!("worker {}: new connection fd {}", self.id, conn.fd);
             self.conns[idx] = Some(conn);
@@ -212,8 +214,8 @@ impl Worker {
 
     fn close(&mut self, idx: usize) {
         if let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            conn.release(&mut self.bufs.mem);
+            let _ = self.poll.registry().deregister(&mut conn.transport);
+            conn.release(&mut self.bufs);
             self.shared.registry.lock().remove(&conn.fd);
             self.shared
                 .conns

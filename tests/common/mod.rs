@@ -2,6 +2,8 @@
 //! test picks, talk raw bytes to it, and stop it when the handle drops.
 #![allow(dead_code)]
 
+pub mod transcripts;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

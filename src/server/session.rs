@@ -1,0 +1,861 @@
+//! One client's protocol state, free of I/O: bytes in, replies out.
+//!
+//! ```text
+//!            input(ctx) ─▶ &mut [u8] ── the transport reads into it ── commit_input(n)
+//!   rbuf: [ consumed | unprocessed input ........ | free ]
+//!         0          rpos                          rend  len
+//!                        │ process(ctx): frame → parse → execute (store) → compose
+//!                        ▼
+//!   wbuf: [ sent | to send ]    output() ─▶ &[u8] ── the transport writes it ── commit_output(n)
+//!         0      wpos     len
+//! ```
+//!
+//! A `Session` never touches a socket or a timer: the connection (`super::conn`) moves
+//! bytes between it and its transport, and tests feed it bytes directly. It holds:
+//!
+//! - **framing**: `Undecided` until the first byte says text or binary (or `-B`
+//!   decides), then for good;
+//! - **authentication** (`-S`, `-Y`) through [`ConnAuth`];
+//! - the states memcached keeps between requests: a data block being swallowed after
+//!   a refusal (and the reply that follows it), a suspended multi-get, the replies a
+//!   binary connection has already "sent" (what it still gets when closed for a bad
+//!   magic byte), memcached's one reply slot for `-Y` refusals;
+//! - the two streams a request can start: an `lru_crawler metadump` produced a batch
+//!   at a time while few reply bytes wait ([`DUMP_LOW`]), and `watch`, after which the
+//!   input is dropped and queued log lines are the only output.
+//!
+//! [`Session::process`] serves every complete request in the buffer and says why it
+//! stopped ([`Stop`]): more input needed, its turn used up (`-R` requests or
+//! [`TURN_BYTES`] of replies), too many replies waiting, or close. Buffers are
+//! counted against the worker's share of the buffer budget (see [`super::budget`]):
+//! a value larger than the read buffer is reserved whole when its request line
+//! arrives, or refused as memcached refuses a store it cannot allocate.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use mio::Waker;
+
+use super::budget::{WorkerBuffers, WorkerMem, OUT_FLOOR, OUT_HIGH, READ_BUF};
+use super::conn_auth::ConnAuth;
+use super::dump::{Dump, DUMP_LOW};
+use super::exec::{self, ExecCtx};
+use super::flow::Flow;
+use super::meta_exec;
+use super::vlog;
+use super::watch::{self, WatchHandle};
+use super::{binary_exec, ConnInfo, Shared};
+use crate::config::ProtocolMode;
+use crate::protocol::ascii::{self, Parse, Request};
+use crate::protocol::binary;
+use crate::protocol::frame::{Limits, StoreRefusal};
+use crate::protocol::meta::MetaKind;
+use crate::protocol::text;
+use crate::protocol::text::auth::{parse_auth, AuthParse};
+use crate::stats::{bump, Counters};
+
+/// Reply bytes one connection may produce, and request bytes it may have read, in
+/// one turn before the worker serves the others (besides `-R` requests): a client
+/// pulling or pushing large values through a fast socket cannot hold its worker for
+/// long.
+pub const TURN_BYTES: usize = 256 << 10;
+/// Largest read buffer a connection that has not authenticated may have: room for a
+/// binary header with the longest key the header can announce.
+const RBUF_PREAUTH_MAX: usize = 24 + 255 + 65_535;
+/// Log lines a watcher's connection moves from its queue to its reply buffer at once.
+const WATCH_OUT: usize = 64 << 10;
+
+/// `stats conns` state: waiting for input.
+pub const ST_WAITING: u32 = 0;
+/// `stats conns` state: parsing and executing.
+pub const ST_PARSE: u32 = 1;
+/// `stats conns` state: part of a request is buffered.
+pub const ST_NREAD: u32 = 2;
+/// `stats conns` state: swallowing a refused data block.
+pub const ST_SWALLOW: u32 = 3;
+/// `stats conns` state: waiting for the client to read replies.
+pub const ST_MWRITE: u32 = 4;
+
+/// What a session needs from its worker while it serves requests.
+pub struct Ctx<'a> {
+    /// Server state: settings, store, counters of all workers, watch hub.
+    pub shared: &'a Shared,
+    /// This worker's counters.
+    pub counters: &'a Counters,
+    /// This worker's spare read buffers and share of the buffer budget.
+    pub bufs: &'a mut WorkerBuffers,
+    /// This worker's waker (a watcher's producers wake the worker with it).
+    pub waker: &'a Arc<Waker>,
+}
+
+/// Why [`Session::process`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Every complete request was served; more bytes are needed.
+    NeedInput,
+    /// The turn is used up (`-R` requests, or [`TURN_BYTES`] of replies): let the
+    /// worker serve other connections, then process again.
+    Yield,
+    /// Too many replies wait for the client: send some, then process again.
+    Blocked,
+    /// A dump waits for its replies to leave: send them; process again once all
+    /// have gone.
+    WaitWritable,
+    /// Close, after sending what is buffered when `flush` is true (else only what
+    /// memcached would already have sent, see [`Session::discard_unflushed`]).
+    Close {
+        /// Send everything buffered first.
+        flush: bool,
+    },
+}
+
+/// Which protocol the connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No byte has arrived yet.
+    Undecided,
+    Text,
+    Binary,
+}
+
+/// One connection's protocol state and buffers.
+pub struct Session {
+    /// Connection id in logs, `stats conns` and watch lines (the socket's fd).
+    id: RawFd,
+    /// What `stats conns` shows.
+    info: Arc<ConnInfo>,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    /// Read and reply buffer capacities reported to the worker's accounting.
+    bytes: (usize, usize),
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// End of the replies memcached would already have sent in this batch (it
+    /// transmits at once after a binary error reply or a NOOP, and at a `-R`
+    /// yield): what a binary connection closed for a bad magic byte still gets.
+    flush_mark: usize,
+    /// Requests served, reply bytes sent and request bytes taken in this turn.
+    served: usize,
+    turn_out: usize,
+    turn_in: usize,
+    swallow: usize,
+    after_swallow: Option<&'static str>,
+    bin_after_swallow: Option<(binary::Header, binary::Status)>,
+    skip_keys: usize,
+    framing: Framing,
+    closing: bool,
+    auth: ConnAuth,
+    /// Where the last `-Y` reply before authentication starts in `wbuf`: memcached
+    /// reuses one reply slot for them, so within one batch each such reply
+    /// replaces the previous one.
+    ascii_auth_reply_at: Option<usize>,
+    /// Replies of earlier requests wait unsent, as memcached's `resp_has_stack`
+    /// sees them (a get or `mn` sends what waits before the next request).
+    unflushed: bool,
+    /// The `lru_crawler metadump` being streamed.
+    dump: Option<Dump>,
+    /// Set once the connection is a watcher.
+    watch: Option<WatchHandle>,
+}
+
+impl Session {
+    /// A new connection's session on this server; `id` names it (its fd).
+    pub fn new(id: RawFd, info: Arc<ConnInfo>, shared: &Shared) -> Session {
+        Session {
+            id,
+            info,
+            rbuf: Vec::new(),
+            rpos: 0,
+            rend: 0,
+            bytes: (0, 0),
+            wbuf: Vec::new(),
+            wpos: 0,
+            flush_mark: 0,
+            served: 0,
+            turn_out: 0,
+            turn_in: 0,
+            swallow: 0,
+            after_swallow: None,
+            bin_after_swallow: None,
+            skip_keys: 0,
+            framing: Framing::Undecided,
+            closing: false,
+            auth: ConnAuth::new(shared),
+            ascii_auth_reply_at: None,
+            unflushed: false,
+            dump: None,
+            watch: None,
+        }
+    }
+
+    /// The connection's id (its fd).
+    pub fn id(&self) -> RawFd {
+        self.id
+    }
+
+    /// What `stats conns` shows of this connection.
+    pub fn info(&self) -> &Arc<ConnInfo> {
+        &self.info
+    }
+
+    /// The session has become a watcher: its input is dropped, its output is the
+    /// queued log lines ([`Session::fill_watch`]).
+    pub fn is_watching(&self) -> bool {
+        self.watch.is_some()
+    }
+
+    /// Starts a worker turn: the per-turn limits count from zero.
+    pub fn begin_turn(&mut self) {
+        self.served = 0;
+        self.turn_out = 0;
+        self.turn_in = 0;
+    }
+
+    /// Request bytes taken in during this turn.
+    pub fn turn_in(&self) -> usize {
+        self.turn_in
+    }
+
+    /// Room for the next read, after moving unprocessed input to the front or growing
+    /// the buffer for a request line longer than it (while the budget allows). `None`:
+    /// the line cannot grow further; the connection is to be closed (and is counted).
+    pub fn input(&mut self, ctx: &mut Ctx<'_>) -> Option<&mut [u8]> {
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.rbuf.is_empty() {
+            self.rbuf = ctx.bufs.take();
+        }
+        if self.rend == self.rbuf.len() {
+            if self.rpos > 0 {
+                self.compact();
+            } else {
+                // A request line longer than the buffer (a huge multi-get; values
+                // were given their room when their line arrived): grow while the
+                // budget allows.
+                let cap = if self.trusted() {
+                    max_request(ctx.shared)
+                } else {
+                    RBUF_PREAUTH_MAX
+                };
+                let new_len = (self.rbuf.len() * 2).min(cap);
+                let more = new_len.saturating_sub(self.rbuf.len());
+                if more == 0 || more > ctx.bufs.mem.room() {
+                    let global = ctx.bufs.mem.global();
+                    global.closed_lines.fetch_add(1, Ordering::Relaxed);
+                    log::info!(
+                        "conn {}: request line longer than {} bytes and no buffer budget \
+                         left ({} of {} bytes in use); closing",
+                        self.id,
+                        self.rbuf.len(),
+                        global.used(),
+                        global.limit()
+                    );
+                    return None;
+                }
+                self.rbuf.reserve_exact(more);
+                self.rbuf.resize(new_len, 0);
+                self.account(&mut ctx.bufs.mem);
+            }
+        }
+        Some(&mut self.rbuf[self.rend..])
+    }
+
+    /// `n` bytes were read into the room [`Session::input`] gave.
+    pub fn commit_input(&mut self, n: usize) {
+        debug_assert!(self.rend + n <= self.rbuf.len());
+        self.rend = (self.rend + n).min(self.rbuf.len());
+        self.turn_in += n;
+    }
+
+    /// Replies waiting to be sent.
+    pub fn output(&self) -> &[u8] {
+        &self.wbuf[self.wpos..]
+    }
+
+    /// How many reply bytes wait.
+    pub fn pending_output(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// The first `n` bytes of [`Session::output`] were sent.
+    pub fn commit_output(&mut self, n: usize) {
+        self.wpos = (self.wpos + n).min(self.wbuf.len());
+        self.turn_out += n;
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.unflushed = false;
+            self.wpos = 0;
+            self.flush_mark = 0;
+            self.ascii_auth_reply_at = None;
+        }
+    }
+
+    /// Drops the replies memcached would not have sent yet (those after the last
+    /// binary error reply, NOOP or `-R` yield), as it does when a binary connection
+    /// breaks: what is left of [`Session::output`] is what the client still gets.
+    pub fn discard_unflushed(&mut self) {
+        let mark = self.flush_mark.clamp(self.wpos, self.wbuf.len());
+        self.wbuf.truncate(mark);
+    }
+
+    /// Replies this connection may have waiting now: its floor, plus what the
+    /// budget still has room for (beyond everything held, this connection's replies
+    /// included), at most [`OUT_HIGH`]. When the budget is spent, every connection is
+    /// down to its floor: one that does not read stops, one that reads drains.
+    pub fn out_cap(&self, mem: &WorkerMem) -> usize {
+        OUT_FLOOR.saturating_add(mem.room()).min(OUT_HIGH)
+    }
+
+    /// The budget stopped this connection: while it waits it holds what it must
+    /// send, not a doubled capacity.
+    pub fn shrink_output(&mut self) {
+        self.drop_sent();
+        self.wbuf.shrink_to_fit();
+    }
+
+    /// Records the connection's state for `stats conns`.
+    pub fn set_state(&self, s: u32) {
+        self.info.state.store(s, Ordering::Relaxed);
+    }
+
+    /// Reports a change of the buffer capacities to the worker's accounting.
+    pub fn account(&mut self, mem: &mut WorkerMem) {
+        let now = (self.rbuf.capacity(), self.wbuf.capacity());
+        if now.0 != self.bytes.0 {
+            mem.read_buffer(self.bytes.0, now.0);
+        }
+        if now.1 != self.bytes.1 {
+            mem.reply_buffer(self.bytes.1, now.1);
+        }
+        self.bytes = now;
+    }
+
+    /// Gives the buffers back to the worker's accounting (the connection closes).
+    pub fn release(&mut self, mem: &mut WorkerMem) {
+        self.rbuf = Vec::new();
+        self.wbuf = Vec::new();
+        self.account(mem);
+    }
+
+    /// The connection waits for its next readiness event with everything sent:
+    /// an idle connection holds no read buffer (memcached does the same), so
+    /// thousands of idle clients cost little memory, and a reply buffer that grew
+    /// for large replies goes back to the budget.
+    pub fn idle(&mut self, bufs: &mut WorkerBuffers) {
+        if self.rpos == self.rend && !self.rbuf.is_empty() {
+            bufs.give(std::mem::take(&mut self.rbuf));
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > OUT_FLOOR {
+            self.wbuf = Vec::new();
+        }
+        self.set_state(if self.swallow > 0 {
+            ST_SWALLOW
+        } else if self.rpos < self.rend {
+            ST_NREAD
+        } else {
+            ST_WAITING
+        });
+    }
+
+    /// A watcher's turn: moves queued log lines into the output (its input is
+    /// dropped: memcached never reads a watcher's requests). True when the queue is
+    /// empty.
+    pub fn fill_watch(&mut self) -> bool {
+        self.drop_input();
+        self.drop_sent();
+        if self.wbuf.is_empty() && self.wbuf.capacity() > WATCH_OUT * 2 {
+            self.wbuf = Vec::new();
+        }
+        match &self.watch {
+            Some(h) => h.watcher.drain_into(&mut self.wbuf, WATCH_OUT),
+            None => true,
+        }
+    }
+
+    /// Drops the read buffer and what it holds (a watcher's input is never served).
+    pub fn drop_input(&mut self) {
+        self.rbuf = Vec::new();
+        self.rpos = 0;
+        self.rend = 0;
+    }
+
+    /// Whether the reply turn is used up.
+    pub fn turn_spent(&self) -> bool {
+        self.turn_out >= TURN_BYTES
+    }
+
+    /// Whether this connection may use the budget beyond its floor (not before it
+    /// has authenticated).
+    fn trusted(&self) -> bool {
+        !self.auth.ascii_pending() && self.auth.gate() != binary::SaslGate::Unauthenticated
+    }
+
+    /// Removes the bytes already sent from the front of the reply buffer, so what
+    /// is buffered is only what waits.
+    fn drop_sent(&mut self) {
+        let sent = self.wpos;
+        if sent == 0 {
+            return;
+        }
+        self.wbuf.drain(..sent);
+        self.wpos = 0;
+        self.flush_mark = self.flush_mark.saturating_sub(sent);
+        self.ascii_auth_reply_at = self.ascii_auth_reply_at.and_then(|at| at.checked_sub(sent));
+    }
+
+    /// Moves unprocessed input to the front of the read buffer.
+    fn compact(&mut self) {
+        self.rbuf.copy_within(self.rpos..self.rend, 0);
+        self.rend -= self.rpos;
+        self.rpos = 0;
+    }
+
+    /// Serves the complete requests in the read buffer, writing their replies.
+    pub fn process(&mut self, ctx: &mut Ctx<'_>) -> Stop {
+        self.drop_sent();
+        let stop = self.serve(ctx);
+        if stop == Stop::Yield {
+            // memcached transmits what it has at a yield.
+            self.flush_mark = self.wbuf.len();
+        }
+        stop
+    }
+
+    fn serve(&mut self, ctx: &mut Ctx<'_>) -> Stop {
+        if self.closing {
+            return Stop::Close { flush: true };
+        }
+        let shared = ctx.shared;
+        let counters = ctx.counters;
+        let cfg = &shared.config;
+        let mut limits = Limits {
+            item_size_max: cfg.item_size_max,
+            cas_enabled: !cfg.disable_cas,
+            buffer_room: 0,
+        };
+        let mut touched = false;
+        // Set when a value could not get its room from the budget: the request is
+        // parsed again with only the present buffer as room, which refuses it.
+        let mut no_room = false;
+        loop {
+            if self.dump.is_some() {
+                if let Some(stop) = self.pump_dump(shared) {
+                    return stop;
+                }
+            }
+            let held = self.rbuf.len().max(READ_BUF);
+            limits.buffer_room = if std::mem::take(&mut no_room) || !self.trusted() {
+                held
+            } else {
+                held.saturating_add(ctx.bufs.mem.room())
+                    .min(max_request(shared))
+            };
+            let out_cap = self.out_cap(&ctx.bufs.mem);
+            if self.swallow > 0 {
+                let k = self.swallow.min(self.rend - self.rpos);
+                self.rpos += k;
+                self.swallow -= k;
+                if self.swallow > 0 {
+                    return Stop::NeedInput;
+                }
+                // As memcached: the refusal is sent once the data block is gone.
+                if let Some(r) = self.after_swallow.take() {
+                    self.wbuf.extend_from_slice(r.as_bytes());
+                    self.wbuf.extend_from_slice(b"\r\n");
+                }
+                if let Some((header, status)) = self.bin_after_swallow.take() {
+                    binary::write_error(&mut self.wbuf, &header, status);
+                    self.flush_mark = self.wbuf.len();
+                }
+            }
+            if self.rpos == self.rend {
+                return Stop::NeedInput;
+            }
+            if self.wbuf.len() > out_cap {
+                return Stop::Blocked;
+            }
+            // -R requests, or a turn's worth of reply bytes: let the others go first.
+            if self.served >= cfg.reqs_per_event
+                || (self.served > 0 && self.turn_out + self.wbuf.len() > TURN_BYTES)
+            {
+                return Stop::Yield;
+            }
+            if !touched {
+                touched = true;
+                self.set_state(ST_PARSE);
+                self.info
+                    .last_cmd
+                    .store(shared.clock.now(), Ordering::Relaxed);
+            }
+            if self.framing == Framing::Undecided {
+                self.framing = self.decide_framing(shared);
+            }
+            if self.framing == Framing::Binary {
+                match self.serve_binary(ctx, &limits) {
+                    Some(Ok(())) => continue,
+                    Some(Err(stop)) => return stop,
+                    None => {
+                        no_room = true;
+                        continue;
+                    }
+                }
+            }
+            self.served += 1;
+            if self.auth.ascii_pending() {
+                match self.ascii_auth(shared, counters) {
+                    Some(stop) => return stop,
+                    None => continue,
+                }
+            }
+            let input = &self.rbuf[self.rpos..self.rend];
+            let parsed = ascii::parse(input, &limits);
+            if vlog::on() && matches!(parsed, Parse::Request(..) | Parse::Error { .. }) {
+                vlog_request(self.id, input);
+            }
+            match parsed {
+                Parse::Incomplete => {
+                    self.served -= 1;
+                    return Stop::NeedInput;
+                }
+                Parse::Partial(frame) => {
+                    self.served -= 1;
+                    if self.make_room(frame, ctx.bufs) {
+                        return Stop::NeedInput;
+                    }
+                    no_room = true;
+                }
+                Parse::Close => return Stop::Close { flush: true },
+                Parse::Error {
+                    reply,
+                    consumed,
+                    swallow,
+                    unlink,
+                    refused,
+                } => {
+                    if swallow > 0 {
+                        self.after_swallow = reply;
+                    } else if let Some(r) = reply {
+                        if vlog::on() {
+                            vlog::line('>', self.id, r.as_bytes());
+                        }
+                        self.wbuf.extend_from_slice(r.as_bytes());
+                        self.wbuf.extend_from_slice(b"\r\n");
+                        self.unflushed = true;
+                    }
+                    if let Some(key) = unlink.as_ref().and_then(|k| k.key()) {
+                        if refused == Some(StoreRefusal::TooLarge)
+                            && shared.watch.wants(watch::MUTATIONS)
+                        {
+                            shared.watch.item_store(
+                                &key,
+                                watch::StoreStatus::TooLarge,
+                                "set",
+                                0,
+                                0,
+                                self.id,
+                                0,
+                            );
+                        }
+                        shared.store.unlink(&key);
+                    }
+                    match refused {
+                        Some(StoreRefusal::NoMemory) => {
+                            bump(&counters.store_no_memory, 1);
+                            ctx.bufs
+                                .mem
+                                .global()
+                                .refused_values
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(StoreRefusal::TooLarge) => bump(&counters.store_too_large, 1),
+                        None => {}
+                    }
+                    self.rpos += consumed;
+                    self.swallow = swallow;
+                }
+                Parse::Request(req, used) => {
+                    let flushes = match &req {
+                        Request::Text(cmd) => {
+                            matches!(cmd, text::Command::Get { .. } | text::Command::Gat { .. })
+                        }
+                        Request::Meta(m) => m.kind == MetaKind::Noop,
+                    };
+                    let mut ectx = ExecCtx {
+                        skip: std::mem::take(&mut self.skip_keys),
+                        out_cap: out_cap.min(TURN_BYTES),
+                        fd: self.id,
+                        pipelined: self.unflushed,
+                        dump: None,
+                        watch: None,
+                    };
+                    let before = self.wbuf.len();
+                    let wbuf = &mut self.wbuf;
+                    let run = |ectx: &mut ExecCtx| match req {
+                        Request::Text(cmd) => exec::execute(cmd, shared, counters, wbuf, ectx),
+                        Request::Meta(m) => meta_exec::execute(&m, shared, counters, wbuf),
+                    };
+                    let flow = if vlog::on() {
+                        vlog::with_conn(self.id, || run(&mut ectx))
+                    } else {
+                        run(&mut ectx)
+                    };
+                    if flushes {
+                        self.unflushed = false;
+                    } else if self.wbuf.len() > before {
+                        self.unflushed = true;
+                    }
+                    if let Some(d) = ectx.dump.take() {
+                        self.dump = Some(d);
+                    }
+                    if let Some(flags) = ectx.watch.take() {
+                        self.rpos += used;
+                        return self.start_watch(flags, ctx);
+                    }
+                    match flow {
+                        Flow::Continue => self.rpos += used,
+                        Flow::Close => {
+                            self.rpos += used;
+                            self.closing = true;
+                            return Stop::Close { flush: true };
+                        }
+                        Flow::Suspend { keys_done } => {
+                            self.skip_keys = keys_done;
+                            return Stop::Blocked;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Text or binary, from the first byte (or the `-B` setting).
+    fn decide_framing(&self, shared: &Shared) -> Framing {
+        let cfg = &shared.config;
+        let first = self.rbuf[self.rpos];
+        let framing = match (cfg.protocol, first) {
+            (ProtocolMode::Ascii, _) => Framing::Text,
+            (_, 0x80) => Framing::Binary,
+            // As memcached: a binary-only connection waits for a whole header and
+            // closes on its bad magic.
+            (ProtocolMode::Binary, _) => Framing::Binary,
+            _ => Framing::Text,
+        };
+        if cfg.protocol == ProtocolMode::Auto && vlog::on() {
+            let name = if framing == Framing::Binary {
+                "binary"
+            } else {
+                "ascii"
+            };
+            vlog::raw(&format!("{}: Client using the {name} protocol", self.id));
+        }
+        framing
+    }
+
+    /// Serves one binary request (or error). `Some(Ok)`: go on; `Some(Err)`: stop;
+    /// `None`: a body could not get its room from the budget (parse again without).
+    fn serve_binary(&mut self, ctx: &mut Ctx<'_>, limits: &Limits) -> Option<Result<(), Stop>> {
+        let shared = ctx.shared;
+        let counters = ctx.counters;
+        let input = &self.rbuf[self.rpos..self.rend];
+        match binary::parse_gated(input, limits, self.auth.gate()) {
+            binary::Parse::Incomplete => Some(Err(Stop::NeedInput)),
+            binary::Parse::Partial(frame) => {
+                if self.make_room(frame, ctx.bufs) {
+                    Some(Err(Stop::NeedInput))
+                } else {
+                    None
+                }
+            }
+            binary::Parse::Close => Some(Err(Stop::Close { flush: false })),
+            binary::Parse::Error {
+                header,
+                status,
+                consumed,
+                swallow,
+                close,
+                unlink,
+            } => {
+                self.served += 1;
+                if swallow > 0 {
+                    // As memcached: the error leaves once the body is gone.
+                    self.bin_after_swallow = Some((header, status));
+                } else {
+                    binary::write_error(&mut self.wbuf, &header, status);
+                    self.flush_mark = self.wbuf.len();
+                }
+                if let Some(key) = unlink {
+                    shared.store.unlink(key);
+                }
+                if status == binary::Status::Enomem {
+                    ctx.bufs
+                        .mem
+                        .global()
+                        .refused_values
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                self.rpos += consumed;
+                self.swallow = swallow;
+                if close {
+                    self.closing = true;
+                    return Some(Err(Stop::Close { flush: true }));
+                }
+                Some(Ok(()))
+            }
+            binary::Parse::Request(req, used) => {
+                self.served += 1;
+                self.rpos += used;
+                let start = self.wbuf.len();
+                // memcached transmits at once after these and after an error reply.
+                let flushes = matches!(req.cmd, binary::Command::Noop | binary::Command::Quit);
+                let flow = match req.cmd {
+                    binary::Command::SaslListMechs
+                    | binary::Command::SaslAuth { .. }
+                    | binary::Command::SaslStep { .. } => {
+                        self.auth
+                            .binary(&req, shared, counters, &mut self.wbuf, self.id)
+                    }
+                    _ => binary_exec::execute(req, shared, counters, &mut self.wbuf),
+                };
+                if flushes || binary::is_error_reply(self.wbuf.get(start..)) {
+                    self.flush_mark = self.wbuf.len();
+                }
+                if flow == Flow::Close {
+                    self.closing = true;
+                    return Some(Err(Stop::Close { flush: true }));
+                }
+                Some(Ok(()))
+            }
+        }
+    }
+
+    /// Serves one request of a `-Y` connection that has not authenticated yet; `None`
+    /// to go on with the next request.
+    fn ascii_auth(&mut self, shared: &Shared, c: &Counters) -> Option<Stop> {
+        let input = &self.rbuf[self.rpos..self.rend];
+        // memcached writes every reply before authentication into one reply slot.
+        let slot = match self.ascii_auth_reply_at {
+            Some(at) if at >= self.wpos && at <= self.wbuf.len() => at,
+            _ => self.wbuf.len(),
+        };
+        let (flow, consumed) = match parse_auth(input) {
+            AuthParse::Incomplete => return Some(Stop::NeedInput),
+            AuthParse::Close => return Some(Stop::Close { flush: true }),
+            AuthParse::Refuse { reply, consumed } => {
+                self.wbuf.truncate(slot);
+                self.wbuf.extend_from_slice(reply.as_bytes());
+                self.wbuf.extend_from_slice(b"\r\n");
+                (Flow::Continue, consumed)
+            }
+            AuthParse::Credentials {
+                user,
+                password,
+                consumed,
+            } => {
+                self.wbuf.truncate(slot);
+                let flow = self
+                    .auth
+                    .ascii(user, password, shared, c, &mut self.wbuf, self.id);
+                (flow, consumed)
+            }
+        };
+        self.ascii_auth_reply_at = Some(slot);
+        self.rpos += consumed;
+        if flow == Flow::Close {
+            self.closing = true;
+            return Some(Stop::Close { flush: true });
+        }
+        None
+    }
+
+    /// Produces the dump being streamed while few reply bytes wait; `None` once it
+    /// is complete (the next requests are served), else why to stop now.
+    fn pump_dump(&mut self, shared: &Shared) -> Option<Stop> {
+        let started = shared.clock.process_started();
+        let cas_on = !shared.config.disable_cas;
+        loop {
+            if self.wbuf.len() >= DUMP_LOW {
+                return Some(Stop::WaitWritable);
+            }
+            if self.turn_out >= TURN_BYTES {
+                // Others get their turn; the worker comes back.
+                return Some(Stop::Yield);
+            }
+            let d = self.dump.as_mut()?;
+            if d.step(&shared.store, started, cas_on, &mut self.wbuf) {
+                self.dump = None;
+                self.unflushed = true;
+                return None;
+            }
+        }
+    }
+
+    /// `watch` accepted: registers the watcher (or says why not). Input after the
+    /// request is dropped, as memcached never reads a watcher's requests.
+    fn start_watch(&mut self, flags: u16, ctx: &Ctx<'_>) -> Stop {
+        let hub = &ctx.shared.watch;
+        match hub.add(flags, ctx.waker.clone()) {
+            Ok(w) => {
+                self.wbuf.extend_from_slice(b"OK\r\n");
+                self.watch = Some(WatchHandle::new(hub.clone(), w));
+                self.rpos = self.rend;
+                self.swallow = 0;
+                Stop::Yield
+            }
+            Err(_) => {
+                let r = "WATCHER_TOO_MANY log watcher limit reached";
+                vlog::reply(r, false);
+                self.wbuf.extend_from_slice(r.as_bytes());
+                self.wbuf.extend_from_slice(b"\r\n");
+                Stop::Blocked
+            }
+        }
+    }
+
+    /// Makes the read buffer able to hold a frame of `frame` bytes starting at the
+    /// unprocessed input: by moving that input to the front, or by growing the buffer
+    /// with a reservation from the budget. False when the budget cannot cover it.
+    fn make_room(&mut self, frame: usize, bufs: &mut WorkerBuffers) -> bool {
+        if frame <= self.rbuf.len() - self.rpos {
+            return true;
+        }
+        if frame <= self.rbuf.len() {
+            self.compact();
+            return true;
+        }
+        let more = frame - self.rbuf.len();
+        if !self.trusted() || !bufs.mem.reserve(more) {
+            return false;
+        }
+        self.compact();
+        self.rbuf.reserve_exact(more);
+        self.rbuf.resize(frame, 0);
+        // The growth settles against the reservation.
+        self.account(&mut bufs.mem);
+        true
+    }
+}
+
+/// Logs a text request line for `-vv` (`<fd line`, without its `\r\n`).
+fn vlog_request(fd: RawFd, input: &[u8]) {
+    let end = input
+        .iter()
+        .position(|&b| b == b'\n' || b == 0)
+        .unwrap_or(input.len());
+    let mut line = &input[..end];
+    if line.len() > 1 && line.ends_with(b"\r") {
+        line = &line[..line.len() - 1];
+    }
+    vlog::line('<', fd, line);
+}
+
+/// Largest buffered request before a connection is dropped: one item plus room for a
+/// very long multi-get line.
+fn max_request(shared: &Shared) -> usize {
+    shared.config.item_size_max + (8 << 20)
+}
