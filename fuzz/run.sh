@@ -25,7 +25,7 @@ esac
 fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$fuzz_dir")"
 cd "$fuzz_dir"
-targets="${FUZZ_TARGETS:-text binary auth}"
+targets="${FUZZ_TARGETS:-text binary auth session}"
 export RUSTC_BOOTSTRAP=1
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 

@@ -5,7 +5,7 @@
 //!   MemBudget (server-wide)     limit ─────────────────────────────┐
 //!     used: AtomicUsize  ◀── charged in ≥ SLACK steps ── WorkerMem (one per worker)
 //!                                                         actual = pooled buffers
-//!                                                                + Σ Conn::buffer_bytes
+//!                                                                + Σ session buffers
 //! ```
 //!
 //! Every connection may always hold its *floor* — a 16 KiB read buffer while it has

@@ -29,6 +29,7 @@ pub mod dump;
 mod exec;
 mod flow;
 mod listener;
+pub mod loopback;
 mod meta_exec;
 pub mod session;
 mod stats_exec;
