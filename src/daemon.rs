@@ -11,8 +11,8 @@
 //! 5. [`write_pid_file`] (`-P`; a failure is only reported), and
 //!    [`remove_pid_file`] on a clean exit.
 //!
-//! All of it goes through `nix`'s safe wrappers: no `unsafe` here (the project keeps
-//! `unsafe` to the storage allocator). `-d` re-executes the binary, which then calls
+//! All of it goes through `nix`'s safe wrappers (the crate forbids `unsafe`). `-d`
+//! re-executes the binary, which then calls
 //! `setsid()`, instead of calling `fork()`, which would be unsound once any thread
 //! exists.
 

@@ -18,6 +18,8 @@
 //! `ferrocache = { version = "0.1", default-features = false, features = ["client"] }`
 //! and compiles none of the server.
 #![deny(missing_docs)]
+// No `unsafe` is needed anywhere; this keeps it so until a measurement says otherwise.
+#![forbid(unsafe_code)]
 // The module list above links to modules a client-only build leaves out.
 #![cfg_attr(
     not(feature = "server"),

@@ -18,6 +18,7 @@
 //! printed is `log::max_level()`, set from `-v` and moved by the `verbosity` command
 //! ([`Config::set_runtime_verbosity`]). With `RUST_LOG` set, its directives decide
 //! instead (and cap what `verbosity` can raise), in env_logger's own format.
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::process::ExitCode;

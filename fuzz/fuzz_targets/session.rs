@@ -19,8 +19,14 @@ use ferrocache::server::session::Stop;
 use ferrocache_fuzz::{Input, MAX_READS};
 use libfuzzer_sys::fuzz_target;
 
-/// `-I` values as the command line spells them, in `ITEM_SIZES` order.
-const ITEM_ARGS: [&str; 4] = ["1m", "1k", "2k", "16k"];
+/// `-I` values as the command line spells them, in `ITEM_SIZES` order, with the
+/// `slab_chunk_max` memcached then requires (at most half of `-I`).
+const ITEM_ARGS: [(&str, &str); 4] = [
+    ("1m", "slab_chunk_max=524288"),
+    ("1k", "slab_chunk_max=512"),
+    ("2k", "slab_chunk_max=1024"),
+    ("16k", "slab_chunk_max=8192"),
+];
 
 /// Requests whose replies depend on time, the process or other connections.
 const STATEFUL: [&[u8]; 6] = [
@@ -42,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
     let Some(input) = Input::parse(data) else {
         return;
     };
-    let mut args = vec!["-m", "2", "-I", ITEM_ARGS[usize::from(input.opts >> 1) & 3]];
+    let (item, chunk) = ITEM_ARGS[usize::from(input.opts >> 1) & 3];
+    let mut args = vec!["-m", "2", "-I", item, "-o", chunk];
     if input.opts & 1 != 0 {
         args.push("-C");
     }

@@ -4,8 +4,8 @@
 //! carry CAS 0, and the same `stats` counters as the text protocol move.
 
 use super::flow::{Flow, PROTOCOL_VERSION};
+use super::shared::Shared;
 use super::stats_exec::{self, StatSink};
-use super::Shared;
 use crate::protocol::binary::{
     write_error, write_hit, write_key_miss, write_ok, write_stat, Command, Header, Request, Status,
     StoreKind,

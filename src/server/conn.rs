@@ -24,10 +24,10 @@ use mio::Waker;
 
 use super::budget::{WorkerBuffers, OUT_HIGH};
 use super::session::{Ctx, Session, Stop, ST_MWRITE, ST_WAITING, TURN_BYTES};
+use super::shared::{ConnInfo, Shared};
 use super::transport::{Read, Transport, Write};
 use super::vlog;
 use super::watch::{CloseReason, WatchHub, CONNEVENTS};
-use super::{ConnInfo, Shared};
 use crate::config::ProtocolMode;
 use crate::stats::{bump, Counters};
 

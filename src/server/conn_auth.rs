@@ -15,7 +15,7 @@
 //! module).
 
 use super::exec::Flow;
-use super::Shared;
+use super::shared::Shared;
 use crate::auth::{AuthSession, Step, MAX_FAILURES_PER_CONNECTION};
 use crate::protocol::binary::{
     write_error, write_header, write_ok, Command, Request, SaslGate, Status,

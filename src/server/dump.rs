@@ -18,10 +18,8 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::watch::uriencode;
-use super::Shared;
 use crate::store::{DumpCursor, ItemMeta, Store};
 
 /// Items examined under one shard lock.
@@ -199,40 +197,26 @@ impl Crawler {
 
 /// Releases the crawler when a dump or crawl ends (or its connection closes).
 #[derive(Debug)]
-struct BusyGuard(Arc<Crawler>);
+pub struct BusyGuard(Arc<Crawler>);
+
+impl Crawler {
+    /// Whether an `lru_crawler crawl` was requested since the last call (the
+    /// request is taken: the caller starts the crawl).
+    pub fn take_crawl_request(&self) -> bool {
+        self.crawl_requested.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl BusyGuard {
+    /// Takes charge of a crawler already marked busy (a requested crawl).
+    pub fn new(crawler: Arc<Crawler>) -> BusyGuard {
+        BusyGuard(crawler)
+    }
+}
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.busy.store(false, Ordering::Release);
-    }
-}
-
-/// Called by the maintenance thread: starts a requested crawl on a thread of its own.
-pub fn tick(shared: &Arc<Shared>) {
-    if !shared.crawler.crawl_requested.swap(false, Ordering::AcqRel) {
-        return;
-    }
-    let guard = BusyGuard(shared.crawler.clone());
-    let sh = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name("lru-crawler".into())
-        .spawn(move || {
-            let _guard = guard;
-            let sleep = sh.crawler.sleep_us.load(Ordering::Relaxed);
-            let max = sh.crawler.tocrawl.load(Ordering::Relaxed) as usize;
-            let mut batches = 0u32;
-            let freed = sh.store.crawl_pass(1000, max, &mut || {
-                batches += 1;
-                if sleep > 0 {
-                    std::thread::sleep(Duration::from_micros(u64::from(sleep)));
-                }
-                !sh.stopping.load(Ordering::Relaxed)
-            });
-            log::debug!("lru_crawler crawl: {freed} expired items reclaimed in {batches} batches");
-        });
-    if let Err(e) = spawned {
-        // The guard went with the closure and was dropped: the crawler is free again.
-        log::warn!("lru_crawler crawl: cannot start a thread: {e}");
     }
 }
 

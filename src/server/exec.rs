@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 
 use super::dump::Dump;
 pub use super::flow::{Flow, PROTOCOL_VERSION};
+use super::shared::{Shared, StopReason};
+use super::vlog;
 use super::watch::{GetStatus, StoreStatus, FETCHERS, MUTATIONS};
-use super::{vlog, Shared, StopReason};
 use crate::protocol::text::{
     reply as compose, Command, CrawlerCmd, DebugTimeArg, Keys, ShutdownMode,
 };

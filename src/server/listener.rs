@@ -13,8 +13,8 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::shared::Shared;
 use super::transport::{Stream, Transport};
-use super::Shared;
 use crate::config::Config;
 use crate::daemon::{ListenError, ListenKind};
 

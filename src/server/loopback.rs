@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::budget::{WorkerBuffers, WorkerMem};
 use super::session::{Ctx, Session, Stop};
-use super::{ConnInfo, Shared};
+use super::shared::{ConnInfo, Shared};
 use crate::auth::Credentials;
 use crate::config::{parse_args_as, Invocation};
 use crate::stats::Counters;

@@ -8,7 +8,7 @@
 //! `me` `cmd_meta`.
 
 use super::flow::Flow;
-use super::Shared;
+use super::shared::Shared;
 use crate::protocol::meta::{base64_encode, MetaKind, MetaRequest, SetMode, MAX_OPAQUE};
 use crate::protocol::text::reply::{i64_dec, line, u64_dec};
 use crate::stats::{bump, Counters, PrefixEvent};

@@ -15,7 +15,7 @@
 //!
 //! - **framing**: `Undecided` until the first byte says text or binary (or `-B`
 //!   decides), then for good;
-//! - **authentication** (`-S`, `-Y`) through [`ConnAuth`];
+//! - **authentication** (`-S`, `-Y`), kept by `conn_auth::ConnAuth`;
 //! - the states memcached keeps between requests: a data block being swallowed after
 //!   a refusal (and the reply that follows it), a suspended multi-get, the replies a
 //!   binary connection has already "sent" (what it still gets when closed for a bad
@@ -37,15 +37,16 @@ use std::sync::Arc;
 
 use mio::Waker;
 
+use super::binary_exec;
 use super::budget::{WorkerBuffers, WorkerMem, OUT_FLOOR, OUT_HIGH, READ_BUF};
 use super::conn_auth::ConnAuth;
 use super::dump::{Dump, DUMP_LOW};
 use super::exec::{self, ExecCtx};
 use super::flow::Flow;
 use super::meta_exec;
+use super::shared::{ConnInfo, Shared};
 use super::vlog;
 use super::watch::{self, WatchHandle};
-use super::{binary_exec, ConnInfo, Shared};
 use crate::config::ProtocolMode;
 use crate::protocol::ascii::{self, Parse, Request};
 use crate::protocol::binary;

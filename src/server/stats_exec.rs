@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 
 use super::flow::PROTOCOL_VERSION;
-use super::{Shared, STATE_NAMES};
+use super::shared::{Shared, STATE_NAMES};
 use crate::protocol::text::Keys;
 use crate::stats;
 

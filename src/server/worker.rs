@@ -18,8 +18,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::budget::{WorkerBuffers, WorkerMem};
 use super::conn::{Conn, Status};
 use super::listener::{Mailbox, NewConn};
+use super::shared::{ConnInfo, Shared};
 use super::transport::Transport;
-use super::{ConnInfo, Shared};
 use crate::stats::Counters;
 
 const WAKER: Token = Token(usize::MAX);

@@ -11,6 +11,7 @@
 //! - `hitratio`: cache-aside miss ratios swept over cache sizes and workload shapes;
 //!   `--write-trace` exports the traces for libCacheSim (`tests/tools/libcachesim_yardstick.py`).
 //! - `soak`: real clients, faults, SIGHUP and flushes for a while; invariants checked throughout.
+#![forbid(unsafe_code)]
 
 mod compare;
 mod hist;

@@ -10,6 +10,7 @@
 //! ```
 //!
 //! Exit status: 0 done, 1 "not found" / not stored, 2 usage or connection errors.
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;

@@ -1,0 +1,166 @@
+//! What every thread of a server shares ([`Shared`]), what `stats conns` shows of a
+//! connection ([`ConnInfo`]), and why a server stops ([`StopReason`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use super::{budget, dump, watch};
+use crate::auth::Credentials;
+use crate::config::Config;
+use crate::stats::{ConnCounters, Counters, PrefixStats};
+use crate::store::{Clock, Store, StoreConfig};
+
+/// Why the server is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// The `shutdown` command.
+    Command,
+    /// `shutdown graceful` (memcached raises SIGUSR1 for it).
+    GracefulCommand,
+}
+
+/// Names of connection states for `stats conns`, as memcached prints them.
+pub const STATE_NAMES: [&str; 6] = [
+    "conn_waiting",
+    "conn_parse_cmd",
+    "conn_nread",
+    "conn_swallow",
+    "conn_mwrite",
+    "conn_closing",
+];
+
+/// What `stats conns` shows of one connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// Peer address, as memcached prints it (`tcp:1.2.3.4:5`, `unix:/path`).
+    pub addr: String,
+    /// Listener address.
+    pub listen_addr: String,
+    /// Relative time of the last command.
+    pub last_cmd: AtomicU32,
+    /// Current state name index (see [`STATE_NAMES`]).
+    pub state: AtomicU32,
+}
+
+/// Everything the threads share.
+pub struct Shared {
+    /// Settings.
+    pub config: Config,
+    /// The item store.
+    pub store: Store,
+    /// The clock.
+    pub clock: Arc<Clock>,
+    /// One counter block per worker.
+    pub counters: Vec<Arc<Counters>>,
+    /// Connection counters.
+    pub conns: ConnCounters,
+    /// `stats detail`.
+    pub prefix: PrefixStats,
+    /// Current verbosity (`verbosity` command).
+    pub verbosity: AtomicU32,
+    /// `slabs automove` level and ratio (f64 bits), reported by `stats settings`:
+    /// accepted as memcached accepts them, with no effect (memory follows demand).
+    pub slab_automove: AtomicU32,
+    /// See `slab_automove`.
+    pub slab_automove_ratio: std::sync::atomic::AtomicU64,
+    /// Set when stopping.
+    pub stopping: AtomicBool,
+    /// Open connections by fd, for `stats conns`.
+    pub registry: Mutex<std::collections::BTreeMap<i32, Arc<ConnInfo>>>,
+    /// Listener descriptions (fd, address) for `stats conns`.
+    pub listener_info: Vec<(i32, String)>,
+    /// What clients authenticate against (`-S`, `-Y`); applies to every listener.
+    pub credentials: Credentials,
+    /// The budget of all connection buffers (`-o read_buf_mem_limit`).
+    pub buffers: Arc<budget::MemBudget>,
+    /// What each worker's buffers hold, for `stats`.
+    pub buffer_stats: Vec<Arc<budget::BufferStats>>,
+    /// `lru_crawler` settings and state.
+    pub crawler: Arc<dump::Crawler>,
+    /// `watch` log streams.
+    pub watch: Arc<watch::WatchHub>,
+    stop_tx: Sender<StopReason>,
+}
+
+impl Shared {
+    /// The state of a server with `cfg`'s settings and `cfg.threads` workers' counters,
+    /// and the receiver of its stop requests; no thread is started (tests drive
+    /// sessions against it in-process).
+    pub fn new(
+        cfg: Config,
+        credentials: Credentials,
+        listener_info: Vec<(i32, String)>,
+    ) -> (Arc<Shared>, Receiver<StopReason>) {
+        let clock = Arc::new(Clock::new());
+        let store = Store::new(store_config(&cfg), clock.clone());
+        let threads_n = cfg.threads.max(1);
+        let counters: Vec<Arc<Counters>> = (0..threads_n).map(|_| Arc::default()).collect();
+        let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
+        let buffers = Arc::new(budget::MemBudget::new(cfg.conn_buffer_limit()));
+        let hub = Arc::new(watch::WatchHub::new(
+            cfg.compat.watcher_logbuf_size as usize,
+        ));
+        {
+            let hub = hub.clone();
+            let clock = clock.clone();
+            store.set_eviction_sink(Box::new(move |it| {
+                if hub.wants(watch::EVICTIONS) {
+                    hub.eviction(it, clock.now());
+                }
+            }));
+        }
+        let shared = Arc::new(Shared {
+            crawler: Arc::new(dump::Crawler::from_settings(&cfg.compat)),
+            watch: hub,
+            buffers,
+            buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
+            prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),
+            verbosity: AtomicU32::new(cfg.verbose as u32),
+            slab_automove: AtomicU32::new(cfg.compat.slab_automove),
+            slab_automove_ratio: std::sync::atomic::AtomicU64::new(
+                cfg.compat.slab_automove_ratio.to_bits(),
+            ),
+            config: cfg,
+            store,
+            clock,
+            counters,
+            conns: ConnCounters::default(),
+            stopping: AtomicBool::new(false),
+            registry: Mutex::new(Default::default()),
+            listener_info,
+            credentials,
+            stop_tx,
+        });
+        (shared, stop_rx)
+    }
+
+    /// Asks the main thread to stop the server.
+    pub fn request_stop(&self, why: StopReason) {
+        let _ = self.stop_tx.send(why);
+    }
+}
+
+/// Builds the store settings from the command line.
+pub fn store_config(cfg: &Config) -> StoreConfig {
+    // A shard addresses at most 4 GiB of items (32-bit locations): big caches get more.
+    let mem = (cfg.memory_limit_mb as usize).saturating_mul(1 << 20);
+    let by_mem = mem.div_ceil(2 << 30).next_power_of_two();
+    let shards = (cfg.threads * 4)
+        .next_power_of_two()
+        .max(by_mem)
+        .clamp(4, 256);
+    StoreConfig {
+        mem_limit: (cfg.memory_limit_mb as usize).saturating_mul(1 << 20),
+        item_size_max: cfg.item_size_max,
+        growth_factor: cfg.growth_factor,
+        chunk_min: cfg.chunk_min,
+        cas_enabled: !cfg.disable_cas,
+        evict: !cfg.disable_evictions,
+        shards,
+    }
+}
