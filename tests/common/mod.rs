@@ -2,6 +2,7 @@
 //! test picks, talk raw bytes to it, and stop it when the handle drops.
 #![allow(dead_code)]
 
+pub mod tls;
 pub mod transcripts;
 
 use std::io::{ErrorKind, Read, Write};
