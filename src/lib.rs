@@ -11,6 +11,7 @@
 //! - [`store`]: the sharded item store (log-structured segments, S3-FIFO) and the clock.
 //! - [`server`]: listeners, per-core `mio` workers, connections, command execution.
 //! - [`stats`]: counters and the `stats` command's output.
+//! - [`tls`]: `-Z`: memcached's `ssl_*` settings as a rustls configuration, reloads.
 //!
 //! Cargo features: `server` (every module but the client, and what the binaries
 //! need) and `client` ([`client`] alone); both are on by default. An application
@@ -45,6 +46,8 @@ pub mod server;
 pub mod stats;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod tls;
 
 /// The README's Rust examples, compiled (and, unless `no_run`, run) as doctests so
 /// that they stay true.

@@ -9,8 +9,8 @@
 //! - SIGUSR1: memcached's graceful stop: `Gracefully stopping` on stderr at every
 //!   verbosity, then the same stop, exit 0.
 //! - SIGHUP: reload the `-Y` file (a file that fails to load leaves the old entries in
-//!   force); never stops the server. [`reload_tls`] is where certificates will be
-//!   reloaded once TLS is served.
+//!   force) and, with `-Z`, the TLS certificate chain, key and CA ([`reload_tls`]: a
+//!   bad file keeps the old ones); never stops the server.
 //! - SIGPIPE: ignored (the Rust runtime sets it to `SIG_IGN` before `main`; a peer
 //!   that closes shows up as `EPIPE` on the write).
 //!
@@ -40,16 +40,6 @@ fn fail(msg: &str, code: i32) -> ExitCode {
 
 /// `EXIT_FAILURE`: what memcached exits with when credentials cannot be loaded.
 const EXIT_FAILURE: i32 = 1;
-
-/// Options memcached has that this build does not serve: refuse to start rather
-/// than run without the encryption the operator asked for.
-fn unsupported(cfg: &Config) -> Option<&'static str> {
-    if cfg.tls {
-        Some("This server is not built with TLS support.")
-    } else {
-        None
-    }
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -98,10 +88,6 @@ fn main() -> ExitCode {
             );
         }
     }
-    if let Some(msg) = unsupported(&cfg) {
-        return fail(msg, EX_USAGE);
-    }
-
     // SASL credentials are read before privileges are dropped, so the file may be
     // private to root. No usable credentials: refuse to start.
     let mut credentials = Credentials::default();
@@ -116,6 +102,17 @@ fn main() -> ExitCode {
         }
     } else if cfg.sasl_pwdb.is_some() {
         log::warn!("--sasl-pwdb has no effect without -S");
+    }
+    // As memcached: certificates and keys are read before privileges are dropped
+    // (the key may be private to root) and before binding; a bad one exits 64.
+    if cfg.tls {
+        if let Some(msg) = ferrocache::tls::unsupported_setting(&cfg) {
+            return fail(&msg, EX_USAGE);
+        }
+        match ferrocache::tls::TlsContext::load(&cfg) {
+            Ok(ctx) => credentials.tls = Some(std::sync::Arc::new(ctx)),
+            Err(msg) => return fail(&msg, EX_USAGE),
+        }
     }
 
     if let Err(msg) = daemon::raise_nofile_limit(cfg.max_conns) {
@@ -246,10 +243,16 @@ fn reload(shared: &Shared) {
     reload_tls(shared);
 }
 
-/// Where SIGHUP will reload TLS certificates (memcached reloads them with the
-/// `refresh_certs` command). This build serves no TLS (`-Z` refuses to start), so
-/// there is nothing to do yet.
-fn reload_tls(_shared: &Shared) {}
+/// SIGHUP reloads the TLS certificate chain, key and CA (as `refresh_certs` does):
+/// new connections get the new ones; a bad file keeps the old and is logged.
+fn reload_tls(shared: &Shared) {
+    if let Some(tls) = &shared.credentials.tls {
+        match tls.refresh(shared.clock.now()) {
+            Ok(()) => log::info!("SIGHUP: reloaded the TLS certificates"),
+            Err(e) => log::warn!("SIGHUP: {e}; keeping the certificates loaded before"),
+        }
+    }
+}
 
 /// Binary sizes as an operator writes them: `64 MiB`, `1 MiB`, `512 KiB`.
 fn size_text(bytes: u64) -> String {

@@ -303,6 +303,7 @@ fn check_command(req: &Request<'_>, frame: &[u8], nl: usize, what: &str) {
         | Command::Version
         | Command::Verbosity { .. }
         | Command::Quit
+        | Command::RefreshCerts { .. }
         | Command::Shutdown { .. }
         | Command::DebugTime { .. }
         | Command::LruCrawler(_)

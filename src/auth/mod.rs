@@ -841,6 +841,9 @@ pub struct Credentials {
     pub sasl: Option<AuthDb>,
     /// `-Y`: the ASCII authentication file (reloaded on SIGHUP).
     pub ascii: Option<LiveAuthFile>,
+    /// `-Z`: the certificates connections are encrypted with, and the CA client
+    /// certificates are verified against (reloaded by `refresh_certs` and SIGHUP).
+    pub tls: Option<std::sync::Arc<crate::tls::TlsContext>>,
 }
 
 /// The environment variable naming the credentials file, as in memcached.

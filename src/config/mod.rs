@@ -1023,18 +1023,32 @@ impl Config {
     /// `[v6]:port`; a bare IPv6 address (several colons) has no port part.
     /// `None` host = all interfaces (no `-l`). Empty if `-s` is given.
     pub fn listen_targets(&self) -> Vec<(Option<String>, u16)> {
+        self.listen_plan()
+            .into_iter()
+            .map(|(host, port, _)| (host, port))
+            .collect()
+    }
+
+    /// [`Config::listen_targets`] with whether each listener speaks TLS: all of them
+    /// with `-Z`, except entries written `notls:<addr>[:<port>]` (memcached's prefix,
+    /// stripped; without `-Z` it changes nothing).
+    pub fn listen_plan(&self) -> Vec<(Option<String>, u16, bool)> {
         if self.unix_socket.is_some() {
             return Vec::new();
         }
         if self.listen.is_empty() {
-            return vec![(None, self.port)];
+            return vec![(None, self.port, self.tls)];
         }
         self.listen
             .iter()
             .map(|entry| {
+                let (entry, tls) = match entry.strip_prefix("notls:") {
+                    Some(rest) => (rest, false),
+                    None => (entry.as_str(), self.tls),
+                };
                 let (host, port) = split_host_port(entry);
                 let port = port.map_or(self.port, |p| c_atoi(p) as u16);
-                (Some(host.to_string()), port)
+                (Some(host.to_string()), port, tls)
             })
             .collect()
     }
@@ -1052,7 +1066,7 @@ impl Config {
     /// Settings of memcached's machinery we do not have are memcached's
     /// defaults or the value given with `-o` ([`compat::CompatSettings`]);
     /// facts about ferrocache are fixed (`slab_reassign no`, `lru_segmented no`,
-    /// `lru_maintainer_thread no`, no extstore, no TLS yet). The server
+    /// `lru_maintainer_thread no`, no extstore). The server
     /// replaces the values that change at run time: `verbosity` (`verbosity`
     /// command), `detail_enabled` (`stats detail on|off`), `slab_automove`
     /// (`slabs automove`).
@@ -1166,8 +1180,8 @@ impl Config {
                 format!("{:.3}", c.slab_automove_freeratio),
             ),
             ("ext_drop_unread", "no".into()),
-            // Fixed fact: no TLS yet; the ssl_* options as given.
-            ("ssl_enabled", "no".into()),
+            // The ssl_* options as given.
+            ("ssl_enabled", yes_no(self.tls)),
             (
                 "ssl_chain_cert",
                 c.ssl_chain_cert.clone().unwrap_or("(null)".into()),

@@ -183,6 +183,11 @@ pub enum Command<'a> {
     },
     /// `quit`
     Quit,
+    /// `refresh_certs [noreply]`: reload the TLS certificates (`-Z`).
+    RefreshCerts {
+        /// Suppress the `OK` (an error is still sent, as memcached does).
+        noreply: bool,
+    },
     /// `shutdown [graceful]` (any other form too: memcached checks `-A` first).
     Shutdown {
         /// Which form.
@@ -502,7 +507,12 @@ pub fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limit
                 want!(n >= 3);
                 lru(&t, next)
             }
-            b"refresh_certs" => err(TLS_NOT_ENABLED, false, next),
+            b"refresh_certs" => Parse::Request(
+                Command::RefreshCerts {
+                    noreply: t.noreply(),
+                },
+                next,
+            ),
             _ => {
                 if t.w(t.n - 1).starts_with(b"HTTP/") {
                     Parse::Close

@@ -247,12 +247,19 @@ impl Conn {
                     return Status::Idle;
                 }
                 Read::Closed => {
+                    if self.transport.is_handshaking() {
+                        // As memcached: a peer gone before the handshake ended.
+                        count_handshake_error(ctx.shared);
+                    }
                     // The peer closed: send what we have, then close.
                     self.write_out(counters);
                     return Status::Close;
                 }
                 Read::Failed => {
                     self.close_reason = CloseReason::Error;
+                    if self.transport.handshake_failed() || self.transport.is_handshaking() {
+                        count_handshake_error(ctx.shared);
+                    }
                     self.write_out(counters);
                     return Status::Close;
                 }
@@ -275,6 +282,10 @@ impl Conn {
                     return false;
                 }
             }
+        }
+        if self.transport.has_buffered_output() && self.transport.flush() == Write::Failed {
+            self.close_reason = CloseReason::Error;
+            return false;
         }
         true
     }
@@ -328,5 +339,12 @@ impl Conn {
                 return Status::Pending;
             }
         }
+    }
+}
+
+/// Counts a TLS handshake that did not complete (`ssl_handshake_errors`).
+fn count_handshake_error(shared: &Shared) {
+    if let Some(tls) = &shared.credentials.tls {
+        tls.handshake_errors.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -253,6 +253,19 @@ pub fn execute(
             Flow::Continue
         }
         Command::Quit => Flow::Close,
+        Command::RefreshCerts { noreply } => {
+            match &shared.credentials.tls {
+                None => line(out, crate::protocol::frame::errors::TLS_NOT_ENABLED),
+                Some(tls) => match tls.refresh(shared.clock.now()) {
+                    Ok(()) => reply(out, noreply, "OK"),
+                    Err(e) => {
+                        log::warn!("refresh_certs: {e}; keeping the certificates loaded before");
+                        line(out, &e);
+                    }
+                },
+            }
+            Flow::Continue
+        }
         Command::Shutdown { mode } => {
             if !shared.config.enable_shutdown {
                 line(out, "ERROR: shutdown not enabled");

@@ -26,6 +26,8 @@ pub struct NewConn {
     pub peer: String,
     /// Listener address as `stats conns` prints it.
     pub listen: String,
+    /// Accepted on a TLS listener (`-Z`, not `notls:`).
+    pub tls: bool,
 }
 
 /// A worker's mailbox: a queue plus the waker of its poll.
@@ -38,7 +40,8 @@ pub struct Mailbox {
 }
 
 enum Listener {
-    Tcp(TcpListener, String),
+    /// A TCP listener, its name, and whether it speaks TLS.
+    Tcp(TcpListener, String, bool),
     Unix(UnixListener, String, PathBuf),
 }
 
@@ -84,7 +87,7 @@ impl Listeners {
         if cfg.port == 0 && cfg.listen.is_empty() {
             return Ok(Listeners { list });
         }
-        for (host, port) in cfg.listen_targets() {
+        for (host, port, tls) in cfg.listen_plan() {
             let addrs: Vec<SocketAddr> = match host {
                 None => vec![
                     SocketAddr::from(([0, 0, 0, 0], port)),
@@ -110,7 +113,7 @@ impl Listeners {
                             Ok(SocketAddr::V6(v)) => format!("tcp6:[{}]:{}", v.ip(), v.port()),
                             Err(_) => format!("tcp:{a}"),
                         };
-                        list.push(Listener::Tcp(l, name));
+                        list.push(Listener::Tcp(l, name, tls));
                         bound += 1;
                     }
                     Err(e) => last_err = Some(e),
@@ -130,7 +133,7 @@ impl Listeners {
         self.list
             .iter()
             .map(|l| match l {
-                Listener::Tcp(t, n) => (t.as_raw_fd(), n.clone()),
+                Listener::Tcp(t, n, _) => (t.as_raw_fd(), n.clone()),
                 Listener::Unix(u, n, _) => (u.as_raw_fd(), n.clone()),
             })
             .collect()
@@ -141,7 +144,7 @@ impl Listeners {
         self.list
             .iter()
             .filter_map(|l| match l {
-                Listener::Tcp(t, _) => t.local_addr().ok(),
+                Listener::Tcp(t, _, _) => t.local_addr().ok(),
                 Listener::Unix(..) => None,
             })
             .collect()
@@ -174,7 +177,9 @@ impl Acceptor {
         let poll = Poll::new()?;
         for (i, l) in listeners.list.iter_mut().enumerate() {
             match l {
-                Listener::Tcp(t, _) => poll.registry().register(t, Token(i), Interest::READABLE)?,
+                Listener::Tcp(t, _, _) => {
+                    poll.registry().register(t, Token(i), Interest::READABLE)?
+                }
                 Listener::Unix(u, _, _) => {
                     poll.registry().register(u, Token(i), Interest::READABLE)?
                 }
@@ -226,7 +231,7 @@ impl Acceptor {
     fn accept_all(&mut self, idx: usize) {
         loop {
             let accepted = match self.listeners.list.get(idx) {
-                Some(Listener::Tcp(t, name)) => t.accept().map(|(s, peer)| {
+                Some(Listener::Tcp(t, name, tls)) => t.accept().map(|(s, peer)| {
                     let _ = s.set_nodelay(true);
                     // Replies a client has not taken wait in our buffer (inside the
                     // buffer budget), not by megabytes in the kernel's send queue:
@@ -236,15 +241,15 @@ impl Acceptor {
                         SocketAddr::V4(v) => format!("tcp:{}:{}", v.ip(), v.port()),
                         SocketAddr::V6(v) => format!("tcp6:[{}]:{}", v.ip(), v.port()),
                     };
-                    (Stream::Tcp(s), peer, name.clone())
+                    (Stream::Tcp(s), peer, name.clone(), *tls)
                 }),
                 Some(Listener::Unix(u, name, _)) => u
                     .accept()
-                    .map(|(s, _)| (Stream::Unix(s), name.clone(), name.clone())),
+                    .map(|(s, _)| (Stream::Unix(s), name.clone(), name.clone(), false)),
                 None => return,
             };
             match accepted {
-                Ok((stream, peer, listen)) => self.hand_off(stream, peer, listen),
+                Ok((stream, peer, listen, tls)) => self.hand_off(stream, peer, listen, tls),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -256,7 +261,7 @@ impl Acceptor {
         }
     }
 
-    fn hand_off(&mut self, socket: Stream, peer: String, listen: String) {
+    fn hand_off(&mut self, socket: Stream, peer: String, listen: String, tls: bool) {
         let c = &self.shared.conns;
         let max = self.shared.config.max_conns as u64;
         if c.curr_connections.load(Ordering::Relaxed) >= max {
@@ -279,6 +284,7 @@ impl Acceptor {
                 socket,
                 peer,
                 listen,
+                tls,
             })
             .is_ok()
         {

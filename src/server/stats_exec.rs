@@ -262,6 +262,21 @@ fn general_stats(shared: &Shared, out: &mut dyn StatSink) {
     stat_line(out, "lru_maintainer_juggles", 0);
     stat_line(out, "malloc_fails", 0);
     log_stats(shared, out);
+    if let Some(tls) = &shared.credentials.tls {
+        if let Some(n) = tls.new_sessions() {
+            stat_line(out, "ssl_new_sessions", n);
+        }
+        stat_line(
+            out,
+            "ssl_handshake_errors",
+            tls.handshake_errors.load(Ordering::Relaxed),
+        );
+        stat_line(
+            out,
+            "time_since_server_cert_refresh",
+            tls.since_refresh(shared.clock.now()),
+        );
+    }
     stat_line(out, "unexpected_napi_ids", 0);
     stat_line(out, "round_robin_fallback", 0);
     stat_line(out, "bytes", st.bytes);

@@ -23,6 +23,10 @@ use super::transport::Transport;
 use crate::stats::Counters;
 
 const WAKER: Token = Token(usize::MAX);
+/// Seconds a TLS handshake may take before the connection is closed (and counted
+/// in `ssl_handshake_errors`): a client that connects and stalls holds a
+/// connection slot for at most this long.
+const HANDSHAKE_SECS: u32 = 10;
 
 /// One event-loop thread.
 pub struct Worker {
@@ -38,6 +42,8 @@ pub struct Worker {
     pending: VecDeque<usize>,
     /// Connections that are `watch` streams: driven when the waker fires.
     watchers: Vec<usize>,
+    /// TLS connections still in their handshake, with when they were accepted.
+    handshaking: Vec<(usize, u32)>,
     bufs: WorkerBuffers,
 }
 
@@ -61,6 +67,7 @@ impl Worker {
             free: Vec::new(),
             pending: VecDeque::new(),
             watchers: Vec::new(),
+            handshaking: Vec::new(),
             bufs: WorkerBuffers::new(mem),
         })
     }
@@ -88,7 +95,7 @@ impl Worker {
             // timed epoll_wait arms a kernel timer on every call.)
             let timeout = if !self.pending.is_empty() {
                 Some(Duration::ZERO)
-            } else if self.shared.config.idle_timeout > 0 {
+            } else if self.shared.config.idle_timeout > 0 || !self.handshaking.is_empty() {
                 Some(Duration::from_secs(1))
             } else {
                 None
@@ -129,6 +136,7 @@ impl Worker {
             if now != last_sweep {
                 last_sweep = now;
                 self.sweep_idle(now);
+                self.sweep_handshakes(now);
             }
         }
         self.shutdown();
@@ -140,8 +148,29 @@ impl Worker {
                 socket,
                 peer,
                 listen,
+                tls,
             } = nc;
-            let mut transport = Transport::new(socket);
+            let tls_config = match &self.shared.credentials.tls {
+                Some(ctx) if tls => Some(ctx.clone()),
+                _ => None,
+            };
+            let mut transport = match &tls_config {
+                Some(ctx) => match rustls::ServerConnection::new(ctx.config()) {
+                    Ok(mut c) => {
+                        c.set_buffer_limit(Some(ctx.buffer_limit()));
+                        Transport::tls(socket, c)
+                    }
+                    Err(e) => {
+                        log::warn!("worker {}: TLS session for {peer}: {e}", self.id);
+                        self.shared
+                            .conns
+                            .curr_connections
+                            .fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                },
+                None => Transport::new(socket),
+            };
             let idx = match self.free.pop() {
                 Some(i) => i,
                 None => {
@@ -172,6 +201,9 @@ impl Worker {
             self.shared.registry.lock().insert(conn.fd, info);
             log::debug!("worker {}: new connection fd {}", self.id, conn.fd);
             self.conns[idx] = Some(conn);
+            if tls_config.is_some() {
+                self.handshaking.push((idx, self.shared.clock.now()));
+            }
             // Data may already be waiting; edge-triggered readiness reports it, but
             // driving once now costs one read and never misses it.
             self.drive(idx);
@@ -226,6 +258,34 @@ impl Worker {
         }
         self.pending.retain(|&i| i != idx);
         self.watchers.retain(|&i| i != idx);
+        self.handshaking.retain(|&(i, _)| i != idx);
+    }
+
+    /// Closes TLS connections whose handshake has taken more than
+    /// [`HANDSHAKE_SECS`]; forgets those whose handshake is done.
+    fn sweep_handshakes(&mut self, now: u32) {
+        let mut stalled = Vec::new();
+        let conns = &self.conns;
+        self.handshaking
+            .retain(|&(i, since)| match conns.get(i).and_then(Option::as_ref) {
+                Some(c) if c.transport.is_handshaking() => {
+                    if now.saturating_sub(since) >= HANDSHAKE_SECS {
+                        stalled.push(i);
+                    }
+                    true
+                }
+                _ => false,
+            });
+        for i in stalled {
+            log::info!(
+                "worker {}: closing a connection whose TLS handshake took over {HANDSHAKE_SECS} s",
+                self.id
+            );
+            if let Some(tls) = &self.shared.credentials.tls {
+                tls.handshake_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            self.close(i);
+        }
     }
 
     fn sweep_idle(&mut self, now: u32) {

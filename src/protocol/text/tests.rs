@@ -555,8 +555,15 @@ fn meta_and_unserved_commands() {
     assert_eq!(p(b"mg k v\r\n"), "Req(Meta Get \"k\", 8)");
     error(b"me\r\n", BAD_FORMAT);
     error(b"mx\r\n", ERROR);
-    error(b"refresh_certs\r\n", TLS_NOT_ENABLED);
-    error(b"refresh_certs noreply\r\n", TLS_NOT_ENABLED);
+    // Served by the executor: "Error TLS not enabled" without -Z.
+    assert_eq!(
+        p(b"refresh_certs\r\n"),
+        "Req(RefreshCerts { noreply: false }, 15)"
+    );
+    assert_eq!(
+        p(b"refresh_certs noreply\r\n"),
+        "Req(RefreshCerts { noreply: true }, 23)"
+    );
     error(b"extstore item_size 5\r\n", ERROR);
     error(b"misbehave\r\n", ERROR);
     error(b"debugitem\r\n", ERROR);
