@@ -191,3 +191,38 @@ fn readers_of_the_code_blocks() {
         ["`-p`"]
     );
 }
+
+/// Every long option `ferrocache-cli --help` lists is named in the README's client
+/// section (so new ones, such as the TLS options, are documented there).
+#[test]
+fn cli_options_are_in_the_client_section() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocache-cli"))
+        .arg("--help")
+        .output()
+        .expect("run ferrocache-cli --help");
+    assert!(out.status.success(), "ferrocache-cli --help failed");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let part = section("Cluster client and `ferrocache-cli`");
+    let options: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches(','))
+        .filter(|w| !["--help", "--version"].contains(w))
+        .collect();
+    for wanted in [
+        "--servers",
+        "--tls",
+        "--cacert",
+        "--cert",
+        "--key",
+        "--servername",
+    ] {
+        assert!(options.contains(&wanted), "--help lacks {wanted}:\n{help}");
+    }
+    for opt in options {
+        assert!(
+            part.contains(&format!("`{opt}")) || part.contains(&format!("{opt} ")),
+            "the README's client section does not name {opt}"
+        );
+    }
+}

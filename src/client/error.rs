@@ -21,6 +21,13 @@ pub enum Error {
     Protocol(String),
     /// SASL authentication was refused or could not be carried out.
     Auth(String),
+    /// TLS could not be set up or was refused: a certificate or key file that cannot
+    /// be read, a handshake that failed (the node's certificate not trusted or not for
+    /// this name, the node refusing ours, no common version), or a TLS alert or
+    /// malformed record later on. The text is rustls' (or names the file). Like
+    /// [`Error::Auth`], not a node failure: the node is reachable, the settings of one
+    /// side refuse the other.
+    Tls(String),
 }
 
 impl Error {
@@ -41,6 +48,7 @@ impl fmt::Display for Error {
             Error::Server(s) => write!(f, "server error: {s}"),
             Error::Protocol(s) => write!(f, "protocol error: {s}"),
             Error::Auth(s) => write!(f, "authentication failed: {s}"),
+            Error::Tls(s) => write!(f, "TLS error: {s}"),
         }
     }
 }
@@ -48,8 +56,13 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl From<std::io::Error> for Error {
+    /// [`Error::Tls`] when the I/O error carries a rustls error (an alert or a bad
+    /// record on a TLS connection), [`Error::Io`] otherwise.
     fn from(e: std::io::Error) -> Self {
-        Error::Io(e)
+        match super::tls::tls_error_in(&e) {
+            Some(text) => Error::Tls(text),
+            None => Error::Io(e),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! One connection to one node, speaking memcached's text, binary or meta protocol
-//! (meta commands: [`super::meta`]), with SASL (binary) at connect time.
+//! (meta commands: [`super::meta`]), with SASL (binary) at connect time, over plain
+//! TCP or TLS ([`super::tls`]).
 //!
 //! Every method sends one request (or one pipelined batch) and reads its whole reply,
 //! so a connection returned to the pool is always between requests. Any error that
@@ -21,6 +22,7 @@ const AUTH_CONTINUE: u16 = Status::AuthContinue as u16;
 
 use super::error::{Error, Result};
 use super::ring::NodeSpec;
+use super::tls::{Connector, Stream, TlsOptions};
 
 /// Longest key memcached accepts.
 pub const KEY_MAX: usize = 250;
@@ -67,6 +69,10 @@ pub struct ConnOptions {
     pub io_timeout: Duration,
     /// SASL credentials, if the nodes require them.
     pub auth: Option<SaslAuth>,
+    /// TLS to every node (`None`: plain TCP). The handshake follows the TCP connect;
+    /// each of its reads and writes is bounded by `io_timeout`, the whole handshake
+    /// by `connect_timeout + io_timeout`. SASL, if set, runs over it.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ConnOptions {
@@ -76,6 +82,7 @@ impl Default for ConnOptions {
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
             auth: None,
+            tls: None,
         }
     }
 }
@@ -121,7 +128,7 @@ pub fn check_key(key: &[u8], protocol: Protocol) -> Result<()> {
 
 /// One open connection.
 pub struct NodeConn {
-    pub(super) stream: BufReader<TcpStream>,
+    pub(super) stream: BufReader<Stream>,
     pub(super) protocol: Protocol,
     pub(super) out: Vec<u8>,
 }
@@ -139,8 +146,14 @@ pub(super) fn proto_err(what: impl Into<String>) -> Error {
 }
 
 impl NodeConn {
-    /// Connects to `spec` (the host as written, resolved now) and authenticates.
-    pub fn connect(spec: &NodeSpec, opts: &ConnOptions) -> Result<NodeConn> {
+    /// Connects to `spec` (the host as written, resolved now), runs the TLS
+    /// handshake when `tls` is given (built from `opts.tls` by the client) and
+    /// authenticates.
+    pub(super) fn connect(
+        spec: &NodeSpec,
+        opts: &ConnOptions,
+        tls: Option<&Connector>,
+    ) -> Result<NodeConn> {
         let host = spec.host.trim_start_matches('[').trim_end_matches(']');
         let mut last = None;
         let mut stream = None;
@@ -161,6 +174,15 @@ impl NodeConn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(opts.io_timeout))?;
         stream.set_write_timeout(Some(opts.io_timeout))?;
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            Some(tls) => tls.handshake(
+                stream,
+                host,
+                &spec.name(),
+                opts.connect_timeout + opts.io_timeout,
+            )?,
+        };
         let mut conn = NodeConn {
             stream: BufReader::with_capacity(16 * 1024, stream),
             protocol: opts.protocol,
@@ -176,7 +198,9 @@ impl NodeConn {
     }
 
     pub(super) fn flush_out(&mut self) -> Result<()> {
-        let r = self.stream.get_mut().write_all(&self.out);
+        let stream = self.stream.get_mut();
+        // TLS: `flush` sends what rustls still holds of the last records.
+        let r = stream.write_all(&self.out).and_then(|()| stream.flush());
         self.out.clear();
         Ok(r?)
     }

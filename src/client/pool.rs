@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use super::error::Result;
 use super::node::{ConnOptions, NodeConn};
 use super::ring::NodeSpec;
+use super::tls::Connector;
 
 /// Counters of one node, as [`super::Client::node_status`] reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +83,13 @@ impl Node {
         }
     }
 
-    /// An idle connection, or a new one.
-    pub fn checkout(&self, opts: &ConnOptions) -> Result<NodeConn> {
+    /// An idle connection, or a new one (over TLS with `tls`).
+    pub fn checkout(&self, opts: &ConnOptions, tls: Option<&Connector>) -> Result<NodeConn> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = self.idle.lock().pop() {
             return Ok(c);
         }
-        NodeConn::connect(&self.spec, opts)
+        NodeConn::connect(&self.spec, opts, tls)
     }
 
     /// Returns a connection that is between requests.

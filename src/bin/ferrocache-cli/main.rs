@@ -7,18 +7,20 @@
 //! ferrocache-cli --servers ... set user:42 Ada --ttl 300
 //! printf 'a\nb\n' | ferrocache-cli --servers ... locate      # a,10.0.0.2:11211 ...
 //! ferrocache-cli --servers ... stats                          # one column per node
+//! ferrocache-cli --servers cache1:11211 --tls --cacert ca.pem get user:42   # TLS (-Z)
 //! ```
 //!
 //! Exit status: 0 done, 1 "not found" / not stored, 2 usage or connection errors.
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ferrocache::client::ring::Distribution;
-use ferrocache::client::{Client, ClientConfig, Protocol, SaslAuth};
+use ferrocache::client::{Client, ClientConfig, Protocol, SaslAuth, TlsOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +47,22 @@ struct Cli {
     /// Connect and I/O timeout, milliseconds.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
+    /// Connect over TLS (nodes started with -Z).
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: trust the CA certificates in FILE (PEM) instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    cacert: Option<PathBuf>,
+    /// With --tls: present this client certificate (PEM) for mutual TLS; needs --key.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    cert: Option<PathBuf>,
+    /// With --tls: the private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"])]
+    key: Option<PathBuf>,
+    /// With --tls: check the nodes' certificates against NAME (default: each node's
+    /// host as given in --servers).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    servername: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -138,6 +156,14 @@ fn client(cli: &Cli) -> Result<Client, String> {
             username: user.clone(),
             password: cli.password.clone().unwrap_or_default(),
             mechanism: None,
+        });
+    }
+    if cli.tls {
+        cfg.conn.tls = Some(TlsOptions {
+            ca_file: cli.cacert.clone(),
+            cert_file: cli.cert.clone(),
+            key_file: cli.key.clone(),
+            server_name: cli.servername.clone(),
         });
     }
     Client::new(cfg).map_err(|e| e.to_string())
