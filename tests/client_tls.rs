@@ -516,3 +516,42 @@ fn many_threads_share_one_tls_client() {
     }
     assert_eq!(c.node_status()[0].errors, 0);
 }
+
+/// ferrocache -Z with `extra` `-o` options.
+fn ferrocache_tls(pki: &Pki, extra: &str) -> Server {
+    let args = tls_args(pki, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::ferrocache(&args)
+}
+
+#[test]
+fn our_client_over_tls_against_ferrocache_and_a_mixed_cluster() {
+    let pki = Pki::new("ctls-ferro");
+    let (a, b) = (ferrocache_tls(&pki, ""), ferrocache_tls(&pki, ""));
+    for protocol in [Protocol::Text, Protocol::Binary, Protocol::Meta] {
+        let c = client(&[&a, &b], protocol, trusting(&pki));
+        operations(&c, &format!("ferrocache {protocol:?}"));
+        for st in c.node_status() {
+            assert!(st.requests > 0 && st.errors == 0, "{protocol:?}: {st:?}");
+        }
+    }
+    // One ferrocache and one memcached node behind one TLS configuration.
+    if let Some(mc) = memcached_tls(&pki, "", &[]) {
+        let c = client(&[&a, &mc], Protocol::Text, trusting(&pki));
+        operations(&c, "mixed");
+    }
+    // Mutual TLS on ferrocache: with the client certificate served, without refused.
+    let m = ferrocache_tls(&pki, &format!("ssl_verify_mode=2,ssl_ca_cert={}", pki.ca));
+    let with = trusting(&pki).client_cert(&pki.client_cert, &pki.client_key);
+    let c = client(&[&m], Protocol::Binary, with);
+    c.set(b"m", b"tls", 0, 0)
+        .expect("set with a client certificate");
+    assert_eq!(c.get(b"m").expect("get").expect("hit").value, b"tls");
+    let c = client(&[&m], Protocol::Text, trusting(&pki));
+    let started = Instant::now();
+    assert!(
+        matches!(c.get(b"m"), Err(Error::Tls(_))),
+        "served without a client certificate"
+    );
+    assert!(started.elapsed() < REFUSAL_LIMIT);
+}
