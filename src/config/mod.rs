@@ -1292,7 +1292,7 @@ impl Config {
             ("-s, --unix-socket=<file>".into(), "UNIX socket to listen on (disables network support)".into()),
             ("-a, --unix-mask=<mask>".into(), format!("access mask for UNIX socket, in octal (default: {:o})", self.unix_mask)),
             ("-A, --enable-shutdown".into(), "enable ascii \"shutdown\" command".into()),
-            ("-l, --listen=<addr>".into(), "interface to listen on (default: INADDR_ANY)\nmay be repeated, or a comma separated list; <addr>:<port> sets the port".into()),
+            ("-l, --listen=<addr>".into(), "interface to listen on (default: INADDR_ANY)\nmay be repeated, or a comma separated list; <addr>:<port> sets the port\nif TLS/SSL is enabled, 'notls' prefix can be used to\ndisable for specific listeners (-l notls:<ip>:<port>)".into()),
             ("-d, --daemon".into(), "run as a daemon".into()),
             ("-u, --user=<user>".into(), "assume identity of <username> (only when run as root)".into()),
             ("-m, --memory-limit=<num>".into(), format!("item memory in megabytes (default: {})", self.memory_limit_mb)),
@@ -1316,6 +1316,7 @@ impl Config {
             ("-S, --enable-sasl".into(), "require SASL authentication (binary protocol only)".into()),
             ("--sasl-pwdb=<file>".into(), "SASL credentials (user:password lines, or salted\nentries from 'ferrocache passwd'); default:\n$MEMCACHED_SASL_PWDB".into()),
             ("-Y, --auth-file=<file>".into(), "require ASCII authentication with user:password\nlines from <file> (text protocol only)".into()),
+            ("-Z, --enable-ssl".into(), "enable TLS/SSL (TLS 1.2 and 1.3; see the ssl_* options)".into()),
             ("-F, --disable-flush-all".into(), "disable flush_all command".into()),
             ("-X, --disable-dumping".into(), "disable stats cachedump and lru_crawler metadump".into()),
             ("-W  --disable-watch".into(), "disable watch commands (live logging)".into()),
@@ -1349,6 +1350,42 @@ const EXTENDED_HELP: &[(&str, &str)] = &[
     (
         "debugtime",
         "enable the \"debugtime\" command (moves the server clock; testing only)",
+    ),
+    ("ssl_chain_cert", "certificate chain file in PEM format"),
+    (
+        "ssl_key",
+        "private key file (PEM, or DER with ssl_keyformat=2)",
+    ),
+    (
+        "ssl_keyformat",
+        "private key format: 1 (PEM) or 2 (DER) (default: PEM)",
+    ),
+    (
+        "ssl_verify_mode",
+        "peer certificate verification mode, default is 0(None).\n\
+         valid values are 0(None), 1(Request), 2(Require)\n\
+         or 3(Once); 1-3 need ssl_ca_cert",
+    ),
+    (
+        "ssl_ciphers",
+        "TLS 1.2 cipher list (OpenSSL names, mapped to rustls)",
+    ),
+    ("ssl_ca_cert", "PEM format file of acceptable client CA's"),
+    (
+        "ssl_wbuf_size",
+        "size in kilobytes of per-connection SSL output buffer\n\
+         (default: 16; at least 64 KiB are used)",
+    ),
+    (
+        "ssl_session_cache",
+        "enable server-side SSL session cache, to support session\n\
+         resumption",
+    ),
+    ("ssl_kernel_tls", "accepted; kernel TLS offload is not used"),
+    (
+        "ssl_min_version",
+        "minimum protocol version to accept (default: tlsv1.2)\n\
+         valid values are 2(tlsv1.2) or 3(tlsv1.3).",
     ),
 ];
 
