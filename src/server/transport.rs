@@ -15,7 +15,8 @@
 //!   already reported the end of the stream, which must itself still be read.
 //!   Under TLS the socket's bytes are records that rustls decrypts into its own
 //!   buffer: the pipe is drained only when that buffer is empty *and* the socket
-//!   said `EAGAIN`. [`Transport::drained`] says when the rule holds.
+//!   said `EAGAIN` or its last read was short (rustls' read, seen through
+//!   `SocketIo`). [`Transport::drained`] says when the rule holds.
 //! - **Buffered output**: a plain socket takes bytes or refuses them; nothing stays
 //!   inside the transport. Under TLS, plaintext given to [`Transport::write`] becomes
 //!   records rustls holds until the socket takes them
@@ -75,6 +76,9 @@ pub struct Transport {
     /// `handshake_failed`).
     tls_failed: bool,
     handshake_failed: bool,
+    /// The last socket read under TLS returned less than rustls offered: the
+    /// receive queue was empty then (the plain short-read rule, one layer down).
+    tls_read_short: bool,
     /// The last read emptied the pipe (see the drain rule above).
     drained: bool,
     /// The kernel has reported the end of the stream: a short read no longer means
@@ -90,6 +94,7 @@ impl Transport {
             tls: None,
             tls_failed: false,
             handshake_failed: false,
+            tls_read_short: false,
             drained: false,
             eof_signalled: false,
         }
@@ -198,16 +203,19 @@ impl Transport {
             match std::io::Read::read(&mut tls.reader(), buf) {
                 Ok(0) if !buf.is_empty() => return Read::Closed, // close_notify
                 Ok(n) => {
-                    // More may wait in rustls or the socket: not drained until the
-                    // socket says EAGAIN with nothing decrypted left.
-                    self.drained = false;
+                    // Drained when rustls has nothing decrypted left (it filled less
+                    // than `buf`) and the last socket read was short; else read on
+                    // until the socket says EAGAIN.
+                    self.drained = n < buf.len() && self.tls_read_short && !self.eof_signalled;
                     return Read::Data(n);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 // The peer closed without close_notify.
                 Err(_) => return Read::Closed,
             }
-            let got = tls.read_tls(&mut SocketIo(&mut self.socket));
+            let mut io = SocketIo::new(&mut self.socket);
+            let got = tls.read_tls(&mut io);
+            self.tls_read_short = io.short;
             match got {
                 Ok(0) => return Read::Closed,
                 Ok(_) => {
@@ -271,7 +279,7 @@ impl Transport {
 /// Writes the TLS layer's records until none is left or the socket is full.
 fn flush_tls(tls: &mut rustls::ServerConnection, socket: &mut Stream) -> Write {
     while tls.wants_write() {
-        match tls.write_tls(&mut SocketIo(socket)) {
+        match tls.write_tls(&mut SocketIo::new(socket)) {
             Ok(0) => return Write::Failed,
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Write::WouldBlock,
@@ -282,27 +290,42 @@ fn flush_tls(tls: &mut rustls::ServerConnection, socket: &mut Stream) -> Write {
     Write::Sent(0)
 }
 
-/// The socket as `std::io::Read + Write`, for rustls.
-struct SocketIo<'a>(&'a mut Stream);
+/// The socket as `std::io::Read + Write`, for rustls; notes whether a read was short.
+struct SocketIo<'a> {
+    stream: &'a mut Stream,
+    /// The last read returned fewer bytes than offered.
+    short: bool,
+}
+
+impl<'a> SocketIo<'a> {
+    fn new(stream: &'a mut Stream) -> SocketIo<'a> {
+        SocketIo {
+            stream,
+            short: false,
+        }
+    }
+}
 
 impl io::Read for SocketIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.0 {
+        let n = match self.stream {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
-        }
+        }?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 
 impl io::Write for SocketIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.0 {
+        match self.stream {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
         }
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self.0 {
+        match self.stream {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
         }
