@@ -102,4 +102,22 @@ fn bad_options_fail() {
     assert_ne!(r.status.and_then(|s| s.code()), Some(0), "{}", r.stdout);
     let r = bench(&["hitratio", "--requests", "0"]);
     assert_ne!(r.status.and_then(|s| s.code()), Some(0), "{}", r.stdout);
+    // Handshakes only over TLS; TLS options only with --tls.
+    let r = bench(&["compare", "--workloads", "a,h"]);
+    assert_ne!(r.status.and_then(|s| s.code()), Some(0), "{}", r.stdout);
+    assert!(r.stderr.contains("needs --tls"), "{}", r.stderr);
+    for args in [
+        &["compare", "--cert", "/nonexistent"][..],
+        &["run", "--cacert", "/nonexistent"][..],
+        &["run", "--handshakes"][..],
+    ] {
+        let r = bench(args);
+        assert_ne!(
+            r.status.and_then(|s| s.code()),
+            Some(0),
+            "{args:?}: {}",
+            r.stdout
+        );
+        assert!(r.stderr.contains("--tls"), "{args:?}: {}", r.stderr);
+    }
 }

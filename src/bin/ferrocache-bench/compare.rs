@@ -5,12 +5,20 @@
 //! p99.9 and server CPU time per operation for both, their ratios (ferrocache /
 //! memcached), and server RSS; then one summary of the ratios against the issue's targets.
 //!
+//! With `--tls` both servers run with `-Z` (memcached's TLS flags, a certificate made
+//! with `openssl` at run time unless `--cert/--key` are given), every connection of
+//! the load generator is a rustls client, workload (b) also runs on ferrocache without
+//! TLS (its own TCP baseline), workload `h` measures full handshakes, and the summary
+//! holds the TLS targets.
+//!
 //! Servers are fresh per workload, not per round: a restart per round would repeat the
 //! preload (up to 160 MB in (d)) for every round and throw away the state (e) needs to
 //! reach eviction steady state, while both servers still get the same history.
 
-use crate::load::{self, LoadConfig, LoadResult};
+use crate::load::{self, Established, LoadConfig, LoadResult};
 use crate::servers::{self, Kind, ServerProc};
+use crate::textconn::json_str;
+use crate::tls::{CertFiles, TlsClient};
 use crate::wire::Protocol;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -18,9 +26,10 @@ use std::time::Duration;
 /// Options of `compare`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Workloads to run, comma-separated, from a,b,c,d,e,f.
-    #[arg(long, default_value = "a,b,c,d,e,f")]
-    pub workloads: String,
+    /// Workloads to run, comma-separated, from a,b,c,d,e,f and (with --tls) h
+    /// [default: a,b,c,d,e,f; with --tls: a,b,h].
+    #[arg(long)]
+    pub workloads: Option<String>,
     /// Server threads (-t for both servers).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -42,11 +51,31 @@ pub struct Args {
     /// Do not pin servers and load generator to separate cores.
     #[arg(long)]
     pub no_pin: bool,
-    /// CI check: one round of 1 s, workloads a and b, small key spaces. Fails only on
-    /// errors, never on speed.
+    /// CI check: one round of 1 s, workloads a and b (and h with --tls), small key
+    /// spaces. Fails only on errors, never on speed.
     #[arg(long)]
     pub smoke: bool,
+    /// Both servers with TLS (-Z) and the load generator over TLS; adds workload h
+    /// (handshakes) and ferrocache's plain TCP run of (b), and reports the TLS targets.
+    #[arg(long)]
+    pub tls: bool,
+    /// Server certificate chain, PEM (with --tls; default: a self-signed certificate
+    /// for localhost/127.0.0.1 made with openssl in a temporary directory).
+    #[arg(long, requires = "tls", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// Server private key, PEM (with --cert).
+    #[arg(long, requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+    /// Certificates the load generator trusts, PEM (with --cert; default: --cert).
+    #[arg(long, requires = "cert")]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Name the servers' certificate must carry (with --tls).
+    #[arg(long, requires = "tls", default_value = "localhost")]
+    pub tls_name: String,
 }
+
+/// Connections of workload (h).
+const H_CONNS: usize = 16;
 
 /// Memory of workload (e), MiB.
 const E_MEM_MB: usize = 64;
@@ -111,10 +140,18 @@ fn workload(name: char, addr: std::net::SocketAddr, smoke: bool) -> Result<Workl
             c.idle_conns = 1000;
             "1,000 idle connections beside 50 busy ones running (a)".into()
         }
-        other => return Err(format!("--workloads: unknown workload {other:?} (a..f)")),
+        'h' => {
+            c.conns = H_CONNS;
+            c.preload = false;
+            format!(
+                "handshakes: {H_CONNS} conns, each in a loop: connect, full TLS handshake \
+                 (no resumption), version, close"
+            )
+        }
+        other => return Err(format!("--workloads: unknown workload {other:?} (a..f, h)")),
     };
     let mut desc: String = desc;
-    if smoke {
+    if smoke && name != 'h' {
         c.keys = c.keys.min(1000);
         desc.push_str(&format!(" (smoke: {} keys)", c.keys));
     }
@@ -176,27 +213,115 @@ fn medians(runs: &[Run], rss: u64) -> Medians {
     }
 }
 
+/// One server of a workload's rounds.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    kind: Kind,
+    /// Started with -Z and driven over TLS.
+    tls: bool,
+    /// Name in tables.
+    label: &'static str,
+    /// Key in the JSON report.
+    key: &'static str,
+}
+
+/// The servers of workload `name`: memcached, then ferrocache (both -Z with --tls),
+/// then with --tls for (b) ferrocache over plain TCP, its own baseline.
+fn slots(tls: bool, name: char) -> Vec<Slot> {
+    let s = |kind, tls, label, key| Slot {
+        kind,
+        tls,
+        label,
+        key,
+    };
+    if !tls {
+        return vec![
+            s(Kind::Memcached, false, "memcached", "memcached"),
+            s(Kind::Ferrocache, false, "ferrocache", "ferrocache"),
+        ];
+    }
+    let mut v = vec![
+        s(Kind::Memcached, true, "memcached -Z", "memcached"),
+        s(Kind::Ferrocache, true, "ferrocache -Z", "ferrocache"),
+    ];
+    if name == 'b' {
+        v.push(s(
+            Kind::Ferrocache,
+            false,
+            "ferrocache tcp",
+            "ferrocache_tcp",
+        ));
+    }
+    v
+}
+
 /// Results of one workload.
 struct WorkloadResult {
     name: char,
     desc: String,
     mem_mb: usize,
-    runs: [Vec<Run>; 2],
-    med: [Medians; 2],
+    slots: Vec<Slot>,
+    /// Per slot: the rounds, their medians, and (TLS) what the connection negotiated.
+    runs: Vec<Vec<Run>>,
+    med: Vec<Medians>,
+    tls_params: Vec<Option<String>>,
 }
 
 impl WorkloadResult {
+    /// ferrocache / memcached.
     fn ratio(&self, f: fn(&Medians) -> f64) -> f64 {
-        let (m, r) = (f(&self.med[0]), f(&self.med[1]));
-        if m > 0.0 {
-            r / m
-        } else {
-            f64::NAN
-        }
+        ratio_of(f(&self.med[0]), f(&self.med[1]))
+    }
+
+    /// ferrocache -Z / ferrocache over plain TCP (None without that run).
+    fn tls_over_tcp(&self, f: fn(&Medians) -> f64) -> Option<f64> {
+        let tcp = self.med.get(2)?;
+        Some(ratio_of(f(tcp), f(&self.med[1])))
     }
 }
 
-const KINDS: [Kind; 2] = [Kind::Memcached, Kind::Ferrocache];
+fn ratio_of(base: f64, x: f64) -> f64 {
+    if base > 0.0 {
+        x / base
+    } else {
+        f64::NAN
+    }
+}
+
+/// TLS material of `compare --tls`.
+struct TlsSetup {
+    files: CertFiles,
+    client: TlsClient,
+}
+
+impl TlsSetup {
+    fn new(a: &Args) -> Result<TlsSetup, String> {
+        let files = match (&a.cert, &a.key) {
+            (Some(c), Some(k)) => CertFiles::given(c, k, a.cacert.as_deref())?,
+            _ => CertFiles::generate()?,
+        };
+        for p in [&files.cert, &files.key] {
+            if p.to_string_lossy().contains(',') {
+                return Err(format!("{}: a comma cannot be passed in -o", p.display()));
+            }
+        }
+        let client = TlsClient::new(Some(&files.cacert), &a.tls_name)?;
+        Ok(TlsSetup { files, client })
+    }
+
+    /// The servers' TLS flags (memcached's).
+    fn server_args(&self) -> Vec<String> {
+        vec![
+            "-Z".into(),
+            "-o".into(),
+            format!(
+                "ssl_chain_cert={},ssl_key={}",
+                self.files.cert.display(),
+                self.files.key.display()
+            ),
+        ]
+    }
+}
 
 /// First two CPUs this process may run on.
 fn two_cpus() -> Option<(usize, usize)> {
@@ -217,11 +342,14 @@ fn own_cpu_time() -> std::time::Duration {
     }
 }
 
-fn run_one(srv: &ServerProc, cfg: &LoadConfig) -> Result<Run, String> {
+fn run_one(srv: &ServerProc, cfg: &LoadConfig, handshakes: bool) -> Result<Run, String> {
     let mut before = None;
-    let res = load::run_load_with(cfg, &mut || {
-        before = Some((srv.cpu_time(), own_cpu_time(), std::time::Instant::now()))
-    })?;
+    let mut hook = || before = Some((srv.cpu_time(), own_cpu_time(), std::time::Instant::now()));
+    let res = if handshakes {
+        crate::handshake::run_handshakes_with(cfg, &mut hook)?
+    } else {
+        load::run_load_with(cfg, &mut hook)?
+    };
     let (after, own_after, end) = (srv.cpu_time(), own_cpu_time(), std::time::Instant::now());
     let (srv_before, own_before, start) = before.unwrap_or((after, own_after, end));
     let cpu = after.saturating_sub(srv_before);
@@ -250,11 +378,20 @@ fn run_workload(
     duration: Duration,
     warmup: Duration,
     server_cpus: Option<&str>,
+    tls: Option<&TlsSetup>,
 ) -> Result<WorkloadResult, String> {
     let mem = if w.mem_mb > 0 { w.mem_mb } else { a.mem };
+    let slots = slots(tls.is_some(), w.name);
+    let tls_args = tls.map(TlsSetup::server_args).unwrap_or_default();
+    let tls_args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
     let mut srv = Vec::new();
-    for k in KINDS {
-        srv.push(ServerProc::start(k, a.threads, mem, &[], server_cpus)?);
+    for sl in &slots {
+        srv.push(if sl.tls {
+            // The key is readable by root only: memcached must keep root to read it.
+            ServerProc::start_as(sl.kind, a.threads, mem, &tls_args, server_cpus, "root")?
+        } else {
+            ServerProc::start(sl.kind, a.threads, mem, &[], server_cpus)?
+        });
     }
     println!(
         "\nworkload {}: {} [-t {} -m {}, {} x {:.1} s after {:.1} s warm-up]",
@@ -266,29 +403,65 @@ fn run_workload(
         duration.as_secs_f64(),
         warmup.as_secs_f64()
     );
+    // The configuration of slot i.
+    let cfg_for = |i: usize| {
+        let mut c = w.cfg.clone();
+        c.server = srv[i].addr;
+        c.tls = if slots[i].tls {
+            tls.map(|t| t.client.clone())
+        } else {
+            None
+        };
+        c
+    };
+    let width = slots.iter().map(|s| s.label.len()).max().unwrap_or(10);
+    let mut tls_params = Vec::new();
+    for (i, sl) in slots.iter().enumerate() {
+        let p = if sl.tls {
+            match load::open(&cfg_for(i)).map_err(|e| format!("{}: {e}", sl.label))? {
+                Established::Tls(_, conn) => Some(crate::tls::describe(&conn)),
+                Established::Tcp(_) => None,
+            }
+        } else {
+            None
+        };
+        if let Some(p) = &p {
+            println!("  {:<width$}  negotiated {p}", sl.label);
+        }
+        tls_params.push(p);
+    }
+    if tls_params
+        .iter()
+        .flatten()
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        > 1
+    {
+        println!(
+            "  NOTE: the servers negotiated different TLS parameters; ratios compare them too"
+        );
+    }
     if w.cfg.preload {
-        for s in &srv {
-            let mut c = w.cfg.clone();
-            c.server = s.addr;
-            load::preload(&c).map_err(|e| format!("{}: {e}", s.kind.name()))?;
+        for (i, sl) in slots.iter().enumerate() {
+            load::preload(&cfg_for(i)).map_err(|e| format!("{}: {e}", sl.label))?;
         }
     }
-    let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+    let mut runs: Vec<Vec<Run>> = slots.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        for (i, s) in srv.iter().enumerate() {
-            let mut c = w.cfg.clone();
-            c.server = s.addr;
+        for (i, sl) in slots.iter().enumerate() {
+            let mut c = cfg_for(i);
             c.preload = false;
             c.duration = duration;
             c.warmup = warmup;
             c.seed = round as u64 + 1;
             c.progress = false;
-            let r = run_one(s, &c).map_err(|e| format!("{}: {e}", s.kind.name()))?;
+            let r =
+                run_one(&srv[i], &c, w.name == 'h').map_err(|e| format!("{}: {e}", sl.label))?;
             println!(
-                "  round {} {:<10} {:>9.0} ops/s  p50 {:.3}  p99 {:.3}  p99.9 {:.3} ms  \
+                "  round {} {:<width$} {:>9.0} ops/s  p50 {:.3}  p99 {:.3}  p99.9 {:.3} ms  \
                  srv cpu {:.2} us/op  gen core {:.0}%  hits {} misses {}  errors {}",
                 round + 1,
-                s.kind.name(),
+                sl.label,
                 r.res.ops_per_sec,
                 r.res.p50_us / 1e3,
                 r.res.p99_us / 1e3,
@@ -305,17 +478,20 @@ fn run_workload(
             runs[i].push(r);
         }
     }
-    let med = [
-        medians(&runs[0], srv[0].rss_bytes()),
-        medians(&runs[1], srv[1].rss_bytes()),
-    ];
+    let med = runs
+        .iter()
+        .zip(&srv)
+        .map(|(r, s)| medians(r, s.rss_bytes()))
+        .collect();
     drop(srv);
     let wr = WorkloadResult {
         name: w.name,
         desc: w.desc.clone(),
         mem_mb: mem,
+        slots,
         runs,
         med,
+        tls_params,
     };
     print_workload(&wr);
     Ok(wr)
@@ -325,13 +501,23 @@ fn run_workload(
 type Row = (&'static str, fn(&Medians) -> f64, f64, usize);
 
 fn print_workload(w: &WorkloadResult) {
-    println!(
-        "  {:<16} {:>12} {:>12} {:>8}",
-        format!("medians ({})", w.name),
-        "memcached",
-        "ferrocache",
-        "ratio"
-    );
+    // Columns as wide as the plain comparison's unless the labels need more.
+    let cw = w
+        .slots
+        .iter()
+        .map(|s| s.label.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    let mut head = format!("  {:<16}", format!("medians ({})", w.name));
+    for sl in &w.slots {
+        head.push_str(&format!(" {:>cw$}", sl.label));
+    }
+    head.push_str(&format!(" {:>8}", "ratio"));
+    if w.med.len() > 2 {
+        head.push_str(&format!(" {:>9}", "-Z / tcp"));
+    }
+    println!("{head}");
     let rows: [Row; 7] = [
         ("ops/s", |m| m.ops_per_sec, 1.0, 0),
         ("p50 ms", |m| m.p50_us, 1e-3, 3),
@@ -342,13 +528,15 @@ fn print_workload(w: &WorkloadResult) {
         ("gen core busy %", |m| m.gen_cpu_pct, 1.0, 0),
     ];
     for (label, f, scale, prec) in rows {
-        println!(
-            "  {:<16} {:>12.prec$} {:>12.prec$} {:>8.2}",
-            label,
-            f(&w.med[0]) * scale,
-            f(&w.med[1]) * scale,
-            w.ratio(f),
-        );
+        let mut line = format!("  {label:<16}");
+        for m in &w.med {
+            line.push_str(&format!(" {:>cw$.prec$}", f(m) * scale));
+        }
+        line.push_str(&format!(" {:>8.2}", w.ratio(f)));
+        if let Some(r) = w.tls_over_tcp(f) {
+            line.push_str(&format!(" {r:>9.2}"));
+        }
+        println!("{line}");
     }
 }
 
@@ -356,8 +544,59 @@ fn print_workload(w: &WorkloadResult) {
 struct Target {
     what: String,
     value: Option<f64>,
+    /// How the value is printed (default: two decimals, none for information lines).
+    shown: Option<String>,
     limit: String,
     met: Option<bool>,
+    /// The verdict of an information line (default "(information)").
+    note: Option<&'static str>,
+}
+
+impl Target {
+    fn new(what: &str, value: Option<f64>, limit: String, met: Option<bool>) -> Target {
+        Target {
+            what: what.into(),
+            value,
+            shown: None,
+            limit,
+            met,
+            note: None,
+        }
+    }
+}
+
+/// Generator utilization at or above which the load generator is the limit.
+const GEN_BOUND_PCT: f64 = 90.0;
+
+/// The information line "generator core busy in (n)" for ferrocache (slot 1), with the
+/// other slots' figures, marked when either is generator-bound.
+fn gen_target(w: &WorkloadResult) -> Target {
+    let g = w.med[1].gen_cpu_pct;
+    let others: Vec<String> = w
+        .slots
+        .iter()
+        .zip(&w.med)
+        .enumerate()
+        .filter(|&(i, _)| i != 1)
+        .map(|(_, (sl, m))| format!("{} {:.0}%", sl.label, m.gen_cpu_pct))
+        .collect();
+    let bound = w.med.iter().any(|m| m.gen_cpu_pct >= GEN_BOUND_PCT);
+    let mut t = Target::new(
+        &format!(
+            "  generator core busy in ({}), {} %",
+            w.name, w.slots[1].label
+        ),
+        Some(g),
+        format!(
+            "({}; >= {GEN_BOUND_PCT:.0} = generator-bound)",
+            others.join(", ")
+        ),
+        None,
+    );
+    if bound {
+        t.note = Some("GENERATOR-BOUND");
+    }
+    t
 }
 
 fn targets(results: &[WorkloadResult], a: &Args, pinned: bool) -> Vec<Target> {
@@ -365,12 +604,12 @@ fn targets(results: &[WorkloadResult], a: &Args, pinned: bool) -> Vec<Target> {
     let mut t = Vec::new();
     let mut ratio_target = |what: &str, n: char, f: fn(&Medians) -> f64, le: bool, lim: f64| {
         let v = find(n).map(|w| w.ratio(f));
-        t.push(Target {
-            what: what.into(),
-            value: v,
-            limit: format!("{} {lim}", if le { "<=" } else { ">=" }),
-            met: v.map(|v| if le { v <= lim } else { v >= lim }),
-        });
+        t.push(Target::new(
+            what,
+            v,
+            format!("{} {lim}", if le { "<=" } else { ">=" }),
+            v.map(|v| if le { v <= lim } else { v >= lim }),
+        ));
     };
     ratio_target("server CPU/op (a)", 'a', |m| m.cpu_us_per_op, true, 0.6);
     ratio_target("ops/s (a)", 'a', |m| m.ops_per_sec, false, 1.3);
@@ -379,16 +618,7 @@ fn targets(results: &[WorkloadResult], a: &Args, pinned: bool) -> Vec<Target> {
     ratio_target("p99 (b)", 'b', |m| m.p99_us, true, 1.0);
     // The issue accepts (a) being limited by the load generator's core, if shown.
     if let Some(w) = find('a') {
-        let g = w.med[1].gen_cpu_pct;
-        t.push(Target {
-            what: "  generator core busy in (a), ferrocache %".into(),
-            value: Some(g),
-            limit: format!(
-                "(memcached {:.0}%; >= 90 = generator-bound)",
-                w.med[0].gen_cpu_pct
-            ),
-            met: None,
-        });
+        t.push(gen_target(w));
     }
     let t2 = a.threads == 2 && !pinned;
     let v = if t2 {
@@ -396,24 +626,76 @@ fn targets(results: &[WorkloadResult], a: &Args, pinned: bool) -> Vec<Target> {
     } else {
         None
     };
-    t.push(Target {
-        what: "ops/s (a) -t 2 unpinned".into(),
-        value: v,
-        limit: if t2 {
+    t.push(Target::new(
+        "ops/s (a) -t 2 unpinned",
+        v,
+        if t2 {
             ">= 1.2".into()
         } else {
             ">= 1.2 (run with --threads 2 --no-pin)".into()
         },
-        met: v.map(|v| v >= 1.2),
-    });
+        v.map(|v| v >= 1.2),
+    ));
     let lim = 1.1 * E_MEM_MB as f64 + 32.0;
     let v = find('e').map(|w| w.med[1].rss_mib);
-    t.push(Target {
-        what: "ferrocache RSS MiB under (e)".into(),
-        value: v,
-        limit: format!("<= {lim:.1}"),
-        met: v.map(|v| v <= lim),
+    t.push(Target::new(
+        "ferrocache RSS MiB under (e)",
+        v,
+        format!("<= {lim:.1}"),
+        v.map(|v| v <= lim),
+    ));
+    t
+}
+
+/// The targets of TLS (issue #14), memcached -Z = 1.0.
+fn tls_targets(results: &[WorkloadResult]) -> Vec<Target> {
+    let find = |n: char| results.iter().find(|w| w.name == n);
+    let mut t = Vec::new();
+    let mut ratio_target = |what: &str, n: char, f: fn(&Medians) -> f64, le: bool, lim: f64| {
+        let v = find(n).map(|w| w.ratio(f));
+        t.push(Target::new(
+            what,
+            v,
+            format!("{} {lim}", if le { "<=" } else { ">=" }),
+            v.map(|v| if le { v <= lim } else { v >= lim }),
+        ));
+    };
+    ratio_target(
+        "server CPU/request (a), TLS",
+        'a',
+        |m| m.cpu_us_per_op,
+        true,
+        0.8,
+    );
+    ratio_target("ops/s (b), TLS", 'b', |m| m.ops_per_sec, false, 3.0);
+    ratio_target(
+        "server CPU per full handshake (h)",
+        'h',
+        |m| m.cpu_us_per_op,
+        true,
+        0.7,
+    );
+    // ferrocache -Z against ferrocache over plain TCP, same run, (b).
+    let v = find('b').and_then(|w| w.tls_over_tcp(|m| m.cpu_us_per_op));
+    let mut over = Target::new(
+        "TLS CPU/request over own plain TCP (b)",
+        v.map(|r| r - 1.0),
+        "<= +25% (ferrocache -Z / ferrocache tcp)".into(),
+        v.map(|r| r - 1.0 <= 0.25),
+    );
+    over.shown = v.map(|r| {
+        if r.is_finite() {
+            format!("{:+.0}%", (r - 1.0) * 100.0)
+        } else {
+            "n/a".into()
+        }
     });
+    t.push(over);
+    for n in ['a', 'b', 'h'] {
+        if let Some(w) = find(n) {
+            t.push(gen_target(w));
+        }
+    }
     t
 }
 
@@ -429,10 +711,11 @@ fn to_json(a: &Args, pinned: bool, results: &[WorkloadResult], targets: &[Target
     let mut o = String::new();
     let _ = write!(
         o,
-        "{{\"threads\":{},\"mem_mb\":{},\"pinned\":{},\"rounds\":{},\"workloads\":[",
+        "{{\"threads\":{},\"mem_mb\":{},\"pinned\":{},\"tls\":{},\"rounds\":{},\"workloads\":[",
         a.threads,
         a.mem,
         pinned,
+        a.tls,
         results.first().map(|w| w.runs[0].len()).unwrap_or(0)
     );
     for (i, w) in results.iter().enumerate() {
@@ -444,22 +727,29 @@ fn to_json(a: &Args, pinned: bool, results: &[WorkloadResult], targets: &[Target
             "{{\"name\":\"{}\",\"desc\":\"{}\",\"mem_mb\":{},\"servers\":{{",
             w.name, w.desc, w.mem_mb
         );
-        for (k, kind) in KINDS.iter().enumerate() {
+        for (k, sl) in w.slots.iter().enumerate() {
             if k > 0 {
                 o.push(',');
             }
             let m = &w.med[k];
             let _ = write!(
                 o,
-                "\"{}\":{{\"median\":{{\"ops_per_sec\":{},\"p50_us\":{},\"p99_us\":{},\
-                 \"p999_us\":{},\"cpu_us_per_op\":{},\"rss_mib\":{},\"errors\":{}}},\"rounds\":[",
-                kind.name(),
+                "\"{}\":{{\"tls\":{},\"tls_params\":{},\"median\":{{\"ops_per_sec\":{},\
+                 \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"cpu_us_per_op\":{},\
+                 \"rss_mib\":{},\"gen_cpu_pct\":{},\"errors\":{}}},\"rounds\":[",
+                sl.key,
+                sl.tls,
+                w.tls_params[k]
+                    .as_deref()
+                    .map(json_str)
+                    .unwrap_or_else(|| "null".into()),
                 fmt_f(m.ops_per_sec),
                 fmt_f(m.p50_us),
                 fmt_f(m.p99_us),
                 fmt_f(m.p999_us),
                 fmt_f(m.cpu_us_per_op),
                 fmt_f(m.rss_mib),
+                fmt_f(m.gen_cpu_pct),
                 m.errors
             );
             for (j, r) in w.runs[k].iter().enumerate() {
@@ -468,14 +758,19 @@ fn to_json(a: &Args, pinned: bool, results: &[WorkloadResult], targets: &[Target
                 }
                 let mut js = r.res.to_json();
                 js.pop(); // '}'
-                let _ = write!(o, "{js},\"cpu_us_per_op\":{}}}", fmt_f(r.cpu_us_per_op));
+                let _ = write!(
+                    o,
+                    "{js},\"cpu_us_per_op\":{},\"gen_cpu_pct\":{}}}",
+                    fmt_f(r.cpu_us_per_op),
+                    fmt_f(r.gen_cpu_pct)
+                );
             }
             o.push_str("]}");
         }
         let _ = write!(
             o,
             "}},\"ratios\":{{\"ops_per_sec\":{},\"p50\":{},\"p99\":{},\"p999\":{},\
-             \"cpu_per_op\":{},\"rss\":{}}}}}",
+             \"cpu_per_op\":{},\"rss\":{}",
             fmt_f(w.ratio(|m| m.ops_per_sec)),
             fmt_f(w.ratio(|m| m.p50_us)),
             fmt_f(w.ratio(|m| m.p99_us)),
@@ -483,6 +778,10 @@ fn to_json(a: &Args, pinned: bool, results: &[WorkloadResult], targets: &[Target
             fmt_f(w.ratio(|m| m.cpu_us_per_op)),
             fmt_f(w.ratio(|m| m.rss_mib)),
         );
+        if let Some(r) = w.tls_over_tcp(|m| m.cpu_us_per_op) {
+            let _ = write!(o, ",\"ferrocache_tls_over_tcp_cpu_per_op\":{}", fmt_f(r));
+        }
+        o.push_str("}}");
     }
     o.push_str("],\"targets\":[");
     for (i, t) in targets.iter().enumerate() {
@@ -491,10 +790,10 @@ fn to_json(a: &Args, pinned: bool, results: &[WorkloadResult], targets: &[Target
         }
         let _ = write!(
             o,
-            "{{\"what\":\"{}\",\"value\":{},\"limit\":\"{}\",\"met\":{}}}",
-            t.what,
+            "{{\"what\":{},\"value\":{},\"limit\":{},\"met\":{}}}",
+            json_str(t.what.trim()),
             t.value.map(fmt_f).unwrap_or_else(|| "null".into()),
-            t.limit,
+            json_str(&t.limit),
             t.met
                 .map(|m| m.to_string())
                 .unwrap_or_else(|| "null".into())
@@ -504,24 +803,36 @@ fn to_json(a: &Args, pinned: bool, results: &[WorkloadResult], targets: &[Target
     o
 }
 
+/// The workload names of `--workloads`.
+fn parse_workloads(list: &str, tls: bool) -> Result<Vec<char>, String> {
+    let mut v = Vec::new();
+    for n in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mut ch = n.chars();
+        match (ch.next(), ch.next()) {
+            (Some('h'), None) if !tls => {
+                return Err("--workloads: h (handshakes) needs --tls".into())
+            }
+            (Some(c), None) if ('a'..='f').contains(&c) || c == 'h' => v.push(c),
+            _ => return Err(format!("--workloads: unknown workload {n:?} (a..f, h)")),
+        }
+    }
+    if v.is_empty() {
+        return Err("--workloads: none given".into());
+    }
+    Ok(v)
+}
+
 /// Runs `compare`.
 pub fn main(a: Args) -> Result<(), String> {
     let (names, rounds, duration, warmup) = if a.smoke {
-        (vec!['a', 'b'], 1, 1.0, 0.3)
-    } else {
-        let mut v = Vec::new();
-        for n in a
-            .workloads
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            let mut ch = n.chars();
-            match (ch.next(), ch.next()) {
-                (Some(c), None) => v.push(c),
-                _ => return Err(format!("--workloads: unknown workload {n:?} (a..f)")),
-            }
+        let mut v = vec!['a', 'b'];
+        if a.tls {
+            v.push('h');
         }
+        (v, 1, 1.0, 0.3)
+    } else {
+        let default = if a.tls { "a,b,h" } else { "a,b,c,d,e,f" };
+        let v = parse_workloads(a.workloads.as_deref().unwrap_or(default), a.tls)?;
         (v, a.rounds, a.duration, a.warmup)
     };
     if rounds == 0 || !(duration > 0.0 && duration <= 600.0) || !(0.0..=60.0).contains(&warmup) {
@@ -535,6 +846,11 @@ pub fn main(a: Args) -> Result<(), String> {
         .iter()
         .map(|&n| workload(n, placeholder, a.smoke))
         .collect::<Result<Vec<_>, _>>()?;
+    let tls = if a.tls {
+        Some(TlsSetup::new(&a)?)
+    } else {
+        None
+    };
     let cpus = if a.no_pin { None } else { two_cpus() };
     let server_cpus = cpus.map(|(_, s)| s.to_string());
     if let Some((me, srv)) = cpus {
@@ -542,6 +858,14 @@ pub fn main(a: Args) -> Result<(), String> {
         println!("pinned: load generator on CPU {me}, servers on CPU {srv}");
     } else {
         println!("not pinned");
+    }
+    if let Some(t) = &tls {
+        println!(
+            "TLS: servers with -Z, {}; load generator: rustls 0.23 (ring), server name {}, \
+             certificate verified, no session resumption",
+            t.files.describe(),
+            a.tls_name
+        );
     }
     let mut results = Vec::new();
     for w in &workloads {
@@ -552,10 +876,16 @@ pub fn main(a: Args) -> Result<(), String> {
             Duration::from_secs_f64(duration),
             Duration::from_secs_f64(warmup),
             server_cpus.as_deref(),
+            tls.as_ref(),
         )?);
     }
     let pinned = cpus.is_some();
-    println!("\nsummary: ratios ferrocache / memcached (medians; ops/s higher is better, the rest lower)");
+    let (mc, fc) = if a.tls {
+        ("memcached -Z", "ferrocache -Z")
+    } else {
+        ("memcached", "ferrocache")
+    };
+    println!("\nsummary: ratios {fc} / {mc} (medians; ops/s higher is better, the rest lower)");
     println!(
         "  {:<4} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8}",
         "wl", "ops/s", "p50", "p99", "p99.9", "cpu/op", "RSS"
@@ -572,30 +902,43 @@ pub fn main(a: Args) -> Result<(), String> {
             w.ratio(|m| m.rss_mib),
         );
     }
-    let ts = targets(&results, &a, pinned);
-    let config_note = if a.threads == 1 && pinned {
-        ""
+    let ts = if a.tls {
+        tls_targets(&results)
     } else {
-        " (targets other than the -t 2 one are defined pinned at -t 1)"
+        targets(&results, &a, pinned)
     };
-    println!("\ntargets{config_note}:");
+    let config_note = match (a.tls, a.threads == 1 && pinned) {
+        (_, true) => "",
+        (true, false) => " (defined pinned at -t 1)",
+        (false, false) => " (targets other than the -t 2 one are defined pinned at -t 1)",
+    };
+    let which = if a.tls {
+        " of TLS (memcached -Z = 1.0)"
+    } else {
+        ""
+    };
+    println!("\ntargets{which}{config_note}:");
     for t in &ts {
         let (v, verdict) = match (t.value, t.met) {
             (Some(v), Some(true)) => (format!("{v:.2}"), "met"),
             (Some(v), Some(false)) => (format!("{v:.2}"), "NOT MET"),
-            (Some(v), None) => (format!("{v:.0}"), "(information)"),
+            (Some(v), None) => (format!("{v:.0}"), t.note.unwrap_or("(information)")),
             _ => ("-".to_string(), "not measured"),
         };
+        let v = t.shown.clone().unwrap_or(v);
         println!("  {:<42} {:>8}  {:<40} {}", t.what, v, t.limit, verdict);
     }
-    println!(
-        "  {:<42} {:>8}  {:<40} not measured",
-        "RSS/item 1M,10M; Zipf miss ratio", "-", "see `memory` and `hitratio`"
-    );
+    if !a.tls {
+        println!(
+            "  {:<42} {:>8}  {:<40} not measured",
+            "RSS/item 1M,10M; Zipf miss ratio", "-", "see `memory` and `hitratio`"
+        );
+    }
     if let Some(path) = &a.json {
         std::fs::write(path, to_json(&a, pinned, &results, &ts))
             .map_err(|e| format!("--json {}: {e}", path.display()))?;
     }
+    drop(tls);
     let errors: u64 = results
         .iter()
         .flat_map(|w| w.med.iter().map(|m| m.errors))

@@ -4,10 +4,17 @@
 //! connection per wake-up, replies are parsed in place without allocation, and latency
 //! (send of a request to the end of its reply) goes into a log-linear histogram.
 //!
+//! With `--tls` every connection is a TLS client connection (rustls): handshaken
+//! blocking when opened, then driven by the same non-blocking loop through the
+//! [`Stream`] trait, which the plain TCP stream implements with its socket calls alone
+//! (the engine is generic over it, so the plain path is compiled as before).
+//! `--handshakes` measures connection set-up instead (see `handshake.rs`).
+//!
 //! The engine is [`run_load`]; `compare` calls it too.
 
 use crate::hist::Hist;
 use crate::textconn::json_str;
+use crate::tls::{TlsClient, TlsStream};
 use crate::wire::{self, Protocol, ReqKind};
 use crate::zipf::{KeyChooser, Rng};
 use mio::net::TcpStream;
@@ -27,6 +34,11 @@ use std::time::{Duration, Instant};
 queued for sending to the moment its complete reply has been parsed. With --pipeline > 1 it \
 therefore includes the time a request waits behind the others in the pipeline. With \
 --multiget K, one op is one request of K keys; hits and misses count keys.\n\n\
+With --tls, connections are TLS (rustls, TLS 1.2/1.3, no session resumption) and the \
+server's certificate is checked against --cacert (default: the system's roots) for \
+--tls-name (default: the host of --server). With --handshakes, each of --conns \
+connections in turn connects, does a full TLS handshake, sends `version`, reads the \
+reply and closes, and one op is one such handshake.\n\n\
 Exit status: 0 on success, 1 on any protocol error, unexpected close or zero operations."
 )]
 pub struct Args {
@@ -84,6 +96,20 @@ pub struct Args {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Connect over TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM file of the certificates to trust (with --tls; default: the system's roots).
+    #[arg(long, requires = "tls")]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Name the server's certificate must carry (with --tls; default: the host of
+    /// --server).
+    #[arg(long, requires = "tls")]
+    pub tls_name: Option<String>,
+    /// Measure handshakes: connect, TLS handshake, `version`, close, repeated on each
+    /// connection (with --tls).
+    #[arg(long, requires = "tls")]
+    pub handshakes: bool,
 }
 
 /// Key popularity.
@@ -134,6 +160,8 @@ pub struct LoadConfig {
     pub seed: u64,
     /// Print a progress line on stderr once a second.
     pub progress: bool,
+    /// Connect over TLS with this client (None = plain TCP).
+    pub tls: Option<TlsClient>,
 }
 
 impl LoadConfig {
@@ -158,6 +186,7 @@ impl LoadConfig {
             preload: true,
             seed: 1,
             progress: false,
+            tls: None,
         }
     }
 
@@ -334,6 +363,19 @@ impl TryFrom<&Args> for LoadConfig {
             .find(|s| s.ip().is_loopback())
             .ok_or_else(|| format!("--server {}: not a loopback address", a.server))?;
         let (value_min, value_max) = parse_value_size(&a.value)?;
+        let tls = if a.tls {
+            let host = a
+                .server
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(&a.server)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = a.tls_name.as_deref().unwrap_or(host);
+            Some(TlsClient::new(a.cacert.as_deref(), name)?)
+        } else {
+            None
+        };
         let cfg = LoadConfig {
             server,
             conns: a.conns,
@@ -353,6 +395,7 @@ impl TryFrom<&Args> for LoadConfig {
             preload: !a.no_preload,
             seed: a.seed,
             progress: !a.quiet,
+            tls,
         };
         cfg.check()?;
         Ok(cfg)
@@ -362,7 +405,11 @@ impl TryFrom<&Args> for LoadConfig {
 /// Runs `run`.
 pub fn main(args: Args) -> Result<(), String> {
     let cfg = LoadConfig::try_from(&args)?;
-    let r = run_load(&cfg)?;
+    let r = if args.handshakes {
+        crate::handshake::run_handshakes_with(&cfg, &mut || {})?
+    } else {
+        run_load(&cfg)?
+    };
     if args.json {
         println!("{}", r.to_json());
     } else {
@@ -383,17 +430,25 @@ pub fn main(args: Args) -> Result<(), String> {
 // ------------------------------------------------------------------ engine
 
 /// State shared by the client threads and the coordinating thread.
-struct Shared {
+pub(crate) struct Shared {
     /// Measured latencies so far (workers merge their local histogram periodically).
-    hist: Mutex<Hist>,
+    pub(crate) hist: Mutex<Hist>,
     /// Errors so far.
-    errors: Mutex<(u64, Option<String>)>,
+    pub(crate) errors: Mutex<(u64, Option<String>)>,
     /// Set to stop every worker now.
-    stop: AtomicBool,
+    pub(crate) stop: AtomicBool,
 }
 
 impl Shared {
-    fn error(&self, e: String) {
+    pub(crate) fn new() -> Shared {
+        Shared {
+            hist: Mutex::new(Hist::new()),
+            errors: Mutex::new((0, None)),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn error(&self, e: String) {
         let mut g = self.errors.lock();
         g.0 += 1;
         if g.1.is_none() {
@@ -404,15 +459,15 @@ impl Shared {
 
 /// Per-worker totals.
 #[derive(Default)]
-struct Totals {
-    hits: u64,
-    misses: u64,
-    end: Option<Instant>,
+pub(crate) struct Totals {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) end: Option<Instant>,
 }
 
 /// Raises the soft open-files limit towards the hard one if `need` descriptors would
 /// not fit.
-fn ensure_fd_limit(need: u64) {
+pub(crate) fn ensure_fd_limit(need: u64) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < need {
@@ -427,6 +482,79 @@ fn connect(addr: SocketAddr) -> Result<std::net::TcpStream, String> {
     s.set_nodelay(true)
         .map_err(|e| format!("connect {addr}: {e}"))?;
     Ok(s)
+}
+
+/// An open connection, blocking: plain TCP, or TCP with a completed TLS handshake.
+pub enum Established {
+    /// Plain TCP.
+    Tcp(std::net::TcpStream),
+    /// TLS over TCP.
+    Tls(std::net::TcpStream, Box<rustls::ClientConnection>),
+}
+
+/// Connects to the configured server, over TLS if configured.
+pub fn open(cfg: &LoadConfig) -> Result<Established, String> {
+    let tcp = connect(cfg.server)?;
+    match &cfg.tls {
+        None => Ok(Established::Tcp(tcp)),
+        Some(t) => {
+            let conn = t
+                .handshake(&tcp)
+                .map_err(|e| format!("{}: {e}", cfg.server))?;
+            Ok(Established::Tls(tcp, Box::new(conn)))
+        }
+    }
+}
+
+/// A busy connection's byte stream as the engine drives it: non-blocking, registered
+/// with a `mio` poller (edge-triggered).
+pub trait Stream: mio::event::Source + Sized {
+    /// The non-blocking form of an open connection.
+    fn from_established(e: Established) -> Result<Self, String>;
+    /// Reads into `buf` (not empty). `Ok((0, _))` = the peer closed; `Ok((n, more))`:
+    /// `more` = call again before waiting for readiness (false once the socket is
+    /// known to be drained); `Err(WouldBlock)` = nothing to read now.
+    fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, bool)>;
+    /// Writes (or takes for sending) some of `buf`.
+    fn write_some(&mut self, buf: &[u8]) -> std::io::Result<usize>;
+    /// Output taken by `write_some` but not yet on the socket.
+    fn pending_output(&self) -> bool;
+    /// Sends what `pending_output` holds, as far as the socket takes it.
+    fn flush_pending(&mut self) -> std::io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn from_established(e: Established) -> Result<TcpStream, String> {
+        match e {
+            Established::Tcp(s) => {
+                s.set_nonblocking(true).map_err(|e| e.to_string())?;
+                Ok(TcpStream::from_std(s))
+            }
+            Established::Tls(..) => Err("a TLS connection in a plain TCP run".into()),
+        }
+    }
+
+    #[inline]
+    fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, bool)> {
+        let n = self.read(buf)?;
+        // A short read drained the socket; epoll (edge-triggered) reports new data.
+        Ok((n, n == buf.len()))
+    }
+
+    #[inline]
+    fn write_some(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write(buf)
+    }
+
+    #[inline]
+    fn pending_output(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn flush_pending(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The value bytes: a fixed pattern, sliced to each value's size.
@@ -459,59 +587,78 @@ pub fn preload(cfg: &LoadConfig) -> Result<(), String> {
     for t in 0..streams {
         let cfg = cfg.clone();
         handles.push(std::thread::spawn(move || -> Result<(), String> {
-            let mut s = connect(cfg.server)?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))
-                .map_err(|e| e.to_string())?;
-            let values = value_source(cfg.value_max);
-            let mut rng = Rng::new(cfg.seed ^ 0x5eed_0000 ^ t as u64);
-            let mut out = Vec::with_capacity(1 << 20);
-            let mut inb = vec![0u8; 1 << 16];
-            let ids: Vec<u64> = (t as u64..cfg.keys).step_by(streams).collect();
-            for chunk in ids.chunks(256) {
-                if Instant::now() > deadline {
-                    return Err("preload: took longer than 120 s".into());
+            let timeout = Some(Duration::from_secs(10));
+            match open(&cfg)? {
+                Established::Tcp(mut s) => {
+                    s.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+                    preload_stream(&mut s, &cfg, t, streams, deadline)
                 }
-                out.clear();
-                for &id in chunk {
-                    let n = value_len(&cfg, &mut rng);
-                    wire::push_set(&mut out, cfg.protocol, id, &values[..n]);
-                }
-                s.write_all(&out)
-                    .map_err(|e| format!("preload write: {e}"))?;
-                let (mut start, mut end, mut left) = (0usize, 0usize, chunk.len());
-                while left > 0 {
-                    match wire::parse_reply(cfg.protocol, ReqKind::Set, &inb[start..end]) {
-                        Ok(Some(r)) => {
-                            start += r.len;
-                            left -= 1;
-                            continue;
-                        }
-                        Ok(None) => {}
-                        Err(e) => return Err(format!("preload: {e}")),
-                    }
-                    if start > 0 {
-                        inb.copy_within(start..end, 0);
-                        end -= start;
-                        start = 0;
-                    }
-                    if end == inb.len() {
-                        inb.resize(inb.len() * 2, 0);
-                    }
-                    let n = s
-                        .read(&mut inb[end..])
-                        .map_err(|e| format!("preload read: {e}"))?;
-                    if n == 0 {
-                        return Err("preload: server closed the connection".into());
-                    }
-                    end += n;
+                Established::Tls(s, conn) => {
+                    s.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+                    let mut s = rustls::StreamOwned::new(*conn, s);
+                    preload_stream(&mut s, &cfg, t, streams, deadline)
                 }
             }
-            Ok(())
         }));
     }
     for h in handles {
         h.join()
             .map_err(|_| "preload thread panicked".to_string())??;
+    }
+    Ok(())
+}
+
+/// Preload stream `t` of `streams` over the blocking `s`.
+fn preload_stream<S: Read + Write>(
+    s: &mut S,
+    cfg: &LoadConfig,
+    t: usize,
+    streams: usize,
+    deadline: Instant,
+) -> Result<(), String> {
+    let values = value_source(cfg.value_max);
+    let mut rng = Rng::new(cfg.seed ^ 0x5eed_0000 ^ t as u64);
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut inb = vec![0u8; 1 << 16];
+    let ids: Vec<u64> = (t as u64..cfg.keys).step_by(streams).collect();
+    for chunk in ids.chunks(256) {
+        if Instant::now() > deadline {
+            return Err("preload: took longer than 120 s".into());
+        }
+        out.clear();
+        for &id in chunk {
+            let n = value_len(cfg, &mut rng);
+            wire::push_set(&mut out, cfg.protocol, id, &values[..n]);
+        }
+        s.write_all(&out)
+            .map_err(|e| format!("preload write: {e}"))?;
+        let (mut start, mut end, mut left) = (0usize, 0usize, chunk.len());
+        while left > 0 {
+            match wire::parse_reply(cfg.protocol, ReqKind::Set, &inb[start..end]) {
+                Ok(Some(r)) => {
+                    start += r.len;
+                    left -= 1;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("preload: {e}")),
+            }
+            if start > 0 {
+                inb.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+            }
+            if end == inb.len() {
+                inb.resize(inb.len() * 2, 0);
+            }
+            let n = s
+                .read(&mut inb[end..])
+                .map_err(|e| format!("preload read: {e}"))?;
+            if n == 0 {
+                return Err("preload: server closed the connection".into());
+            }
+            end += n;
+        }
     }
     Ok(())
 }
@@ -535,27 +682,19 @@ pub fn run_load_with(
     let chooser = Arc::new(build_chooser(cfg)?);
     let mut idle = Vec::with_capacity(cfg.idle_conns);
     for _ in 0..cfg.idle_conns {
-        idle.push(connect(cfg.server)?);
+        idle.push(open(cfg)?);
     }
     let threads = cfg.threads.min(cfg.conns);
-    let mut per_thread: Vec<Vec<std::net::TcpStream>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut per_thread: Vec<Vec<Established>> = (0..threads).map(|_| Vec::new()).collect();
     for i in 0..cfg.conns {
-        per_thread[i % threads].push(connect(cfg.server)?);
+        per_thread[i % threads].push(open(cfg)?);
     }
-    let shared = Arc::new(Shared {
-        hist: Mutex::new(Hist::new()),
-        errors: Mutex::new((0, None)),
-        stop: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new());
     let start = Instant::now();
     let measure_start = start + cfg.warmup;
     let deadline = measure_start + cfg.duration;
     let mut handles = Vec::new();
     for (t, streams) in per_thread.into_iter().enumerate() {
-        let quota = cfg.max_ops.map(|m| {
-            let base = m / threads as u64;
-            base + u64::from((t as u64) < m % threads as u64)
-        });
         let w = Worker {
             cfg: cfg.clone(),
             chooser: chooser.clone(),
@@ -563,7 +702,7 @@ pub fn run_load_with(
             rng: Rng::new(cfg.seed.wrapping_mul(0x1000_0000_01b3) ^ t as u64),
             measure_start,
             deadline,
-            quota,
+            quota: quota(cfg, t, threads),
         };
         handles.push(
             std::thread::Builder::new()
@@ -572,8 +711,55 @@ pub fn run_load_with(
                 .map_err(|e| format!("spawn: {e}"))?,
         );
     }
+    let totals = coordinate(
+        cfg,
+        &shared,
+        handles,
+        measure_start,
+        deadline,
+        at_measure_start,
+    )?;
+    // Idle connections must still be open (the server must not have dropped them).
+    for s in &mut idle {
+        let r = match s {
+            Established::Tcp(s) => {
+                let mut b = [0u8; 1];
+                let _ = s.set_nonblocking(true);
+                match (&*s).read(&mut b) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+                    Ok(0) => Err("an idle connection was closed by the server".into()),
+                    Ok(_) => Err("unexpected data on an idle connection".into()),
+                    Err(e) => Err(format!("idle connection: {e}")),
+                }
+            }
+            Established::Tls(s, conn) => crate::tls::check_idle(s, conn),
+        };
+        if let Err(e) = r {
+            shared.error(e);
+        }
+    }
+    drop(idle);
+    Ok(finish(&shared, &totals, measure_start, deadline))
+}
 
-    // Coordinate: the measurement hook, progress once a second, until the workers end.
+/// Thread `t`'s share of `--max-ops` (None = no bound).
+pub(crate) fn quota(cfg: &LoadConfig, t: usize, threads: usize) -> Option<u64> {
+    cfg.max_ops.map(|m| {
+        let base = m / threads as u64;
+        base + u64::from((t as u64) < m % threads as u64)
+    })
+}
+
+/// Runs the measurement hook and the progress line until every worker has ended, then
+/// joins them and sums their totals.
+pub(crate) fn coordinate(
+    cfg: &LoadConfig,
+    shared: &Shared,
+    handles: Vec<std::thread::JoinHandle<Totals>>,
+    measure_start: Instant,
+    deadline: Instant,
+    at_measure_start: &mut dyn FnMut(),
+) -> Result<Totals, String> {
     let tty = std::io::stderr().is_terminal();
     let mut hook_done = false;
     let mut next_progress = measure_start + Duration::from_secs(1);
@@ -636,24 +822,22 @@ pub fn run_load_with(
             (a, b) => a.or(b),
         };
     }
-    // Idle connections must still be open (the server must not have dropped them).
-    for s in &idle {
-        let mut b = [0u8; 1];
-        let _ = s.set_nonblocking(true);
-        match (&*s).read(&mut b) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Ok(0) => shared.error("an idle connection was closed by the server".into()),
-            Ok(_) => shared.error("unexpected data on an idle connection".into()),
-            Err(e) => shared.error(format!("idle connection: {e}")),
-        }
-    }
-    drop(idle);
+    Ok(totals)
+}
+
+/// The figures of the measured window.
+pub(crate) fn finish(
+    shared: &Shared,
+    totals: &Totals,
+    measure_start: Instant,
+    deadline: Instant,
+) -> LoadResult {
     let h = shared.hist.lock();
     let end = totals.end.unwrap_or(deadline).max(measure_start);
     let elapsed = end.duration_since(measure_start);
     let (errors, first_error) = shared.errors.lock().clone();
     let us = |ns: u64| ns as f64 / 1e3;
-    Ok(LoadResult {
+    LoadResult {
         ops: h.count(),
         elapsed,
         ops_per_sec: h.count() as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -666,12 +850,12 @@ pub fn run_load_with(
         misses: totals.misses,
         errors,
         first_error,
-    })
+    }
 }
 
 /// One busy connection.
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     /// Pending output and how much of it has been written.
     out: Vec<u8>,
     out_pos: usize,
@@ -698,25 +882,28 @@ struct Worker {
 type ConnErr = String;
 
 impl Worker {
-    fn run(mut self, streams: Vec<std::net::TcpStream>) -> Totals {
+    fn run(mut self, streams: Vec<Established>) -> Totals {
         let mut totals = Totals::default();
-        match self.run_inner(streams, &mut totals) {
-            Ok(()) => {}
-            Err(e) => self.shared.error(e),
+        let r = if self.cfg.tls.is_some() {
+            self.run_inner::<TlsStream>(streams, &mut totals)
+        } else {
+            self.run_inner::<TcpStream>(streams, &mut totals)
+        };
+        if let Err(e) = r {
+            self.shared.error(e);
         }
         totals
     }
 
-    fn run_inner(
+    fn run_inner<S: Stream>(
         &mut self,
-        streams: Vec<std::net::TcpStream>,
+        streams: Vec<Established>,
         totals: &mut Totals,
     ) -> Result<(), String> {
         let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
         let mut conns = Vec::with_capacity(streams.len());
         for (i, s) in streams.into_iter().enumerate() {
-            s.set_nonblocking(true).map_err(|e| e.to_string())?;
-            let mut stream = TcpStream::from_std(s);
+            let mut stream = S::from_established(s)?;
             poll.registry()
                 .register(
                     &mut stream,
@@ -830,7 +1017,7 @@ impl Worker {
                         &mut inflight_total,
                     );
                 }
-                if c.out_pos < c.out.len() {
+                if c.out_pos < c.out.len() || c.stream.pending_output() {
                     if let Err(e) = flush(c) {
                         self.kill(c, &mut inflight_total, e);
                     }
@@ -844,7 +1031,7 @@ impl Worker {
         Ok(())
     }
 
-    fn kill(&self, c: &mut Conn, inflight_total: &mut u64, e: ConnErr) {
+    fn kill<S>(&self, c: &mut Conn<S>, inflight_total: &mut u64, e: ConnErr) {
         c.dead = true;
         *inflight_total -= c.inflight.len() as u64;
         c.inflight.clear();
@@ -854,9 +1041,9 @@ impl Worker {
     /// Tops the connection's pipeline up with new requests (unless the quota is used).
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn refill(
+    fn refill<S>(
         &mut self,
-        c: &mut Conn,
+        c: &mut Conn<S>,
         now: Instant,
         values: &[u8],
         get_threshold: u64,
@@ -896,9 +1083,9 @@ impl Worker {
 
     /// Reads what is available and completes the replies it holds.
     #[allow(clippy::too_many_arguments)]
-    fn read_replies(
+    fn read_replies<S: Stream>(
         &self,
-        c: &mut Conn,
+        c: &mut Conn<S>,
         now: Instant,
         measuring: bool,
         local: &mut Hist,
@@ -917,10 +1104,9 @@ impl Worker {
                     c.inb.resize(n, 0);
                 }
             }
-            let space = c.inb.len() - c.in_end;
-            let n = match c.stream.read(&mut c.inb[c.in_end..]) {
-                Ok(0) => return Err("server closed a connection".into()),
-                Ok(n) => n,
+            let (n, more) = match c.stream.read_some(&mut c.inb[c.in_end..]) {
+                Ok((0, _)) => return Err("server closed a connection".into()),
+                Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(format!("read: {e}")),
@@ -952,7 +1138,7 @@ impl Worker {
                 c.in_end = 0;
             }
             // A short read drained the socket; epoll (edge-triggered) reports new data.
-            if n < space {
+            if !more {
                 break;
             }
         }
@@ -961,9 +1147,9 @@ impl Worker {
 }
 
 /// Writes pending output until done or the socket is full.
-fn flush(c: &mut Conn) -> Result<(), ConnErr> {
+fn flush<S: Stream>(c: &mut Conn<S>) -> Result<(), ConnErr> {
     while c.out_pos < c.out.len() {
-        match c.stream.write(&c.out[c.out_pos..]) {
+        match c.stream.write_some(&c.out[c.out_pos..]) {
             Ok(0) => return Err("write returned 0".into()),
             Ok(n) => c.out_pos += n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
@@ -973,5 +1159,10 @@ fn flush(c: &mut Conn) -> Result<(), ConnErr> {
     }
     c.out.clear();
     c.out_pos = 0;
+    if c.stream.pending_output() {
+        c.stream
+            .flush_pending()
+            .map_err(|e| format!("write: {e}"))?;
+    }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //!   table (ops/s, p50/p99/p99.9 latency), optionally JSON.
 //! - `compare`: start memcached and ferrocache with the same `-t`/`-m` on 127.0.0.1,
 //!   pin servers and generator to different cores, run every workload on both in turns,
-//!   print medians, ratios and server CPU time per operation.
+//!   print medians, ratios and server CPU time per operation. `--tls`: both servers with
+//!   `-Z`, the load generator over TLS (rustls), plus a handshake workload.
 //! - `memory`: RSS per item after storing N items in each server.
 //! - `hitratio`: cache-aside miss ratios swept over cache sizes and workload shapes;
 //!   `--write-trace` exports the traces for libCacheSim (`tests/tools/libcachesim_yardstick.py`).
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod compare;
+mod handshake;
 mod hist;
 mod hitratio;
 mod load;
@@ -22,6 +24,7 @@ mod memory;
 mod servers;
 mod soak;
 mod textconn;
+mod tls;
 mod trace;
 mod wire;
 mod zipf;

@@ -71,6 +71,20 @@ impl ServerProc {
         extra: &[&str],
         cpus: Option<&str>,
     ) -> Result<ServerProc, String> {
+        Self::start_as(kind, threads, mem_mb, extra, cpus, "nobody")
+    }
+
+    /// Like [`ServerProc::start`], with `-u user` instead of `-u nobody` when running as
+    /// root (`root` for servers that must read files only root can read, such as the
+    /// TLS key of `compare --tls`).
+    pub fn start_as(
+        kind: Kind,
+        threads: usize,
+        mem_mb: usize,
+        extra: &[&str],
+        cpus: Option<&str>,
+        user: &str,
+    ) -> Result<ServerProc, String> {
         let port = free_port()?;
         let bin = kind.binary();
         let mut args: Vec<String> = vec![
@@ -89,7 +103,7 @@ impl ServerProc {
         ];
         if is_root() {
             args.push("-u".into());
-            args.push("nobody".into());
+            args.push(user.into());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = match cpus {
