@@ -413,8 +413,20 @@ fn mutual_tls(memcached: bool) {
         refused.is_err(),
         "served a client without a certificate: {refused:?}"
     );
-    let errors = stat(&mut with, "ssl_handshake_errors").expect("stat");
-    assert!(errors.parse::<u64>().expect("number") >= 1, "{errors}");
+    // Counted once the server has finished with the refused connection (the alert
+    // may reach the client first).
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let errors: u64 = stat(&mut with, "ssl_handshake_errors")
+            .expect("stat")
+            .parse()
+            .expect("number");
+        if errors >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the refusal was not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
