@@ -233,7 +233,7 @@ pub enum Restored {
     Loaded,
     /// The key is there with a newer (or the same) CAS unique: kept.
     Duplicate,
-    /// Its expiry time has passed.
+    /// Its expiry time (or a `flush_all` point after it was stored) has passed.
     Expired,
     /// Larger than this server's `-I`.
     TooLarge,
@@ -1670,22 +1670,25 @@ impl Store {
     pub fn snapshot_meta(&self) -> SnapMeta {
         let ps = self.ctx.clock.process_started();
         let ol = self.ctx.oldest_live.load(Ordering::Acquire);
+        // Only a point still ahead: one that has passed invalidated what it had to,
+        // and the items saved are valid after it.
+        let pending = ol != 0 && ol > self.ctx.clock.now();
         SnapMeta {
             cas_counter: self.cas.load(Ordering::Acquire),
-            flush_at: if ol == 0 { 0 } else { ps + i64::from(ol) },
+            flush_at: if pending { ps + i64::from(ol) } else { 0 },
             flush_cas: self.ctx.oldest_cas.load(Ordering::Acquire),
             cas_enabled: self.cfg.cas_enabled,
         }
     }
 
     /// Takes over a snapshot's store-wide facts (before its items are restored): the
-    /// CAS counter never goes back, and a `flush_all` point still in the future is
-    /// kept at the same wall time. One that had passed is not restored: the items it
-    /// invalidated were not saved, and those saved are valid after it.
+    /// CAS counter never goes back, and a `flush_all` point that was ahead at the save
+    /// is kept at the same wall time (if it passed during the downtime, the items
+    /// it invalidates are not restored).
     pub fn restore_meta(&self, m: &SnapMeta) {
         self.cas.fetch_max(m.cas_counter, Ordering::AcqRel);
         let clock = &self.ctx.clock;
-        if m.flush_at > clock.unix_time() {
+        if m.flush_at != 0 {
             let rel = (m.flush_at - clock.process_started()).clamp(1, i64::from(u32::MAX));
             self.ctx.oldest_cas.store(m.flush_cas, Ordering::Release);
             self.ctx.oldest_live.store(rel as u32, Ordering::Release);
@@ -1773,6 +1776,11 @@ impl Store {
             (it.exptime - ps).clamp(1, i64::from(u32::MAX)) as u32
         };
         let time = (it.atime - ps).clamp(0, i64::from(clock.now())) as u32;
+        let oldest = ctx.oldest_live.load(Ordering::Acquire);
+        if oldest != 0 && oldest <= clock.now() && time <= oldest {
+            // Stored before a flush_all point that passed during the downtime.
+            return Restored::Expired;
+        }
         let cas = if !cas_on {
             0
         } else if it.cas != 0 {

@@ -1702,7 +1702,10 @@ impl Shard {
         }
         let start = out.data.len();
         out.data.extend_from_slice(&s.data[from..s.used]);
-        let main = matches!(s.place, Place::Open(Queue::Main) | Place::Closed(Queue::Main));
+        let main = matches!(
+            s.place,
+            Place::Open(Queue::Main) | Place::Closed(Queue::Main)
+        );
         out.runs.push((start, s.used - from, main));
         if !self.marks.is_empty() {
             for (&l, &m) in &self.marks {

@@ -360,8 +360,7 @@ pub fn save(
 ) -> Result<SaveReport, String> {
     let start = Instant::now();
     let tmp = temp_path(path);
-    let mut file =
-        open_tmp(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let mut file = open_tmp(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     let r = write_all(store, &mut file, saved_at, threads, stats, start).and_then(|rep| {
         file.sync_all()
             .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
@@ -603,8 +602,10 @@ pub fn load(store: &Store, path: &Path, threads: usize, stats: &SnapStats) -> Lo
     st.restore_dropped.store(rep.dropped, Ordering::Relaxed);
     st.restore_expired.store(rep.expired, Ordering::Relaxed);
     st.restore_too_large.store(rep.too_large, Ordering::Relaxed);
-    st.restore_duplicates.store(rep.duplicates, Ordering::Relaxed);
-    st.restore_bytes_read.store(rep.bytes_read, Ordering::Relaxed);
+    st.restore_duplicates
+        .store(rep.duplicates, Ordering::Relaxed);
+    st.restore_bytes_read
+        .store(rep.bytes_read, Ordering::Relaxed);
     st.restore_duration_ms
         .store(rep.duration.as_millis() as u64, Ordering::Relaxed);
     if rep.error.is_some() {
@@ -738,7 +739,9 @@ fn load_pass(
             let mut bh = [0u8; BLOCK_HDR];
             match read_full_buf(&mut reader, &mut bh) {
                 Ok(0) => break Some("truncated: no end block".to_string()),
-                Ok(n) if n < BLOCK_HDR => break Some(format!("truncated block header at byte {read}")),
+                Ok(n) if n < BLOCK_HDR => {
+                    break Some(format!("truncated block header at byte {read}"))
+                }
                 Ok(_) => {}
                 Err(e) => break Some(format!("read: {e}")),
             }
@@ -948,7 +951,10 @@ mod tests {
         assert!(r.dropped > 0);
         assert_eq!(r.loaded + r.dropped, a.stats().curr_items);
         for i in 0..2_000u32 {
-            assert!(get(&b, &format!("key:{i:08}")).is_some(), "hot key {i} kept");
+            assert!(
+                get(&b, &format!("key:{i:08}")).is_some(),
+                "hot key {i} kept"
+            );
         }
         let _ = std::fs::remove_dir_all(&d);
     }
