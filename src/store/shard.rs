@@ -1618,6 +1618,11 @@ impl SnapBuf {
         self.data.len()
     }
 
+    /// Nothing copied.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
     /// Calls `f` for every live item copied, in segment order.
     pub(crate) fn items(&self, cas_on: bool, f: &mut dyn FnMut(SnapView<'_>)) {
         for &(start, len, main) in &self.runs {
