@@ -267,6 +267,7 @@ pub fn start_requested(shared: &Arc<Shared>) {
         .name("snapshot".into())
         .spawn(move || {
             let st = &sh.snapshots.stats;
+            st.started_ms.store(unix_ms(), Ordering::Relaxed);
             let r = snapshot::save(&sh.store, &path, sh.clock.unix_time(), threads, st);
             finish(st, &r);
             match r {
