@@ -1754,6 +1754,16 @@ impl Store {
         });
     }
 
+    /// Sizes the index for `items` more keys spread over the shards (before a restore
+    /// of that many items).
+    pub fn reserve(&self, items: u64) {
+        let per = (items / self.shards.len() as u64) as usize;
+        let per = per + per / 32;
+        for sh in self.shards.iter() {
+            sh.lock().reserve(&self.ctx, per);
+        }
+    }
+
     /// Stores an item read from a snapshot, as it was (CAS unique, flags, expiry,
     /// access counter, queue, marks), without evicting anything: when memory runs out
     /// it is refused ([`Restored::NoMemory`]). An item whose expiry has passed is not

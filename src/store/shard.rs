@@ -1743,6 +1743,20 @@ impl Shard {
         }
     }
 
+    /// Makes room in the index for `items` more keys at once (a restore knows how
+    /// many are coming: the tables are sized once instead of doubling, each doubling
+    /// rehashing every key from item memory).
+    pub fn reserve(&mut self, ctx: &Ctx, items: usize) {
+        let mut lo = 0u64;
+        for t in 0..SUBTABLES {
+            let hi = SUB_BOUNDS.get(t).map_or(1 << 24, |&b| u64::from(b));
+            let n = (items as u64 * (hi - lo)).div_ceil(1 << 24) as usize;
+            lo = hi;
+            let segs = &self.segs;
+            self.tables[t].reserve(n, |&l| rehash(segs, ctx, l));
+        }
+    }
+
     /// Room for a restored item of `total` bytes in queue `main`/small, without
     /// evicting anything nor taking memory from other shards: the open segment, an
     /// empty one, or a new one if the budget allows. `None`: no memory is left.

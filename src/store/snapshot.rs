@@ -660,6 +660,9 @@ fn load_inner(store: &Store, path: &Path, threads: usize, start: Instant) -> Loa
         vec![Some(3), Some(2), Some(1), Some(0)]
     };
     store.restore_meta(&header.meta);
+    if let (Some(e), true) = (end, fits) {
+        store.reserve(e.records);
+    }
     let counts = Counts::default();
     let threads = threads.max(1);
     for tier in passes {

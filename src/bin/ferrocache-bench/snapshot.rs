@@ -331,7 +331,11 @@ fn run(args: &Args, dir: &str) -> Result<(), String> {
     let (mut line, mut data, mut want) = (Vec::new(), Vec::new(), Vec::new());
     let mut hits = 0;
     // Workload (a) rewrote its own 10k keys (key:00000000..): checked above those.
-    let low = if args.online_secs > 0.0 { 10_000.min(args.items / 2) } else { 0 };
+    let low = if args.online_secs > 0.0 {
+        10_000.min(args.items / 2)
+    } else {
+        0
+    };
     for _ in 0..2000 {
         let i = low + rng.below(args.items - low);
         c.send(format!("get key:{i:08}\r\n").as_bytes())?;
