@@ -358,10 +358,24 @@ pub fn save(
     threads: usize,
     stats: &SnapStats,
 ) -> Result<SaveReport, String> {
+    save_paced(store, path, saved_at, threads, 0, stats)
+}
+
+/// [`save`] that, with `pace > 0`, rests `pace` times as long as it worked after each
+/// block (an online snapshot takes at most 1/(1+pace) of a core per thread, leaving
+/// the rest to the workers).
+pub fn save_paced(
+    store: &Store,
+    path: &Path,
+    saved_at: i64,
+    threads: usize,
+    pace: u32,
+    stats: &SnapStats,
+) -> Result<SaveReport, String> {
     let start = Instant::now();
     let tmp = temp_path(path);
     let mut file = open_tmp(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let r = write_all(store, &mut file, saved_at, threads, stats, start).and_then(|rep| {
+    let r = write_all(store, &mut file, saved_at, threads, pace, stats, start).and_then(|rep| {
         file.sync_all()
             .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, path)
@@ -396,6 +410,7 @@ fn write_all(
     file: &mut File,
     saved_at: i64,
     threads: usize,
+    pace: u32,
     stats: &SnapStats,
     start: Instant,
 ) -> Result<SaveReport, String> {
@@ -437,6 +452,7 @@ fn write_all(
                 let mut count = 0u32;
                 let mut mem = 0u64;
                 let mut n = 0u64;
+                let mut worked = Instant::now();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= store.shards() || abort.load(Ordering::Relaxed) {
@@ -464,6 +480,10 @@ fn write_all(
                             count = 0;
                             if tx.send(full).is_err() {
                                 abort.store(true, Ordering::Relaxed);
+                            }
+                            if pace > 0 {
+                                std::thread::sleep(worked.elapsed() * pace);
+                                worked = Instant::now();
                             }
                         }
                     });
