@@ -128,9 +128,9 @@ enum Cmd {
     },
     /// Read keys (one per line) on standard input; print `key,host:port` for each.
     Locate,
-    /// Ask every node (ferrocache started with --snapshot-dir) for an online
-    /// snapshot, wait until each has written it, print what was written. Plain TCP
-    /// only (not --tls).
+    /// Ask every node (ferrocache serving snapshots into its snapshot directory) for
+    /// an online snapshot, wait until each has written it, print what was written.
+    /// Plain TCP only (not TLS).
     Snapshot {
         /// File name inside the node's --snapshot-dir (default: one with the time).
         name: Option<String>,
