@@ -118,12 +118,13 @@ fn a_pending_flush_all_is_kept_at_its_wall_time() {
     drop(c);
     drop(b);
     // A restart before the point: the item is there, and goes when the point comes.
-    let mut a = Server::ferrocache(&["-e", &file, "-o", "debugtime"]);
+    // (Stopped with `shutdown graceful`, which saves as SIGUSR1 does.)
+    let mut a = Server::ferrocache(&["-e", &file, "-A"]);
     let mut c = a.connect();
     set(&mut c, "y", 0, 0, b"2");
     c.roundtrip(b"flush_all 300\r\n", b"OK\r\n");
-    drop(c);
-    assert!(a.signal_and_wait("USR1").is_some());
+    c.send(b"shutdown graceful\r\n");
+    assert!(a.wait_exit(Duration::from_secs(10)).is_some());
     let b = Server::ferrocache(&["-e", &file, "-o", "debugtime=100"]);
     let mut c = b.connect();
     assert_eq!(gets(&mut c, "y").map(|g| g.2), Some(b"2".to_vec()));
@@ -136,7 +137,8 @@ fn a_smaller_memory_limit_keeps_the_hottest_items() {
     let dir = Scratch::new("snap-hot");
     dir.open_to_all();
     let file = dir.path("cache");
-    let mut a = Server::ferrocache(&["-e", &file, "-m", "64"]);
+    // Also across a change of -t (so of the shard count) and of -I.
+    let mut a = Server::ferrocache(&["-e", &file, "-m", "64", "-t", "1"]);
     let mut c = a.connect();
     let value = vec![b'v'; 1000];
     for i in 0..40_000u32 {
@@ -155,7 +157,7 @@ fn a_smaller_memory_limit_keeps_the_hottest_items() {
     let items = stat_u64(&mut c, "curr_items");
     drop(c);
     assert!(a.signal_and_wait("USR1").is_some());
-    let b = Server::ferrocache(&["-e", &file, "-m", "8"]);
+    let b = Server::ferrocache(&["-e", &file, "-m", "8", "-t", "4", "-I", "2m"]);
     let mut c = b.connect();
     let loaded = stat_u64(&mut c, "restore_items_loaded");
     let dropped = stat_u64(&mut c, "restore_items_dropped");

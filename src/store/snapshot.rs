@@ -953,6 +953,29 @@ mod tests {
     }
 
     #[test]
+    fn items_above_a_smaller_item_size_are_dropped_and_counted() {
+        let a = store(64);
+        let big = vec![b'b'; 600 << 10];
+        a.store(StoreOp::Set, b"big", 0, 0, &big);
+        a.store(StoreOp::Set, b"small", 0, 0, b"s");
+        let d = dir("large");
+        let p = d.join("s");
+        let st = SnapStats::default();
+        save(&a, &p, 0, 1, &st).expect("save");
+        let cfg = StoreConfig {
+            mem_limit: 64 << 20,
+            item_size_max: 512 << 10,
+            shards: 8,
+            ..Default::default()
+        };
+        let b = Store::new(cfg, Arc::new(Clock::new()));
+        let r = load(&b, &p, 2, &st);
+        assert_eq!((r.loaded, r.too_large, r.error.clone()), (1, 1, None));
+        assert!(get(&b, "big").is_none() && get(&b, "small").is_some());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_smaller_store_keeps_the_hottest() {
         let a = store(64);
         let v = vec![b'v'; 1000];
