@@ -7,7 +7,9 @@
 //! - SIGTERM, SIGINT: stop (listeners close, buffered replies are sent, exit 0);
 //!   `Exiting normally` at verbosity 1 and up.
 //! - SIGUSR1: memcached's graceful stop: `Gracefully stopping` on stderr at every
-//!   verbosity, then the same stop, exit 0.
+//!   verbosity, then the same stop, exit 0; with `-e FILE` the cache is saved to
+//!   FILE once the workers have stopped (`server::snapshot`).
+//! - SIGUSR2 (ours): with `--snapshot-dir`, an online snapshot into that directory.
 //! - SIGHUP: reload the `-Y` file (a file that fails to load leaves the old entries in
 //!   force) and, with `-Z`, the TLS certificate chain, key and CA ([`reload_tls`]: a
 //!   bad file keeps the old ones); never stops the server.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGUSR2,
         signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
@@ -170,14 +173,20 @@ fn main() -> ExitCode {
                 reload(&shared);
                 continue;
             }
-            if sig == signal_hook::consts::SIGUSR1 {
+            if sig == signal_hook::consts::SIGUSR2 {
+                ferrocache::server::snapshot::on_signal(&shared);
+                continue;
+            }
+            let why = if sig == signal_hook::consts::SIGUSR1 {
                 // memcached prints this at every verbosity.
                 eprintln!("Gracefully stopping");
+                StopReason::GracefulSignal
             } else {
                 log::info!("Exiting normally");
-            }
+                StopReason::Signal
+            };
             log::debug!("signal {sig} received, stopping");
-            shared.request_stop(StopReason::Signal);
+            shared.request_stop(why);
             break;
         }
     });
@@ -187,11 +196,16 @@ fn main() -> ExitCode {
         StopReason::Command => log::info!("Exiting normally"),
         // memcached's `shutdown graceful` raises SIGUSR1: printed at every verbosity.
         StopReason::GracefulCommand => eprintln!("Gracefully stopping"),
-        StopReason::Signal => {}
+        StopReason::Signal | StopReason::GracefulSignal => {}
     }
     log::debug!("stopping ({why:?}): closing listeners, sending buffered replies");
+    let state = handle.stopper();
     handle.stop();
     log::debug!("all threads stopped");
+    // memcached's -e: a graceful stop saves the cache (nothing is served any more).
+    if why.graceful() {
+        ferrocache::server::snapshot::save_at_stop(&state);
+    }
     sig_handle.close();
     let _ = sig_thread.join();
     if let Some(path) = pid_file {

@@ -117,6 +117,9 @@ pub struct Config {
     pub detail_enabled: bool,
     /// `-o debugtime` (ours, not memcached's): serve the `debugtime` command.
     pub debugtime: bool,
+    /// `-o debugtime=<seconds>`: the server clock starts this many seconds ahead of
+    /// the wall clock (tests: "the server was down this long").
+    pub debugtime_offset: i64,
     /// `-o idle_timeout=N` seconds (0 = none; negative values mean 0).
     pub idle_timeout: u32,
     /// `-o maxconns_fast` (default on; `no_maxconns_fast` turns it off):
@@ -152,8 +155,15 @@ pub struct Config {
     pub enable_coredumps: bool,
     /// `-L`: large pages (accepted, ignored).
     pub large_pages: bool,
-    /// `-e FILE`: restartable memory file (accepted, ignored).
+    /// `-e FILE`: warm restart: a graceful stop (SIGUSR1, `shutdown graceful`)
+    /// saves the cache to FILE, a start loads it (see `store::snapshot`).
     pub memory_file: Option<PathBuf>,
+    /// `--restore FILE` (ours): load this snapshot at start (kept; `-e` files are
+    /// consumed).
+    pub restore_file: Option<PathBuf>,
+    /// `--snapshot-dir DIR` (ours): serve `snapshot <name>` and SIGUSR2, writing
+    /// snapshots into DIR.
+    pub snapshot_dir: Option<PathBuf>,
     /// `-N N`: NAPI ids (accepted, ignored; must not exceed `-t`).
     pub napi_ids: u32,
     /// Every `-o` sub-option given, in order: (name, value).
@@ -198,6 +208,7 @@ impl Default for Config {
             prefix_delimiter: b':',
             detail_enabled: false,
             debugtime: false,
+            debugtime_offset: 0,
             idle_timeout: 0,
             maxconns_fast: true,
             slab_chunk_max: SLAB_PAGE_SIZE / 2,
@@ -214,6 +225,8 @@ impl Default for Config {
             enable_coredumps: false,
             large_pages: false,
             memory_file: None,
+            restore_file: None,
+            snapshot_dir: None,
             napi_ids: 0,
             extended: Vec::new(),
             ignored: Vec::new(),
@@ -259,6 +272,10 @@ impl Invocation {
 const OPT_CONFIG: char = '\u{10001}';
 /// Our private code for `--sasl-pwdb` (not a memcached option).
 const OPT_SASL_PWDB: char = '\u{10002}';
+/// Our private code for `--restore`.
+const OPT_RESTORE: char = '\u{10003}';
+/// Our private code for `--snapshot-dir`.
+const OPT_SNAPSHOT_DIR: char = '\u{10004}';
 
 /// memcached 1.6.18's `getopt` string.
 const SHORTOPTS: &str = "a:AZp:s:U:m:Mc:khiVrvdl:u:P:f:n:t:D:LR:Cb:B:I:SFXWY:e:o:N:";
@@ -308,6 +325,8 @@ const LONGOPTS: &[LongOpt] = &[
     lo("napi-ids", HasArg::Required, 'N'),
     lo("config", HasArg::Required, OPT_CONFIG),
     lo("sasl-pwdb", HasArg::Required, OPT_SASL_PWDB),
+    lo("restore", HasArg::Required, OPT_RESTORE),
+    lo("snapshot-dir", HasArg::Required, OPT_SNAPSHOT_DIR),
 ];
 
 /// Every `-o` sub-option memcached 1.6.18 (Debian build: TLS and extstore,
@@ -639,10 +658,9 @@ impl Config {
             'W' => self.disable_watch = true,
             'Y' => self.auth_file = Some(PathBuf::from(arg)),
             OPT_SASL_PWDB => self.sasl_pwdb = Some(PathBuf::from(arg)),
-            'e' => {
-                self.memory_file = Some(PathBuf::from(arg));
-                self.ignored.push(format!("-e {arg}"));
-            }
+            'e' => self.memory_file = Some(PathBuf::from(arg)),
+            OPT_RESTORE => self.restore_file = Some(PathBuf::from(arg)),
+            OPT_SNAPSHOT_DIR => self.snapshot_dir = Some(PathBuf::from(arg)),
             'o' => self.apply_subopts(st, arg)?,
             'N' => {
                 let n = c_atoi(arg);
@@ -891,7 +909,15 @@ impl Config {
             {
                 return unparsable();
             }
-            "debugtime" => self.debugtime = true,
+            "debugtime" => {
+                self.debugtime = true;
+                if let Some(v) = value {
+                    match v.parse::<i64>() {
+                        Ok(n) => self.debugtime_offset = n,
+                        Err(_) => return unparsable(),
+                    }
+                }
+            }
             _ => {}
         }
         self.compat.apply(name, v);
@@ -1204,10 +1230,16 @@ impl Config {
                 "ssl_min_version",
                 compat::CompatSettings::ssl_version_name(c.ssl_min_version).into(),
             ),
-            // Fixed facts: no NAPI id grouping, no restartable memory file
-            // (memcached prints a NULL pointer through glibc's printf).
+            // Fixed fact: no NAPI id grouping (memcached prints a NULL pointer
+            // through glibc's printf); so is an unset memory file.
             ("num_napi_ids", "(null)".into()),
-            ("memory_file", "(null)".into()),
+            (
+                "memory_file",
+                self.memory_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(null)".into()),
+            ),
         ]
     }
 
@@ -1314,6 +1346,9 @@ impl Config {
             ("-B, --protocol=<name>".into(), "protocol - one of ascii, binary, or auto (default: auto-negotiate)".into()),
             ("-I, --max-item-size=<num>".into(), "adjusts max item size\n(default: 1m, min: 1k, max: 1024m)".into()),
             ("-S, --enable-sasl".into(), "require SASL authentication (binary protocol only)".into()),
+            ("-e, --memory-file=<file>".into(), "warm restart: a graceful stop (SIGUSR1) saves the\ncache to <file>, a start loads it (then removes it)".into()),
+            ("--restore=<file>".into(), "load the snapshot <file> at start (the file is kept)".into()),
+            ("--snapshot-dir=<dir>".into(), "serve the \"snapshot <name>\" command and SIGUSR2:\nonline snapshots written into <dir>".into()),
             ("--sasl-pwdb=<file>".into(), "SASL credentials (user:password lines, or salted\nentries from 'ferrocache passwd'); default:\n$MEMCACHED_SASL_PWDB".into()),
             ("-Y, --auth-file=<file>".into(), "require ASCII authentication with user:password\nlines from <file> (text protocol only)".into()),
             ("-Z, --enable-ssl".into(), "enable TLS/SSL (TLS 1.2 and 1.3; see the ssl_* options)".into()),
@@ -1349,7 +1384,8 @@ const EXTENDED_HELP: &[(&str, &str)] = &[
     ),
     (
         "debugtime",
-        "enable the \"debugtime\" command (moves the server clock; testing only)",
+        "enable the \"debugtime\" command (moves the server clock; testing only);\n\
+         debugtime=<s> also starts the clock <s> seconds ahead",
     ),
     ("ssl_chain_cert", "certificate chain file in PEM format"),
     (
@@ -1391,7 +1427,7 @@ const EXTENDED_HELP: &[(&str, &str)] = &[
 
 /// The last line of the `-o` list in `-h`.
 const EXTENDED_IGNORED: &str =
-    "other memcached -o options, and -k -r -L -e -N, are accepted and ignored.";
+    "other memcached -o options, and -k -r -L -N, are accepted and ignored.";
 
 /// `-V` output.
 /// The `-V` line: `ferrocache X.Y.Z (memcached 1.6.18 compatible)` and a newline.

@@ -369,7 +369,6 @@ fn warnings_and_ignored() {
             "-k",
             "-r",
             "-L",
-            "-e /tmp/m",
             "-N 1",
             "-o hash_algorithm=jenkins",
             "-o modern"
@@ -377,6 +376,21 @@ fn warnings_and_ignored() {
     );
     assert_eq!(c.idle_timeout, 5);
     assert_eq!(c.extended.len(), 3);
+    assert_eq!(
+        c.memory_file.as_deref(),
+        Some(std::path::Path::new("/tmp/m"))
+    );
+    let c = cfg("--restore /tmp/r --snapshot-dir /tmp/d -o debugtime=500");
+    assert_eq!(
+        c.restore_file.as_deref(),
+        Some(std::path::Path::new("/tmp/r"))
+    );
+    assert_eq!(
+        c.snapshot_dir.as_deref(),
+        Some(std::path::Path::new("/tmp/d"))
+    );
+    assert!(c.debugtime);
+    assert_eq!(c.debugtime_offset, 500);
     let c = cfg("-S");
     assert!(c.sasl);
     assert_eq!(c.protocol, ProtocolMode::Binary);

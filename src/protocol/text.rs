@@ -217,6 +217,13 @@ pub enum Command<'a> {
         /// `b"detail dump"`, `b""`); split it into words with [`Keys`].
         args: &'a [u8],
     },
+    /// `snapshot [<name>]` (ours): write an online snapshot into `--snapshot-dir`.
+    Snapshot {
+        /// The file name asked for (`None`: a name with the time in it).
+        name: Option<&'a [u8]>,
+        /// More words than a name (answered `ERROR`).
+        bad: bool,
+    },
     /// `debugtime p|r|<seconds>` (memcached's debug builds only; answer `ERROR` when
     /// not enabled). A non-number is already answered `ERROR` by the parser.
     DebugTime {
@@ -416,6 +423,13 @@ pub fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limit
                 Parse::Request(Command::Shutdown { mode }, next)
             }
             b"slabs" => slabs(&t, next),
+            b"snapshot" => Parse::Request(
+                Command::Snapshot {
+                    name: (n == 3).then(|| t.w(1)),
+                    bad: n > 3,
+                },
+                next,
+            ),
             _ => err(ERROR, false, next),
         },
         b'a' => match cmd {

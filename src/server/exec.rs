@@ -297,6 +297,15 @@ pub fn execute(
             super::stats_exec::stats_command(shared, args, out);
             Flow::Continue
         }
+        Command::Snapshot { name, bad } => {
+            let text = if bad {
+                "ERROR".to_string()
+            } else {
+                super::snapshot::command(shared, name)
+            };
+            line(out, &text);
+            Flow::Continue
+        }
         Command::DebugTime { arg } => {
             if shared.config.debugtime {
                 match arg {

@@ -33,6 +33,7 @@ pub mod loopback;
 mod meta_exec;
 pub mod session;
 mod shared;
+pub mod snapshot;
 mod start;
 mod stats_exec;
 pub mod transport;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use super::{budget, dump, watch};
+use super::{budget, dump, snapshot, watch};
 use crate::auth::Credentials;
 use crate::config::Config;
 use crate::stats::{ConnCounters, Counters, PrefixStats};
@@ -22,6 +22,18 @@ pub enum StopReason {
     Command,
     /// `shutdown graceful` (memcached raises SIGUSR1 for it).
     GracefulCommand,
+    /// SIGUSR1: memcached's graceful stop (with `-e`, the cache is saved).
+    GracefulSignal,
+}
+
+impl StopReason {
+    /// A graceful stop: with `-e` the cache is saved.
+    pub fn graceful(self) -> bool {
+        matches!(
+            self,
+            StopReason::GracefulCommand | StopReason::GracefulSignal
+        )
+    }
 }
 
 /// Names of connection states for `stats conns`, as memcached prints them.
@@ -84,6 +96,8 @@ pub struct Shared {
     pub crawler: Arc<dump::Crawler>,
     /// `watch` log streams.
     pub watch: Arc<watch::WatchHub>,
+    /// Warm restart and online snapshots: progress and figures for `stats`.
+    pub snapshots: snapshot::Snapshots,
     stop_tx: Sender<StopReason>,
 }
 
@@ -97,6 +111,9 @@ impl Shared {
         listener_info: Vec<(i32, String)>,
     ) -> (Arc<Shared>, Receiver<StopReason>) {
         let clock = Arc::new(Clock::new());
+        if cfg.debugtime_offset != 0 {
+            clock.advance(cfg.debugtime_offset);
+        }
         let store = Store::new(store_config(&cfg), clock.clone());
         let threads_n = cfg.threads.max(1);
         let counters: Vec<Arc<Counters>> = (0..threads_n).map(|_| Arc::default()).collect();
@@ -117,6 +134,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             crawler: Arc::new(dump::Crawler::from_settings(&cfg.compat)),
             watch: hub,
+            snapshots: snapshot::Snapshots::default(),
             buffers,
             buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
             prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),

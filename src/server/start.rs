@@ -53,6 +53,9 @@ impl Server {
         }
         let listener_info = listeners.info();
         let (shared, stop_rx) = Shared::new(cfg, credentials, listener_info);
+        // Before any worker or the acceptor runs: connections are accepted once the
+        // snapshot is loaded (clients connecting meanwhile wait in the backlog).
+        super::snapshot::restore_at_start(&shared);
         let threads_n = shared.counters.len();
         let n_listeners = shared.listener_info.len() as u64;
         shared
@@ -116,6 +119,7 @@ fn maintenance(shared: Arc<Shared>) {
             shared.store.crawl_expired(10_000);
         }
         start_requested_crawl(&shared);
+        super::snapshot::start_requested(&shared);
     }
 }
 

@@ -301,6 +301,31 @@ fn general_stats(shared: &Shared, out: &mut dyn StatSink) {
     ] {
         stat_line(out, name, 0);
     }
+    snapshot_stats(shared, out);
+}
+
+/// Ours, after memcached's names: online snapshots and the restore at start.
+fn snapshot_stats(shared: &Shared, out: &mut dyn StatSink) {
+    let s = &shared.snapshots.stats;
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    stat_line(
+        out,
+        "snapshot_in_progress",
+        u32::from(s.in_progress.load(Ordering::Relaxed)),
+    );
+    stat_line(out, "snapshot_bytes_written", l(&s.bytes_written));
+    stat_line(out, "snapshot_items_written", l(&s.items_written));
+    stat_line(out, "snapshot_duration_ms", s.duration_ms());
+    stat_line(out, "snapshots_completed", l(&s.completed));
+    stat_line(out, "snapshots_failed", l(&s.failed));
+    stat_line(out, "restore_items_loaded", l(&s.restore_loaded));
+    stat_line(out, "restore_items_dropped", l(&s.restore_dropped));
+    stat_line(out, "restore_items_expired", l(&s.restore_expired));
+    stat_line(out, "restore_items_too_large", l(&s.restore_too_large));
+    stat_line(out, "restore_items_duplicate", l(&s.restore_duplicates));
+    stat_line(out, "restore_errors", l(&s.restore_errors));
+    stat_line(out, "restore_bytes_read", l(&s.restore_bytes_read));
+    stat_line(out, "restore_duration_ms", l(&s.restore_duration_ms));
 }
 
 /// memcached's log-stream counters (`watch`): lines are queued to watchers directly

@@ -60,6 +60,7 @@
 pub mod clock;
 pub mod item;
 mod shard;
+pub mod snapshot;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -71,6 +72,7 @@ use crate::protocol::frame;
 use shard::{DumpPlace, Found, Mem, Shard};
 
 pub use clock::{Clock, RelTime};
+pub use shard::SnapBuf;
 
 /// Store settings, from the command line.
 #[derive(Debug, Clone)]
@@ -195,6 +197,62 @@ impl DumpCursor {
     pub fn done(&self) -> bool {
         self.done
     }
+}
+
+/// One item as a snapshot file holds it ([`Store::snapshot_shard`],
+/// [`Store::restore_item`]): times are unix seconds, so they mean the same in another
+/// process (or on another machine).
+#[derive(Debug, Clone, Copy)]
+pub struct SnapItem<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The value (without `\r\n`).
+    pub value: &'a [u8],
+    /// Client flags.
+    pub flags: u32,
+    /// Expiry, unix seconds (0 = never).
+    pub exptime: i64,
+    /// Last access or update, unix seconds.
+    pub atime: i64,
+    /// CAS unique (0 when CAS is disabled).
+    pub cas: u64,
+    /// The 2-bit access counter (0..=3).
+    pub freq: u8,
+    /// Read since it was stored.
+    pub fetched: bool,
+    /// In the main queue (read enough to survive a pass), not the small one.
+    pub main: bool,
+    /// Meta marks ([`item::MARK_STALE`], [`item::MARK_KEY_BINARY`], ...).
+    pub marks: u8,
+}
+
+/// What [`Store::restore_item`] did with an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// Stored.
+    Loaded,
+    /// The key is there with a newer (or the same) CAS unique: kept.
+    Duplicate,
+    /// Its expiry time (or a `flush_all` point after it was stored) has passed.
+    Expired,
+    /// Larger than this server's `-I`.
+    TooLarge,
+    /// No memory left without evicting.
+    NoMemory,
+}
+
+/// Store-wide facts a snapshot keeps besides the items.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapMeta {
+    /// The CAS counter (uniques handed out so far).
+    pub cas_counter: u64,
+    /// `flush_all`'s point, unix seconds (0 = none): items last stored or accessed
+    /// at or before it are invalid once it has passed.
+    pub flush_at: i64,
+    /// `flush_all`'s CAS mark (items with a lower unique are invalid), 0 = none.
+    pub flush_cas: u64,
+    /// CAS uniques were kept.
+    pub cas_enabled: bool,
 }
 
 /// Result of incr/decr.
@@ -1601,6 +1659,182 @@ impl Store {
             }
         }
         freed
+    }
+
+    /// Number of shards ([`Store::snapshot_shard`] takes one of `0..shards()`).
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The store-wide facts a snapshot keeps (CAS counter, flush point).
+    pub fn snapshot_meta(&self) -> SnapMeta {
+        let ps = self.ctx.clock.process_started();
+        let ol = self.ctx.oldest_live.load(Ordering::Acquire);
+        // Only a point still ahead: one that has passed invalidated what it had to,
+        // and the items saved are valid after it.
+        let pending = ol != 0 && ol > self.ctx.clock.now();
+        SnapMeta {
+            cas_counter: self.cas.load(Ordering::Acquire),
+            flush_at: if pending { ps + i64::from(ol) } else { 0 },
+            flush_cas: self.ctx.oldest_cas.load(Ordering::Acquire),
+            cas_enabled: self.cfg.cas_enabled,
+        }
+    }
+
+    /// Takes over a snapshot's store-wide facts (before its items are restored): the
+    /// CAS counter never goes back, and a `flush_all` point that was ahead at the save
+    /// is kept at the same wall time (if it passed during the downtime, the items
+    /// it invalidates are not restored).
+    pub fn restore_meta(&self, m: &SnapMeta) {
+        self.cas.fetch_max(m.cas_counter, Ordering::AcqRel);
+        let clock = &self.ctx.clock;
+        if m.flush_at != 0 {
+            let rel = (m.flush_at - clock.process_started()).clamp(1, i64::from(u32::MAX));
+            self.ctx.oldest_cas.store(m.flush_cas, Ordering::Release);
+            self.ctx.oldest_live.store(rel as u32, Ordering::Release);
+        }
+    }
+
+    /// Copies shard `i` for a snapshot while the store keeps serving, and calls `f`
+    /// for every valid item, never under the shard lock. The lock is held for one
+    /// batch of segments at a time (about `batch_bytes` of them, copied raw), and a
+    /// last time to copy what the segments gained meanwhile; so every item in the shard
+    /// from the start to the end of the walk is seen, with a value it had during the
+    /// walk. An item stored, moved or replaced meanwhile may be seen twice (a restore
+    /// keeps the higher CAS unique). `buf` is scratch memory (reused between calls).
+    pub fn snapshot_shard(
+        &self,
+        i: usize,
+        batch_bytes: usize,
+        buf: &mut SnapBuf,
+        f: &mut dyn FnMut(&SnapItem<'_>),
+    ) {
+        let Some(sh) = self.shards.get(i) else {
+            return;
+        };
+        let mut walk = sh.lock().snap_begin();
+        loop {
+            buf.clear();
+            let more = sh.lock().snap_step(&mut walk, batch_bytes, buf);
+            self.snap_emit(buf, f);
+            if !more {
+                break;
+            }
+        }
+        buf.clear();
+        sh.lock().snap_finish(&mut walk, buf);
+        self.snap_emit(buf, f);
+        buf.clear();
+    }
+
+    fn snap_emit(&self, buf: &SnapBuf, f: &mut dyn FnMut(&SnapItem<'_>)) {
+        let ctx = &self.ctx;
+        let ps = ctx.clock.process_started();
+        buf.items(ctx.cas_on, &mut |v| {
+            if ctx.invalid(&v.hd).is_some() {
+                return;
+            }
+            let hd = &v.hd;
+            f(&SnapItem {
+                key: &v.bytes[hd.key_at..hd.key_at + hd.klen],
+                value: &v.bytes[hd.value_at()..hd.total()],
+                flags: hd.flags,
+                exptime: if hd.exptime == 0 {
+                    0
+                } else {
+                    ps + i64::from(hd.exptime)
+                },
+                atime: ps + i64::from(hd.time),
+                cas: hd.cas,
+                freq: (hd.bits & item::FREQ) >> 6,
+                fetched: hd.bits & item::FETCHED != 0,
+                main: v.main,
+                marks: v.marks,
+            });
+        });
+    }
+
+    /// Sizes the index for `items` more keys spread over the shards (before a restore
+    /// of that many items).
+    pub fn reserve(&self, items: u64) {
+        let per = (items / self.shards.len() as u64) as usize;
+        let per = per + per / 32;
+        for sh in self.shards.iter() {
+            sh.lock().reserve(&self.ctx, per);
+        }
+    }
+
+    /// Stores an item read from a snapshot, as it was (CAS unique, flags, expiry,
+    /// access counter, queue, marks), without evicting anything: when memory runs out
+    /// it is refused ([`Restored::NoMemory`]). An item whose expiry has passed is not
+    /// stored; a key already present keeps the version with the higher CAS unique.
+    /// CAS uniques above the store's counter move the counter up.
+    pub fn restore_item(&self, it: &SnapItem<'_>) -> Restored {
+        let ctx = &self.ctx;
+        let cas_on = ctx.cas_on;
+        let key = it.key;
+        if key.is_empty() || self.too_large_flags(key.len(), it.flags, it.value.len()) {
+            return Restored::TooLarge;
+        }
+        let clock = &ctx.clock;
+        let ps = clock.process_started();
+        let exp = if it.exptime == 0 {
+            0
+        } else if it.exptime <= clock.unix_time() {
+            return Restored::Expired;
+        } else {
+            (it.exptime - ps).clamp(1, i64::from(u32::MAX)) as u32
+        };
+        let time = (it.atime - ps).clamp(0, i64::from(clock.now())) as u32;
+        let oldest = ctx.oldest_live.load(Ordering::Acquire);
+        if oldest != 0 && oldest <= clock.now() && time <= oldest {
+            // Stored before a flush_all point that passed during the downtime.
+            return Restored::Expired;
+        }
+        let cas = if !cas_on {
+            0
+        } else if it.cas != 0 {
+            let c = it.cas & item::CAS_MASK;
+            self.cas.fetch_max(c, Ordering::AcqRel);
+            c
+        } else {
+            self.next_cas()
+        };
+        let total = item::total_size(key.len(), it.value.len(), it.flags, exp, cas_on);
+        if ctx.class_for(total).is_none() {
+            return Restored::TooLarge;
+        }
+        self.with(key, |sh, h, _| {
+            let old = sh.find_raw(ctx, h, key);
+            if let Some(o) = old {
+                if !cas_on || item::Hdr::read(sh.chunk(o), cas_on).cas >= cas {
+                    return Restored::Duplicate;
+                }
+            }
+            // Nothing is evicted nor moved: `old` stays where it is.
+            let Some(new) = sh.restore_alloc(ctx, it.main, total) else {
+                return Restored::NoMemory;
+            };
+            let c = sh.chunk_mut(new);
+            let at = item::write_header(
+                c,
+                key.len(),
+                it.value.len(),
+                it.flags,
+                exp,
+                time,
+                cas_on,
+                cas,
+            );
+            c[0] |= (it.freq.min(3) << 6) | if it.fetched { item::FETCHED } else { 0 };
+            c[at..at + key.len()].copy_from_slice(key);
+            c[at + key.len()..at + key.len() + it.value.len()].copy_from_slice(it.value);
+            sh.link(ctx, h, new, old);
+            if it.marks != 0 {
+                sh.set_marks(new, it.marks);
+            }
+            Restored::Loaded
+        })
     }
 }
 

@@ -12,6 +12,7 @@
 //! - `hitratio`: cache-aside miss ratios swept over cache sizes and workload shapes;
 //!   `--write-trace` exports the traces for libCacheSim (`tests/tools/libcachesim_yardstick.py`).
 //! - `soak`: real clients, faults, SIGHUP and flushes for a while; invariants checked throughout.
+//! - `snapshot`: warm restart (save/load time beside `dd`, RSS) and workload (a) during online snapshots.
 #![forbid(unsafe_code)]
 
 mod compare;
@@ -22,6 +23,7 @@ mod load;
 mod memory;
 #[allow(dead_code)] // shared by the subcommands; not every helper is used by each
 mod servers;
+mod snapshot;
 mod soak;
 mod textconn;
 mod tls;
@@ -55,6 +57,8 @@ enum Cmd {
     Hitratio(hitratio::Args),
     /// Soak test: mixed load and faults for a while, invariants checked throughout.
     Soak(soak::Args),
+    /// Warm restart and online snapshots: save/load time, RSS, dd, p99 during snapshots.
+    Snapshot(snapshot::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Memory(a) => memory::main(a),
         Cmd::Hitratio(a) => hitratio::main(a),
         Cmd::Soak(a) => soak::main(a),
+        Cmd::Snapshot(a) => snapshot::main(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -128,6 +128,16 @@ enum Cmd {
     },
     /// Read keys (one per line) on standard input; print `key,host:port` for each.
     Locate,
+    /// Ask every node (ferrocache serving snapshots into its snapshot directory) for
+    /// an online snapshot, wait until each has written it, print what was written.
+    /// Plain TCP only (not TLS).
+    Snapshot {
+        /// File name inside the node's --snapshot-dir (default: one with the time).
+        name: Option<String>,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -219,6 +229,13 @@ fn run(cli: Cli) -> Result<u8, String> {
             0
         }
         Cmd::Stats { group } => stats_table(&mut out, &c, group.as_deref().unwrap_or("")),
+        Cmd::Snapshot { name, wait } => snapshot(
+            &mut out,
+            &c,
+            name.as_deref(),
+            *wait,
+            Duration::from_millis(cli.timeout_ms.max(1)),
+        ),
         Cmd::Locate => {
             // Keys are bytes: one per line, a CR before the LF dropped, not UTF-8-checked.
             let stdin = std::io::stdin();
@@ -328,6 +345,94 @@ fn stats_table(out: &mut impl Write, c: &Client, group: &str) -> u8 {
             .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    u8::from(failed) * 2
+}
+
+/// `snapshot [NAME]` on each node (one text connection each), then `stats` until no
+/// node has one in progress. Exit 0 when every node wrote its snapshot.
+fn snapshot(
+    out: &mut impl Write,
+    c: &Client,
+    name: Option<&str>,
+    wait: u64,
+    timeout: Duration,
+) -> u8 {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let nodes: Vec<String> = c.stats("").into_iter().map(|(n, _)| n).collect();
+    let mut asked = Vec::new();
+    let mut failed = false;
+    for node in &nodes {
+        let reply = (|| -> std::io::Result<String> {
+            let addr = node
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| std::io::Error::other("no address"))?;
+            let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+            s.set_read_timeout(Some(timeout))?;
+            let cmd = match name {
+                Some(n) => format!("snapshot {n}\r\n"),
+                None => "snapshot\r\n".to_string(),
+            };
+            s.write_all(cmd.as_bytes())?;
+            let mut line = String::new();
+            std::io::BufReader::new(s).read_line(&mut line)?;
+            Ok(line.trim_end().to_string())
+        })();
+        match reply {
+            Ok(r) if r.starts_with("OK") => asked.push(node.clone()),
+            Ok(r) => {
+                failed = true;
+                let _ = writeln!(out, "{node}  {r}");
+            }
+            Err(e) => {
+                failed = true;
+                let _ = writeln!(out, "{node}  error: {e}");
+            }
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+    let stat = |st: &[(String, String)], k: &str| {
+        st.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    loop {
+        let all = c.stats("");
+        let busy = all.iter().any(|(n, r)| {
+            asked.contains(n) && matches!(r, Ok(st) if stat(st, "snapshot_in_progress") == "1")
+        });
+        if !busy || std::time::Instant::now() >= deadline {
+            for (n, r) in &all {
+                if !asked.contains(n) {
+                    continue;
+                }
+                match r {
+                    Ok(st) if stat(st, "snapshot_in_progress") == "0" => {
+                        let _ = writeln!(
+                            out,
+                            "{n}  done: {} items, {} bytes, {} ms (snapshots completed {}, failed {})",
+                            stat(st, "snapshot_items_written"),
+                            stat(st, "snapshot_bytes_written"),
+                            stat(st, "snapshot_duration_ms"),
+                            stat(st, "snapshots_completed"),
+                            stat(st, "snapshots_failed")
+                        );
+                    }
+                    Ok(_) => {
+                        failed = true;
+                        let _ = writeln!(out, "{n}  still in progress");
+                    }
+                    Err(e) => {
+                        failed = true;
+                        let _ = writeln!(out, "{n}  error: {e}");
+                    }
+                }
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     u8::from(failed) * 2
 }

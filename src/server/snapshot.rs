@@ -1,0 +1,302 @@
+//! Warm restart and online snapshots of a running server (the file format and the
+//! per-shard copy are in [`crate::store::snapshot`]).
+//!
+//! - Start ([`restore_at_start`], before any connection is accepted): `--restore FILE`,
+//!   else `-e FILE`, is loaded. The `-e` file is then consumed, as memcached removes
+//!   its `.meta` file at start: removed when it loaded cleanly, renamed to
+//!   `FILE.bad` when it was refused or damaged (kept for a look), so a crash later
+//!   never brings back an old copy. A `--restore` file is left alone.
+//! - Graceful stop (SIGUSR1, `shutdown graceful`) with `-e FILE`: after the workers
+//!   have stopped, the cache is saved to FILE ([`save_at_stop`]). SIGTERM/SIGINT do not
+//!   save, as in memcached.
+//! - Online (`snapshot [<name>]` with `--snapshot-dir DIR`, SIGUSR2): a request is
+//!   taken by the maintenance thread, which starts a thread that writes
+//!   `DIR/<name>` while the server keeps serving; one at a time; `stats` shows it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::shared::Shared;
+use crate::store::snapshot::{self, SnapStats};
+
+/// Snapshot state of a server: figures for `stats` and a requested online snapshot.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    /// Progress and results, for `stats`.
+    pub stats: SnapStats,
+    requested: Mutex<Option<PathBuf>>,
+}
+
+impl Snapshots {
+    /// Asks for an online snapshot to `path`; false when one is in progress.
+    pub fn request(&self, path: PathBuf) -> bool {
+        if self
+            .stats
+            .in_progress
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
+        self.stats.bytes_written.store(0, Ordering::Relaxed);
+        self.stats.items_written.store(0, Ordering::Relaxed);
+        *self.requested.lock() = Some(path);
+        true
+    }
+
+    /// Waits until no snapshot is in progress, then marks one as in progress (for the
+    /// save at stop). Bounded: gives up after ten minutes.
+    fn acquire(&self) -> bool {
+        for _ in 0..(10 * 60 * 20) {
+            if self
+                .stats
+                .in_progress
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// An online snapshot rests this many times as long as it worked after each block:
+/// at most a third of a core per snapshot thread, so the workers keep theirs
+/// (`ferrocache-bench snapshot`: with 0, p99 of workload (a) was 2.3x on two cores).
+const ONLINE_PACE: u32 = 2;
+
+/// Threads for a save or load while nothing else runs.
+fn all_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 16)
+}
+
+/// `FILE.bad`.
+fn bad_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".bad");
+    PathBuf::from(s)
+}
+
+/// Loads `--restore FILE` or the `-e FILE` into the store of a server that does not
+/// serve yet; logs what happened (progress at `-v`), counts it in `stats`.
+pub fn restore_at_start(shared: &Shared) {
+    let cfg = &shared.config;
+    let (path, consume) = match (&cfg.restore_file, &cfg.memory_file) {
+        (Some(r), _) => (r.clone(), false),
+        (None, Some(e)) => (e.clone(), true),
+        (None, None) => return,
+    };
+    if consume && std::fs::symlink_metadata(&path).is_err() {
+        log::info!(
+            "warm restart: no {} (first start, or not stopped with SIGUSR1): starting empty",
+            path.display()
+        );
+        return;
+    }
+    let st = &shared.snapshots.stats;
+    let rep = snapshot::load(&shared.store, &path, all_threads(), st);
+    let what = if consume { "warm restart" } else { "restore" };
+    match (&rep.error, rep.refused) {
+        (Some(e), true) => log::error!("{what}: {} refused: {e}; starting empty", path.display()),
+        (Some(e), false) => log::error!(
+            "{what}: {}: {e}; kept the {} items of the blocks verified before it",
+            path.display(),
+            rep.loaded
+        ),
+        (None, _) => {}
+    }
+    if !rep.refused {
+        log::info!(
+            "{what}: {} items loaded from {} in {:.2} s ({} MiB; {} dropped for memory, \
+             {} expired during the downtime, {} above -I, {} duplicates); saved by \
+             ferrocache {}",
+            rep.loaded,
+            path.display(),
+            rep.duration.as_secs_f64(),
+            rep.bytes_read >> 20,
+            rep.dropped,
+            rep.expired,
+            rep.too_large,
+            rep.duplicates,
+            rep.header
+                .as_ref()
+                .map(|h| h.version.as_str())
+                .unwrap_or("?")
+        );
+    }
+    if consume {
+        let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+        if rep.error.is_none() {
+            if let Err(e) = std::fs::remove_file(&path) {
+                log::warn!("warm restart: cannot remove {}: {e}", path.display());
+            }
+        } else if regular {
+            let bad = bad_path(&path);
+            match std::fs::rename(&path, &bad) {
+                Ok(()) => log::warn!("warm restart: the file was moved to {}", bad.display()),
+                Err(e) => log::warn!("warm restart: cannot move {} aside: {e}", path.display()),
+            }
+        }
+    }
+}
+
+/// With `-e FILE`: saves the cache to FILE (the server has stopped serving).
+/// Returns false when the save failed (logged).
+pub fn save_at_stop(shared: &Shared) -> bool {
+    let Some(path) = &shared.config.memory_file else {
+        return true;
+    };
+    let st = &shared.snapshots.stats;
+    if !st_acquire(shared) {
+        log::error!("warm restart: a snapshot did not finish; not saved");
+        return false;
+    }
+    let r = snapshot::save(
+        &shared.store,
+        path,
+        shared.clock.unix_time(),
+        all_threads(),
+        st,
+    );
+    let ok = finish(st, &r);
+    match r {
+        Ok(rep) => log::info!(
+            "warm restart: {} items saved to {} in {:.2} s ({} MiB)",
+            rep.items,
+            path.display(),
+            rep.duration.as_secs_f64(),
+            rep.bytes >> 20
+        ),
+        Err(e) => log::error!("warm restart: saving to {} failed: {e}", path.display()),
+    }
+    ok
+}
+
+fn st_acquire(shared: &Shared) -> bool {
+    shared.snapshots.acquire()
+}
+
+/// Records the end of a snapshot in `stats`.
+fn finish(st: &SnapStats, r: &Result<snapshot::SaveReport, String>) -> bool {
+    let started = st.started_ms.load(Ordering::Relaxed);
+    st.last_duration_ms
+        .store(unix_ms().saturating_sub(started), Ordering::Relaxed);
+    let ok = r.is_ok();
+    if ok {
+        st.completed.fetch_add(1, Ordering::Relaxed);
+    } else {
+        st.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    st.in_progress.store(false, Ordering::Release);
+    ok
+}
+
+/// A snapshot file name a client may ask for: a plain name (no `/`, not starting with
+/// `.`), at most 200 bytes of UTF-8.
+fn valid_name(name: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(name).ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 200
+        && !s.starts_with('.')
+        && !s.contains('/')
+        && !s.contains('\0');
+    ok.then_some(s)
+}
+
+/// The default name: `ferrocache-<unix seconds>.snap`.
+fn default_name(shared: &Shared) -> String {
+    format!("ferrocache-{}.snap", shared.clock.unix_time())
+}
+
+/// The `snapshot [<name>]` command: its reply line.
+pub fn command(shared: &Shared, name: Option<&[u8]>) -> String {
+    let Some(dir) = &shared.config.snapshot_dir else {
+        return "ERROR: snapshot not enabled".into();
+    };
+    let name = match name {
+        None => default_name(shared),
+        Some(n) => match valid_name(n) {
+            Some(s) => s.to_string(),
+            None => return "CLIENT_ERROR bad snapshot name".into(),
+        },
+    };
+    let path = dir.join(&name);
+    if shared.snapshots.request(path) {
+        format!("OK {name}")
+    } else {
+        "BUSY snapshot in progress".into()
+    }
+}
+
+/// SIGUSR2: an online snapshot named by the time, with `--snapshot-dir`.
+pub fn on_signal(shared: &Shared) {
+    match &shared.config.snapshot_dir {
+        None => log::warn!("SIGUSR2: no --snapshot-dir: no snapshot written"),
+        Some(dir) => {
+            let path = dir.join(default_name(shared));
+            if !shared.snapshots.request(path.clone()) {
+                log::warn!("SIGUSR2: a snapshot is in progress");
+            } else {
+                log::info!("SIGUSR2: writing a snapshot to {}", path.display());
+            }
+        }
+    }
+}
+
+/// Called by the maintenance thread: starts a requested online snapshot on a thread
+/// of its own (fewer threads than the machine has: the server keeps serving).
+pub fn start_requested(shared: &Arc<Shared>) {
+    let Some(path) = shared.snapshots.requested.lock().take() else {
+        return;
+    };
+    let sh = shared.clone();
+    let threads = (all_threads() / 2).max(1);
+    let spawned = std::thread::Builder::new()
+        .name("snapshot".into())
+        .spawn(move || {
+            let st = &sh.snapshots.stats;
+            st.started_ms.store(unix_ms(), Ordering::Relaxed);
+            let r = snapshot::save_paced(
+                &sh.store,
+                &path,
+                sh.clock.unix_time(),
+                threads,
+                ONLINE_PACE,
+                st,
+            );
+            finish(st, &r);
+            match r {
+                Ok(rep) => log::info!(
+                    "snapshot: {} items written to {} in {:.2} s ({} MiB)",
+                    rep.items,
+                    path.display(),
+                    rep.duration.as_secs_f64(),
+                    rep.bytes >> 20
+                ),
+                Err(e) => log::error!("snapshot to {} failed: {e}", path.display()),
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("snapshot: cannot start a thread: {e}");
+        let st = &shared.snapshots.stats;
+        st.failed.fetch_add(1, Ordering::Relaxed);
+        st.in_progress.store(false, Ordering::Release);
+    }
+}
