@@ -12,6 +12,11 @@
 //! 5. Start again with the same `-e`: the load time is from the start to the first
 //!    accepted connection (and `restore_duration_ms` of `stats`); RSS after the load;
 //!    a spot check of random keys.
+//! 6. Hit ratio across a restart (`--hit-ratio-requests`): a cache-aside client
+//!    (get; on a miss, set) under memory pressure (`-m 16`, Zipf 0.99 over 200k keys,
+//!    200 B values) warms the cache, then the hit ratio of its last quarter of
+//!    requests before SIGUSR1 is compared with that of the same number of requests
+//!    right after the restart with `-e`.
 
 use crate::textconn::{stat_u64, Conn, SplitMix64};
 use std::net::{SocketAddr, TcpListener};
@@ -44,6 +49,10 @@ pub struct Args {
     /// Client connections for the fill.
     #[arg(long, default_value_t = 4)]
     conns: usize,
+    /// Requests of the cache-aside hit-ratio run before and after a restart (at
+    /// `-m 16`, Zipf 0.99 over 200k keys, 200 B values; 0: skip).
+    #[arg(long, default_value_t = 300_000)]
+    hit_ratio_requests: u64,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -222,9 +231,88 @@ pub fn main(args: Args) -> Result<(), String> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
     }
-    let r = run(&args, &dir);
+    let mut r = if args.items > 0 {
+        run(&args, &dir)
+    } else {
+        Ok(())
+    };
+    if r.is_ok() && args.hit_ratio_requests > 0 {
+        r = hit_ratio_across_restart(&args, &dir);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     r
+}
+
+/// Cache-aside requests on `c`: hits among them.
+fn cache_aside(
+    c: &mut Conn,
+    keys: &crate::zipf::KeyChooser,
+    rng: &mut crate::zipf::Rng,
+    n: u64,
+) -> Result<u64, String> {
+    let (mut line, mut data) = (Vec::new(), Vec::new());
+    let mut hits = 0;
+    let value = vec![b'h'; 200];
+    for _ in 0..n {
+        let k = keys.sample(rng);
+        c.send(format!("get hr:{k}\r\n").as_bytes())?;
+        c.read_line(&mut line)?;
+        if line.starts_with(b"VALUE") {
+            c.read_exact(value.len() + 2, &mut data)?;
+            c.read_line(&mut line)?;
+            hits += 1;
+        } else {
+            let mut req = format!("set hr:{k} 0 0 {}\r\n", value.len()).into_bytes();
+            req.extend_from_slice(&value);
+            req.extend_from_slice(b"\r\n");
+            c.send(&req)?;
+            c.read_line(&mut line)?;
+        }
+    }
+    Ok(hits)
+}
+
+fn hit_ratio_across_restart(args: &Args, dir: &str) -> Result<(), String> {
+    let _ = std::fs::remove_file(format!("{dir}/cache"));
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let keys = crate::zipf::KeyChooser::zipf(200_000, 0.99)?;
+    let mut rng = crate::zipf::Rng::new(42);
+    let n = args.hit_ratio_requests;
+    let tail = (n / 4).max(1);
+    let (mut a, _) = start(args, 16, dir, port)?;
+    let mut c = Conn::connect(addr, Duration::from_secs(60))?;
+    cache_aside(&mut c, &keys, &mut rng, n - tail)?;
+    let before = cache_aside(&mut c, &keys, &mut rng, tail)?;
+    drop(c);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.0.id() as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    );
+    wait_exit(&mut a.0, Duration::from_secs(120))?;
+    let (b, _) = start(args, 16, dir, port)?;
+    let mut c = Conn::connect(addr, Duration::from_secs(60))?;
+    let after = cache_aside(&mut c, &keys, &mut rng, tail)?;
+    // The same requests against a cold start, for scale.
+    drop(c);
+    drop(b);
+    let _ = std::fs::remove_file(format!("{dir}/cache"));
+    let (cold, _) = start(args, 16, dir, port)?;
+    let mut c = Conn::connect(addr, Duration::from_secs(60))?;
+    let cold_hits = cache_aside(&mut c, &keys, &mut rng, tail)?;
+    drop(c);
+    drop(cold);
+    let pct = |h: u64| 100.0 * h as f64 / tail as f64;
+    println!(
+        "hit ratio, cache-aside (-m 16, Zipf 0.99, 200k keys, 200 B), {tail} requests each: \
+         before the restart {:.2} %, right after the restart with -e {:.2} % \
+         (ratio {:.3}); a cold start {:.2} %",
+        pct(before),
+        pct(after),
+        after as f64 / before.max(1) as f64,
+        pct(cold_hits)
+    );
+    Ok(())
 }
 
 fn run(args: &Args, dir: &str) -> Result<(), String> {
