@@ -304,6 +304,7 @@ fn check_command(req: &Request<'_>, frame: &[u8], nl: usize, what: &str) {
         | Command::Verbosity { .. }
         | Command::Quit
         | Command::RefreshCerts { .. }
+        | Command::Snapshot { .. }
         | Command::Shutdown { .. }
         | Command::DebugTime { .. }
         | Command::LruCrawler(_)
