@@ -59,7 +59,7 @@ impl From<std::io::Error> for Error {
     /// [`Error::Tls`] when the I/O error carries a rustls error (an alert or a bad
     /// record on a TLS connection), [`Error::Io`] otherwise.
     fn from(e: std::io::Error) -> Self {
-        match super::tls::tls_error_in(&e) {
+        match tls_error_in(&e) {
             Some(text) => Error::Tls(text),
             None => Error::Io(e),
         }
@@ -68,3 +68,11 @@ impl From<std::io::Error> for Error {
 
 /// Results of client operations.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The rustls error inside an I/O error (rustls reports record and alert errors
+/// after the handshake as `InvalidData` I/O errors), as text.
+pub(super) fn tls_error_in(e: &std::io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .map(|tls| tls.to_string())
+}

@@ -261,16 +261,9 @@ impl Write for Stream {
     }
 }
 
-/// The rustls error inside an I/O error (rustls reports record and alert errors
-/// after the handshake as `InvalidData` I/O errors), as text.
-pub(super) fn tls_error_in(e: &io::Error) -> Option<String> {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .map(|tls| tls.to_string())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::error::tls_error_in;
     use super::*;
 
     #[test]

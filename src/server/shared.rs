@@ -1,16 +1,17 @@
 //! What every thread of a server shares ([`Shared`]), what `stats conns` shows of a
 //! connection ([`ConnInfo`]), and why a server stops ([`StopReason`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use super::{budget, dump, snapshot, watch};
+use super::{budget, dump, watch};
 use crate::auth::Credentials;
 use crate::config::Config;
 use crate::stats::{ConnCounters, Counters, PrefixStats};
+use crate::store::snapshot::SnapStats;
 use crate::store::{Clock, Store, StoreConfig};
 
 /// Why the server is stopping.
@@ -97,7 +98,7 @@ pub struct Shared {
     /// `watch` log streams.
     pub watch: Arc<watch::WatchHub>,
     /// Warm restart and online snapshots: progress and figures for `stats`.
-    pub snapshots: snapshot::Snapshots,
+    pub snapshots: Snapshots,
     stop_tx: Sender<StopReason>,
 }
 
@@ -134,7 +135,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             crawler: Arc::new(dump::Crawler::from_settings(&cfg.compat)),
             watch: hub,
-            snapshots: snapshot::Snapshots::default(),
+            snapshots: Snapshots::default(),
             buffers,
             buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
             prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),
@@ -181,4 +182,61 @@ pub fn store_config(cfg: &Config) -> StoreConfig {
         evict: !cfg.disable_evictions,
         shards,
     }
+}
+
+/// Snapshot state of a server: figures for `stats` and a requested online snapshot.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    /// Progress and results, for `stats`.
+    pub stats: SnapStats,
+    requested: Mutex<Option<std::path::PathBuf>>,
+}
+
+impl Snapshots {
+    /// Takes the online snapshot asked for, if any (the maintenance thread starts it).
+    pub(super) fn take_request(&self) -> Option<std::path::PathBuf> {
+        self.requested.lock().take()
+    }
+
+    /// Asks for an online snapshot to `path`; false when one is in progress.
+    pub fn request(&self, path: std::path::PathBuf) -> bool {
+        if self
+            .stats
+            .in_progress
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
+        self.stats.bytes_written.store(0, Ordering::Relaxed);
+        self.stats.items_written.store(0, Ordering::Relaxed);
+        *self.requested.lock() = Some(path);
+        true
+    }
+
+    /// Waits until no snapshot is in progress, then marks one as in progress (for the
+    /// save at stop). Bounded: gives up after ten minutes.
+    pub(super) fn acquire(&self) -> bool {
+        for _ in 0..(10 * 60 * 20) {
+            if self
+                .stats
+                .in_progress
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+pub(super) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -17,62 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use super::shared::Shared;
+use super::shared::{unix_ms, Shared};
 use crate::store::snapshot::{self, SnapStats};
-
-/// Snapshot state of a server: figures for `stats` and a requested online snapshot.
-#[derive(Debug, Default)]
-pub struct Snapshots {
-    /// Progress and results, for `stats`.
-    pub stats: SnapStats,
-    requested: Mutex<Option<PathBuf>>,
-}
-
-impl Snapshots {
-    /// Asks for an online snapshot to `path`; false when one is in progress.
-    pub fn request(&self, path: PathBuf) -> bool {
-        if self
-            .stats
-            .in_progress
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
-        self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
-        self.stats.bytes_written.store(0, Ordering::Relaxed);
-        self.stats.items_written.store(0, Ordering::Relaxed);
-        *self.requested.lock() = Some(path);
-        true
-    }
-
-    /// Waits until no snapshot is in progress, then marks one as in progress (for the
-    /// save at stop). Bounded: gives up after ten minutes.
-    fn acquire(&self) -> bool {
-        for _ in 0..(10 * 60 * 20) {
-            if self
-                .stats
-                .in_progress
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// An online snapshot rests this many times as long as it worked after each block:
 /// at most a third of a core per snapshot thread, so the workers keep theirs
@@ -263,7 +209,7 @@ pub fn on_signal(shared: &Shared) {
 /// Called by the maintenance thread: starts a requested online snapshot on a thread
 /// of its own (fewer threads than the machine has: the server keeps serving).
 pub fn start_requested(shared: &Arc<Shared>) {
-    let Some(path) = shared.snapshots.requested.lock().take() else {
+    let Some(path) = shared.snapshots.take_request() else {
         return;
     };
     let sh = shared.clone();

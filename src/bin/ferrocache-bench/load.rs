@@ -13,6 +13,7 @@
 //! The engine is [`run_load`]; `compare` calls it too.
 
 use crate::hist::Hist;
+pub use crate::stream::{Established, Stream};
 use crate::textconn::json_str;
 use crate::tls::{TlsClient, TlsStream};
 use crate::wire::{self, Protocol, ReqKind};
@@ -402,31 +403,6 @@ impl TryFrom<&Args> for LoadConfig {
     }
 }
 
-/// Runs `run`.
-pub fn main(args: Args) -> Result<(), String> {
-    let cfg = LoadConfig::try_from(&args)?;
-    let r = if args.handshakes {
-        crate::handshake::run_handshakes_with(&cfg, &mut || {})?
-    } else {
-        run_load(&cfg)?
-    };
-    if args.json {
-        println!("{}", r.to_json());
-    } else {
-        print!("{}", r.table());
-    }
-    if let Some(e) = &r.first_error {
-        eprintln!("first error: {e}");
-    }
-    if r.errors > 0 {
-        return Err(format!("{} errors", r.errors));
-    }
-    if r.ops == 0 {
-        return Err("no operation completed".into());
-    }
-    Ok(())
-}
-
 // ------------------------------------------------------------------ engine
 
 /// State shared by the client threads and the coordinating thread.
@@ -484,14 +460,6 @@ fn connect(addr: SocketAddr) -> Result<std::net::TcpStream, String> {
     Ok(s)
 }
 
-/// An open connection, blocking: plain TCP, or TCP with a completed TLS handshake.
-pub enum Established {
-    /// Plain TCP.
-    Tcp(std::net::TcpStream),
-    /// TLS over TCP.
-    Tls(std::net::TcpStream, Box<rustls::ClientConnection>),
-}
-
 /// Connects to the configured server, over TLS if configured.
 pub fn open(cfg: &LoadConfig) -> Result<Established, String> {
     let tcp = connect(cfg.server)?;
@@ -503,57 +471,6 @@ pub fn open(cfg: &LoadConfig) -> Result<Established, String> {
                 .map_err(|e| format!("{}: {e}", cfg.server))?;
             Ok(Established::Tls(tcp, Box::new(conn)))
         }
-    }
-}
-
-/// A busy connection's byte stream as the engine drives it: non-blocking, registered
-/// with a `mio` poller (edge-triggered).
-pub trait Stream: mio::event::Source + Sized {
-    /// The non-blocking form of an open connection.
-    fn from_established(e: Established) -> Result<Self, String>;
-    /// Reads into `buf` (not empty). `Ok((0, _))` = the peer closed; `Ok((n, more))`:
-    /// `more` = call again before waiting for readiness (false once the socket is
-    /// known to be drained); `Err(WouldBlock)` = nothing to read now.
-    fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, bool)>;
-    /// Writes (or takes for sending) some of `buf`.
-    fn write_some(&mut self, buf: &[u8]) -> std::io::Result<usize>;
-    /// Output taken by `write_some` but not yet on the socket.
-    fn pending_output(&self) -> bool;
-    /// Sends what `pending_output` holds, as far as the socket takes it.
-    fn flush_pending(&mut self) -> std::io::Result<()>;
-}
-
-impl Stream for TcpStream {
-    fn from_established(e: Established) -> Result<TcpStream, String> {
-        match e {
-            Established::Tcp(s) => {
-                s.set_nonblocking(true).map_err(|e| e.to_string())?;
-                Ok(TcpStream::from_std(s))
-            }
-            Established::Tls(..) => Err("a TLS connection in a plain TCP run".into()),
-        }
-    }
-
-    #[inline]
-    fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, bool)> {
-        let n = self.read(buf)?;
-        // A short read drained the socket; epoll (edge-triggered) reports new data.
-        Ok((n, n == buf.len()))
-    }
-
-    #[inline]
-    fn write_some(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.write(buf)
-    }
-
-    #[inline]
-    fn pending_output(&self) -> bool {
-        false
-    }
-
-    #[inline]
-    fn flush_pending(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

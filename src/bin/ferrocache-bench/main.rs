@@ -25,6 +25,7 @@ mod memory;
 mod servers;
 mod snapshot;
 mod soak;
+mod stream;
 mod textconn;
 mod tls;
 mod trace;
@@ -64,7 +65,7 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run(a) => load::main(a),
+        Cmd::Run(a) => run_command(a),
         Cmd::Compare(a) => compare::main(a),
         Cmd::Memory(a) => memory::main(a),
         Cmd::Hitratio(a) => hitratio::main(a),
@@ -78,4 +79,29 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `run`: a load, or handshakes alone (`--handshakes`).
+fn run_command(args: load::Args) -> Result<(), String> {
+    let cfg = load::LoadConfig::try_from(&args)?;
+    let r = if args.handshakes {
+        crate::handshake::run_handshakes_with(&cfg, &mut || {})?
+    } else {
+        load::run_load(&cfg)?
+    };
+    if args.json {
+        println!("{}", r.to_json());
+    } else {
+        print!("{}", r.table());
+    }
+    if let Some(e) = &r.first_error {
+        eprintln!("first error: {e}");
+    }
+    if r.errors > 0 {
+        return Err(format!("{} errors", r.errors));
+    }
+    if r.ops == 0 {
+        return Err("no operation completed".into());
+    }
+    Ok(())
 }

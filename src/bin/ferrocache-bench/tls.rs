@@ -5,7 +5,7 @@
 //! per readiness event, replies of a pipelined batch sent in one write), and
 //! certificates made with the `openssl` command-line tool for `compare --tls`.
 
-use crate::load::{Established, Stream};
+use crate::stream::{Established, Stream};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::ClientConnection;
