@@ -7,7 +7,6 @@ mod common;
 use common::tls::*;
 use common::*;
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,7 +14,6 @@ use std::time::{Duration, Instant};
 use ferrocache::client::{Client, ClientConfig, Error, Protocol, SaslAuth, TlsOptions};
 
 const CLI: &str = env!("CARGO_BIN_EXE_ferrocache-cli");
-const SASLPASSWD2: &str = "/usr/sbin/saslpasswd2";
 /// Bound on one refused attempt: a refusal must come well before any timeout stacking.
 const REFUSAL_LIMIT: Duration = Duration::from_secs(5);
 
@@ -339,32 +337,9 @@ fn a_plain_server_and_a_silent_peer_give_errors_not_hangs() {
 /// memcached -Z -S against a fresh sasldb holding `user`/`pass`, as tests/sasl.rs sets
 /// memcached's SASL up (Cyrus, `mech_list: plain`, SASL_CONF_PATH).
 fn memcached_tls_sasl(pki: &Pki, user: &str, pass: &str) -> Option<Server> {
-    if !require_tool(MEMCACHED) || !require_tool(SASLPASSWD2) {
+    if !memcached_sasl_setup(&pki.dir, user, pass) {
         return None;
     }
-    let dir = &pki.dir;
-    let db = dir.0.join("memcached-sasldb2");
-    dir.file(
-        "memcached.conf",
-        &format!("mech_list: plain\nsasldb_path: {}\n", db.display()),
-    );
-    let mut child = Command::new(SASLPASSWD2)
-        .args(["-a", "memcached", "-c", "-p", "-f"])
-        .arg(&db)
-        .arg(user)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("saslpasswd2");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(pass.as_bytes())
-        .expect("password to saslpasswd2");
-    assert!(child.wait().expect("saslpasswd2").success());
-    set_mode(&db, 0o644);
-    // SASL_CONF_PATH reaches memcached through the environment of this process.
-    std::env::set_var("SASL_CONF_PATH", &dir.0);
     memcached_tls(pki, "", &["-S"])
 }
 

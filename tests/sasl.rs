@@ -24,7 +24,6 @@ use sasl::common::ChannelBinding;
 
 const USER: &str = "testuser";
 const PASS: &str = "secret123";
-const SASLPASSWD2: &str = "/usr/sbin/saslpasswd2";
 
 const GET: u8 = 0x00;
 const SET: u8 = 0x01;
@@ -93,31 +92,9 @@ fn ours(creds: &str, extra: &[&str]) -> Server {
 /// memcached 1.6.18 with SASL against a fresh sasldb holding USER/PASS, or None
 /// where memcached or saslpasswd2 is missing (outside CI).
 fn reference(dir: &Scratch) -> Option<Server> {
-    if !require_tool(MEMCACHED) || !require_tool(SASLPASSWD2) {
+    if !memcached_sasl_setup(dir, USER, PASS) {
         return None;
     }
-    let db = dir.0.join("memcached-sasldb2");
-    dir.file(
-        "memcached.conf",
-        &format!("mech_list: plain\nsasldb_path: {}\n", db.display()),
-    );
-    let mut child = Command::new(SASLPASSWD2)
-        .args(["-a", "memcached", "-c", "-p", "-f"])
-        .arg(&db)
-        .arg(USER)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("saslpasswd2");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(PASS.as_bytes())
-        .expect("password to saslpasswd2");
-    assert!(child.wait().expect("saslpasswd2").success());
-    set_mode(&db, 0o644);
-    // SASL_CONF_PATH reaches memcached through the environment of this process.
-    std::env::set_var("SASL_CONF_PATH", &dir.0);
     Server::memcached(&["-S"])
 }
 

@@ -14,11 +14,9 @@ mod common;
 use common::transcripts::*;
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a connection must stay silent after a reply for "nothing extra arrived".
 const QUIET: Duration = Duration::from_millis(50);
@@ -40,35 +38,6 @@ fn connect(port: u16) -> TcpStream {
     s.set_nodelay(true).ok();
     s.set_write_timeout(Some(PATIENCE)).ok();
     s
-}
-
-/// Reads exactly `n` bytes or until close/timeout; returns what arrived and whether it closed.
-fn read_n(s: &mut TcpStream, n: usize) -> (Vec<u8>, bool) {
-    let mut out = vec![0u8; n];
-    let mut got = 0;
-    let deadline = Instant::now() + PATIENCE;
-    while got < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        s.set_read_timeout(Some(left)).ok();
-        match s.read(&mut out[got..]) {
-            Ok(0) => {
-                out.truncate(got);
-                return (out, true);
-            }
-            Ok(k) => got += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
-            Err(_) => {
-                out.truncate(got);
-                return (out, true);
-            }
-        }
-    }
-    out.truncate(got);
-    (out, false)
 }
 
 /// Whatever arrives until `quiet` passes with nothing new (bounded by PATIENCE overall),
@@ -100,7 +69,7 @@ fn run_case(case: &Case, target: Target) -> Result<(), String> {
                     std::thread::sleep(Duration::from_secs(*secs));
                 } else {
                     let _ = conn.write_all(format!("debugtime {secs}\r\n").as_bytes());
-                    let (got, _) = read_n(&mut conn, 4);
+                    let (got, _) = read_n(&mut conn, 4, PATIENCE);
                     if got != b"OK\r\n" {
                         return Err(format!("debugtime {secs}: got {:?}", show(&got)));
                     }
@@ -140,7 +109,7 @@ fn run_case(case: &Case, target: Target) -> Result<(), String> {
                     is_closed = c;
                     continue;
                 }
-                let (got, c) = read_n(&mut conn, expect.len());
+                let (got, c) = read_n(&mut conn, expect.len(), PATIENCE);
                 if got != *expect {
                     return Err(format!(
                         "{}:\n  expected {}\n  got      {}{}",
@@ -184,48 +153,7 @@ fn run_case(case: &Case, target: Target) -> Result<(), String> {
 }
 
 fn run_all(target: Target) {
-    let cases = load_cases();
-    assert!(
-        std::env::var("TRANSCRIPT_FILTER").is_ok() || cases.len() >= 140,
-        "only {} transcript cases found",
-        cases.len()
-    );
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|sc| {
-        for _ in 0..PARALLEL {
-            sc.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(case) = cases.get(i) else { break };
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_case(case, target)
-                }));
-                let err = match r {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(e)) => e,
-                    Err(p) => p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".to_string()),
-                };
-                failures
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!("{}: {err}", case.id));
-            });
-        }
-    });
-    let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    failures.sort();
-    assert!(
-        failures.is_empty(),
-        "{} of {} transcript cases failed:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
-    eprintln!("{} transcript cases passed", cases.len());
+    run_all_cases("", PARALLEL, |case| run_case(case, target));
 }
 
 #[test]

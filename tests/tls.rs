@@ -12,7 +12,6 @@ use common::*;
 use std::io::Write;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -40,14 +39,14 @@ fn connect(port: u16, pki: &Pki) -> TlsStream {
 
 fn roundtrip(s: &mut TlsStream, req: &[u8]) -> Vec<u8> {
     s.write_all(req).expect("write");
-    tls_read_quiet(s, PATIENCE, QUIET * 2, PATIENCE).0
+    read_quiet_stream(s, PATIENCE, QUIET * 2, PATIENCE).0
 }
 
 fn stat(s: &mut TlsStream, name: &str) -> Option<String> {
     s.write_all(b"stats\r\n").expect("write");
     let mut all = Vec::new();
     while !all.ends_with(b"END\r\n") {
-        let (got, closed) = tls_read_quiet(s, PATIENCE, PATIENCE, PATIENCE);
+        let (got, closed) = read_quiet_stream(s, PATIENCE, PATIENCE, PATIENCE);
         assert!(!got.is_empty() && !closed, "stats cut short");
         all.extend(got);
     }
@@ -89,7 +88,7 @@ fn replay(case: &Case, memcached: bool, pki: &Pki) -> Result<(), String> {
                     std::thread::sleep(Duration::from_secs(*secs));
                 } else {
                     let _ = conn.write_all(format!("debugtime {secs}\r\n").as_bytes());
-                    let (got, _) = tls_read_n(&mut conn, 4, PATIENCE);
+                    let (got, _) = read_n(&mut conn, 4, PATIENCE);
                     if got != b"OK\r\n" {
                         return Err(format!("debugtime {secs}: got {}", show(&got)));
                     }
@@ -113,14 +112,14 @@ fn replay(case: &Case, memcached: bool, pki: &Pki) -> Result<(), String> {
                     return Err(format!("{}: send failed", ctx()));
                 }
                 let (got, c) = if case.cas_shape() {
-                    tls_read_quiet(&mut conn, PATIENCE, QUIET * 4, PATIENCE)
+                    read_quiet_stream(&mut conn, PATIENCE, QUIET * 4, PATIENCE)
                 } else {
-                    let (got, c) = tls_read_n(&mut conn, expect.len(), PATIENCE);
+                    let (got, c) = read_n(&mut conn, expect.len(), PATIENCE);
                     if c || got != *expect {
                         (got, c)
                     } else {
                         let wait = if *closed { PATIENCE } else { QUIET };
-                        let (extra, c) = tls_read_quiet(&mut conn, wait, wait, PATIENCE);
+                        let (extra, c) = read_quiet_stream(&mut conn, wait, wait, PATIENCE);
                         ([got, extra].concat(), c)
                     }
                 };
@@ -153,45 +152,16 @@ fn replay_all(memcached: bool) {
         return;
     }
     let pki = Pki::new("tls-transcripts");
-    let cases = load_cases();
-    assert!(
-        std::env::var("TRANSCRIPT_FILTER").is_ok() || cases.len() >= 140,
-        "only {} transcript cases found",
-        cases.len()
-    );
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|sc| {
-        for _ in 0..8 {
-            sc.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(case) = cases.get(i) else { break };
-                let mut r = replay(case, memcached, &pki);
-                if r.as_ref().is_err_and(|e| e.contains("Connection refused")) {
-                    // The case's server went away before the first connection (a port
-                    // another process bound between the free-port check and the
-                    // server's bind): start that case again, once.
-                    r = replay(case, memcached, &pki);
-                }
-                if let Err(e) = r {
-                    failures
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(format!("{}: {e}", case.id));
-                }
-            });
+    run_all_cases(" over TLS", 8, |case| {
+        let r = replay(case, memcached, &pki);
+        if r.as_ref().is_err_and(|e| e.contains("Connection refused")) {
+            // The case's server went away before the first connection (a port
+            // another process bound between the free-port check and the server's
+            // bind): start that case again, once.
+            return replay(case, memcached, &pki);
         }
+        r
     });
-    let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    failures.sort();
-    assert!(
-        failures.is_empty(),
-        "{} of {} transcript cases failed over TLS:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
-    eprintln!("{} transcript cases passed over TLS", cases.len());
 }
 
 #[test]
@@ -402,7 +372,7 @@ fn mutual_tls(memcached: bool) {
     // Without a certificate: TLS 1.3 clients learn it on their first read.
     let refused = connect_tls(server.port, client_config(&pki, false, &[])).and_then(|mut s| {
         s.write_all(b"version\r\n").map_err(|e| e.to_string())?;
-        let (got, closed) = tls_read_quiet(&mut s, PATIENCE, QUIET, PATIENCE);
+        let (got, closed) = read_quiet_stream(&mut s, PATIENCE, QUIET, PATIENCE);
         if got.is_empty() && closed {
             Err("closed".into())
         } else {
@@ -592,7 +562,7 @@ fn stats_and_settings_lines_match_memcached() {
             .expect("write");
         let mut all = Vec::new();
         while !all.ends_with(b"END\r\n") {
-            let (got, closed) = tls_read_quiet(s, PATIENCE, PATIENCE, PATIENCE);
+            let (got, closed) = read_quiet_stream(s, PATIENCE, PATIENCE, PATIENCE);
             assert!(!got.is_empty() && !closed);
             all.extend(got);
         }
@@ -686,7 +656,7 @@ fn pipelining_large_values_and_back_pressure_over_tls() {
         }
     }
     s.write_all(&batch).expect("write");
-    let (got, closed) = tls_read_n(&mut s, want.len(), Duration::from_secs(30));
+    let (got, closed) = read_n(&mut s, want.len(), Duration::from_secs(30));
     assert!(!closed);
     assert_eq!(got.len(), want.len());
     assert!(got == want, "pipelined replies differ");
@@ -821,7 +791,7 @@ fn handshakes_under_way_do_not_stall_other_connections() {
                     }
                     let mut s = connect_tls(server.port, cfg.clone()).expect("handshake");
                     s.write_all(b"version\r\n").expect("write");
-                    let (got, _) = tls_read_n(&mut s, 16, PATIENCE);
+                    let (got, _) = read_n(&mut s, 16, PATIENCE);
                     assert_eq!(got, b"VERSION 1.6.18\r\n");
                     done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -832,7 +802,7 @@ fn handshakes_under_way_do_not_stall_other_connections() {
         while done.load(Ordering::Relaxed) < 360 && Instant::now() < deadline && served < 20_000 {
             let t = Instant::now();
             steady.write_all(b"get s\r\n").expect("write");
-            let (got, _) = tls_read_n(&mut steady, 21, PATIENCE);
+            let (got, _) = read_n(&mut steady, 21, PATIENCE);
             assert_eq!(got, b"VALUE s 0 1\r\n1\r\nEND\r\n");
             worst = worst.max(t.elapsed());
             served += 1;

@@ -379,10 +379,24 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Run {
     run_bounded_input(cmd, &[], limit)
 }
 
+/// A blocking byte stream whose reads can be bounded in time (a TCP socket, a TLS
+/// stream over one).
+pub trait TimedRead: Read {
+    /// Bounds the next reads by `wait`.
+    fn set_read_wait(&mut self, wait: Duration);
+}
+
+impl TimedRead for TcpStream {
+    fn set_read_wait(&mut self, wait: Duration) {
+        self.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .ok();
+    }
+}
+
 /// Whatever arrives until `quiet` passes with nothing new (bounded by `limit` overall),
 /// waiting up to `first` for the first byte. Returns bytes and whether the peer closed.
-pub fn read_quiet_stream(
-    s: &mut TcpStream,
+pub fn read_quiet_stream<S: TimedRead>(
+    s: &mut S,
     first: Duration,
     quiet: Duration,
     limit: Duration,
@@ -392,8 +406,7 @@ pub fn read_quiet_stream(
     let deadline = Instant::now() + limit;
     let mut wait = first;
     loop {
-        s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
-            .ok();
+        s.set_read_wait(wait);
         match s.read(&mut buf) {
             Ok(0) => return (out, true),
             Ok(k) => {
@@ -410,6 +423,36 @@ pub fn read_quiet_stream(
             return (out, false);
         }
     }
+}
+
+/// Reads exactly `n` bytes, or until the peer closes, or `limit`: the bytes and
+/// whether it closed.
+pub fn read_n<S: TimedRead>(s: &mut S, n: usize, limit: Duration) -> (Vec<u8>, bool) {
+    let mut out = vec![0u8; n];
+    let mut got = 0;
+    let deadline = Instant::now() + limit;
+    while got < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        s.set_read_wait(left);
+        match s.read(&mut out[got..]) {
+            Ok(0) => {
+                out.truncate(got);
+                return (out, true);
+            }
+            Ok(k) => got += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
+            Err(_) => {
+                out.truncate(got);
+                return (out, true);
+            }
+        }
+    }
+    out.truncate(got);
+    (out, false)
 }
 
 /// Runs `cmd` as `run_bounded` does, but with `input` written to its standard input
@@ -532,4 +575,39 @@ pub fn transcript<S: AsRef<[u8]>>(port: u16, steps: &[S]) -> Vec<(Vec<u8>, bool)
         }
     }
     out
+}
+
+/// Cyrus' sasldb tool, which memcached's SASL reads its users from.
+pub const SASLPASSWD2: &str = "/usr/sbin/saslpasswd2";
+
+/// Sets memcached 1.6.18's SASL up for the servers this process starts: a fresh
+/// sasldb in `dir` holding `user`/`pass`, `mech_list: plain`, and `SASL_CONF_PATH`
+/// pointing at `dir` (through this process's environment). False where memcached or
+/// saslpasswd2 is missing (outside CI).
+pub fn memcached_sasl_setup(dir: &Scratch, user: &str, pass: &str) -> bool {
+    if !require_tool(MEMCACHED) || !require_tool(SASLPASSWD2) {
+        return false;
+    }
+    let db = dir.0.join("memcached-sasldb2");
+    dir.file(
+        "memcached.conf",
+        &format!("mech_list: plain\nsasldb_path: {}\n", db.display()),
+    );
+    let mut child = Command::new(SASLPASSWD2)
+        .args(["-a", "memcached", "-c", "-p", "-f"])
+        .arg(&db)
+        .arg(user)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("saslpasswd2");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(pass.as_bytes())
+        .expect("password to saslpasswd2");
+    assert!(child.wait().expect("saslpasswd2").success());
+    set_mode(&db, 0o644);
+    std::env::set_var("SASL_CONF_PATH", &dir.0);
+    true
 }

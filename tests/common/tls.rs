@@ -167,70 +167,12 @@ pub fn connect_tls(
     Ok(s)
 }
 
-/// What arrives over `s` until `quiet` passes with nothing new (bounded by `limit`),
-/// waiting up to `first` for the first byte: the bytes and whether the server closed.
-pub fn tls_read_quiet(
-    s: &mut TlsStream,
-    first: std::time::Duration,
-    quiet: std::time::Duration,
-    limit: std::time::Duration,
-) -> (Vec<u8>, bool) {
-    use std::io::{ErrorKind, Read};
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let deadline = std::time::Instant::now() + limit;
-    let mut wait = first;
-    loop {
-        s.sock
+impl super::TimedRead for TlsStream {
+    fn set_read_wait(&mut self, wait: std::time::Duration) {
+        self.sock
             .set_read_timeout(Some(wait.max(std::time::Duration::from_millis(1))))
             .ok();
-        match s.read(&mut buf) {
-            Ok(0) => return (out, true),
-            Ok(k) => {
-                out.extend_from_slice(&buf[..k]);
-                wait = quiet;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                return (out, false)
-            }
-            Err(_) => return (out, true),
-        }
-        if std::time::Instant::now() > deadline {
-            return (out, false);
-        }
     }
-}
-
-/// Reads exactly `n` bytes (or until the server closes, or `limit`): the bytes and
-/// whether it closed.
-pub fn tls_read_n(s: &mut TlsStream, n: usize, limit: std::time::Duration) -> (Vec<u8>, bool) {
-    use std::io::{ErrorKind, Read};
-    let mut out = vec![0u8; n];
-    let mut got = 0;
-    let deadline = std::time::Instant::now() + limit;
-    while got < n {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        s.sock.set_read_timeout(Some(left)).ok();
-        match s.read(&mut out[got..]) {
-            Ok(0) => {
-                out.truncate(got);
-                return (out, true);
-            }
-            Ok(k) => got += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
-            Err(_) => {
-                out.truncate(got);
-                return (out, true);
-            }
-        }
-    }
-    out.truncate(got);
-    (out, false)
 }
 
 /// The server arguments that turn on TLS with `pki`'s server certificate, plus

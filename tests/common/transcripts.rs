@@ -211,3 +211,50 @@ pub fn shorten(b: &[u8]) -> String {
         s
     }
 }
+
+/// Runs every case (all of `load_cases`) on `threads` threads with `run`, a panic
+/// counting as a failure, and asserts none failed; `over` is said after "failed" and
+/// "passed" (" over TLS").
+pub fn run_all_cases(over: &str, threads: usize, run: impl Fn(&Case) -> Result<(), String> + Sync) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cases = load_cases();
+    assert!(
+        std::env::var("TRANSCRIPT_FILTER").is_ok() || cases.len() >= 140,
+        "only {} transcript cases found",
+        cases.len()
+    );
+    let next = AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(case) = cases.get(i) else { break };
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(case)));
+                let err = match r {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e,
+                    Err(p) => p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic".to_string()),
+                };
+                failures
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("{}: {err}", case.id));
+            });
+        }
+    });
+    let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    failures.sort();
+    assert!(
+        failures.is_empty(),
+        "{} of {} transcript cases failed{over}:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+    eprintln!("{} transcript cases passed{over}", cases.len());
+}
