@@ -108,17 +108,6 @@ fn start(args: &Args, mem: usize, dir: &str, port: u16) -> Result<(Proc, Duratio
     }
 }
 
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
 fn value(i: u64, size: usize, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(format!("{i}:").as_bytes());
@@ -385,7 +374,7 @@ fn run(args: &Args, dir: &str) -> Result<(), String> {
     std::thread::sleep(Duration::from_secs(1));
     let st = c.stats()?;
     let items_before = stat_u64(&st, "curr_items");
-    let rss_before = rss(a.0.id());
+    let rss_before = crate::servers::rss_of(a.0.id());
     drop(c);
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(a.0.id() as i32),
@@ -413,7 +402,7 @@ fn run(args: &Args, dir: &str) -> Result<(), String> {
     let loaded = stat_u64(&st, "restore_items_loaded");
     let restore_ms = stat_u64(&st, "restore_duration_ms");
     std::thread::sleep(Duration::from_secs(1));
-    let rss_after = rss(b.0.id());
+    let rss_after = crate::servers::rss_of(b.0.id());
     // Spot check: random keys hit with their value.
     let mut rng = SplitMix64::new(7);
     let (mut line, mut data, mut want) = (Vec::new(), Vec::new(), Vec::new());
