@@ -5,6 +5,7 @@
 pub mod ascii;
 pub mod base64;
 pub mod binary;
+pub mod cluster;
 pub mod frame;
 pub mod meta;
 pub(crate) mod num;
