@@ -28,6 +28,10 @@ pub enum Error {
     /// [`Error::Auth`], not a node failure: the node is reachable, the settings of one
     /// side refuse the other.
     Tls(String),
+    /// Cluster discovery ([`super::ClientConfig::discover`]) found no usable
+    /// configuration: no endpoint answered with one, or what it sent is not a valid
+    /// cluster configuration. The text says which endpoint and why.
+    Discovery(String),
 }
 
 impl Error {
@@ -49,6 +53,7 @@ impl fmt::Display for Error {
             Error::Protocol(s) => write!(f, "protocol error: {s}"),
             Error::Auth(s) => write!(f, "authentication failed: {s}"),
             Error::Tls(s) => write!(f, "TLS error: {s}"),
+            Error::Discovery(s) => write!(f, "cluster discovery: {s}"),
         }
     }
 }

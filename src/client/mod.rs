@@ -56,6 +56,7 @@
 //! ```
 
 pub mod cache;
+pub mod discovery;
 mod error;
 mod meta;
 mod node;
@@ -70,6 +71,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 pub use cache::CacheAside;
+pub use discovery::{DiscoveryOptions, DiscoveryStatus};
 pub use error::{Error, Result};
 use meta::Lease;
 pub use node::{check_key, ConnOptions, Item, Protocol, SaslAuth, StoreOp, StoreOutcome};
@@ -85,7 +87,9 @@ pub type Stats = Vec<(String, String)>;
 /// Everything a [`Client`] needs.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The nodes, in list order (order matters for `modula` and tie-breaking).
+    /// The nodes, in list order (order matters for `modula` and tie-breaking). With
+    /// [`ClientConfig::discovery`], ignored: the list comes from the endpoint (see
+    /// [`Client::servers`]).
     pub servers: Vec<NodeSpec>,
     /// How keys map to nodes.
     pub distribution: Distribution,
@@ -98,6 +102,9 @@ pub struct ClientConfig {
     pub failure_limit: u32,
     /// How long an ejected node stays out (libmemcached's `retry_timeout`). Default 2 s.
     pub retry_timeout: Duration,
+    /// Cluster auto discovery: where the node list is read from and how often
+    /// ([`ClientConfig::discover`]); `None`: the fixed list `servers`.
+    pub discovery: Option<DiscoveryOptions>,
 }
 
 impl ClientConfig {
@@ -111,7 +118,31 @@ impl ClientConfig {
             max_idle_per_node: 8,
             failure_limit: 2,
             retry_timeout: Duration::from_secs(2),
+            discovery: None,
         })
+    }
+
+    /// A configuration whose node list is read from the configuration endpoint
+    /// `endpoint` (`host:port`, or several, comma-separated, tried in turn) with
+    /// `config get cluster` as ElastiCache's auto discovery does, and polled every
+    /// minute ([`ClientConfig::with_poll_interval`]); otherwise the defaults of
+    /// [`ClientConfig::new`]. See [`discovery`].
+    pub fn discover(endpoint: &str) -> std::result::Result<ClientConfig, String> {
+        let mut cfg = ClientConfig::new(endpoint)?;
+        cfg.discovery = Some(DiscoveryOptions {
+            endpoints: std::mem::take(&mut cfg.servers),
+            interval: discovery::DEFAULT_INTERVAL,
+        });
+        Ok(cfg)
+    }
+
+    /// The same configuration polling the endpoint every `interval` (with
+    /// [`ClientConfig::discover`]; no effect on a fixed list).
+    pub fn with_poll_interval(mut self, interval: Duration) -> ClientConfig {
+        if let Some(d) = &mut self.discovery {
+            d.interval = interval;
+        }
+        self
     }
 
     /// The same configuration, connecting to every node over TLS with `tls` (sets
@@ -122,14 +153,35 @@ impl ClientConfig {
     }
 }
 
+/// The nodes of now and the ring over the live ones; replaced whole when a node is
+/// ejected or comes back, or discovery applies a new list.
+struct Topology {
+    /// The nodes, in list order.
+    servers: Vec<NodeSpec>,
+    /// Their pools and health (`nodes[i]` is `servers[i]`); a node that stays in a
+    /// new list keeps its `Arc`.
+    nodes: Vec<Arc<Node>>,
+    /// Indices into `nodes`.
+    ring: Ring,
+}
+
 struct Inner {
     cfg: ClientConfig,
     /// Built from `cfg.conn.tls`, shared by every connection.
     tls: Option<Connector>,
-    nodes: Vec<Node>,
-    ring: RwLock<Arc<Ring>>,
+    topo: RwLock<Arc<Topology>>,
     /// Earliest time an ejected node is due back (None: all live).
     recheck_at: Mutex<Option<Instant>>,
+    /// The poller and its counters, with [`ClientConfig::discovery`].
+    discovery: Option<discovery::Poller>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(d) = &self.discovery {
+            d.stop();
+        }
+    }
 }
 
 /// A cluster client. Cheap to clone; share it between threads.
@@ -141,7 +193,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("servers", &self.inner.cfg.servers)
+            .field("servers", &self.inner.topo.read().servers)
             .field("distribution", &self.inner.cfg.distribution)
             .finish_non_exhaustive()
     }
@@ -150,23 +202,44 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client for `cfg` (no connection is opened until the first request). With
     /// `cfg.conn.tls`, reads the certificate and key files now: [`Error::Tls`] when
-    /// one cannot be read or used.
+    /// one cannot be read or used. With `cfg.discovery`, reads the node list from the
+    /// endpoint now ([`Error::Discovery`] or the last endpoint's error when none
+    /// gives one) and starts the poller thread, which ends when the last clone of
+    /// the client is dropped.
     pub fn new(cfg: ClientConfig) -> Result<Client> {
-        if cfg.servers.is_empty() {
+        let tls = cfg.conn.tls.as_ref().map(Connector::new).transpose()?;
+        let (servers, found) = match &cfg.discovery {
+            None => (cfg.servers.clone(), None),
+            Some(d) => {
+                let found = discovery::first_config(&d.endpoints, &cfg.conn, tls.as_ref())?;
+                (discovery::specs_of(&found.0)?, Some(found))
+            }
+        };
+        if servers.is_empty() {
             return Err(Error::NoServers);
         }
-        let tls = cfg.conn.tls.as_ref().map(Connector::new).transpose()?;
-        let nodes: Vec<Node> = cfg.servers.iter().cloned().map(Node::new).collect();
-        let ring = Ring::new(cfg.distribution, &cfg.servers);
-        Ok(Client {
+        let nodes = servers
+            .iter()
+            .cloned()
+            .map(|s| Arc::new(Node::new(s)))
+            .collect();
+        let ring = Ring::new(cfg.distribution, &servers);
+        let poller = found.map(|(config, source)| discovery::Poller::new(&config, source));
+        let client = Client {
             inner: Arc::new(Inner {
                 cfg,
                 tls,
-                nodes,
-                ring: RwLock::new(Arc::new(ring)),
+                topo: RwLock::new(Arc::new(Topology {
+                    servers,
+                    nodes,
+                    ring,
+                })),
                 recheck_at: Mutex::new(None),
+                discovery: poller,
             }),
-        })
+        };
+        discovery::start(&client);
+        Ok(client)
     }
 
     /// The configuration.
@@ -174,52 +247,74 @@ impl Client {
         &self.inner.cfg
     }
 
-    /// The ring for now, bringing back nodes whose retry time has passed.
-    fn ring(&self) -> Arc<Ring> {
+    /// The nodes and ring for now, bringing back nodes whose retry time has passed.
+    fn ring(&self) -> Arc<Topology> {
         let due = *self.inner.recheck_at.lock();
         if due.is_some_and(|t| Instant::now() >= t) {
             self.rebuild_ring();
         }
-        self.inner.ring.read().clone()
+        self.inner.topo.read().clone()
     }
 
+    /// A new ring over the live nodes of the current list.
     fn rebuild_ring(&self) {
+        let mut topo = self.inner.topo.write();
+        let servers = topo.servers.clone();
+        let nodes = topo.nodes.clone();
+        *topo = Arc::new(self.topology(servers, nodes));
+    }
+
+    /// `servers` and their `nodes` with the ring over the live ones (and the next
+    /// time an ejected one is due back noted). Called with the topology lock held.
+    fn topology(&self, servers: Vec<NodeSpec>, nodes: Vec<Arc<Node>>) -> Topology {
         let now = Instant::now();
         let limit = self.inner.cfg.failure_limit;
-        let live: Vec<bool> = self
-            .inner
-            .nodes
-            .iter()
-            .map(|n| n.live_at(now, limit).0)
-            .collect();
-        let next = self.inner.nodes.iter().filter_map(|n| n.retry_at()).min();
-        let ring = Ring::with_live(self.inner.cfg.distribution, &self.inner.cfg.servers, &live);
-        *self.inner.ring.write() = Arc::new(ring);
+        let live: Vec<bool> = nodes.iter().map(|n| n.live_at(now, limit).0).collect();
+        let next = nodes.iter().filter_map(|n| n.retry_at()).min();
+        let ring = Ring::with_live(self.inner.cfg.distribution, &servers, &live);
         *self.inner.recheck_at.lock() = next;
+        Topology {
+            servers,
+            nodes,
+            ring,
+        }
     }
 
-    /// The index of the node `key` maps to now (None: no live node).
+    /// The node list in use now: the configured one, or the one discovery last
+    /// applied.
+    pub fn servers(&self) -> Vec<NodeSpec> {
+        self.inner.topo.read().servers.clone()
+    }
+
+    /// The index (into [`Client::servers`]) of the node `key` maps to now (None: no
+    /// live node).
     pub fn locate(&self, key: &[u8]) -> Option<usize> {
-        self.ring().locate(key)
+        self.ring().ring.locate(key)
     }
 
     /// `host:port` of the node `key` maps to now.
     pub fn locate_name(&self, key: &[u8]) -> Option<String> {
-        self.locate(key).map(|i| self.inner.cfg.servers[i].name())
+        let topo = self.ring();
+        topo.ring.locate(key).map(|i| topo.servers[i].name())
     }
 
     /// Health and counters of every node, in list order.
     pub fn node_status(&self) -> Vec<NodeStatus> {
-        self.inner.nodes.iter().map(Node::status).collect()
+        self.inner
+            .topo
+            .read()
+            .nodes
+            .iter()
+            .map(|n| n.status())
+            .collect()
     }
 
-    /// Runs `f` on a connection to node `idx`, keeping the node's health.
+    /// Runs `f` on a connection to `node`, keeping the node's health.
     fn call<T>(
         &self,
-        idx: usize,
+        node: &Node,
         f: &mut dyn FnMut(&mut node::NodeConn) -> Result<T>,
     ) -> (Result<T>, bool) {
-        let node = &self.inner.nodes[idx];
         let cfg = &self.inner.cfg;
         let result = node
             .checkout(&cfg.conn, self.inner.tls.as_ref())
@@ -266,10 +361,11 @@ impl Client {
         check_key(key, self.inner.cfg.conn.protocol)?;
         let mut last = Error::NoServers;
         for _ in 0..2 {
-            let Some(idx) = self.ring().locate(key) else {
+            let topo = self.ring();
+            let Some(idx) = topo.ring.locate(key) else {
                 return Err(last);
             };
-            let (r, ejected) = self.call(idx, &mut f);
+            let (r, ejected) = self.call(&topo.nodes[idx], &mut f);
             match r {
                 Err(e) if ejected => last = e,
                 r => return r,
@@ -294,15 +390,15 @@ impl Client {
         let mut found = HashMap::new();
         let mut pending: Vec<&[u8]> = keys.to_vec();
         for _ in 0..2 {
-            let ring = self.ring();
+            let topo = self.ring();
             let mut by_node: HashMap<usize, Vec<&[u8]>> = HashMap::new();
             for k in &pending {
-                let idx = ring.locate(k).ok_or(Error::NoServers)?;
+                let idx = topo.ring.locate(k).ok_or(Error::NoServers)?;
                 by_node.entry(idx).or_default().push(k);
             }
             let mut retry = Vec::new();
             for (idx, ks) in by_node {
-                let (r, ejected) = self.call(idx, &mut |c| c.get_many(&ks));
+                let (r, ejected) = self.call(&topo.nodes[idx], &mut |c| c.get_many(&ks));
                 match r {
                     Ok(hits) => found.extend(hits),
                     Err(e) if ejected => {
@@ -422,13 +518,13 @@ impl Client {
 
     /// `flush_all` on every live node; the first error, if any.
     pub fn flush_all(&self, delay: u32) -> Result<()> {
-        let _ = self.ring(); // bring back nodes that are due
+        let topo = self.ring(); // bring back nodes that are due
         let mut first = None;
-        for idx in 0..self.inner.nodes.len() {
-            if !self.inner.nodes[idx].status().live {
+        for node in &topo.nodes {
+            if !node.status().live {
                 continue;
             }
-            if let (Err(e), _) = self.call(idx, &mut |c| c.flush_all(delay)) {
+            if let (Err(e), _) = self.call(node, &mut |c| c.flush_all(delay)) {
                 first.get_or_insert(e);
             }
         }
@@ -437,21 +533,17 @@ impl Client {
 
     /// `stats [group]` of every node (ejected ones are asked too), in list order.
     pub fn stats(&self, group: &str) -> Vec<(String, Result<Stats>)> {
-        (0..self.inner.nodes.len())
-            .map(|idx| {
-                let name = self.inner.cfg.servers[idx].name();
-                (name, self.call(idx, &mut |c| c.stats(group)).0)
-            })
+        let topo = self.inner.topo.read().clone();
+        (topo.nodes.iter())
+            .map(|node| (node.spec.name(), self.call(node, &mut |c| c.stats(group)).0))
             .collect()
     }
 
     /// The version of every node, in list order.
     pub fn versions(&self) -> Vec<(String, Result<String>)> {
-        (0..self.inner.nodes.len())
-            .map(|idx| {
-                let name = self.inner.cfg.servers[idx].name();
-                (name, self.call(idx, &mut |c| c.version()).0)
-            })
+        let topo = self.inner.topo.read().clone();
+        (topo.nodes.iter())
+            .map(|node| (node.spec.name(), self.call(node, &mut |c| c.version()).0))
             .collect()
     }
 }

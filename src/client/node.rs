@@ -414,7 +414,7 @@ impl NodeConn {
     }
 
     /// A single-response request: `Ok(response)` for any status the caller handles.
-    fn bin_call(
+    pub(super) fn bin_call(
         &mut self,
         op: u8,
         key: &[u8],
@@ -751,16 +751,16 @@ impl NodeConn {
 }
 
 /// One binary response.
-struct BinResponse {
+pub(super) struct BinResponse {
     opcode: u8,
-    status: u16,
+    pub(super) status: u16,
     extras: Vec<u8>,
     key: Vec<u8>,
-    value: Vec<u8>,
+    pub(super) value: Vec<u8>,
     cas: u64,
 }
 
-fn bin_error(status: u16, body: &[u8]) -> Error {
+pub(super) fn bin_error(status: u16, body: &[u8]) -> Error {
     let text = String::from_utf8_lossy(body);
     if status == AUTH_ERROR {
         Error::Auth(text.into_owned())
