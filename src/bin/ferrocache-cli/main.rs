@@ -8,6 +8,8 @@
 //! printf 'a\nb\n' | ferrocache-cli --servers ... locate      # a,10.0.0.2:11211 ...
 //! ferrocache-cli --servers ... stats                          # one column per node
 //! ferrocache-cli --servers cache1:11211 --tls --cacert ca.pem get user:42   # TLS (-Z)
+//! ferrocache-cli --discover cfg.example:11211 get user:42    # nodes from `config get cluster`
+//! ferrocache-cli --discover cfg.example:11211 cluster add cache4.example|10.0.0.4|11211
 //! ```
 //!
 //! Exit status: 0 done, 1 "not found" / not stored, 2 usage or connection errors.
@@ -19,8 +21,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ferrocache::client::ring::Distribution;
-use ferrocache::client::{Client, ClientConfig, Protocol, SaslAuth, TlsOptions};
+use ferrocache::client::discovery::ConfigClient;
+use ferrocache::client::ring::{parse_servers, Distribution, NodeSpec};
+use ferrocache::client::{Client, ClientConfig, ConnOptions, Protocol, SaslAuth, TlsOptions};
+use ferrocache::protocol::cluster::{ClusterConfig, ClusterNode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,8 +34,18 @@ use ferrocache::client::{Client, ClientConfig, Protocol, SaslAuth, TlsOptions};
 )]
 struct Cli {
     /// Nodes: `host:port[:weight]`, comma-separated (hosts are hashed as written).
-    #[arg(long, short = 's', env = "FERROCACHE_SERVERS")]
-    servers: String,
+    #[arg(
+        long,
+        short = 's',
+        env = "FERROCACHE_SERVERS",
+        required_unless_present = "discover"
+    )]
+    servers: Option<String>,
+    /// Read the node list from this configuration endpoint (`host:port`, or several,
+    /// comma-separated, tried in turn) with `config get cluster`, as ElastiCache's
+    /// auto discovery does; used instead of --servers.
+    #[arg(long, value_name = "HOST:PORT")]
+    discover: Option<String>,
     /// Key distribution: ketama-weighted, ketama, spymemcached, modula, rendezvous.
     #[arg(long, short = 'd', default_value = "ketama-weighted")]
     distribution: String,
@@ -138,6 +152,36 @@ enum Cmd {
         #[arg(long, default_value_t = 600)]
         wait: u64,
     },
+    /// Show or change the cluster configuration (`config get|set cluster`) the nodes
+    /// serve for auto discovery.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
+    },
+}
+
+/// `cluster ...`: a change is written as version (highest version any current node
+/// holds) + 1 to every node of the old and the new list.
+#[derive(Subcommand, Debug)]
+enum ClusterCmd {
+    /// Print the configuration: the endpoint's (--discover) or each node's (--servers).
+    Show,
+    /// Replace the node list with ENTRIES (`host|ip|port` or `host:port`).
+    Set {
+        /// The nodes of the new list.
+        #[arg(required = true)]
+        entries: Vec<String>,
+    },
+    /// Add ENTRY (`host|ip|port` or `host:port`) to the list.
+    Add {
+        /// The node to add.
+        entry: String,
+    },
+    /// Remove ENTRY (`host|ip|port` or `host:port`) from the list.
+    Remove {
+        /// The node to remove.
+        entry: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -153,36 +197,54 @@ fn main() -> ExitCode {
 }
 
 fn client(cli: &Cli) -> Result<Client, String> {
-    let mut cfg = ClientConfig::new(&cli.servers)?;
+    let mut cfg = match (&cli.discover, &cli.servers) {
+        (Some(endpoint), _) => ClientConfig::discover(endpoint)?,
+        (None, Some(servers)) => ClientConfig::new(servers)?,
+        (None, None) => return Err("give --servers or --discover".into()),
+    };
+    cfg.conn = conn_options(cli);
     cfg.distribution = cli.distribution.parse::<Distribution>()?;
+    Client::new(cfg).map_err(|e| e.to_string())
+}
+
+/// Protocol, timeouts, SASL and TLS as the options say.
+fn conn_options(cli: &Cli) -> ConnOptions {
     let t = Duration::from_millis(cli.timeout_ms.max(1));
-    cfg.conn.connect_timeout = t;
-    cfg.conn.io_timeout = t;
+    let mut conn = ConnOptions {
+        connect_timeout: t,
+        io_timeout: t,
+        ..ConnOptions::default()
+    };
     if cli.binary || cli.username.is_some() {
-        cfg.conn.protocol = Protocol::Binary;
+        conn.protocol = Protocol::Binary;
     }
     if let Some(user) = &cli.username {
-        cfg.conn.auth = Some(SaslAuth {
+        conn.auth = Some(SaslAuth {
             username: user.clone(),
             password: cli.password.clone().unwrap_or_default(),
             mechanism: None,
         });
     }
     if cli.tls {
-        cfg.conn.tls = Some(TlsOptions {
+        conn.tls = Some(TlsOptions {
             ca_file: cli.cacert.clone(),
             cert_file: cli.cert.clone(),
             key_file: cli.key.clone(),
             server_name: cli.servername.clone(),
         });
     }
-    Client::new(cfg).map_err(|e| e.to_string())
+    conn
 }
 
 fn run(cli: Cli) -> Result<u8, String> {
-    let c = client(&cli)?;
     let out = std::io::stdout();
     let mut out = out.lock();
+    if let Cmd::Cluster { action } = &cli.command {
+        let code = cluster(&mut out, &cli, action)?;
+        let _ = out.flush();
+        return Ok(code);
+    }
+    let c = client(&cli)?;
     let e = |e: ferrocache::client::Error| e.to_string();
     let code = match &cli.command {
         Cmd::Get { key } => match c.get(key.as_bytes()).map_err(e)? {
@@ -236,6 +298,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             *wait,
             Duration::from_millis(cli.timeout_ms.max(1)),
         ),
+        Cmd::Cluster { .. } => unreachable!("handled above"),
         Cmd::Locate => {
             // Keys are bytes: one per line, a CR before the LF dropped, not UTF-8-checked.
             let stdin = std::io::stdin();
@@ -435,4 +498,180 @@ fn snapshot(
         std::thread::sleep(Duration::from_millis(100));
     }
     u8::from(failed) * 2
+}
+
+/// `cluster show|set|add|remove`. Show: the configuration of the endpoint
+/// (--discover: the first that answers) or of each of --servers. A change: the
+/// current list is the highest version any of those nodes holds (none: the nodes
+/// themselves); every node of that list is asked for its version too; the new list
+/// goes out as that highest version + 1 to the endpoints or --servers and every node
+/// of the old and the new list, and each node's outcome is printed. Exit 0 when every node took it, 2 otherwise.
+fn cluster(out: &mut impl Write, cli: &Cli, action: &ClusterCmd) -> Result<u8, String> {
+    let via_endpoint = cli.discover.is_some();
+    let sources = match (&cli.discover, &cli.servers) {
+        (Some(list), _) | (None, Some(list)) => parse_servers(list)?,
+        (None, None) => return Err("give --servers or --discover".into()),
+    };
+    let cc = ConfigClient::new(&conn_options(cli)).map_err(|e| e.to_string())?;
+    let mut answers: Vec<(String, Result<Option<ClusterConfig>, String>)> = Vec::new();
+    for spec in &sources {
+        let r = cc.get(spec).map_err(|e| e.to_string());
+        let answered = matches!(r, Ok(Some(_)));
+        answers.push((spec.name(), r));
+        if via_endpoint && answered {
+            break; // the first endpoint that has one is the endpoint
+        }
+    }
+    let newest = answers
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().and_then(Option::as_ref))
+        .max_by_key(|c| c.version)
+        .cloned();
+    let new_nodes = match action {
+        ClusterCmd::Show => return Ok(show(out, via_endpoint, &answers, newest.as_ref())),
+        ClusterCmd::Set { entries } => entries
+            .iter()
+            .map(|e| ClusterNode::parse(e).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?,
+        ClusterCmd::Add { entry } | ClusterCmd::Remove { entry } => {
+            let node = ClusterNode::parse(entry).map_err(|e| e.to_string())?;
+            let mut list = current_list(newest.as_ref(), &sources)?;
+            let at = list.iter().position(|n| same_node(n, &node));
+            match (action, at) {
+                (ClusterCmd::Add { .. }, None) => list.push(node),
+                (ClusterCmd::Add { .. }, Some(_)) => {
+                    return Err(format!("{entry} is already in the list"))
+                }
+                (_, Some(i)) => {
+                    list.remove(i);
+                }
+                (_, None) => return Err(format!("{entry} is not in the list")),
+            }
+            list
+        }
+    };
+    if new_nodes.is_empty() {
+        return Err("the new list would have no node".into());
+    }
+    let old_nodes = current_list(newest.as_ref(), &sources)?;
+    // Every node of the current list says its version (the sources have already).
+    let mut highest = newest.as_ref().map_or(0, |c| c.version);
+    for n in &old_nodes {
+        if answers.iter().any(|(name, _)| *name == n.address()) {
+            continue;
+        }
+        if let Ok(Some(c)) = node_spec(n).and_then(|s| cc.get(&s).map_err(|e| e.to_string())) {
+            highest = highest.max(c.version);
+        }
+    }
+    let config = ClusterConfig {
+        version: highest.saturating_add(1),
+        nodes: new_nodes,
+    };
+    // The endpoints or --servers too: pollers may read them though they are not
+    // in the list.
+    let given = current_list(None, &sources)?;
+    let mut targets: Vec<&ClusterNode> = Vec::new();
+    for n in given.iter().chain(&old_nodes).chain(&config.nodes) {
+        if !targets.iter().any(|t| t.address() == n.address()) {
+            targets.push(n);
+        }
+    }
+    let mut failed = 0;
+    for n in &targets {
+        let outcome = node_spec(n).and_then(|spec| {
+            cc.set(&spec, &config).map_err(|e| e.to_string())?;
+            // What it keeps: a node that was ahead keeps its own + 1.
+            Ok(match cc.get(&spec) {
+                Ok(Some(c)) if c.version == config.version => format!("version {}", c.version),
+                Ok(Some(c)) => format!("version {} (not {})", c.version, config.version),
+                Ok(None) => "but holds no configuration".into(),
+                Err(e) => format!("(version not read back: {e})"),
+            })
+        });
+        match outcome {
+            Ok(v) => {
+                let _ = writeln!(out, "{}  STORED {v}", n.address());
+            }
+            Err(e) => {
+                failed += 1;
+                let _ = writeln!(out, "{}  FAILED {e}", n.address());
+            }
+        }
+    }
+    let _ = writeln!(out, "version {}", config.version);
+    for n in &config.nodes {
+        let _ = writeln!(out, "{n}");
+    }
+    if failed > 0 {
+        eprintln!(
+            "ferrocache-cli: {failed} of {} node(s) did not take version {}",
+            targets.len(),
+            config.version
+        );
+        return Ok(2);
+    }
+    Ok(0)
+}
+
+/// `cluster show`: the version and one entry a line; with --servers each node's
+/// answer first. Exit 0, 1 when no node holds a configuration, 2 when a node failed.
+fn show(
+    out: &mut impl Write,
+    via_endpoint: bool,
+    answers: &[(String, Result<Option<ClusterConfig>, String>)],
+    newest: Option<&ClusterConfig>,
+) -> u8 {
+    let mut failed = false;
+    for (name, r) in answers {
+        match r {
+            Err(e) => {
+                failed = true;
+                eprintln!("{name}  error: {e}");
+            }
+            Ok(None) if !via_endpoint => {
+                let _ = writeln!(out, "{name}  no configuration");
+            }
+            Ok(Some(c)) if !via_endpoint => {
+                let entries: Vec<String> = c.nodes.iter().map(ToString::to_string).collect();
+                let _ = writeln!(out, "{name}  version {}  {}", c.version, entries.join(" "));
+            }
+            Ok(_) => {}
+        }
+    }
+    let Some(c) = newest else {
+        eprintln!("no cluster configuration");
+        return if failed { 2 } else { 1 };
+    };
+    if via_endpoint {
+        let _ = writeln!(out, "version {}", c.version);
+        for n in &c.nodes {
+            let _ = writeln!(out, "{n}");
+        }
+        return 0;
+    }
+    u8::from(failed) * 2
+}
+
+/// The list a change starts from: the newest configuration's, or the given nodes.
+fn current_list(
+    newest: Option<&ClusterConfig>,
+    sources: &[NodeSpec],
+) -> Result<Vec<ClusterNode>, String> {
+    match newest {
+        Some(c) => Ok(c.nodes.clone()),
+        None => sources
+            .iter()
+            .map(|s| ClusterNode::parse(&s.name()).map_err(|e| e.to_string()))
+            .collect(),
+    }
+}
+
+/// The same node: the same address, or the same host and port.
+fn same_node(a: &ClusterNode, b: &ClusterNode) -> bool {
+    a.address() == b.address() || (a.host == b.host && a.port == b.port)
+}
+
+fn node_spec(n: &ClusterNode) -> Result<NodeSpec, String> {
+    NodeSpec::parse(&n.address())
 }
