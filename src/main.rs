@@ -12,7 +12,8 @@
 //! - SIGUSR2 (ours): with `--snapshot-dir`, an online snapshot into that directory.
 //! - SIGHUP: reload the `-Y` file (a file that fails to load leaves the old entries in
 //!   force) and, with `-Z`, the TLS certificate chain, key and CA ([`reload_tls`]: a
-//!   bad file keeps the old ones); never stops the server.
+//!   bad file keeps the old ones) and `--cluster-config` (a bad file keeps the node
+//!   list in force); never stops the server.
 //! - SIGPIPE: ignored (the Rust runtime sets it to `SIG_IGN` before `main`; a peer
 //!   that closes shows up as `EPIPE` on the write).
 //!
@@ -105,6 +106,15 @@ fn main() -> ExitCode {
         }
     } else if cfg.sasl_pwdb.is_some() {
         log::warn!("--sasl-pwdb has no effect without -S");
+    }
+    // A node list that does not parse stops the start (a SIGHUP later keeps the old).
+    if let Some(path) = &cfg.cluster_config {
+        let read = std::fs::read_to_string(path).map_err(|e| e.to_string());
+        if let Err(e) = read.and_then(|t| {
+            ferrocache::protocol::cluster::ClusterConfig::parse_file(&t).map_err(|e| e.to_string())
+        }) {
+            return fail(&format!("cluster config {}: {e}", path.display()), EX_USAGE);
+        }
     }
     // As memcached: certificates and keys are read before privileges are dropped
     // (the key may be private to root) and before binding; a bad one exits 64.
@@ -255,6 +265,12 @@ fn reload(shared: &Shared) {
         _ => log::info!("SIGHUP: no authfile (-Y) to reload"),
     }
     reload_tls(shared);
+    if let Some(path) = &shared.config.cluster_config {
+        match shared.cluster.load_file(path) {
+            Ok(v) => log::info!("SIGHUP: cluster config {}: version {v}", path.display()),
+            Err(e) => log::warn!("SIGHUP: {e}; keeping the configuration in force"),
+        }
+    }
 }
 
 /// SIGHUP reloads the TLS certificate chain, key and CA (as `refresh_certs` does):

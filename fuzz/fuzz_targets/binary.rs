@@ -204,7 +204,18 @@ fn step(buf: &[u8], limits: &Limits, gate: SaslGate) -> Outcome {
                         "{what}: mechanism length"
                     );
                 }
-                Command::Get { .. } | Command::Delete | Command::Arith { .. } => {
+                Command::ConfigSet { value } => {
+                    let vlen = h.bodylen as usize - usize::from(h.extlen) - usize::from(h.keylen);
+                    assert_eq!(value.len(), vlen, "{what}: config value length");
+                    assert_eq!(consumed, head + vlen, "{what}: consumed");
+                    assert!(within(value, &buf[head..consumed]), "{what}: config value");
+                    assert!(!req.key.is_empty(), "{what}: config set without a key");
+                }
+                Command::Get { .. }
+                | Command::Delete
+                | Command::Arith { .. }
+                | Command::ConfigGet
+                | Command::ConfigDelete => {
                     assert_eq!(consumed, head, "{what}: consumed");
                     assert!(!req.key.is_empty(), "{what}: keyed command without a key");
                 }
@@ -314,6 +325,7 @@ fn request_repr(req: &binary::Request<'_>, base: &[u8]) -> String {
         } => format!("store {kind:?} {flags} {exptime} {}", at(value, base)),
         Command::SaslAuth { data } => format!("sasl-auth {}", at(data, base)),
         Command::SaslStep { data } => format!("sasl-step {}", at(data, base)),
+        Command::ConfigSet { value } => format!("config-set {}", at(value, base)),
         other => format!("{other:?}"),
     };
     format!(

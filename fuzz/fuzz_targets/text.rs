@@ -8,7 +8,7 @@
 use ferrocache::protocol::ascii::{self, Parse, Request};
 use ferrocache::protocol::frame::{errors, Limits, StoreRefusal, UnlinkKey};
 use ferrocache::protocol::meta::MetaKind;
-use ferrocache::protocol::text::Command;
+use ferrocache::protocol::text::{Command, ConfigCmd};
 use ferrocache::protocol::text::{KEY_MAX_LENGTH, MAX_LINE_WITHOUT_NEWLINE};
 use ferrocache_fuzz::{assert_same, at, drive, find_nl, within, Input, Outcome, ITEM_SIZES};
 use libfuzzer_sys::fuzz_target;
@@ -284,6 +284,22 @@ fn check_command(req: &Request<'_>, frame: &[u8], nl: usize, what: &str) {
             check_key(key, what);
             assert!(within(key, frame), "{what}: key outside the line");
         }
+        Command::Config(c) => match c {
+            ConfigCmd::Get { key } | ConfigCmd::Delete { key, .. } => {
+                line_only(what);
+                check_key(key, what);
+                assert!(within(key, frame), "{what}: key outside the line");
+            }
+            ConfigCmd::Set { key, data, .. } => {
+                check_key(key, what);
+                assert!(within(key, &frame[..nl]), "{what}: key outside the line");
+                assert_eq!(frame.len(), nl + 1 + data.len() + 2, "{what}: frame length");
+                assert!(
+                    frame.ends_with(b"\r\n"),
+                    "{what}: data block not ended by \\r\\n"
+                );
+            }
+        },
         Command::Stats { args } => {
             line_only(what);
             assert!(within(args, frame), "{what}: args outside the line");
@@ -397,6 +413,20 @@ fn summary(r: &Parse<'_>, base: &[u8]) -> String {
                 noreply,
             } => format!("touch {} {exptime} {noreply}", at(key, base)),
             Command::Stats { args } => format!("stats {}", at(args, base)),
+            Command::Config(ConfigCmd::Get { key }) => format!("config get {}", at(key, base)),
+            Command::Config(ConfigCmd::Delete { key, noreply }) => {
+                format!("config delete {} {noreply}", at(key, base))
+            }
+            Command::Config(ConfigCmd::Set {
+                key,
+                flags,
+                data,
+                noreply,
+            }) => format!(
+                "config set {} {flags} {} {noreply}",
+                at(key, base),
+                at(data, base)
+            ),
             // The rest hold no borrowed bytes.
             other => format!("{other:?}"),
         },

@@ -164,6 +164,11 @@ pub struct Config {
     /// `--snapshot-dir DIR` (ours): serve `snapshot <name>` and SIGUSR2, writing
     /// snapshots into DIR.
     pub snapshot_dir: Option<PathBuf>,
+    /// `--cluster-config FILE` (ours): the node list `config get cluster` serves
+    /// (ElastiCache's auto discovery), reloaded on SIGHUP.
+    pub cluster_config: Option<PathBuf>,
+    /// `--cluster-config-readonly` (ours): refuse `config set|delete cluster`.
+    pub cluster_config_readonly: bool,
     /// `-N N`: NAPI ids (accepted, ignored; must not exceed `-t`).
     pub napi_ids: u32,
     /// Every `-o` sub-option given, in order: (name, value).
@@ -227,6 +232,8 @@ impl Default for Config {
             memory_file: None,
             restore_file: None,
             snapshot_dir: None,
+            cluster_config: None,
+            cluster_config_readonly: false,
             napi_ids: 0,
             extended: Vec::new(),
             ignored: Vec::new(),
@@ -276,6 +283,10 @@ const OPT_SASL_PWDB: char = '\u{10002}';
 const OPT_RESTORE: char = '\u{10003}';
 /// Our private code for `--snapshot-dir`.
 const OPT_SNAPSHOT_DIR: char = '\u{10004}';
+/// Our private code for `--cluster-config`.
+const OPT_CLUSTER_CONFIG: char = '\u{10005}';
+/// Our private code for `--cluster-config-readonly`.
+const OPT_CLUSTER_READONLY: char = '\u{10006}';
 
 /// memcached 1.6.18's `getopt` string.
 const SHORTOPTS: &str = "a:AZp:s:U:m:Mc:khiVrvdl:u:P:f:n:t:D:LR:Cb:B:I:SFXWY:e:o:N:";
@@ -327,6 +338,8 @@ const LONGOPTS: &[LongOpt] = &[
     lo("sasl-pwdb", HasArg::Required, OPT_SASL_PWDB),
     lo("restore", HasArg::Required, OPT_RESTORE),
     lo("snapshot-dir", HasArg::Required, OPT_SNAPSHOT_DIR),
+    lo("cluster-config", HasArg::Required, OPT_CLUSTER_CONFIG),
+    lo("cluster-config-readonly", HasArg::No, OPT_CLUSTER_READONLY),
 ];
 
 /// Every `-o` sub-option memcached 1.6.18 (Debian build: TLS and extstore,
@@ -661,6 +674,8 @@ impl Config {
             'e' => self.memory_file = Some(PathBuf::from(arg)),
             OPT_RESTORE => self.restore_file = Some(PathBuf::from(arg)),
             OPT_SNAPSHOT_DIR => self.snapshot_dir = Some(PathBuf::from(arg)),
+            OPT_CLUSTER_CONFIG => self.cluster_config = Some(PathBuf::from(arg)),
+            OPT_CLUSTER_READONLY => self.cluster_config_readonly = true,
             'o' => self.apply_subopts(st, arg)?,
             'N' => {
                 let n = c_atoi(arg);
@@ -1349,6 +1364,8 @@ impl Config {
             ("-e, --memory-file=<file>".into(), "warm restart: a graceful stop (SIGUSR1) saves the\ncache to <file>, a start loads it (then removes it)".into()),
             ("--restore=<file>".into(), "load the snapshot <file> at start (the file is kept)".into()),
             ("--snapshot-dir=<dir>".into(), "serve the \"snapshot <name>\" command and SIGUSR2:\nonline snapshots written into <dir>".into()),
+            ("--cluster-config=<file>".into(), "serve this node list to \"config get cluster\"\n(auto discovery: host|ip|port or host:port entries;\nreloaded on SIGHUP)".into()),
+            ("--cluster-config-readonly".into(), "refuse \"config set|delete cluster\"".into()),
             ("--sasl-pwdb=<file>".into(), "SASL credentials (user:password lines, or salted\nentries from 'ferrocache passwd'); default:\n$MEMCACHED_SASL_PWDB".into()),
             ("-Y, --auth-file=<file>".into(), "require ASCII authentication with user:password\nlines from <file> (text protocol only)".into()),
             ("-Z, --enable-ssl".into(), "enable TLS/SSL (TLS 1.2 and 1.3; see the ssl_* options)".into()),

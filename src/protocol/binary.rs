@@ -122,6 +122,13 @@ pub mod opcode {
     pub const GATK: u8 = 0x23;
     /// GATKQ
     pub const GATKQ: u8 = 0x24;
+    /// CONFIG_GET (ElastiCache's auto discovery; not memcached's): the key names the
+    /// configuration (`cluster`).
+    pub const CONFIG_GET: u8 = 0x60;
+    /// CONFIG_SET (ElastiCache's): the value is the configuration's payload.
+    pub const CONFIG_SET: u8 = 0x64;
+    /// CONFIG_DELETE (ElastiCache's).
+    pub const CONFIG_DELETE: u8 = 0x66;
 }
 
 /// Response status codes memcached sends.
@@ -278,6 +285,15 @@ pub enum Command<'a> {
         /// The client's data.
         data: &'a [u8],
     },
+    /// CONFIG_GET: the configuration named by the key.
+    ConfigGet,
+    /// CONFIG_SET: the configuration named by the key (extras, if any, ignored).
+    ConfigSet {
+        /// The payload.
+        value: &'a [u8],
+    },
+    /// CONFIG_DELETE.
+    ConfigDelete,
 }
 
 /// Where a connection stands with SASL, which decides what the parser lets through.
@@ -535,6 +551,32 @@ pub fn parse_gated<'a>(buf: &'a [u8], limits: &Limits, gate: SaslGate) -> Parse<
                 )
             }
         }
+        CONFIG_GET if extlen == 0 && keylen > 0 && bodylen == keylen => req(Command::ConfigGet),
+        CONFIG_DELETE if extlen == 0 && keylen > 0 && bodylen == keylen => {
+            req(Command::ConfigDelete)
+        }
+        CONFIG_SET if keylen > 0 && matches!(extlen, 0 | 4 | 8) => {
+            let vlen = bodylen - keylen - extlen;
+            if too_large(limits, keylen, 0, vlen)
+                || (head + vlen > buf.len() && head + vlen > limits.buffer_room)
+            {
+                err(Status::E2big, vlen, false)
+            } else {
+                let Some(value) = buf.get(head..head + vlen) else {
+                    return Parse::Partial(head + vlen);
+                };
+                Parse::Request(
+                    Request {
+                        header: h,
+                        quiet,
+                        key,
+                        cmd: Command::ConfigSet { value },
+                    },
+                    head + vlen,
+                )
+            }
+        }
+        CONFIG_GET | CONFIG_SET | CONFIG_DELETE => einval,
         VERSION | NOOP | QUIT | QUITQ | FLUSH | FLUSHQ | GET | GETQ | GETK | GETKQ | TOUCH
         | GAT | GATQ | GATK | GATKQ | DELETE | DELETEQ | INCREMENT | INCREMENTQ | DECREMENT
         | DECREMENTQ | STAT | SET | SETQ | ADD | ADDQ | REPLACE | REPLACEQ | APPEND | APPENDQ

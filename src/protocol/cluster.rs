@@ -129,7 +129,12 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::BadVersion => f.write_str("the first line is not a version number"),
-            ConfigError::BadNode(e) => write!(f, "bad node entry {e:?} (want host|ip|port)"),
+            ConfigError::BadNode(e) => {
+                write!(
+                    f,
+                    "bad node entry {e:?} (want host|ip|port, or host:port in a file)"
+                )
+            }
             ConfigError::TooManyNodes => write!(f, "more than {MAX_NODES} nodes"),
             ConfigError::Empty => f.write_str("no nodes"),
             ConfigError::NotText => f.write_str("not UTF-8 text"),

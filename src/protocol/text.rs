@@ -232,11 +232,42 @@ pub enum Command<'a> {
     },
     /// `lru_crawler ...`.
     LruCrawler(CrawlerCmd<'a>),
+    /// `config get|set|delete <key>`: ElastiCache's cluster configuration (auto
+    /// discovery; see [`super::cluster`]).
+    Config(ConfigCmd<'a>),
     /// `watch [types]`: `flags` None when a word is not an event type (`ERROR`).
     Watch {
         /// The event types asked for ([`watch_flags`]).
         flags: Option<u16>,
         /// Suppress error replies.
+        noreply: bool,
+    },
+}
+
+/// A `config` subcommand (ElastiCache's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigCmd<'a> {
+    /// `config get <key>`
+    Get {
+        /// The configuration key (`cluster`).
+        key: &'a [u8],
+    },
+    /// `config set <key> <flags> <bytes> [noreply]` and its data block.
+    Set {
+        /// The configuration key.
+        key: &'a [u8],
+        /// The flags as sent (not stored: `config get` answers flags 0, as ElastiCache).
+        flags: u32,
+        /// The payload, without its `\r\n`.
+        data: &'a [u8],
+        /// Suppress the reply.
+        noreply: bool,
+    },
+    /// `config delete <key> [noreply]`
+    Delete {
+        /// The configuration key.
+        key: &'a [u8],
+        /// Suppress the reply.
         noreply: bool,
     },
 }
@@ -325,6 +356,22 @@ impl<'a> Tokens<'a> {
     #[inline]
     fn noreply(&self) -> bool {
         self.n > 0 && self.words[self.n - 1] == b"noreply"
+    }
+
+    /// `config set <key> <flags> <bytes> [noreply]` as the words of a storage line
+    /// (`<key> <flags> 0 <bytes> [noreply]`, after a command word), so the data block
+    /// is framed by the one storage rule.
+    fn config_set_as_storage(&self) -> Self {
+        let mut t = Tokens {
+            words: [&[]; MAX_TOKENS - 1],
+            n: 0,
+            ends: [0; MAX_TOKENS - 1],
+        };
+        let words = [self.w(1), self.w(2), self.w(3), b"0", self.w(4), self.w(5)];
+        let n = (self.n + 1).min(words.len());
+        t.words[..n].copy_from_slice(&words[..n]);
+        t.n = n;
+        t
     }
 
     /// The rest of the line after word `i`.
@@ -453,6 +500,7 @@ pub fn parse_line<'a>(buf: &'a [u8], line: &'a [u8], next: usize, limits: &Limit
                 want!(n == 3 || n == 4);
                 memlimit(&t, next)
             }
+            b"config" => config(&t, buf, next, limits),
             _ => err(ERROR, false, next),
         },
         b'i' => match cmd {
@@ -655,6 +703,67 @@ fn storage<'a>(
         },
         next + total,
     )
+}
+
+/// `config get <key>`, `config set <key> <flags> <bytes> [noreply]` + data block,
+/// `config delete <key> [noreply]`; anything else is `ERROR`. A refused data block is
+/// swallowed as a `set`'s, but never unlinks an item.
+fn config<'a>(t: &Tokens<'a>, buf: &'a [u8], next: usize, limits: &Limits) -> Parse<'a> {
+    let n = t.count();
+    let key = t.w(2);
+    let noreply = t.noreply();
+    match t.w(1) {
+        _ if n < 4 => err(ERROR, false, next),
+        b"get" if n == 4 => {
+            if key.len() > KEY_MAX_LENGTH {
+                return err(BAD_FORMAT, false, next);
+            }
+            Parse::Request(Command::Config(ConfigCmd::Get { key }), next)
+        }
+        b"delete" if n == 4 || (n == 5 && noreply) => {
+            if key.len() > KEY_MAX_LENGTH {
+                return err(BAD_FORMAT, noreply, next);
+            }
+            Parse::Request(Command::Config(ConfigCmd::Delete { key, noreply }), next)
+        }
+        b"set" if n == 6 || (n == 7 && noreply) => {
+            match storage(StoreOp::Set, &t.config_set_as_storage(), buf, next, limits) {
+                Parse::Request(
+                    Command::Store {
+                        key,
+                        flags,
+                        data,
+                        noreply,
+                        ..
+                    },
+                    used,
+                ) => Parse::Request(
+                    Command::Config(ConfigCmd::Set {
+                        key,
+                        flags,
+                        data,
+                        noreply,
+                    }),
+                    used,
+                ),
+                Parse::Request(_, used) => err(ERROR, false, used),
+                Parse::Error {
+                    reply,
+                    consumed,
+                    swallow,
+                    ..
+                } => Parse::Error {
+                    reply,
+                    consumed,
+                    swallow,
+                    unlink: None,
+                    refused: None,
+                },
+                other => other,
+            }
+        }
+        _ => err(ERROR, false, next),
+    }
 }
 
 /// `delete <key> [0] [noreply]`

@@ -141,12 +141,48 @@ pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8
         Command::Noop => write_ok(out, h, &[], 0),
         Command::Version => write_ok(out, h, PROTOCOL_VERSION.as_bytes(), 0),
         Command::Stat => stat(shared, out, h, key),
+        Command::ConfigGet | Command::ConfigSet { .. } | Command::ConfigDelete => {
+            config(shared, out, h, key, &req.cmd)
+        }
         // Served by `conn_auth` (the connection's SASL state); never routed here.
         Command::SaslListMechs | Command::SaslAuth { .. } | Command::SaslStep { .. } => {
             write_error(out, h, Status::UnknownCommand)
         }
     }
     Flow::Continue
+}
+
+/// CONFIG_GET/SET/DELETE (ElastiCache's opcodes): the value of a hit is the payload
+/// `config get cluster` returns, with 4 bytes of flags (0) as a GET's.
+fn config(shared: &Shared, out: &mut Vec<u8>, h: &Header, key: &[u8], cmd: &Command<'_>) {
+    let cluster = &shared.cluster;
+    let is_cluster = key == crate::protocol::cluster::CLUSTER_KEY;
+    match cmd {
+        Command::ConfigGet => {
+            cluster
+                .gets
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match cluster.current().filter(|_| is_cluster) {
+                Some(p) => write_hit(out, h, 0, None, Some(&p.payload), 0),
+                None => write_error(out, h, Status::KeyEnoent),
+            }
+        }
+        Command::ConfigSet { value } if is_cluster => match cluster.set(value) {
+            Ok(v) => {
+                log::info!("config set cluster (binary): version {v}");
+                write_ok(out, h, &[], 0);
+            }
+            Err(super::cluster::Refusal::ReadOnly) => write_error(out, h, Status::NotStored),
+            Err(super::cluster::Refusal::Bad(_)) => write_error(out, h, Status::Einval),
+        },
+        Command::ConfigDelete if is_cluster => match cluster.delete() {
+            Ok(true) => write_ok(out, h, &[], 0),
+            Ok(false) => write_error(out, h, Status::KeyEnoent),
+            Err(_) => write_error(out, h, Status::NotStored),
+        },
+        Command::ConfigSet { .. } => write_error(out, h, Status::Einval),
+        _ => write_error(out, h, Status::KeyEnoent),
+    }
 }
 
 /// SET/ADD/REPLACE/APPEND/PREPEND; returns the reply status.

@@ -10,8 +10,9 @@ pub use super::flow::{Flow, PROTOCOL_VERSION};
 use super::shared::{Shared, StopReason};
 use super::vlog;
 use super::watch::{GetStatus, StoreStatus, FETCHERS, MUTATIONS};
+use crate::protocol::cluster::{CLUSTER_KEY, LEGACY_KEY};
 use crate::protocol::text::{
-    reply as compose, Command, CrawlerCmd, DebugTimeArg, Keys, ShutdownMode,
+    reply as compose, Command, ConfigCmd, CrawlerCmd, DebugTimeArg, Keys, ShutdownMode,
 };
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::stats::{count_miss, count_store};
@@ -293,6 +294,10 @@ pub fn execute(
             reply(out, noreply, text);
             Flow::Continue
         }
+        Command::Config(cmd) => {
+            config_command(shared, cmd, out);
+            Flow::Continue
+        }
         Command::Stats { args } => {
             super::stats_exec::stats_command(shared, args, out);
             Flow::Continue
@@ -474,6 +479,69 @@ struct Resume {
 }
 
 /// get / gets / gat / gats.
+/// `config get|set|delete <key>` (ElastiCache's auto discovery, [`super::cluster`]).
+fn config_command(shared: &Shared, cmd: ConfigCmd<'_>, out: &mut Vec<u8>) {
+    let cluster = &shared.cluster;
+    match cmd {
+        ConfigCmd::Get { key } => {
+            cluster.gets.fetch_add(1, Ordering::Relaxed);
+            if key == CLUSTER_KEY {
+                if let Some(p) = cluster.current() {
+                    vlog::reply("CONFIG cluster", false);
+                    out.extend_from_slice(b"CONFIG cluster 0 ");
+                    out.extend_from_slice(p.payload.len().to_string().as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(&p.payload);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            reply(out, false, "END");
+        }
+        ConfigCmd::Set {
+            key, data, noreply, ..
+        } => {
+            if key != CLUSTER_KEY {
+                reply(out, noreply, super::cluster::replies::UNKNOWN_KEY);
+                return;
+            }
+            match cluster.set(data) {
+                Ok(v) => {
+                    log::info!("config set cluster: version {v}");
+                    reply(out, noreply, "STORED");
+                }
+                Err(r) => reply(out, noreply, r.reply()),
+            }
+        }
+        ConfigCmd::Delete { key, noreply } => {
+            if key != CLUSTER_KEY {
+                reply(out, noreply, "NOT_FOUND");
+                return;
+            }
+            match cluster.delete() {
+                Ok(true) => reply(out, noreply, "DELETED"),
+                Ok(false) => reply(out, noreply, "NOT_FOUND"),
+                Err(r) => reply(out, noreply, r.reply()),
+            }
+        }
+    }
+}
+
+/// The legacy form of `config get cluster` (ElastiCache engines before 1.4.14): the
+/// configuration as the value of `AmazonElastiCache:cluster`, when one is stored (else
+/// the key is an ordinary key).
+#[inline]
+fn legacy_cluster_get(shared: &Shared, key: &[u8], out: &mut Vec<u8>) -> bool {
+    if key.len() != LEGACY_KEY.len() || key != LEGACY_KEY {
+        return false;
+    }
+    let Some(p) = shared.cluster.current() else {
+        return false;
+    };
+    shared.cluster.gets.fetch_add(1, Ordering::Relaxed);
+    compose::value(out, key, 0, &p.payload, None);
+    true
+}
+
 fn retrieve(
     shared: &Shared,
     c: &Counters,
@@ -488,6 +556,9 @@ fn retrieve(
     for (i, key) in keys.enumerate().skip(skip) {
         if i > skip && out.len() > out_cap {
             return Flow::Suspend { keys_done: i };
+        }
+        if legacy_cluster_get(shared, key, out) {
+            continue;
         }
         let hit = |it: &ItemRef<'_>, out: &mut Vec<u8>| {
             write_value(out, it, with_cas);

@@ -23,6 +23,7 @@
 
 mod binary_exec;
 pub mod budget;
+pub mod cluster;
 mod conn;
 mod conn_auth;
 pub mod dump;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use super::{budget, dump, watch};
+use super::{budget, cluster, dump, watch};
 use crate::auth::Credentials;
 use crate::config::Config;
 use crate::stats::{ConnCounters, Counters, PrefixStats};
@@ -99,6 +99,9 @@ pub struct Shared {
     pub watch: Arc<watch::WatchHub>,
     /// Warm restart and online snapshots: progress and figures for `stats`.
     pub snapshots: Snapshots,
+    /// The cluster configuration served to auto-discovery clients (`config get
+    /// cluster`).
+    pub cluster: cluster::ClusterState,
     stop_tx: Sender<StopReason>,
 }
 
@@ -132,7 +135,15 @@ impl Shared {
                 }
             }));
         }
+        let cluster = cluster::ClusterState::new(cfg.cluster_config_readonly);
+        if let Some(path) = &cfg.cluster_config {
+            match cluster.load_file(path) {
+                Ok(v) => log::info!("cluster config {}: version {v}", path.display()),
+                Err(e) => log::warn!("{e}; serving no cluster configuration"),
+            }
+        }
         let shared = Arc::new(Shared {
+            cluster,
             crawler: Arc::new(dump::Crawler::from_settings(&cfg.compat)),
             watch: hub,
             snapshots: Snapshots::default(),

@@ -302,6 +302,17 @@ fn general_stats(shared: &Shared, out: &mut dyn StatSink) {
         stat_line(out, name, 0);
     }
     snapshot_stats(shared, out);
+    cluster_stats(shared, out);
+}
+
+/// Ours (ElastiCache's names, CloudWatch's `CmdConfigGet`, `CmdConfigSet`,
+/// `CurrConfig`): the auto-discovery configuration.
+fn cluster_stats(shared: &Shared, out: &mut dyn StatSink) {
+    let c = &shared.cluster;
+    stat_line(out, "cluster_config_version", c.version());
+    stat_line(out, "cmd_config_get", c.gets.load(Ordering::Relaxed));
+    stat_line(out, "cmd_config_set", c.sets.load(Ordering::Relaxed));
+    stat_line(out, "curr_config", u8::from(c.stored()));
 }
 
 /// Ours, after memcached's names: online snapshots and the restore at start.
