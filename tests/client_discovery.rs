@@ -207,10 +207,13 @@ fn discovers_every_node_from_one_and_places_keys_by_the_ring() {
 #[test]
 fn polls_apply_only_a_higher_version() {
     let interval = Duration::from_millis(300);
-    let nodes: Vec<Server> = (0..3).map(|_| Server::ferrocache(&[])).collect();
+    let mut nodes: Vec<Server> = (0..3).map(|_| Server::ferrocache(&[])).collect();
     let p: Vec<u16> = nodes.iter().map(|s| s.port).collect();
+    // Two endpoints: the first, then a second one that holds an older list.
+    let second = Server::ferrocache(&[]);
     store(p[0], 5, &p[..2]);
-    let client = Client::new(discover(&addr(p[0]), interval)).unwrap();
+    let endpoints = format!("{},{}", addr(p[0]), addr(second.port));
+    let client = Client::new(discover(&endpoints, interval)).unwrap();
     assert_eq!(names(&client), [addr(p[0]), addr(p[1])]);
 
     // A higher version: seen within two intervals (one is the bound; two is slack).
@@ -222,11 +225,13 @@ fn polls_apply_only_a_higher_version() {
     assert_eq!(names(&client), [addr(p[0]), addr(p[1]), addr(p[2])]);
     assert_eq!(status(&client).changes, 1);
 
-    // Lower and equal versions (stored after a delete) are ignored, poll after poll.
+    // A server never serves a lower version, but an endpoint that replaced another
+    // may: the first endpoint goes away, the second answers version 3, then 6 (equal),
+    // each with another list. Both are ignored, poll after poll.
+    let _ = nodes.remove(0).signal_and_wait("KILL");
     for v in [3, 6] {
-        delete_config(p[0]);
-        store(p[0], v, &p[..1]);
-        assert_eq!(served_version(p[0]).map(|s| s.0), Some(v));
+        store(second.port, v, &p[2..]);
+        assert_eq!(served_version(second.port).map(|s| s.0), Some(v));
         let polls = status(&client).polls;
         wait_status(&client, interval * 8, "three more polls", |s| {
             s.polls >= polls + 3
@@ -237,6 +242,7 @@ fn polls_apply_only_a_higher_version() {
             (6, 1, 0),
             "after v{v}"
         );
+        assert_eq!(st.source, addr(p[0]), "after v{v}");
         assert_eq!(names(&client).len(), 3, "after v{v}");
         assert!(
             !client.refresh_cluster().unwrap(),
@@ -245,13 +251,13 @@ fn polls_apply_only_a_higher_version() {
     }
 
     // refresh_cluster applies a new version at once.
-    delete_config(p[0]);
-    store(p[0], 9, &[p[2], p[1]]);
+    store(second.port, 9, &[p[2], p[1]]);
     assert!(client.refresh_cluster().unwrap());
     assert_eq!(names(&client), [addr(p[2]), addr(p[1])]);
-    assert_eq!(status(&client).version, 9);
+    let st = status(&client);
+    assert_eq!((st.version, st.source), (9, addr(second.port)));
     // A fixed-list client has no discovery.
-    let fixed = Client::new(ClientConfig::new(&addr(p[0])).unwrap()).unwrap();
+    let fixed = Client::new(ClientConfig::new(&addr(p[1])).unwrap()).unwrap();
     assert!(fixed.discovery().is_none());
     assert!(matches!(fixed.refresh_cluster(), Err(Error::Discovery(_))));
 }
@@ -533,7 +539,6 @@ fn cli_cluster_show_set_add_remove() {
         .stderr
         .contains("not in the list"));
     // The highest version any node holds + 1, to every node given too.
-    delete_config(p[1]);
     store(p[1], 40, &[p[0]]);
     let r = with_servers(&["cluster", "set", &e0]);
     expect_code(&r, 2, "set (node 2 down)");
@@ -542,6 +547,11 @@ fn cli_cluster_show_set_add_remove() {
         assert!(r.stdout.contains(&line), "{}", r.stdout);
     }
     assert!(r.stdout.contains(&format!("{}  FAILED", addr(down))));
+    // An endpoint whose configuration was deleted has none to show.
+    delete_config(p[0]);
+    let r = with_endpoint(&["cluster", "show"]);
+    expect_code(&r, 1, "show after a delete");
+    assert!(r.stderr.contains("no cluster configuration"), "{}", r.stderr);
     let r = cli(&["--discover", &addr(dead), "cluster", "show"]);
     expect_code(&r, 2, "show from a dead endpoint");
     let r = cli(&["cluster", "show"]);

@@ -40,20 +40,18 @@ use super::pool::Node;
 use super::ring::NodeSpec;
 use super::tls::Connector;
 use super::{Client, Inner};
+use crate::protocol::binary::opcode::{CONFIG_GET, CONFIG_SET};
+use crate::protocol::binary::Status;
 use crate::protocol::cluster::{ClusterConfig, CLUSTER_KEY, LEGACY_KEY, MAX_HOST, MAX_NODES};
 
 /// How often the endpoint is polled unless [`super::ClientConfig::with_poll_interval`]
 /// says otherwise (ElastiCache's clients: one minute).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Binary protocol: `config get` (key `cluster`).
-const CONFIG_GET: u8 = 0x60;
-/// Binary protocol: `config set` (extras: flags, exptime; value: the payload).
-const CONFIG_SET: u8 = 0x64;
 /// Binary status: no such key / no configuration.
-const NOT_FOUND: u16 = 0x0001;
-/// Binary status: unknown command.
-const UNKNOWN_COMMAND: u16 = 0x0081;
+const NOT_FOUND: u16 = Status::KeyEnoent as u16;
+/// Binary status: unknown command (memcached, older servers).
+const UNKNOWN_COMMAND: u16 = Status::UnknownCommand as u16;
 /// Longest payload read: [`MAX_NODES`] entries of the longest host, an IPv6 address
 /// and a port, and the version line.
 const MAX_PAYLOAD: usize = MAX_NODES * (MAX_HOST + 48) + 32;
