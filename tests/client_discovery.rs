@@ -551,7 +551,11 @@ fn cli_cluster_show_set_add_remove() {
     delete_config(p[0]);
     let r = with_endpoint(&["cluster", "show"]);
     expect_code(&r, 1, "show after a delete");
-    assert!(r.stderr.contains("no cluster configuration"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no cluster configuration"),
+        "{}",
+        r.stderr
+    );
     let r = cli(&["--discover", &addr(dead), "cluster", "show"]);
     expect_code(&r, 2, "show from a dead endpoint");
     let r = cli(&["cluster", "show"]);

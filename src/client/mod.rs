@@ -33,6 +33,18 @@
 //!   once, in [`Client::new`] (which reports unreadable files), and shared by every
 //!   connection; text, binary and meta protocols and SASL run over it unchanged. A
 //!   refused handshake is an [`Error::Tls`] with rustls' reason.
+//! - [`discovery`]: ElastiCache-style cluster auto discovery.
+//!   [`ClientConfig::discover`] names a configuration endpoint (any node; several,
+//!   comma-separated, are tried in turn) instead of the node list: [`Client::new`]
+//!   reads the list with `config get cluster` (the legacy
+//!   `get AmazonElastiCache:cluster` where a node does not know it), builds the ring
+//!   over the entries' addresses, and a poller thread asks again every
+//!   [`DiscoveryOptions::interval`] (default 60 s). Only a higher version is applied;
+//!   nodes that stay keep their pools and health, and with the ketama distributions
+//!   only the keys of added or removed nodes move. When no endpoint answers, the
+//!   known nodes are asked; when nobody does, the list in use stays (logged, counted
+//!   in [`Client::discovery`]). SASL and TLS apply to the endpoint too. The thread
+//!   ends when the last clone of the client is dropped.
 //!
 //! ```no_run
 //! use ferrocache::client::{Client, ClientConfig};
@@ -52,6 +64,20 @@
 //! let cfg = ClientConfig::new("cache1.example:11211,cache2.example:11211")?.with_tls(tls);
 //! let client = Client::new(cfg)?;
 //! client.set(b"greeting", b"hello", 0, 300)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The node list from a configuration endpoint, polled every 30 s:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ferrocache::client::{Client, ClientConfig};
+//! let cfg = ClientConfig::discover("cfg.example:11211")?.with_poll_interval(Duration::from_secs(30));
+//! let client = Client::new(cfg)?; // reads `config get cluster` now
+//! client.set(b"greeting", b"hello", 0, 300)?;
+//! let st = client.discovery().expect("discovering");
+//! println!("version {} with {:?}; {} failed polls", st.version, st.nodes, st.failures);
+//! client.refresh_cluster()?; // poll now instead of waiting
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
