@@ -212,12 +212,36 @@ pub(super) fn specs_of(config: &ClusterConfig) -> Result<Vec<NodeSpec>> {
 
 /// Reads the configuration of one node over a connection of its own.
 fn fetch(spec: &NodeSpec, conn: &ConnOptions, tls: Option<&Connector>) -> Result<ClusterConfig> {
-    let mut c = NodeConn::connect(spec, conn, tls)?;
-    let payload = c
-        .config_get()?
+    let payload = read_payload(spec, conn, tls)?
         .ok_or_else(|| Error::Discovery("no cluster configuration stored".into()))?;
     ClusterConfig::parse_payload(&payload)
         .map_err(|e| Error::Discovery(format!("bad cluster configuration: {e}")))
+}
+
+/// `config get cluster` on a new connection to `spec`; where the node does not know
+/// the command, `get AmazonElastiCache:cluster` on another one (after an unknown
+/// binary command the first may be out of step: see [`NodeConn::config_get`]).
+fn read_payload(
+    spec: &NodeSpec,
+    conn: &ConnOptions,
+    tls: Option<&Connector>,
+) -> Result<Option<Vec<u8>>> {
+    let mut c = NodeConn::connect(spec, conn, tls)?;
+    match c.config_get()? {
+        ConfigReply::Found(p) => Ok(Some(p)),
+        ConfigReply::Empty => Ok(None),
+        ConfigReply::Unknown => NodeConn::connect(spec, conn, tls)?.legacy_get(),
+    }
+}
+
+/// What a node answered to `config get cluster`.
+enum ConfigReply {
+    /// The payload.
+    Found(Vec<u8>),
+    /// It holds no configuration.
+    Empty,
+    /// It does not know the command.
+    Unknown,
 }
 
 impl Client {
@@ -331,28 +355,32 @@ impl Client {
 }
 
 impl NodeConn {
-    /// `config get cluster` (binary: opcode 0x60), or the legacy
-    /// `get AmazonElastiCache:cluster` where the node does not know it. `None`: the
-    /// node holds no configuration.
-    pub(super) fn config_get(&mut self) -> Result<Option<Vec<u8>>> {
+    /// `config get cluster` (binary: opcode 0x60). The connection is used for
+    /// nothing after it: over binary, the request is followed by as many padding
+    /// bytes as its key, because memcached answers an unknown command only after
+    /// discarding that many bytes past the key (it would wait for them otherwise).
+    fn config_get(&mut self) -> Result<ConfigReply> {
         if self.protocol == Protocol::Binary {
-            let r = self.bin_call(CONFIG_GET, CLUSTER_KEY, &[], &[], 0)?;
+            self.bin_request(CONFIG_GET, CLUSTER_KEY, &[], &[], 0);
+            self.out.extend_from_slice(&[0; CLUSTER_KEY.len()]);
+            self.flush_out()?;
+            let r = self.bin_response()?;
             return match r.status {
-                0 if r.value.len() <= MAX_PAYLOAD => Ok(Some(r.value)),
+                0 if r.value.len() <= MAX_PAYLOAD => Ok(ConfigReply::Found(r.value)),
                 0 => Err(proto_err("cluster configuration too large")),
-                NOT_FOUND => Ok(None),
-                UNKNOWN_COMMAND => self.legacy_get(),
+                NOT_FOUND => Ok(ConfigReply::Empty),
+                UNKNOWN_COMMAND => Ok(ConfigReply::Unknown),
                 s => Err(bin_error(s, &r.value)),
             };
         }
         self.out.extend_from_slice(b"config get cluster\r\n");
         self.flush_out()?;
         let line = match self.text_reply() {
-            Err(Error::Server(s)) if s == "ERROR" => return self.legacy_get(),
+            Err(Error::Server(s)) if s == "ERROR" => return Ok(ConfigReply::Unknown),
             r => r?,
         };
         if line == b"END" {
-            return Ok(None);
+            return Ok(ConfigReply::Empty);
         }
         let text = String::from_utf8_lossy(&line);
         let w: Vec<&str> = text.split(' ').collect();
@@ -366,7 +394,7 @@ impl NodeConn {
         }
         let payload = self.read_data_block(len)?;
         match self.text_reply()?.as_slice() {
-            b"END" => Ok(Some(payload)),
+            b"END" => Ok(ConfigReply::Found(payload)),
             other => Err(proto_err(format!(
                 "config get: {:?} instead of END",
                 String::from_utf8_lossy(other)
@@ -428,8 +456,7 @@ impl ConfigClient {
 
     /// The configuration `node` holds (None: none).
     pub fn get(&self, node: &NodeSpec) -> Result<Option<ClusterConfig>> {
-        let mut c = NodeConn::connect(node, &self.conn, self.tls.as_ref())?;
-        match c.config_get()? {
+        match read_payload(node, &self.conn, self.tls.as_ref())? {
             None => Ok(None),
             Some(p) => ClusterConfig::parse_payload(&p)
                 .map(Some)

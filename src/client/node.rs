@@ -373,7 +373,14 @@ impl NodeConn {
 
     // ---- binary protocol ----------------------------------------------------
 
-    fn bin_request(&mut self, op: u8, key: &[u8], extras: &[u8], value: &[u8], cas: u64) {
+    pub(super) fn bin_request(
+        &mut self,
+        op: u8,
+        key: &[u8],
+        extras: &[u8],
+        value: &[u8],
+        cas: u64,
+    ) {
         let body = extras.len() + key.len() + value.len();
         self.out.extend_from_slice(&[REQ_MAGIC, op]);
         self.out
@@ -387,7 +394,7 @@ impl NodeConn {
         self.out.extend_from_slice(value);
     }
 
-    fn bin_response(&mut self) -> Result<BinResponse> {
+    pub(super) fn bin_response(&mut self) -> Result<BinResponse> {
         let h = self.read_exact_vec(HEADER_LEN)?;
         if h[0] != RES_MAGIC {
             return Err(proto_err(format!("bad response magic {:#x}", h[0])));
