@@ -3,8 +3,10 @@
 //! applies a higher version within an interval and ignores lower or equal ones; an
 //! endpoint that goes away leaves the last list in use (counted) and the client
 //! recovers; SASL and TLS endpoints; `ferrocache-cli cluster show|set|add|remove`
-//! with a node down; and a fleet change under load (3 nodes → a 4th added → one
-//! removed) whose misses are exactly the keys the ring arithmetic moves.
+//! with a node down; the legacy `AmazonElastiCache:cluster` key on memcached; and a
+//! fleet change under load (3 nodes → a 4th added → one removed and stopped →
+//! another removed and killed at once) whose misses are exactly the keys the ring
+//! arithmetic moves. Run with `--nocapture` for the figures (`FLEET ...` lines).
 mod common;
 use common::tls::{tls_args, Pki};
 use common::{free_port, is_root, run_bounded, Run, Scratch, Server, FERROCACHE};
@@ -654,7 +656,7 @@ fn fleet_change_under_load() {
             .set(key(i).as_bytes(), key(i).as_bytes(), 0, 0)
             .unwrap();
     }
-    let phases: Arc<[Phase; 3]> = Arc::new(Default::default());
+    let phases: Arc<[Phase; 4]> = Arc::new(Default::default());
     let phase = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let sweeps: Arc<Vec<AtomicU64>> = Arc::new((0..LOADERS).map(|_| AtomicU64::new(0)).collect());
@@ -750,6 +752,25 @@ fn fleet_change_under_load() {
     let remove_applied = status(&client).last_change.duration_since(t1);
     drop(nodes[1].take());
     two_sweeps();
+
+    // 3 → 2, the hard way: the third node is stopped as soon as the CLI has written
+    // the new list, before the client has polled it. Requests to it fail until the
+    // client ejects it (failure_limit 2) or applies the list.
+    let moved_kill = moved(KEYS, &specs(&[p[0], p[2], p[3]]), &specs(&[p[0], p[3]]));
+    phase.store(3, Ordering::Relaxed);
+    let t2 = Instant::now();
+    let r = cli(&["--discover", &addr(p[0]), "cluster", "remove", &entry(p[2])]);
+    expect_code(&r, 0, "cluster remove (then kill)");
+    let _ = nodes[2].take().map(|mut s| s.signal_and_wait("KILL"));
+    let killed_after = t2.elapsed();
+    wait_status(
+        &client,
+        interval + Duration::from_secs(2),
+        "the second removal",
+        |s| s.version == 4,
+    );
+    let kill_applied = status(&client).last_change.duration_since(t2);
+    two_sweeps();
     stop.store(true, Ordering::Relaxed);
     for l in loaders {
         l.join().unwrap();
@@ -779,10 +800,16 @@ fn fleet_change_under_load() {
     let none = HashSet::new();
     let steady = report(0, "3 nodes, steady", &none);
     let add = report(1, "add a 4th", &moved_add);
-    let remove = report(2, "remove one", &moved_remove);
+    let remove = report(
+        2,
+        "remove one, stop it once the client applied it",
+        &moved_remove,
+    );
+    let kill = report(3, "remove one, kill it at once", &moved_kill);
     println!(
         "FLEET timing: interval {interval:?}; add: cli took {cli_done:?}, applied {add_applied:?} after the cli started; \
-         remove: cli took {cli2_done:?}, applied {remove_applied:?} after the cli started"
+         remove: cli took {cli2_done:?}, applied {remove_applied:?} after the cli started; \
+         remove+kill: killed {killed_after:?}, applied {kill_applied:?} after the cli started"
     );
     // The ring arithmetic: adding moves keys to the new node only, removing moves
     // only the removed node's keys.
@@ -822,6 +849,18 @@ fn fleet_change_under_load() {
         remove_applied <= cli2_done + bound,
         "remove applied after {remove_applied:?}"
     );
+    // Killed before the client knew: the errors are the requests that reached the
+    // dead node before it was ejected or the list applied, at most one per loader
+    // per failure up to the limit.
+    assert!(
+        kill.0 <= 2 * LOADERS as u64,
+        "errors after the kill: {kill:?}"
+    );
+    assert_eq!(kill.1, 0);
+    assert!(
+        kill.2 <= tolerance && kill.3 <= tolerance,
+        "remove+kill: {kill:?}"
+    );
     let st = status(&client);
-    assert_eq!((st.version, st.changes, st.failures), (3, 2, 0));
+    assert_eq!((st.version, st.changes, st.failures), (4, 3, 0));
 }
