@@ -291,11 +291,19 @@ fn stats_general_shape() {
             .map(|(k, _)| k)
             .collect();
         let mut pos = 0;
-        // Ours, after memcached's: the snapshot and restore figures.
+        // Ours, after memcached's: the snapshot and restore figures, the cluster
+        // configuration's (ElastiCache's names).
         let ours = |n: &str| {
-            ["snapshot_", "snapshots_", "restore_"]
-                .iter()
-                .any(|p| n.starts_with(p))
+            [
+                "snapshot_",
+                "snapshots_",
+                "restore_",
+                "cluster_config_",
+                "cmd_config_",
+                "curr_config",
+            ]
+            .iter()
+            .any(|p| n.starts_with(p))
         };
         for (name, _) in st.iter().filter(|(n, _)| !ours(n)) {
             match ref_names[pos..].iter().position(|r| r == name) {
