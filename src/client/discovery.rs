@@ -24,11 +24,11 @@
 //! (what `ferrocache-cli cluster` does).
 //!
 //! The poller thread holds only a weak reference to the client: it ends when the
-//! last clone of the [`Client`] is dropped, at once (the wait between polls is a
-//! condition variable, not a sleep). [`Client::refresh_cluster`] polls now;
-//! [`Client::discovery`] reports the version, the counters and the last error.
+//! last clone of the [`Client`](super::Client) is dropped, at once (the wait between polls is a
+//! condition variable, not a sleep). [`Client::refresh_cluster`](super::Client::refresh_cluster) polls now;
+//! [`Client::discovery`](super::Client::discovery) reports the version, the counters and the last error.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,10 +36,8 @@ use parking_lot::{Condvar, Mutex};
 
 use super::error::{Error, Result};
 use super::node::{bin_error, proto_err, ConnOptions, NodeConn, Protocol};
-use super::pool::Node;
 use super::ring::NodeSpec;
 use super::tls::Connector;
-use super::{Client, Inner};
 use crate::protocol::binary::opcode::{CONFIG_GET, CONFIG_SET};
 use crate::protocol::binary::Status;
 use crate::protocol::cluster::{ClusterConfig, CLUSTER_KEY, LEGACY_KEY, MAX_HOST, MAX_NODES};
@@ -65,14 +63,14 @@ pub struct DiscoveryOptions {
     pub interval: Duration,
 }
 
-/// What discovery has done so far ([`Client::discovery`]).
+/// What discovery has done so far ([`Client::discovery`](super::Client::discovery)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryStatus {
     /// The version of the list in use.
     pub version: u64,
     /// The nodes of that list (`host:port` as connected to: each entry's address).
     pub nodes: Vec<String>,
-    /// Polls since the client was made (the first fetch in [`Client::new`] not
+    /// Polls since the client was made (the first fetch in [`Client::new`](super::Client::new) not
     /// counted).
     pub polls: u64,
     /// New versions applied.
@@ -87,7 +85,7 @@ pub struct DiscoveryStatus {
     pub last_error: Option<String>,
     /// When the last poll ended.
     pub last_poll: Option<Instant>,
-    /// When the list in use was applied (the first one: in [`Client::new`]).
+    /// When the list in use was applied (the first one: in [`Client::new`](super::Client::new)).
     pub last_change: Instant,
     /// The endpoint or node that gave the list in use.
     pub source: String,
@@ -96,7 +94,7 @@ pub struct DiscoveryStatus {
 /// The shared part of the poller: its counters and its stop signal.
 struct Shared {
     status: Mutex<DiscoveryStatus>,
-    /// One poll at a time (the thread's and [`Client::refresh_cluster`]'s).
+    /// One poll at a time (the thread's and [`Client::refresh_cluster`](super::Client::refresh_cluster)'s).
     polling: Mutex<()>,
     stopped: Mutex<bool>,
     wake: Condvar,
@@ -133,6 +131,41 @@ impl Poller {
         }
     }
 
+    /// Starts the poller thread: every `interval` it calls `tick`, which polls and
+    /// says whether the client still exists (false ends the thread).
+    pub(super) fn spawn(&self, interval: Duration, tick: impl Fn() -> bool + Send + 'static) {
+        let shared = self.shared.clone();
+        let interval = interval.max(Duration::from_millis(1));
+        let spawned = std::thread::Builder::new()
+            .name("ferrocache-discovery".into())
+            .spawn(move || loop {
+                {
+                    let mut stopped = shared.stopped.lock();
+                    if !*stopped {
+                        shared.wake.wait_for(&mut stopped, interval);
+                    }
+                    if *stopped {
+                        return;
+                    }
+                }
+                if !tick() {
+                    return;
+                }
+            });
+        match spawned {
+            Ok(t) => *self.thread.lock() = Some(t),
+            Err(e) => log::error!(
+                target: "ferrocache::client",
+                "client: cluster discovery: cannot start the poller thread: {e}"
+            ),
+        }
+    }
+
+    /// What discovery has done so far.
+    pub(super) fn status(&self) -> DiscoveryStatus {
+        self.shared.status.lock().clone()
+    }
+
     /// Tells the thread to end and waits for it (unless this is that thread: the
     /// last client may be dropped by the thread itself, right after a poll).
     pub(super) fn stop(&self) {
@@ -143,41 +176,6 @@ impl Poller {
                 let _ = t.join();
             }
         }
-    }
-}
-
-/// Starts `client`'s poller thread (when it discovers its nodes).
-pub(super) fn start(client: &Client) {
-    let (Some(poller), Some(opts)) = (&client.inner.discovery, &client.inner.cfg.discovery) else {
-        return;
-    };
-    let shared = poller.shared.clone();
-    let weak: Weak<Inner> = Arc::downgrade(&client.inner);
-    let interval = opts.interval.max(Duration::from_millis(1));
-    let spawned = std::thread::Builder::new()
-        .name("ferrocache-discovery".into())
-        .spawn(move || loop {
-            {
-                let mut stopped = shared.stopped.lock();
-                if !*stopped {
-                    shared.wake.wait_for(&mut stopped, interval);
-                }
-                if *stopped {
-                    return;
-                }
-            }
-            let Some(inner) = weak.upgrade() else {
-                return;
-            };
-            // Failures are counted and logged by the poll itself.
-            let _ = Client { inner }.refresh_cluster();
-        });
-    match spawned {
-        Ok(t) => *poller.thread.lock() = Some(t),
-        Err(e) => log::error!(
-            target: "ferrocache::client",
-            "client: cluster discovery: cannot start the poller thread: {e}"
-        ),
     }
 }
 
@@ -244,28 +242,25 @@ enum ConfigReply {
     Unknown,
 }
 
-impl Client {
-    /// What discovery has done (None: the client has a fixed node list).
-    pub fn discovery(&self) -> Option<DiscoveryStatus> {
-        self.inner
-            .discovery
-            .as_ref()
-            .map(|p| p.shared.status.lock().clone())
-    }
-
-    /// Polls now: asks the endpoints in turn, then (if none answers) the nodes of
+impl Poller {
+    /// One poll (the thread's or [`Client::refresh_cluster`](super::Client::refresh_cluster)'s):
+    /// asks the endpoints in turn, then (if none answers) the nodes of
     /// the current list, and applies the configuration if its version is higher than
-    /// the one in use. `Ok(true)`: a new list was applied; `Ok(false)`: the version
+    /// the one in use by calling `apply` with the new list (`servers`: the list in
+    /// use). `Ok(true)`: a new list was applied; `Ok(false)`: the version
     /// was not higher (nothing changes); `Err`: nobody gave a usable configuration
     /// and the list in use stays ([`Error::Discovery`], also when the client has a
     /// fixed list).
-    pub fn refresh_cluster(&self) -> Result<bool> {
-        let (Some(poller), Some(opts)) = (&self.inner.discovery, &self.inner.cfg.discovery) else {
-            return Err(Error::Discovery("this client has a fixed node list".into()));
-        };
-        let shared = &poller.shared;
+    pub(super) fn poll(
+        &self,
+        opts: &DiscoveryOptions,
+        conn: &ConnOptions,
+        tls: Option<&Connector>,
+        servers: impl FnOnce() -> Vec<NodeSpec>,
+        apply: impl FnOnce(Vec<NodeSpec>),
+    ) -> Result<bool> {
+        let shared = &self.shared;
         let _one = shared.polling.lock();
-        let (conn, tls) = (&self.inner.cfg.conn, self.inner.tls.as_ref());
         let mut errors = Vec::new();
         let mut found = None;
         for ep in &opts.endpoints {
@@ -280,7 +275,7 @@ impl Client {
         let endpoint_failed = found.is_none();
         if endpoint_failed {
             let endpoints: Vec<String> = opts.endpoints.iter().map(NodeSpec::name).collect();
-            for spec in self.servers() {
+            for spec in servers() {
                 if endpoints.contains(&spec.name()) {
                     continue;
                 }
@@ -328,29 +323,12 @@ impl Client {
             st.version,
             specs.len()
         );
-        self.apply(specs);
+        apply(specs);
         st.version = config.version;
         st.changes += 1;
         st.last_change = Instant::now();
         st.source = source;
         Ok(true)
-    }
-
-    /// Replaces the node list: a node whose `host:port` is in both lists keeps its
-    /// pool and health; the ring is rebuilt over the new list.
-    fn apply(&self, specs: Vec<NodeSpec>) {
-        let mut topo = self.inner.topo.write();
-        let nodes: Vec<Arc<Node>> = specs
-            .iter()
-            .map(|s| {
-                topo.nodes
-                    .iter()
-                    .find(|n| n.spec.name() == s.name())
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Node::new(s.clone())))
-            })
-            .collect();
-        *topo = Arc::new(self.topology(specs, nodes));
     }
 }
 

@@ -264,8 +264,56 @@ impl Client {
                 discovery: poller,
             }),
         };
-        discovery::start(&client);
+        if let (Some(poller), Some(opts)) = (&client.inner.discovery, &client.inner.cfg.discovery) {
+            let weak = Arc::downgrade(&client.inner);
+            poller.spawn(opts.interval, move || match weak.upgrade() {
+                // Failures are counted and logged by the poll itself.
+                Some(inner) => Client { inner }.refresh_cluster().map_or(true, |_| true),
+                None => false,
+            });
+        }
         Ok(client)
+    }
+
+    /// What discovery has done (None: the client has a fixed node list).
+    pub fn discovery(&self) -> Option<DiscoveryStatus> {
+        self.inner.discovery.as_ref().map(discovery::Poller::status)
+    }
+
+    /// Polls now: asks the endpoints in turn, then (if none answers) the nodes of
+    /// the current list, and applies the configuration if its version is higher than
+    /// the one in use. `Ok(true)`: a new list was applied; `Ok(false)`: the version
+    /// was not higher (nothing changes); `Err`: nobody gave a usable configuration
+    /// and the list in use stays ([`Error::Discovery`], also when the client has a
+    /// fixed list).
+    pub fn refresh_cluster(&self) -> Result<bool> {
+        let (Some(poller), Some(opts)) = (&self.inner.discovery, &self.inner.cfg.discovery) else {
+            return Err(Error::Discovery("this client has a fixed node list".into()));
+        };
+        poller.poll(
+            opts,
+            &self.inner.cfg.conn,
+            self.inner.tls.as_ref(),
+            || self.servers(),
+            |specs| self.apply(specs),
+        )
+    }
+
+    /// Replaces the node list: a node whose `host:port` is in both lists keeps its
+    /// pool and health; the ring is rebuilt over the new list.
+    fn apply(&self, specs: Vec<NodeSpec>) {
+        let mut topo = self.inner.topo.write();
+        let nodes: Vec<Arc<Node>> = specs
+            .iter()
+            .map(|s| {
+                topo.nodes
+                    .iter()
+                    .find(|n| n.spec.name() == s.name())
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Node::new(s.clone())))
+            })
+            .collect();
+        *topo = Arc::new(self.topology(specs, nodes));
     }
 
     /// The configuration.
