@@ -176,7 +176,8 @@ impl Latency {
             self.countdown.store(left - 1, Ordering::Relaxed);
             return None;
         }
-        self.countdown.store(self.next_gap(every), Ordering::Relaxed);
+        self.countdown
+            .store(self.next_gap(every), Ordering::Relaxed);
         Some(Instant::now())
     }
 

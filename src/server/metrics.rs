@@ -75,16 +75,35 @@ use Kind::{Counter as C, Gauge as G};
 const GENERAL_KNOWN: &[Known] = &[
     k("uptime", "memcached_uptime_seconds", C, &[]),
     k("time", "memcached_time_seconds", G, &[]),
-    k("rusage_user", "memcached_process_user_cpu_seconds_total", C, &[]),
-    k("rusage_system", "memcached_process_system_cpu_seconds_total", C, &[]),
+    k(
+        "rusage_user",
+        "memcached_process_user_cpu_seconds_total",
+        C,
+        &[],
+    ),
+    k(
+        "rusage_system",
+        "memcached_process_system_cpu_seconds_total",
+        C,
+        &[],
+    ),
     k("bytes_read", "memcached_read_bytes_total", C, &[]),
     k("bytes_written", "memcached_written_bytes_total", C, &[]),
-    k("max_connections", "memcached_max_connections", G, &[]),
     k("curr_connections", "memcached_current_connections", G, &[]),
     k("total_connections", "memcached_connections_total", C, &[]),
-    k("rejected_connections", "memcached_connections_rejected_total", C, &[]),
+    k(
+        "rejected_connections",
+        "memcached_connections_rejected_total",
+        C,
+        &[],
+    ),
     k("conn_yields", "memcached_connections_yielded_total", C, &[]),
-    k("listen_disabled_num", "memcached_connections_listener_disabled_total", C, &[]),
+    k(
+        "listen_disabled_num",
+        "memcached_connections_listener_disabled_total",
+        C,
+        &[],
+    ),
     k("bytes", "memcached_current_bytes", G, &[]),
     k("limit_maxbytes", "memcached_limit_bytes", G, &[]),
     k("curr_items", "memcached_current_items", G, &[]),
@@ -93,30 +112,140 @@ const GENERAL_KNOWN: &[Known] = &[
     k("reclaimed", "memcached_items_reclaimed_total", C, &[]),
     k("store_too_large", "memcached_item_too_large_total", C, &[]),
     k("store_no_memory", "memcached_item_no_memory_total", C, &[]),
-    k("lru_crawler_starts", "memcached_lru_crawler_starts_total", C, &[]),
+    k(
+        "lru_crawler_starts",
+        "memcached_lru_crawler_starts_total",
+        C,
+        &[],
+    ),
     k("direct_reclaims", "memcached_direct_reclaims_total", C, &[]),
-    k("crawler_items_checked", "memcached_lru_crawler_items_checked_total", C, &[]),
-    k("crawler_reclaimed", "memcached_lru_crawler_reclaimed_total", C, &[]),
-    k("moves_to_cold", "memcached_lru_crawler_moves_to_cold_total", C, &[]),
-    k("moves_to_warm", "memcached_lru_crawler_moves_to_warm_total", C, &[]),
-    k("moves_within_lru", "memcached_lru_crawler_moves_within_lru_total", C, &[]),
+    k(
+        "crawler_items_checked",
+        "memcached_lru_crawler_items_checked_total",
+        C,
+        &[],
+    ),
+    k(
+        "crawler_reclaimed",
+        "memcached_lru_crawler_reclaimed_total",
+        C,
+        &[],
+    ),
+    k(
+        "moves_to_cold",
+        "memcached_lru_crawler_moves_to_cold_total",
+        C,
+        &[],
+    ),
+    k(
+        "moves_to_warm",
+        "memcached_lru_crawler_moves_to_warm_total",
+        C,
+        &[],
+    ),
+    k(
+        "moves_within_lru",
+        "memcached_lru_crawler_moves_within_lru_total",
+        C,
+        &[],
+    ),
     k("accepting_conns", "memcached_accepting_connections", G, &[]),
-    k("round_robin_fallback", "memcached_round_robin_fallback_total", C, &[]),
-    k("unexpected_napi_ids", "memcached_unexpected_napi_ids_total", C, &[]),
-    k("get_hits", CMDS, C, &[("command", "get"), ("status", "hit")]),
-    k("get_misses", CMDS, C, &[("command", "get"), ("status", "miss")]),
-    k("delete_hits", CMDS, C, &[("command", "delete"), ("status", "hit")]),
-    k("delete_misses", CMDS, C, &[("command", "delete"), ("status", "miss")]),
-    k("incr_hits", CMDS, C, &[("command", "incr"), ("status", "hit")]),
-    k("incr_misses", CMDS, C, &[("command", "incr"), ("status", "miss")]),
-    k("decr_hits", CMDS, C, &[("command", "decr"), ("status", "hit")]),
-    k("decr_misses", CMDS, C, &[("command", "decr"), ("status", "miss")]),
-    k("cas_hits", CMDS, C, &[("command", "cas"), ("status", "hit")]),
-    k("cas_misses", CMDS, C, &[("command", "cas"), ("status", "miss")]),
-    k("cas_badval", CMDS, C, &[("command", "cas"), ("status", "badval")]),
-    k("touch_hits", CMDS, C, &[("command", "touch"), ("status", "hit")]),
-    k("touch_misses", CMDS, C, &[("command", "touch"), ("status", "miss")]),
-    k("cmd_flush", CMDS, C, &[("command", "flush"), ("status", "hit")]),
+    k(
+        "round_robin_fallback",
+        "memcached_round_robin_fallback_total",
+        C,
+        &[],
+    ),
+    k(
+        "unexpected_napi_ids",
+        "memcached_unexpected_napi_ids_total",
+        C,
+        &[],
+    ),
+    k(
+        "get_hits",
+        CMDS,
+        C,
+        &[("command", "get"), ("status", "hit")],
+    ),
+    k(
+        "get_misses",
+        CMDS,
+        C,
+        &[("command", "get"), ("status", "miss")],
+    ),
+    k(
+        "delete_hits",
+        CMDS,
+        C,
+        &[("command", "delete"), ("status", "hit")],
+    ),
+    k(
+        "delete_misses",
+        CMDS,
+        C,
+        &[("command", "delete"), ("status", "miss")],
+    ),
+    k(
+        "incr_hits",
+        CMDS,
+        C,
+        &[("command", "incr"), ("status", "hit")],
+    ),
+    k(
+        "incr_misses",
+        CMDS,
+        C,
+        &[("command", "incr"), ("status", "miss")],
+    ),
+    k(
+        "decr_hits",
+        CMDS,
+        C,
+        &[("command", "decr"), ("status", "hit")],
+    ),
+    k(
+        "decr_misses",
+        CMDS,
+        C,
+        &[("command", "decr"), ("status", "miss")],
+    ),
+    k(
+        "cas_hits",
+        CMDS,
+        C,
+        &[("command", "cas"), ("status", "hit")],
+    ),
+    k(
+        "cas_misses",
+        CMDS,
+        C,
+        &[("command", "cas"), ("status", "miss")],
+    ),
+    k(
+        "cas_badval",
+        CMDS,
+        C,
+        &[("command", "cas"), ("status", "badval")],
+    ),
+    k(
+        "touch_hits",
+        CMDS,
+        C,
+        &[("command", "touch"), ("status", "hit")],
+    ),
+    k(
+        "touch_misses",
+        CMDS,
+        C,
+        &[("command", "touch"), ("status", "miss")],
+    ),
+    k(
+        "cmd_flush",
+        CMDS,
+        C,
+        &[("command", "flush"), ("status", "hit")],
+    ),
 ];
 
 const CMDS: &str = "memcached_commands_total";
@@ -124,14 +253,35 @@ const SLAB_CMDS: &str = "memcached_slab_commands_total";
 
 /// `stats settings` rows memcached_exporter exports.
 const SETTINGS_KNOWN: &[Known] = &[
+    k("maxconns", "memcached_max_connections", G, &[]),
     k("lru_crawler", "memcached_lru_crawler_enabled", G, &[]),
     k("lru_crawler_sleep", "memcached_lru_crawler_sleep", G, &[]),
-    k("lru_crawler_tocrawl", "memcached_lru_crawler_to_crawl", G, &[]),
-    k("lru_maintainer_thread", "memcached_lru_crawler_maintainer_thread", G, &[]),
+    k(
+        "lru_crawler_tocrawl",
+        "memcached_lru_crawler_to_crawl",
+        G,
+        &[],
+    ),
+    k(
+        "lru_maintainer_thread",
+        "memcached_lru_crawler_maintainer_thread",
+        G,
+        &[],
+    ),
     k("hot_lru_pct", "memcached_lru_crawler_hot_percent", G, &[]),
     k("warm_lru_pct", "memcached_lru_crawler_warm_percent", G, &[]),
-    k("hot_max_factor", "memcached_lru_crawler_hot_max_factor", G, &[]),
-    k("warm_max_factor", "memcached_lru_crawler_warm_max_factor", G, &[]),
+    k(
+        "hot_max_factor",
+        "memcached_lru_crawler_hot_max_factor",
+        G,
+        &[],
+    ),
+    k(
+        "warm_max_factor",
+        "memcached_lru_crawler_warm_max_factor",
+        G,
+        &[],
+    ),
 ];
 
 /// `stats items` fields (`items:<class>:<field>`) memcached_exporter exports, with
@@ -145,23 +295,98 @@ const ITEMS_KNOWN: &[Known] = &[
     k("number_temp", "memcached_slab_temporary_items", G, &[]),
     k("age_hot", "memcached_slab_hot_age_seconds", G, &[]),
     k("age_warm", "memcached_slab_warm_age_seconds", G, &[]),
-    k("crawler_reclaimed", "memcached_slab_items_crawler_reclaimed_total", C, &[]),
+    k(
+        "crawler_reclaimed",
+        "memcached_slab_items_crawler_reclaimed_total",
+        C,
+        &[],
+    ),
     k("evicted", "memcached_slab_items_evicted_total", C, &[]),
-    k("evicted_nonzero", "memcached_slab_items_evicted_nonzero_total", C, &[]),
-    k("evicted_time", "memcached_slab_items_evicted_time_seconds", C, &[]),
-    k("evicted_unfetched", "memcached_slab_items_evicted_unfetched_total", C, &[]),
-    k("expired_unfetched", "memcached_slab_items_expired_unfetched_total", C, &[]),
-    k("outofmemory", "memcached_slab_items_outofmemory_total", C, &[]),
+    k(
+        "evicted_nonzero",
+        "memcached_slab_items_evicted_nonzero_total",
+        C,
+        &[],
+    ),
+    k(
+        "evicted_time",
+        "memcached_slab_items_evicted_time_seconds",
+        C,
+        &[],
+    ),
+    k(
+        "evicted_unfetched",
+        "memcached_slab_items_evicted_unfetched_total",
+        C,
+        &[],
+    ),
+    k(
+        "expired_unfetched",
+        "memcached_slab_items_expired_unfetched_total",
+        C,
+        &[],
+    ),
+    k(
+        "outofmemory",
+        "memcached_slab_items_outofmemory_total",
+        C,
+        &[],
+    ),
     k("reclaimed", "memcached_slab_items_reclaimed_total", C, &[]),
-    k("tailrepairs", "memcached_slab_items_tailrepairs_total", C, &[]),
-    k("mem_requested", "memcached_slab_mem_requested_bytes", C, &[]),
-    k("moves_to_cold", "memcached_slab_items_moves_to_cold", C, &[]),
-    k("moves_to_warm", "memcached_slab_items_moves_to_warm", C, &[]),
-    k("moves_within_lru", "memcached_slab_items_moves_within_lru", C, &[]),
-    k("hits_to_hot", "memcached_slab_lru_hits_total", C, &[("lru", "hot")]),
-    k("hits_to_warm", "memcached_slab_lru_hits_total", C, &[("lru", "warm")]),
-    k("hits_to_cold", "memcached_slab_lru_hits_total", C, &[("lru", "cold")]),
-    k("hits_to_temp", "memcached_slab_lru_hits_total", C, &[("lru", "temporary")]),
+    k(
+        "tailrepairs",
+        "memcached_slab_items_tailrepairs_total",
+        C,
+        &[],
+    ),
+    k(
+        "mem_requested",
+        "memcached_slab_mem_requested_bytes",
+        C,
+        &[],
+    ),
+    k(
+        "moves_to_cold",
+        "memcached_slab_items_moves_to_cold",
+        C,
+        &[],
+    ),
+    k(
+        "moves_to_warm",
+        "memcached_slab_items_moves_to_warm",
+        C,
+        &[],
+    ),
+    k(
+        "moves_within_lru",
+        "memcached_slab_items_moves_within_lru",
+        C,
+        &[],
+    ),
+    k(
+        "hits_to_hot",
+        "memcached_slab_lru_hits_total",
+        C,
+        &[("lru", "hot")],
+    ),
+    k(
+        "hits_to_warm",
+        "memcached_slab_lru_hits_total",
+        C,
+        &[("lru", "warm")],
+    ),
+    k(
+        "hits_to_cold",
+        "memcached_slab_lru_hits_total",
+        C,
+        &[("lru", "cold")],
+    ),
+    k(
+        "hits_to_temp",
+        "memcached_slab_lru_hits_total",
+        C,
+        &[("lru", "temporary")],
+    ),
 ];
 
 /// `stats slabs` rows (`<class>:<field>`, and the totals) memcached_exporter exports.
@@ -173,13 +398,48 @@ const SLABS_KNOWN: &[Known] = &[
     k("used_chunks", "memcached_slab_chunks_used", G, &[]),
     k("free_chunks", "memcached_slab_chunks_free", G, &[]),
     k("free_chunks_end", "memcached_slab_chunks_free_end", G, &[]),
-    k("get_hits", SLAB_CMDS, C, &[("command", "get"), ("status", "hit")]),
-    k("delete_hits", SLAB_CMDS, C, &[("command", "delete"), ("status", "hit")]),
-    k("incr_hits", SLAB_CMDS, C, &[("command", "incr"), ("status", "hit")]),
-    k("decr_hits", SLAB_CMDS, C, &[("command", "decr"), ("status", "hit")]),
-    k("cas_hits", SLAB_CMDS, C, &[("command", "cas"), ("status", "hit")]),
-    k("cas_badval", SLAB_CMDS, C, &[("command", "cas"), ("status", "badval")]),
-    k("touch_hits", SLAB_CMDS, C, &[("command", "touch"), ("status", "hit")]),
+    k(
+        "get_hits",
+        SLAB_CMDS,
+        C,
+        &[("command", "get"), ("status", "hit")],
+    ),
+    k(
+        "delete_hits",
+        SLAB_CMDS,
+        C,
+        &[("command", "delete"), ("status", "hit")],
+    ),
+    k(
+        "incr_hits",
+        SLAB_CMDS,
+        C,
+        &[("command", "incr"), ("status", "hit")],
+    ),
+    k(
+        "decr_hits",
+        SLAB_CMDS,
+        C,
+        &[("command", "decr"), ("status", "hit")],
+    ),
+    k(
+        "cas_hits",
+        SLAB_CMDS,
+        C,
+        &[("command", "cas"), ("status", "hit")],
+    ),
+    k(
+        "cas_badval",
+        SLAB_CMDS,
+        C,
+        &[("command", "cas"), ("status", "badval")],
+    ),
+    k(
+        "touch_hits",
+        SLAB_CMDS,
+        C,
+        &[("command", "touch"), ("status", "hit")],
+    ),
     k("total_malloced", "memcached_malloced_bytes", G, &[]),
 ];
 
@@ -187,6 +447,7 @@ const SLABS_KNOWN: &[Known] = &[
 const GENERAL_GAUGES: &[&str] = &[
     "pid",
     "pointer_size",
+    "max_connections",
     "connection_structures",
     "response_obj_count",
     "response_obj_bytes",
@@ -360,7 +621,11 @@ fn sample_value(v: &str) -> Option<String> {
         _ => {}
     }
     match v.parse::<f64>() {
-        Ok(x) if x.is_finite() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') => {
+        Ok(x)
+            if x.is_finite()
+                && v.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') =>
+        {
             Some(v.to_string())
         }
         _ => None,
@@ -371,10 +636,13 @@ fn sample_value(v: &str) -> Option<String> {
 fn metric_name(parts: &[&str]) -> String {
     let mut s = String::new();
     for p in parts {
-        s.extend(
-            p.chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }),
-        );
+        s.extend(p.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        }));
     }
     s
 }
@@ -407,7 +675,10 @@ fn export_group(spec: &GroupSpec, rows: &Rows, ex: &mut Exposition) {
         }
         if let Some(known) = spec.known.iter().find(|k| k.row == field) {
             labels.extend_from_slice(known.labels);
-            let help = format!("memcached_exporter's name for the stats {} row {field}.", group_word(spec));
+            let help = format!(
+                "memcached_exporter's name for the stats {} row {field}.",
+                group_word(spec)
+            );
             ex.sample(known.metric, known.kind, &help, &labels, v);
             continue;
         }
@@ -486,7 +757,8 @@ fn slabs_extra(rows: &Rows, ex: &mut Exposition) {
     classes.dedup();
     for c in classes {
         let get = |f: &str| num(rows, &format!("{c}:{f}"));
-        if let (Some(set), Some(h), Some(b)) = (get("cmd_set"), get("cas_hits"), get("cas_badval")) {
+        if let (Some(set), Some(h), Some(b)) = (get("cmd_set"), get("cas_hits"), get("cas_badval"))
+        {
             ex.sample(
                 SLAB_CMDS,
                 Kind::Counter,
@@ -582,8 +854,14 @@ mod tests {
 
     #[test]
     fn indexed_rows_split_into_label_and_field() {
-        assert_eq!(split_index("items", "items:12:number"), (Some("12"), "number"));
-        assert_eq!(split_index("slabs", "3:chunk_size"), (Some("3"), "chunk_size"));
+        assert_eq!(
+            split_index("items", "items:12:number"),
+            (Some("12"), "number")
+        );
+        assert_eq!(
+            split_index("slabs", "3:chunk_size"),
+            (Some("3"), "chunk_size")
+        );
         assert_eq!(split_index("slabs", "active_slabs"), (None, "active_slabs"));
         assert_eq!(split_index("", "cmd_get"), (None, "cmd_get"));
     }

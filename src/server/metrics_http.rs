@@ -31,6 +31,8 @@ use super::shared::Shared;
 pub const HEAD_MAX: usize = 8 << 10;
 /// Connections served at once; more get 503 and are closed.
 pub const MAX_CONNS: usize = 16;
+/// Turned-away connections kept while their 503 leaves (beyond them: closed at once).
+const MAX_REJECTS: usize = 16;
 /// How long a closed connection's input is read and dropped, so that what the client
 /// still sends does not turn the close into a reset that loses the response.
 const DRAIN: Duration = Duration::from_secs(1);
@@ -50,6 +52,8 @@ enum State {
 
 struct HttpConn {
     stream: TcpStream,
+    /// Turned away (503): does not count against [`MAX_CONNS`].
+    rejected: bool,
     buf: Vec<u8>,
     state: State,
     deadline: Instant,
@@ -82,7 +86,7 @@ impl MetricsServer {
             listener,
             waker,
             shared,
-            conns: (0..MAX_CONNS).map(|_| None).collect(),
+            conns: (0..MAX_CONNS + MAX_REJECTS).map(|_| None).collect(),
             timeout,
         })
     }
@@ -137,25 +141,36 @@ impl MetricsServer {
                     return;
                 }
             };
+            let active = self.conns.iter().flatten().filter(|c| !c.rejected).count();
+            let rejected = active >= MAX_CONNS;
             let Some(slot) = self.conns.iter().position(Option::is_none) else {
-                // Full: say so if the socket takes it at once, and close.
-                let _ = stream.write(&response(503, "Service Unavailable", &[], b"busy\n", false));
+                // Full even for turning away: close at once.
                 continue;
             };
             if self
                 .poll
                 .registry()
-                .register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)
+                .register(
+                    &mut stream,
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
                 .is_err()
             {
                 continue;
             }
-            self.conns[slot] = Some(HttpConn {
+            let mut conn = HttpConn {
                 stream,
+                rejected,
                 buf: Vec::new(),
                 state: State::Reading,
                 deadline: Instant::now() + self.timeout,
-            });
+            };
+            if rejected {
+                let busy = response(503, "Service Unavailable", &[], b"busy\n", false);
+                start_reply(&mut conn, busy, DRAIN);
+            }
+            self.conns[slot] = Some(conn);
             self.drive(slot);
         }
     }
@@ -416,7 +431,10 @@ mod tests {
         ] {
             assert_eq!(p(bad), Err(400), "{bad:?}");
         }
-        assert_eq!(parse_head(b"GET /\xff HTTP/1.1\r\n\r\n").map_err(|e| e.0), Err(400));
+        assert_eq!(
+            parse_head(b"GET /\xff HTTP/1.1\r\n\r\n").map_err(|e| e.0),
+            Err(400)
+        );
     }
 
     #[test]

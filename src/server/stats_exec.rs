@@ -107,12 +107,8 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The quantiles `stats latency` prints per family: (row suffix, q).
-pub(super) const LATENCY_QUANTILES: [(&str, f64); 4] = [
-    ("p50", 0.5),
-    ("p90", 0.9),
-    ("p99", 0.99),
-    ("p99.9", 0.999),
-];
+pub(super) const LATENCY_QUANTILES: [(&str, f64); 4] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
 
 /// Nanoseconds as microseconds with three decimals (`12.288`).
 struct Micros(u64);
@@ -135,7 +131,11 @@ fn latency_stats(shared: &Shared, out: &mut dyn StatSink) {
         stat_line(out, &format!("{name}:requests"), s.requests);
         stat_line(out, &format!("{name}:timed"), s.timed());
         for (q_name, q) in LATENCY_QUANTILES {
-            stat_line(out, &format!("{name}:{q_name}_us"), Micros(s.quantile_ns(q)));
+            stat_line(
+                out,
+                &format!("{name}:{q_name}_us"),
+                Micros(s.quantile_ns(q)),
+            );
         }
         stat_line(out, &format!("{name}:max_us"), Micros(s.max_ns));
     }
