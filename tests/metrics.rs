@@ -710,3 +710,51 @@ fn server_latency_is_within_what_the_client_measures() {
         "server p50 {s50} vs client {c50} less round trip {r50}"
     );
 }
+
+#[test]
+fn the_latency_check_benchmark_runs_and_reports_the_three_quantiles() {
+    if targeting_reference() {
+        return;
+    }
+    let run = common::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_ferrocache-bench"))
+            .env("FERROCACHE", common::FERROCACHE)
+            .args([
+                "latency-check",
+                "--requests",
+                "100",
+                "--keys",
+                "200",
+                "--no-pin",
+            ]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("100 multi-gets of 200 absent keys"),
+        "{}",
+        run.stdout
+    );
+    for q in ["p50", "p90", "p99"] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(q))
+            .unwrap_or_else(|| panic!("no {q} row in {}", run.stdout));
+        // client, client less round trip, server, buckets apart, met.
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols.len(), 6, "{line}");
+        let server: f64 = cols[3].parse().unwrap_or(0.0);
+        assert!(server > 0.0, "{line}");
+    }
+    assert!(
+        run.stdout.contains("target (p99 within one bucket"),
+        "{}",
+        run.stdout
+    );
+}

@@ -437,6 +437,8 @@ fn sub_options() {
             | "watcher_logbuf_size"
             | "worker_logbuf_size"
             | "read_buf_mem_limit"
+            | "latency_sample"
+            | "metrics_timeout"
             | "ssl_keyformat"
             | "ssl_wbuf_size"
             | "ext_page_size"
@@ -996,5 +998,8 @@ fn metrics_listen_and_latency_options() {
     for bad in ["x", ":1", "h:", "h:70000", "::1:80", "[::1]", "[::1:80"] {
         assert_eq!(parse_metrics_listen(bad), None, "{bad}");
     }
-    assert_eq!(parse_metrics_listen("localhost:1"), Some(("localhost".into(), 1)));
+    assert_eq!(
+        parse_metrics_listen("localhost:1"),
+        Some(("localhost".into(), 1))
+    );
 }
