@@ -3,11 +3,11 @@
 //! load generator's p99 less the network round trip.)
 //!
 //! The workload is chosen so that server time dominates a small reply: multi-gets of
-//! `--keys` absent keys (one ~20 KiB request line, an `END` reply). One client sends
-//! them one at a time, each followed by a `set` whose request is as long as the get's
-//! line: the same bytes on the wire, little server work. Its round trip less the
-//! server's own time for it (the `set` p50 of `stats latency`) stands for the network
-//! round trip of a request that size. ferrocache runs with `-t 1 -o
+//! `--keys` short absent keys (a ~10 KiB request line, read at once; an `END` reply).
+//! One client sends them one at a time, each followed by a `set` whose request is as
+//! long as the get's line: the same bytes on the wire, little server work. Its round
+//! trip less the server's own time for it (the `set` p50 of `stats latency`) stands
+//! for the network round trip of a request that size. ferrocache runs with `-t 1 -o
 //! latency_sample=1`, pinned to another core than this process. Bounded by
 //! `--requests` and `--max-seconds`.
 
@@ -96,7 +96,7 @@ pub fn main(a: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut get = b"get".to_vec();
     for i in 0..a.keys {
-        get.extend_from_slice(format!(" absent:{i:08}").as_bytes());
+        get.extend_from_slice(format!(" n{i:x}").as_bytes());
     }
     get.extend_from_slice(b"\r\n");
     // A set whose request is as long as the get's line.
