@@ -312,8 +312,18 @@ fn answer(head: &[u8], shared: &Shared) -> Vec<u8> {
             response(code, reason, allow, body.as_bytes(), false)
         }
         Ok(head_only) => {
-            let body = super::metrics::render(shared);
-            response(200, "OK", &[], body.as_bytes(), head_only)
+            // A bug while rendering costs this response, not the thread.
+            let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                super::metrics::render(shared)
+            }));
+            match rendered {
+                Ok(body) => response(200, "OK", &[], body.as_bytes(), head_only),
+                Err(_) => {
+                    log::error!("metrics: internal error rendering /metrics");
+                    let body = b"internal error\n";
+                    response(500, "Internal Server Error", &[], body, false)
+                }
+            }
         }
     }
 }

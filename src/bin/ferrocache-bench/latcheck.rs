@@ -106,7 +106,7 @@ pub fn main(a: Args) -> Result<(), String> {
         .saturating_sub(set_head(get.len()).len() + 2)
         .max(1);
     let mut set = set_head(vlen).into_bytes();
-    set.extend(std::iter::repeat_n(b'r', vlen));
+    set.resize(set.len() + vlen, b'r');
     set.extend_from_slice(b"\r\n");
     let mut buf = Vec::new();
     for _ in 0..200.min(a.requests) {
