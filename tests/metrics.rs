@@ -758,3 +758,49 @@ fn the_latency_check_benchmark_runs_and_reports_the_three_quantiles() {
         run.stdout
     );
 }
+
+#[test]
+fn stats_latency_also_answers_the_binary_protocol() {
+    if targeting_reference() {
+        return;
+    }
+    let s = Server::ferrocache(&["-o", "latency_sample=1"]);
+    let mut c = s.connect();
+    // Two binary NOOPs, then STAT "latency".
+    let header = |op: u8, key: &[u8]| {
+        let mut r = vec![0x80, op];
+        r.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        r.extend_from_slice(&[0; 4]);
+        r.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        r.extend_from_slice(&[0; 12]);
+        r.extend_from_slice(key);
+        r
+    };
+    for _ in 0..2 {
+        c.send(&header(0x0a, b""));
+        assert_eq!(c.read_exact(24)[1], 0x0a);
+    }
+    c.send(&header(0x10, b"latency"));
+    let mut rows = Vec::new();
+    loop {
+        let h = c.read_exact(24);
+        assert_eq!((h[0], h[1]), (0x81, 0x10), "a STAT response");
+        let klen = u16::from_be_bytes([h[2], h[3]]) as usize;
+        let body = u32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+        let b = c.read_exact(body);
+        if klen == 0 {
+            break;
+        }
+        rows.push((
+            String::from_utf8_lossy(&b[..klen]).into_owned(),
+            String::from_utf8_lossy(&b[klen..]).into_owned(),
+        ));
+        assert!(rows.len() < 1000, "the packets end");
+    }
+    let get = |k: &str| rows.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("latency_sample"), Some("1"));
+    // The two NOOPs; the STAT request itself is timed once its reply is queued.
+    assert_eq!(get("binary:requests"), Some("3"));
+    assert_eq!(get("binary:timed"), Some("2"));
+    assert_eq!(rows.len(), 1 + 7 * 7);
+}
