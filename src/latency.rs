@@ -282,17 +282,6 @@ impl FamilySnapshot {
         }
         self.max_ns
     }
-
-    /// Timed requests of at most `ns` nanoseconds, when `ns` is a bucket bound
-    /// ([`bucket_upper_ns`]); else those in the buckets whose bound is at most `ns`.
-    pub fn at_most(&self, ns: u64) -> u64 {
-        self.buckets
-            .iter()
-            .enumerate()
-            .take_while(|&(i, _)| bucket_upper_ns(i) <= ns && i < BUCKETS - 1)
-            .map(|(_, &c)| c)
-            .sum()
-    }
 }
 
 /// Every family's figures summed over workers.
