@@ -11,16 +11,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
+use crate::latency::Latency;
 use crate::store::{Miss, StoreOp, StoreOutcome};
 
 macro_rules! counters {
     ($($name:ident),* $(,)?) => {
         /// Per-worker request counters, named as memcached's `stats` names them
-        /// (`get_cmds` is printed as `cmd_get`, and so on).
+        /// (`get_cmds` is printed as `cmd_get`, and so on), and the worker's
+        /// latency histograms (`stats latency`).
         #[derive(Debug, Default)]
         #[allow(missing_docs)]
         #[repr(align(128))]
-        pub struct Counters { $(pub $name: AtomicU64,)* }
+        pub struct Counters { $(pub $name: AtomicU64,)* pub latency: Latency }
 
         /// A plain copy of [`Counters`], summed over workers.
         #[derive(Debug, Default, Clone, Copy)]
@@ -32,9 +34,10 @@ macro_rules! counters {
             pub fn add_into(&self, s: &mut CounterSnapshot) {
                 $( s.$name += self.$name.load(Ordering::Relaxed); )*
             }
-            /// Zeroes every counter (`stats reset`).
+            /// Zeroes every counter and histogram (`stats reset`).
             pub fn reset(&self) {
                 $( self.$name.store(0, Ordering::Relaxed); )*
+                self.latency.reset();
             }
         }
     };

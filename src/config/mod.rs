@@ -171,6 +171,15 @@ pub struct Config {
     pub cluster_config_readonly: bool,
     /// `-N N`: NAPI ids (accepted, ignored; must not exceed `-t`).
     pub napi_ids: u32,
+    /// `--metrics-listen [HOST:]PORT` (ours): serve Prometheus `/metrics` over HTTP
+    /// there, as (host, port); a bare port is 127.0.0.1's.
+    pub metrics_listen: Option<(String, u16)>,
+    /// `-o metrics_timeout=SECONDS` (ours): how long a `/metrics` client may take to
+    /// send its request before it gets 408 (default 5).
+    pub metrics_timeout_secs: u32,
+    /// `-o latency_sample=N` (ours): time one request in N per worker for the
+    /// latency histograms (1 = every request); `-o no_latency` sets 0: off.
+    pub latency_sample: u32,
     /// Every `-o` sub-option given, in order: (name, value).
     pub extended: Vec<(String, Option<String>)>,
     /// Options accepted but not acted on, as typed (e.g. `-k`,
@@ -235,6 +244,9 @@ impl Default for Config {
             cluster_config: None,
             cluster_config_readonly: false,
             napi_ids: 0,
+            metrics_listen: None,
+            metrics_timeout_secs: 5,
+            latency_sample: crate::latency::DEFAULT_SAMPLE,
             extended: Vec::new(),
             ignored: Vec::new(),
             warnings: Vec::new(),
@@ -287,6 +299,8 @@ const OPT_SNAPSHOT_DIR: char = '\u{10004}';
 const OPT_CLUSTER_CONFIG: char = '\u{10005}';
 /// Our private code for `--cluster-config-readonly`.
 const OPT_CLUSTER_READONLY: char = '\u{10006}';
+/// Our private code for `--metrics-listen`.
+const OPT_METRICS_LISTEN: char = '\u{10007}';
 
 /// memcached 1.6.18's `getopt` string.
 const SHORTOPTS: &str = "a:AZp:s:U:m:Mc:khiVrvdl:u:P:f:n:t:D:LR:Cb:B:I:SFXWY:e:o:N:";
@@ -340,6 +354,7 @@ const LONGOPTS: &[LongOpt] = &[
     lo("snapshot-dir", HasArg::Required, OPT_SNAPSHOT_DIR),
     lo("cluster-config", HasArg::Required, OPT_CLUSTER_CONFIG),
     lo("cluster-config-readonly", HasArg::No, OPT_CLUSTER_READONLY),
+    lo("metrics-listen", HasArg::Required, OPT_METRICS_LISTEN),
 ];
 
 /// Every `-o` sub-option memcached 1.6.18 (Debian build: TLS and extstore,
@@ -410,6 +425,9 @@ const SUBOPTS: &[&str] = &[
     "ext_drop_unread",
     "slab_automove_freeratio",
     "debugtime",
+    "no_latency",
+    "latency_sample",
+    "metrics_timeout",
 ];
 
 /// `-o` sub-options the server acts on; every other one is reported in
@@ -421,6 +439,9 @@ const SUBOPTS_USED: &[&str] = &[
     "read_buf_mem_limit",
     "slab_chunk_max",
     "debugtime",
+    "no_latency",
+    "latency_sample",
+    "metrics_timeout",
 ];
 
 /// What parsing needs to remember besides the [`Config`] itself.
@@ -676,6 +697,18 @@ impl Config {
             OPT_SNAPSHOT_DIR => self.snapshot_dir = Some(PathBuf::from(arg)),
             OPT_CLUSTER_CONFIG => self.cluster_config = Some(PathBuf::from(arg)),
             OPT_CLUSTER_READONLY => self.cluster_config_readonly = true,
+            OPT_METRICS_LISTEN => match parse_metrics_listen(arg) {
+                Some(hp) => self.metrics_listen = Some(hp),
+                None => {
+                    return Err((
+                        format!(
+                            "{}: --metrics-listen: expected [<host>:]<port>, got '{arg}'",
+                            st.program
+                        ),
+                        EX_USAGE,
+                    ))
+                }
+            },
             'o' => self.apply_subopts(st, arg)?,
             'N' => {
                 let n = c_atoi(arg);
@@ -820,7 +853,9 @@ impl Config {
             | "ext_drop_under"
             | "ext_max_sleep"
             | "ext_max_frag"
-            | "slab_automove_freeratio" => Some(format!("Missing {name} argument")),
+            | "slab_automove_freeratio"
+            | "latency_sample"
+            | "metrics_timeout" => Some(format!("Missing {name} argument")),
             _ => None,
         };
         let v = match (value, missing) {
@@ -924,6 +959,15 @@ impl Config {
             {
                 return unparsable();
             }
+            "no_latency" => self.latency_sample = 0,
+            "latency_sample" => match v.parse::<u32>() {
+                Ok(n) => self.latency_sample = n,
+                Err(_) => return unparsable(),
+            },
+            "metrics_timeout" => match v.parse::<u32>() {
+                Ok(n) if n > 0 => self.metrics_timeout_secs = n,
+                _ => return unparsable(),
+            },
             "debugtime" => {
                 self.debugtime = true;
                 if let Some(v) = value {
@@ -1366,6 +1410,7 @@ impl Config {
             ("--snapshot-dir=<dir>".into(), "serve the \"snapshot <name>\" command and SIGUSR2:\nonline snapshots written into <dir>".into()),
             ("--cluster-config=<file>".into(), "serve this node list to \"config get cluster\"\n(auto discovery: host|ip|port or host:port entries;\nreloaded on SIGHUP)".into()),
             ("--cluster-config-readonly".into(), "refuse \"config set|delete cluster\"".into()),
+            ("--metrics-listen=<addr>".into(), "serve Prometheus metrics over HTTP (GET /metrics) on\n[<host>:]<port>; a bare port listens on 127.0.0.1".into()),
             ("--sasl-pwdb=<file>".into(), "SASL credentials (user:password lines, or salted\nentries from 'ferrocache passwd'); default:\n$MEMCACHED_SASL_PWDB".into()),
             ("-Y, --auth-file=<file>".into(), "require ASCII authentication with user:password\nlines from <file> (text protocol only)".into()),
             ("-Z, --enable-ssl".into(), "enable TLS/SSL (TLS 1.2 and 1.3; see the ssl_* options)".into()),
@@ -1398,6 +1443,20 @@ const EXTENDED_HELP: &[(&str, &str)] = &[
     (
         "slab_chunk_max",
         "(EXPERIMENTAL) maximum slab size in bytes. (default: 524288)",
+    ),
+    (
+        "latency_sample",
+        "time one request in <n> for the latency histograms\n\
+         (stats latency, /metrics); 1 = every request (default: 16)",
+    ),
+    (
+        "no_latency",
+        "no latency histograms (nothing counted or timed)",
+    ),
+    (
+        "metrics_timeout",
+        "seconds a /metrics client may take to send its request\n\
+         before it gets 408 (default: 5)",
     ),
     (
         "debugtime",
@@ -1592,3 +1651,21 @@ fn safe_strtol(s: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests;
+
+/// `--metrics-listen`'s value: `PORT` (127.0.0.1), `HOST:PORT` or `[V6]:PORT`.
+pub fn parse_metrics_listen(arg: &str) -> Option<(String, u16)> {
+    if let Ok(port) = arg.parse::<u16>() {
+        return Some(("127.0.0.1".into(), port));
+    }
+    let (host, port) = arg.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port))
+}

@@ -437,6 +437,8 @@ fn sub_options() {
             | "watcher_logbuf_size"
             | "worker_logbuf_size"
             | "read_buf_mem_limit"
+            | "latency_sample"
+            | "metrics_timeout"
             | "ssl_keyformat"
             | "ssl_wbuf_size"
             | "ext_page_size"
@@ -977,4 +979,27 @@ fn read_buf_mem_limit_sets_the_buffer_budget() {
         usize::MAX
     );
     assert!(cfg("-o read_buf_mem_limit=5").ignored.is_empty());
+}
+
+#[test]
+fn metrics_listen_and_latency_options() {
+    let c = cfg("--metrics-listen 9150");
+    assert_eq!(c.metrics_listen, Some(("127.0.0.1".to_string(), 9150)));
+    let c = cfg("--metrics-listen=0.0.0.0:9150 -o latency_sample=1,metrics_timeout=2");
+    assert_eq!(c.metrics_listen, Some(("0.0.0.0".to_string(), 9150)));
+    assert_eq!((c.latency_sample, c.metrics_timeout_secs), (1, 2));
+    let c = cfg("--metrics-listen [::1]:9150 -o no_latency");
+    assert_eq!(c.metrics_listen, Some(("::1".to_string(), 9150)));
+    assert_eq!(c.latency_sample, 0);
+    let c = cfg("");
+    assert_eq!(c.metrics_listen, None);
+    assert_eq!(c.latency_sample, crate::latency::DEFAULT_SAMPLE);
+    assert_eq!(c.metrics_timeout_secs, 5);
+    for bad in ["x", ":1", "h:", "h:70000", "::1:80", "[::1]", "[::1:80"] {
+        assert_eq!(parse_metrics_listen(bad), None, "{bad}");
+    }
+    assert_eq!(
+        parse_metrics_listen("localhost:1"),
+        Some(("localhost".into(), 1))
+    );
 }

@@ -333,7 +333,7 @@ fn stat(shared: &Shared, out: &mut Vec<u8>, h: &Header, group: &[u8]) {
         } else {
             return write_error(out, h, Status::KeyEnoent);
         }
-    } else if let Ok(g @ ("items" | "slabs" | "sizes")) = std::str::from_utf8(group) {
+    } else if let Ok(g @ ("items" | "slabs" | "sizes" | "latency")) = std::str::from_utf8(group) {
         rows(g, out);
     } else {
         return write_error(out, h, Status::KeyEnoent);

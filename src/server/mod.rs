@@ -19,7 +19,9 @@
 //! A maintenance thread ticks the clock once a second and reclaims expired items in the
 //! background. `Server::start` returns a [`ServerHandle`]; [`ServerHandle::wait`] blocks
 //! until SIGTERM/SIGINT or the `shutdown` command, then everything stops: listeners
-//! close first, workers flush what they have buffered, threads are joined.
+//! close first, workers flush what they have buffered, threads are joined. With
+//! `--metrics-listen`, one more thread serves Prometheus' `/metrics` (`metrics_http`,
+//! rendered from the `stats` rows by `metrics`).
 
 mod binary_exec;
 pub mod budget;
@@ -32,6 +34,8 @@ mod flow;
 mod listener;
 pub mod loopback;
 mod meta_exec;
+mod metrics;
+mod metrics_http;
 pub mod session;
 mod shared;
 pub mod snapshot;

@@ -48,6 +48,7 @@ use super::shared::{ConnInfo, Shared};
 use super::vlog;
 use super::watch::{self, WatchHandle};
 use crate::config::ProtocolMode;
+use crate::latency::Family;
 use crate::protocol::ascii::{self, Parse, Request};
 use crate::protocol::binary;
 use crate::protocol::frame::{Limits, StoreRefusal};
@@ -584,6 +585,15 @@ impl Session {
                     self.swallow = swallow;
                 }
                 Parse::Request(req, used) => {
+                    // Timed from here (parsed) to the reply queued; a multi-get resumed
+                    // after back-pressure was counted (and timed) in its first pass.
+                    let family = family_of(&req);
+                    let timer = match family {
+                        Some(f) if self.skip_keys == 0 => {
+                            counters.latency.begin(f, cfg.latency_sample)
+                        }
+                        _ => None,
+                    };
                     let flushes = match &req {
                         Request::Text(cmd) => {
                             matches!(cmd, text::Command::Get { .. } | text::Command::Gat { .. })
@@ -609,6 +619,9 @@ impl Session {
                     } else {
                         run(&mut ectx)
                     };
+                    if let (Some(f), Some(t)) = (family, timer) {
+                        counters.latency.end(f, t);
+                    }
                     if flushes {
                         self.unflushed = false;
                     } else if self.wbuf.len() > before {
@@ -714,6 +727,9 @@ impl Session {
             binary::Parse::Request(req, used) => {
                 self.served += 1;
                 self.rpos += used;
+                let timer = counters
+                    .latency
+                    .begin(Family::Binary, shared.config.latency_sample);
                 let start = self.wbuf.len();
                 // memcached transmits at once after these and after an error reply.
                 let flushes = matches!(req.cmd, binary::Command::Noop | binary::Command::Quit);
@@ -726,6 +742,9 @@ impl Session {
                     }
                     _ => binary_exec::execute(req, shared, counters, &mut self.wbuf),
                 };
+                if let Some(t) = timer {
+                    counters.latency.end(Family::Binary, t);
+                }
                 if flushes || binary::is_error_reply(self.wbuf.get(start..)) {
                     self.flush_mark = self.wbuf.len();
                 }
@@ -842,6 +861,22 @@ impl Session {
         // The growth settles against the reservation.
         self.account(&mut bufs.mem);
         true
+    }
+}
+
+/// The latency family of a text or meta request; `None` for the commands not timed
+/// (`stats`, `version`, `flush_all`, ...).
+fn family_of(req: &Request<'_>) -> Option<Family> {
+    match req {
+        Request::Meta(_) => Some(Family::Meta),
+        Request::Text(cmd) => match cmd {
+            text::Command::Get { .. } => Some(Family::Get),
+            text::Command::Gat { .. } | text::Command::Touch { .. } => Some(Family::Touch),
+            text::Command::Store { .. } => Some(Family::Set),
+            text::Command::Delete { .. } => Some(Family::Delete),
+            text::Command::Arith { .. } => Some(Family::IncrDecr),
+            _ => None,
+        },
     }
 }
 

@@ -24,6 +24,8 @@ pub struct ServerHandle {
     wakers: Vec<Arc<mio::Waker>>,
     /// Actual bound TCP addresses (useful with port 0).
     pub local_addrs: Vec<std::net::SocketAddr>,
+    /// Where `/metrics` is served (`--metrics-listen`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The server.
@@ -70,6 +72,24 @@ impl Server {
         let mut threads = Vec::new();
         let mut wakers = Vec::new();
         let mut mailboxes = Vec::new();
+        // Bound before anything starts, so that a bad address stops the start.
+        let metrics = match &shared.config.metrics_listen {
+            Some((host, port)) => Some(
+                super::metrics_http::MetricsServer::bind(host, *port, shared.clone())
+                    .map_err(|e| format!("--metrics-listen {host}:{port}: {e}"))?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics.as_ref().and_then(|m| m.local_addr().ok());
+        if let Some(m) = metrics {
+            wakers.push(m.waker());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("metrics".into())
+                    .spawn(move || m.run())
+                    .map_err(|e| e.to_string())?,
+            );
+        }
         for id in 0..threads_n {
             let w = worker::Worker::new(id, shared.clone()).map_err(|e| e.to_string())?;
             wakers.push(w.waker());
@@ -104,6 +124,7 @@ impl Server {
             threads,
             wakers,
             local_addrs,
+            metrics_addr,
         })
     }
 }

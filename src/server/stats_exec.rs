@@ -44,6 +44,7 @@ pub(super) fn stat_rows(shared: &Shared, group: &str, out: &mut dyn StatSink) ->
         "items" => items_stats(shared, out),
         "slabs" => slabs_stats(shared, out),
         "sizes" => stat_line(out, "sizes_status", "disabled"),
+        "latency" => latency_stats(shared, out),
         _ => return false,
     }
     true
@@ -70,7 +71,7 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
     let mut words = Keys(args).map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"));
     let group = words.next().unwrap_or("");
     match group {
-        "" | "settings" | "items" | "slabs" | "sizes" => {
+        "" | "settings" | "items" | "slabs" | "sizes" | "latency" => {
             stat_rows(shared, group, &mut TextRows(out));
             line(out, "END");
         }
@@ -102,6 +103,41 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
             _ => line(out, "CLIENT_ERROR usage: stats detail on|off|dump"),
         },
         _ => line(out, "ERROR"),
+    }
+}
+
+/// The quantiles `stats latency` prints per family: (row suffix, q).
+pub(super) const LATENCY_QUANTILES: [(&str, f64); 4] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
+
+/// Nanoseconds as microseconds with three decimals (`12.288`).
+struct Micros(u64);
+
+impl std::fmt::Display for Micros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+/// `stats latency` (ours): per command family, requests counted, requests timed
+/// (one in `latency_sample`) and, from the timed ones, the quantiles and the largest,
+/// server-side from request parsed to reply queued, in microseconds.
+fn latency_stats(shared: &Shared, out: &mut dyn StatSink) {
+    let l = crate::latency::LatencySnapshot::sum(shared.counters.iter().map(|c| &c.latency));
+    stat_line(out, "latency_sample", shared.config.latency_sample);
+    for f in crate::latency::Family::ALL {
+        let s = l.family(f);
+        let name = f.name();
+        stat_line(out, &format!("{name}:requests"), s.requests);
+        stat_line(out, &format!("{name}:timed"), s.timed());
+        for (q_name, q) in LATENCY_QUANTILES {
+            stat_line(
+                out,
+                &format!("{name}:{q_name}_us"),
+                Micros(s.quantile_ns(q)),
+            );
+        }
+        stat_line(out, &format!("{name}:max_us"), Micros(s.max_ns));
     }
 }
 

@@ -72,6 +72,25 @@ pub struct Args {
     /// Name the servers' certificate must carry (with --tls).
     #[arg(long, requires = "tls", default_value = "localhost")]
     pub tls_name: String,
+    /// Extra arguments of the first slot's server, split at spaces. With
+    /// `MEMCACHED=<ferrocache binary>` two ferrocache configurations are compared:
+    /// `--memcached-args "-o no_latency" --ferrocache-args "--metrics-listen 0"`.
+    #[arg(long, allow_hyphen_values = true, default_value = "")]
+    pub memcached_args: String,
+    /// Extra arguments of ferrocache's slot, split at spaces.
+    #[arg(long, allow_hyphen_values = true, default_value = "")]
+    pub ferrocache_args: String,
+}
+
+impl Args {
+    /// The extra arguments of a slot's server.
+    fn extra_args(&self, kind: Kind) -> Vec<&str> {
+        let s = match kind {
+            Kind::Memcached => &self.memcached_args,
+            Kind::Ferrocache => &self.ferrocache_args,
+        };
+        s.split_whitespace().collect()
+    }
 }
 
 /// Connections of workload (h).
@@ -386,11 +405,13 @@ fn run_workload(
     let tls_args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
     let mut srv = Vec::new();
     for sl in &slots {
+        let mut extra = a.extra_args(sl.kind);
         srv.push(if sl.tls {
+            extra.extend_from_slice(&tls_args);
             // The key is readable by root only: memcached must keep root to read it.
-            ServerProc::start_as(sl.kind, a.threads, mem, &tls_args, server_cpus, "root")?
+            ServerProc::start_as(sl.kind, a.threads, mem, &extra, server_cpus, "root")?
         } else {
-            ServerProc::start(sl.kind, a.threads, mem, &[], server_cpus)?
+            ServerProc::start(sl.kind, a.threads, mem, &extra, server_cpus)?
         });
     }
     println!(

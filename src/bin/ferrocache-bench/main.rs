@@ -12,6 +12,8 @@
 //! - `hitratio`: cache-aside miss ratios swept over cache sizes and workload shapes;
 //!   `--write-trace` exports the traces for libCacheSim (`tests/tools/libcachesim_yardstick.py`).
 //! - `soak`: real clients, faults, SIGHUP and flushes for a while; invariants checked throughout.
+//! - `latency-check`: ferrocache's `stats latency` p50/p90/p99 beside a client's
+//!   measurements less the round trip (issue #17's accuracy target).
 //! - `snapshot`: warm restart (save/load time beside `dd`, RSS) and workload (a) during online snapshots.
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,7 @@ mod compare;
 mod handshake;
 mod hist;
 mod hitratio;
+mod latcheck;
 mod load;
 mod memory;
 #[allow(dead_code)] // shared by the subcommands; not every helper is used by each
@@ -60,6 +63,8 @@ enum Cmd {
     Soak(soak::Args),
     /// Warm restart and online snapshots: save/load time, RSS, dd, p99 during snapshots.
     Snapshot(snapshot::Args),
+    /// `stats latency` against what a client measures (less the round trip).
+    LatencyCheck(latcheck::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Hitratio(a) => hitratio::main(a),
         Cmd::Soak(a) => soak::main(a),
         Cmd::Snapshot(a) => snapshot::main(a),
+        Cmd::LatencyCheck(a) => latcheck::main(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
