@@ -122,6 +122,10 @@ pub struct Config {
     pub debugtime_offset: i64,
     /// `-o idle_timeout=N` seconds (0 = none; negative values mean 0).
     pub idle_timeout: u32,
+    /// Ours: hot keys, sizing and miss reasons (`stats hotkeys`, `stats sizing`,
+    /// `stats misses`), each on unless `-o no_hotkeys`, `no_sizing`,
+    /// `no_miss_reasons` (`no_insight`: all three).
+    pub insight: crate::insight::InsightConfig,
     /// `-o maxconns_fast` (default on; `no_maxconns_fast` turns it off):
     /// over `-c`, answer `ERROR Too many open connections` and close at once.
     pub maxconns_fast: bool,
@@ -210,6 +214,7 @@ impl Default for Config {
             debugtime: false,
             debugtime_offset: 0,
             idle_timeout: 0,
+            insight: crate::insight::InsightConfig::default(),
             maxconns_fast: true,
             slab_chunk_max: SLAB_PAGE_SIZE / 2,
             read_buf_mem_limit: None,
@@ -397,6 +402,10 @@ const SUBOPTS: &[&str] = &[
     "ext_drop_unread",
     "slab_automove_freeratio",
     "debugtime",
+    "no_hotkeys",
+    "no_sizing",
+    "no_miss_reasons",
+    "no_insight",
 ];
 
 /// `-o` sub-options the server acts on; every other one is reported in
@@ -408,6 +417,10 @@ const SUBOPTS_USED: &[&str] = &[
     "read_buf_mem_limit",
     "slab_chunk_max",
     "debugtime",
+    "no_hotkeys",
+    "no_sizing",
+    "no_miss_reasons",
+    "no_insight",
 ];
 
 /// What parsing needs to remember besides the [`Config`] itself.
@@ -909,6 +922,16 @@ impl Config {
             {
                 return unparsable();
             }
+            "no_hotkeys" => self.insight.hotkeys = false,
+            "no_sizing" => self.insight.sizing = false,
+            "no_miss_reasons" => self.insight.miss_reasons = false,
+            "no_insight" => {
+                self.insight = crate::insight::InsightConfig {
+                    hotkeys: false,
+                    sizing: false,
+                    miss_reasons: false,
+                }
+            }
             "debugtime" => {
                 self.debugtime = true;
                 if let Some(v) = value {
@@ -1387,6 +1410,19 @@ const EXTENDED_HELP: &[(&str, &str)] = &[
         "enable the \"debugtime\" command (moves the server clock; testing only);\n\
          debugtime=<s> also starts the clock <s> seconds ahead",
     ),
+    (
+        "no_hotkeys",
+        "do not keep the hot-key sketches (stats hotkeys)",
+    ),
+    (
+        "no_sizing",
+        "do not simulate other cache sizes (stats sizing)",
+    ),
+    (
+        "no_miss_reasons",
+        "do not split get misses into evicted / never stored",
+    ),
+    ("no_insight", "no_hotkeys, no_sizing and no_miss_reasons"),
     ("ssl_chain_cert", "certificate chain file in PEM format"),
     (
         "ssl_key",
