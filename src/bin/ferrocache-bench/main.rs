@@ -12,6 +12,8 @@
 //! - `hitratio`: cache-aside miss ratios swept over cache sizes and workload shapes;
 //!   `--write-trace` exports the traces for libCacheSim (`tests/tools/libcachesim_yardstick.py`).
 //! - `soak`: real clients, faults, SIGHUP and flushes for a while; invariants checked throughout.
+//! - `insight`: accuracy of `stats sizing` (estimates at -m 16 against real runs at 32
+//!   and 64) and of `stats hotkeys` (recall of the true top 10) on Zipf traces.
 //! - `snapshot`: warm restart (save/load time beside `dd`, RSS) and workload (a) during online snapshots.
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,7 @@ mod compare;
 mod handshake;
 mod hist;
 mod hitratio;
+mod insight;
 mod load;
 mod memory;
 #[allow(dead_code)] // shared by the subcommands; not every helper is used by each
@@ -58,6 +61,8 @@ enum Cmd {
     Hitratio(hitratio::Args),
     /// Soak test: mixed load and faults for a while, invariants checked throughout.
     Soak(soak::Args),
+    /// Accuracy of stats sizing and stats hotkeys against real runs and the trace.
+    Insight(insight::Args),
     /// Warm restart and online snapshots: save/load time, RSS, dd, p99 during snapshots.
     Snapshot(snapshot::Args),
 }
@@ -70,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Memory(a) => memory::main(a),
         Cmd::Hitratio(a) => hitratio::main(a),
         Cmd::Soak(a) => soak::main(a),
+        Cmd::Insight(a) => insight::main(a),
         Cmd::Snapshot(a) => snapshot::main(a),
     };
     match r {
