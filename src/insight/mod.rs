@@ -2,7 +2,7 @@
 //! would change with the cache size, and why lookups missed.
 //!
 //! ```text
-//!  Store op (key, hash) ─▶ Insight::note ─┬─▶ hotkeys: worker's countdown ─▶ 1 in 8: its sketch
+//!  Store op (key, hash) ─▶ Insight::note ─┬─▶ hotkeys: worker's countdown ─▶ 1 in 16: its sketch
 //!        (after the shard lock is         └─▶ sampled hash? ─▶ sizing: miniature S3-FIFO caches
 //!         released)                                                     at 0.25x..8x of -m
 //!  get miss, Absent ─▶ Store::recently_evicted (the shard's ghost of evicted keys)

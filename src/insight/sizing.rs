@@ -2,7 +2,7 @@
 //! Saemundsson, Ahmad, Park, ATC'17) of the store's own eviction policy.
 //!
 //! ```text
-//!  key hash ─▶ mix(h) < threshold?  (spatial sampling, rate R = 2^-k, SHARDS)
+//!  key hash ─▶ low 32 bits < threshold?  (spatial sampling, rate R = 2^-k, SHARDS)
 //!                  │ yes (R of the keys, all their requests)
 //!                  ▼
 //!   one Mutex ─▶ 6 miniature caches of SCALES × -m × R × (1 - slack) bytes, each an
@@ -344,7 +344,7 @@ pub struct SizingReport {
 #[derive(Debug)]
 pub struct Sizing {
     shape: StoreShape,
-    /// `mix(h) >> 32 < threshold` selects a key; `1 << 32` selects all.
+    /// `sample_bits(h) < threshold` selects a key; `1 << 32` selects all.
     threshold: u64,
     rate: f64,
     minis: Vec<Mini>,
@@ -352,12 +352,12 @@ pub struct Sizing {
     sampled: u64,
 }
 
-/// The bits sampling looks at: the key hash mixed again, so the choice is independent
-/// of the bits that pick the shard and the index table.
+/// The bits sampling looks at: the low 32 bits of the key hash (the index table's
+/// hash; the simulations are store-wide, so it does not matter which shards or tables
+/// the sampled keys live in, only that a key is in or out for good).
 #[inline]
-fn mix(h: u64) -> u64 {
-    let x = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^ (x >> 32)
+fn sample_bits(h: u64) -> u64 {
+    h & 0xFFFF_FFFF
 }
 
 impl Sizing {
@@ -387,7 +387,7 @@ impl Sizing {
     /// Whether the key hash `h` is in a sample with `threshold`.
     #[inline]
     pub fn sampled(threshold: u64, h: u64) -> bool {
-        (mix(h) >> 32) < threshold
+        sample_bits(h) < threshold
     }
 
     fn caps(&self, mem_limit: usize) -> Vec<(u64, usize)> {

@@ -267,12 +267,15 @@ pub fn main(args: Args) -> Result<(), String> {
         let listed: HashSet<String> = (1..=10)
             .filter_map(|r| base.stats.get(&format!("hotkey:{r}:key")).cloned())
             .collect();
-        let found = top
+        let missing: Vec<usize> = top
             .iter()
-            .filter(|&&k| listed.contains(&format!("key:{k:010}")))
-            .count();
+            .enumerate()
+            .filter(|(_, &k)| !listed.contains(&format!("key:{k:010}")))
+            .map(|(r, _)| r + 1)
+            .collect();
         println!(
-            "  hot keys: {found}/10 of the true top 10 in stats hotkeys 10 (sketch {} bytes)",
+            "  hot keys: {}/10 of the true top 10 in stats hotkeys 10 (true ranks missed: {missing:?}; sketches {} bytes)",
+            10 - missing.len(),
             base.stats.get("hotkeys_memory").map_or("?", |s| s)
         );
     }
