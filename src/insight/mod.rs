@@ -16,6 +16,8 @@
 pub mod hotkeys;
 pub mod sizing;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use parking_lot::Mutex;
 
 pub use hotkeys::{escape_key, HotKey, HotKeys, HotReport};
@@ -61,7 +63,8 @@ pub struct Insight {
     cfg: InsightConfig,
     /// The hot-key sketches.
     pub hot: HotKeys,
-    threshold: u64,
+    /// The sizing sample's threshold (lowered by the simulations as they grow).
+    threshold: AtomicU64,
     sizing: Option<Mutex<Sizing>>,
 }
 
@@ -72,7 +75,7 @@ impl Insight {
         Insight {
             cfg,
             hot: HotKeys::new(cfg.hotkeys),
-            threshold: sizing.as_ref().map_or(0, Sizing::threshold),
+            threshold: AtomicU64::new(sizing.as_ref().map_or(0, Sizing::threshold)),
             sizing: sizing.map(Mutex::new),
         }
     }
@@ -85,7 +88,7 @@ impl Insight {
     /// Whether the sizing simulations see requests for key hash `h`.
     #[inline]
     pub fn sampled(&self, h: u64) -> bool {
-        Sizing::sampled(self.threshold, h)
+        Sizing::sampled(self.threshold.load(Ordering::Relaxed), h)
     }
 
     /// One store operation on `key` (hash `h`), after its shard lock is released.
@@ -107,6 +110,7 @@ impl Insight {
             Event::Delete => s.delete(h),
             Event::Other => {}
         }
+        self.threshold.store(s.threshold(), Ordering::Relaxed);
     }
 
     /// `flush_all`.

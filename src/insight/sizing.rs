@@ -9,8 +9,9 @@
 //!                item-level size-aware S3-FIFO as the store's (small queue with an
 //!                adaptive share, main queue with a 2-bit counter, ghost), every item
 //!                charged its real footprint (header + key + value)
-//!  estimate(s) = misses of mini s / (R × all lookups)     (SHARDS-adj: the sample's
-//!                excess or shortfall of requests is hot keys, which hit at any size)
+//!  estimate(s) = Σ over misses of mini s of 1/R / all lookups  (SHARDS-adj: the
+//!                sample's excess or shortfall of requests is hot keys, which hit at
+//!                any size; R halves when a mini reaches its share of ENTRY_CAP)
 //! ```
 //!
 //! What the store wastes besides item bytes is taken off the simulated capacity: the
@@ -18,9 +19,10 @@
 //! of each segment an item did not fit, measured by packing the sampled items into
 //! segments as the store does. A set of a key a mini holds updates its size in place:
 //! under cache-aside a set follows a miss of the *real* cache, which a larger mini may
-//! have hit. `R` is the largest power of two that keeps the sampled share of `-m`
-//! under [`SAMPLE_BYTES`]; the minis together hold at most [`ENTRY_CAP`] entries, so
-//! memory stays bounded whatever the item sizes.
+//! have hit. `R` starts at the largest power of two that keeps the sampled share of
+//! `-m` under [`SAMPLE_BYTES`], and halves (the keys above the new threshold leave the
+//! minis) whenever a mini holds more than its share of [`ENTRY_CAP`] entries, so
+//! memory stays bounded whatever the item sizes (SHARDS' fixed-size variant).
 
 use hashbrown::HashMap;
 use std::collections::VecDeque;
@@ -80,9 +82,9 @@ struct Mini {
     from_main: u64,
     small_share: u32,
     misses: u64,
+    /// Misses, each weighted by 1/R at the time (R halves as the sample grows).
+    misses_w: f64,
     hits: u64,
-    /// Evictions forced by the entry cap rather than by bytes.
-    capped: u64,
 }
 
 impl Mini {
@@ -193,7 +195,7 @@ impl Mini {
         }
     }
 
-    fn insert(&mut self, shape: &StoreShape, h: u64, size: u32, cap: u64, max_entries: usize) {
+    fn insert(&mut self, shape: &StoreShape, h: u64, size: u32, cap: u64) {
         if let Some(e) = self.map.get_mut(&h) {
             // In place: see the module doc.
             let old = u64::from(e.size);
@@ -234,10 +236,7 @@ impl Mini {
         }
         // Bounded: every step removes a queue entry or takes a read off a counter.
         let mut steps = 0usize;
-        while self.small_bytes + self.main_bytes > cap || self.map.len() > max_entries {
-            if self.small_bytes + self.main_bytes <= cap {
-                self.capped += 1;
-            }
+        while self.small_bytes + self.main_bytes > cap {
             if !self.evict_one(shape, cap) || steps > 1 << 20 {
                 break;
             }
@@ -245,7 +244,27 @@ impl Mini {
         }
     }
 
-    fn get(&mut self, h: u64) -> bool {
+    /// Keeps only the keys whose sample bits are under `threshold` (the rate halved).
+    fn keep_under(&mut self, threshold: u64) {
+        self.map.retain(|&h, _| sample_bits(h) < threshold);
+        let map = &self.map;
+        let live = |&(h, gen): &(u64, u32)| map.get(&h).is_some_and(|e| e.gen == gen);
+        self.small.retain(live);
+        self.main.retain(live);
+        self.small_bytes = 0;
+        self.main_bytes = 0;
+        for e in self.map.values() {
+            if e.main {
+                self.main_bytes += u64::from(e.size);
+            } else {
+                self.small_bytes += u64::from(e.size);
+            }
+        }
+        self.ghost.retain(|&h, _| sample_bits(h) < threshold);
+        self.ghost_fifo.retain(|&(h, _)| sample_bits(h) < threshold);
+    }
+
+    fn get(&mut self, h: u64, weight: f64) -> bool {
         match self.map.get_mut(&h) {
             Some(e) => {
                 e.freq = (e.freq + 1).min(3);
@@ -254,15 +273,16 @@ impl Mini {
             }
             None => {
                 self.misses += 1;
+                self.misses_w += weight;
                 false
             }
         }
     }
 
     fn clear(&mut self) {
-        let (m, h, c, s) = (self.misses, self.hits, self.capped, self.small_share);
+        let (m, w, h, s) = (self.misses, self.misses_w, self.hits, self.small_share);
         *self = Mini::new();
-        (self.misses, self.hits, self.capped, self.small_share) = (m, h, c, s);
+        (self.misses, self.misses_w, self.hits, self.small_share) = (m, w, h, s);
     }
 
     fn bytes(&self) -> usize {
@@ -317,15 +337,15 @@ pub struct SizeEstimate {
     pub miss_ratio: f64,
     /// Entries the mini holds now.
     pub entries: usize,
-    /// Evictions the entry cap forced (the estimate is pessimistic when not 0).
-    pub capped: u64,
 }
 
 /// What `stats sizing` prints.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SizingReport {
-    /// Sampling rate R (a power of two, at most 1).
+    /// Sampling rate R now (a power of two, at most 1).
     pub rate: f64,
+    /// Times R was halved because a mini reached its share of [`ENTRY_CAP`].
+    pub halvings: u32,
     /// Lookups of sampled keys since the start or `stats reset`.
     pub sampled_lookups: u64,
     /// Lookups of all keys over the same time.
@@ -347,6 +367,7 @@ pub struct Sizing {
     /// `sample_bits(h) < threshold` selects a key; `1 << 32` selects all.
     threshold: u64,
     rate: f64,
+    halvings: u32,
     minis: Vec<Mini>,
     packer: Packer,
     sampled: u64,
@@ -371,14 +392,15 @@ impl Sizing {
             shape,
             threshold: 1u64 << (32 - k),
             rate: (1u64 << (32 - k)) as f64 / (1u64 << 32) as f64,
+            halvings: 0,
             minis: SCALES.iter().map(|_| Mini::new()).collect(),
             packer: Packer::default(),
             sampled: 0,
         }
     }
 
-    /// True when requests for a key with this hash are simulated (cheap: call it
-    /// first, and take the lock only when it says yes).
+    /// The sampling threshold now: [`Sizing::sampled`] with it says whether a key's
+    /// requests are simulated (cheap: check first, lock only when it says yes).
     #[inline]
     pub fn threshold(&self) -> u64 {
         self.threshold
@@ -390,6 +412,7 @@ impl Sizing {
         sample_bits(h) < threshold
     }
 
+    /// (bytes, entries) each mini may hold.
     fn caps(&self, mem_limit: usize) -> Vec<(u64, usize)> {
         let slack = self.shape.shards * self.shape.seg_bytes;
         let usable = mem_limit.saturating_sub(slack) as f64 * (1.0 - self.packer.waste());
@@ -408,14 +431,19 @@ impl Sizing {
     /// A lookup of sampled key `h`; `size`: the item's footprint when the real store
     /// had it (a cache-aside client fills a simulated miss with it).
     pub fn get(&mut self, h: u64, size: Option<usize>, mem_limit: usize) {
+        if sample_bits(h) >= self.threshold {
+            // Sampled under an earlier, higher rate (the caller read it unlocked).
+            return;
+        }
         self.sampled += 1;
         let caps = self.caps(mem_limit);
+        let weight = 1.0 / self.rate;
         let mut fresh = false;
-        for (m, &(cap, max)) in self.minis.iter_mut().zip(&caps) {
-            if !m.get(h) {
+        for (m, &(cap, _)) in self.minis.iter_mut().zip(&caps) {
+            if !m.get(h, weight) {
                 if let Some(s) = size {
                     fresh = true;
-                    m.insert(&self.shape, h, s.min(u32::MAX as usize) as u32, cap, max);
+                    m.insert(&self.shape, h, s.min(u32::MAX as usize) as u32, cap);
                 }
             }
         }
@@ -424,14 +452,39 @@ impl Sizing {
                 self.packer.add(&self.shape, s);
             }
         }
+        self.bound(&caps);
     }
 
     /// A store of sampled key `h` with an item of `size` bytes.
     pub fn set(&mut self, h: u64, size: usize, mem_limit: usize) {
+        if sample_bits(h) >= self.threshold {
+            return;
+        }
         let caps = self.caps(mem_limit);
         self.packer.add(&self.shape, size);
-        for (m, &(cap, max)) in self.minis.iter_mut().zip(&caps) {
-            m.insert(&self.shape, h, size.min(u32::MAX as usize) as u32, cap, max);
+        for (m, &(cap, _)) in self.minis.iter_mut().zip(&caps) {
+            m.insert(&self.shape, h, size.min(u32::MAX as usize) as u32, cap);
+        }
+        self.bound(&caps);
+    }
+
+    /// Halves the rate while a mini holds more entries than its share of
+    /// [`ENTRY_CAP`] (SHARDS with a fixed size): the keys above the new threshold
+    /// leave every mini, and capacities follow the rate.
+    fn bound(&mut self, caps: &[(u64, usize)]) {
+        while self.threshold > 1
+            && self
+                .minis
+                .iter()
+                .zip(caps)
+                .any(|(m, &(_, max))| m.map.len() > max)
+        {
+            self.threshold /= 2;
+            self.rate /= 2.0;
+            self.halvings += 1;
+            for m in &mut self.minis {
+                m.keep_under(self.threshold);
+            }
         }
     }
 
@@ -454,16 +507,16 @@ impl Sizing {
         self.sampled = 0;
         for m in &mut self.minis {
             m.misses = 0;
+            m.misses_w = 0.0;
             m.hits = 0;
-            m.capped = 0;
         }
     }
 
     /// The figures, given the lookups of all keys since the start or reset.
     pub fn report(&self, lookups: u64, mem_limit: usize) -> SizingReport {
-        let expected = lookups as f64 * self.rate;
         SizingReport {
             rate: self.rate,
+            halvings: self.halvings,
             sampled_lookups: self.sampled,
             lookups,
             sampled_keys: self.minis.last().map_or(0, |m| m.map.len()),
@@ -477,13 +530,12 @@ impl Sizing {
                 .map(|(m, s)| SizeEstimate {
                     scale: s,
                     bytes: (mem_limit as f64 * s) as u64,
-                    miss_ratio: if expected >= 1.0 {
-                        (m.misses as f64 / expected).min(1.0)
+                    miss_ratio: if lookups > 0 {
+                        (m.misses_w / lookups as f64).min(1.0)
                     } else {
                         0.0
                     },
                     entries: m.map.len(),
-                    capped: m.capped,
                 })
                 .collect(),
         }

@@ -72,6 +72,7 @@ pub(super) fn sizing_rows(shared: &Shared, out: Emit<'_>) {
     };
     out("sizing_enabled", &"yes");
     out("sizing_sample_rate", &rep.rate);
+    out("sizing_sample_halvings", &rep.halvings);
     out("sizing_lookups", &rep.lookups);
     out("sizing_sampled_lookups", &rep.sampled_lookups);
     out("sizing_sampled_keys", &rep.sampled_keys);
@@ -88,7 +89,6 @@ pub(super) fn sizing_rows(shared: &Shared, out: Emit<'_>) {
             &format_args!("{:.4}", e.miss_ratio),
         );
         out(&format!("{p}:entries"), &e.entries);
-        out(&format!("{p}:capped"), &e.capped);
     }
 }
 
