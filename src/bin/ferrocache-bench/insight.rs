@@ -264,6 +264,24 @@ pub fn main(args: Args) -> Result<(), String> {
             }
         }
         let top = true_top(&trace, 10);
+        if std::env::var("INSIGHT_DEBUG").is_ok() {
+            for r in 1..=10 {
+                let g = |f: &str| {
+                    base.stats
+                        .get(&format!("hotkey:{r}:{f}"))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                eprintln!(
+                    "listed {r}: {} count {} error {} rate {}",
+                    g("key"),
+                    g("count"),
+                    g("error"),
+                    g("rate")
+                );
+            }
+            eprintln!("true: {:?}", true_top(&trace, 12));
+        }
         let listed: HashSet<String> = (1..=10)
             .filter_map(|r| base.stats.get(&format!("hotkey:{r}:key")).cloned())
             .collect();
