@@ -72,6 +72,10 @@ pub struct Args {
     /// Name the servers' certificate must carry (with --tls).
     #[arg(long, requires = "tls", default_value = "localhost")]
     pub tls_name: String,
+    /// Extra flags for the ferrocache servers (one string, whitespace separated), e.g.
+    /// `-o no_insight` to compare a build with its features off against memcached.
+    #[arg(long, allow_hyphen_values = true, default_value = "")]
+    pub ferrocache_args: String,
 }
 
 /// Connections of workload (h).
@@ -390,7 +394,11 @@ fn run_workload(
             // The key is readable by root only: memcached must keep root to read it.
             ServerProc::start_as(sl.kind, a.threads, mem, &tls_args, server_cpus, "root")?
         } else {
-            ServerProc::start(sl.kind, a.threads, mem, &[], server_cpus)?
+            let extra: Vec<&str> = match sl.kind {
+                Kind::Ferrocache => a.ferrocache_args.split_whitespace().collect(),
+                Kind::Memcached => Vec::new(),
+            };
+            ServerProc::start(sl.kind, a.threads, mem, &extra, server_cpus)?
         });
     }
     println!(
