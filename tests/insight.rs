@@ -170,7 +170,7 @@ fn stats_hotkeys_rows_escape_keys_and_rate_by_the_server_clock() {
 
     let m = stats_map(&mut c, "hotkeys 3");
     assert_eq!(m["hotkeys_enabled"], "yes");
-    assert_eq!(m["hotkeys_counters"], "128");
+    assert_eq!(m["hotkeys_counters"], "512");
     assert!(num(&m, "hotkeys_memory") > 0.0);
     assert!(num(&m, "hotkeys_sampled") > 0.0);
     assert_eq!(m["hotkey:1:key"], "a%20b%0D", "{m:?}");
