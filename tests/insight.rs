@@ -443,3 +443,71 @@ fn get_misses_split_by_cause_and_sum_to_get_misses() {
     assert_eq!(num(&m, "get_miss_evicted"), 0.0);
     assert_eq!(num(&m, "get_miss_never_stored"), missed as f64);
 }
+
+#[test]
+fn bench_insight_reports_errors_and_recall_small() {
+    if !ours() {
+        return;
+    }
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocache-bench"));
+    cmd.args([
+        "insight",
+        "--requests",
+        "40000",
+        "--keys",
+        "20000",
+        "--base",
+        "4",
+        "--check",
+        "8",
+        "--workloads",
+        "zipf1.2-wide",
+    ])
+    .env("FERROCACHE", FERROCACHE);
+    let r = run_bounded(&mut cmd, Duration::from_secs(120));
+    assert_eq!(
+        r.status.and_then(|s| s.code()),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let row = |m: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(m))
+            .unwrap_or_else(|| panic!("no -m {m} row in:\n{}", r.stdout))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    for (m, scale) in [("4", "(1x"), ("8", "(2x")] {
+        let f = row(m);
+        // -m real estimate error (scale of -m base)
+        let real: f64 = f[1].parse().unwrap_or(-1.0);
+        let est: f64 = f[2].parse().unwrap_or(-1.0);
+        let err: f64 = f[3].parse().unwrap_or(-1.0);
+        assert!(
+            (0.0..=1.0).contains(&real) && (0.0..=1.0).contains(&est),
+            "{f:?}"
+        );
+        assert!((err - (real - est).abs()).abs() < 1e-3, "{f:?}");
+        assert!(err < 0.1, "loose: {f:?}");
+        assert_eq!(f[4], scale, "{f:?}");
+    }
+    let hot = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("hot keys:"))
+        .unwrap_or_else(|| panic!("no hot keys line in:\n{}", r.stdout));
+    let found: usize = hot
+        .split_whitespace()
+        .nth(2)
+        .and_then(|x| x.split('/').next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    assert!(found >= 7, "{hot}");
+    assert!(r
+        .stdout
+        .contains("worst sizing error at the checked sizes:"));
+}
