@@ -193,6 +193,14 @@ impl Mini {
                 self.small_bytes -= u64::from(e.size);
             }
         }
+        // A deleted key leaves its queue entry behind until eviction reaches it; in a
+        // cache that never fills, stores and deletes would pile them up.
+        if self.small.len() + self.main.len() > 2 * self.map.len() + 1024 {
+            let map = &self.map;
+            let live = |&(h, gen): &(u64, u32)| map.get(&h).is_some_and(|e| e.gen == gen);
+            self.small.retain(live);
+            self.main.retain(live);
+        }
     }
 
     fn insert(&mut self, shape: &StoreShape, h: u64, size: u32, cap: u64) {
@@ -554,6 +562,20 @@ mod tests {
             big_align: 64,
             small_bytes_per_read: 2048,
             main_bytes_per_read: 1024,
+        }
+    }
+
+    #[test]
+    fn stores_and_deletes_do_not_grow_the_queues() {
+        let mut s = Sizing::new(shape(), 1 << 30);
+        for i in 0..200_000u64 {
+            // Keys inside the sample (low 32 bits under the threshold).
+            let h = (i << 32) | 1;
+            s.set(h, 100, 1 << 30);
+            s.delete(h);
+        }
+        for m in &s.minis {
+            assert!(m.small.len() + m.main.len() <= 1024 + 2 * m.map.len() + 1);
         }
     }
 
