@@ -53,6 +53,10 @@ pub struct Args {
     /// Longest allowed replay per run, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Also print the ten keys the server listed (count, error, rate) and the trace's
+    /// true top 12, on standard error.
+    #[arg(long)]
+    show_hot: bool,
     /// Extra server flags.
     #[command(flatten)]
     flags: ServerFlags,
@@ -264,7 +268,7 @@ pub fn main(args: Args) -> Result<(), String> {
             }
         }
         let top = true_top(&trace, 10);
-        if std::env::var("INSIGHT_DEBUG").is_ok() {
+        if args.show_hot {
             for r in 1..=10 {
                 let g = |f: &str| {
                     base.stats
