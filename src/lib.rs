@@ -6,6 +6,7 @@
 //! - [`config`]: command line and `memcached.conf`, `-h` and the man page.
 //! - [`daemon`]: root check, privilege drop, daemonizing, pid file, rlimits.
 //! - [`latency`]: per-command-family latency histograms (`stats latency`, `/metrics`).
+//! - [`insight`]: hot keys, the miss-ratio curve (`stats sizing`), why lookups missed.
 //! - [`notify`]: readiness and shutdown notices to systemd (`Type=notify`).
 //! - [`op`]: the vocabulary store, protocol and client share (`StoreOp`, `Delta`).
 //! - [`protocol`]: pure parsers and reply composers (text, meta, binary).
@@ -36,6 +37,8 @@ pub mod client;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod daemon;
+#[cfg(feature = "server")]
+pub mod insight;
 #[cfg(feature = "server")]
 pub mod latency;
 #[cfg(feature = "server")]

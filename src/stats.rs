@@ -49,6 +49,8 @@ counters!(
     get_misses,
     get_expired,
     get_flushed,
+    get_miss_evicted,
+    get_miss_never_stored,
     set_cmds,
     flush_cmds,
     touch_cmds,
@@ -234,13 +236,16 @@ pub fn count_store(c: &Counters, op: StoreOp, outcome: StoreOutcome) {
     }
 }
 
-/// Counts a lookup miss (`get_misses`, and `get_expired` / `get_flushed` by cause).
-pub fn count_miss(c: &Counters, m: Miss) {
+/// Counts a lookup miss (`get_misses`, and `get_expired` / `get_flushed` by cause;
+/// an absent key as `get_miss_evicted` when `evicted()` says it was evicted recently,
+/// else `get_miss_never_stored`, so the four causes sum to `get_misses`).
+pub fn count_miss(c: &Counters, m: Miss, evicted: impl FnOnce() -> bool) {
     bump(&c.get_misses, 1);
     match m {
         Miss::Expired => bump(&c.get_expired, 1),
         Miss::Flushed => bump(&c.get_flushed, 1),
-        Miss::Absent => {}
+        Miss::Absent if evicted() => bump(&c.get_miss_evicted, 1),
+        Miss::Absent => bump(&c.get_miss_never_stored, 1),
     }
 }
 

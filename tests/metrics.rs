@@ -420,6 +420,31 @@ fn metrics_parse_as_prometheus_text_with_memcached_exporter_names_and_ours() {
         23.0
     );
     assert_eq!(value(&m, "ferrocache_latency_sample", &[]), 1.0);
+    // `stats sizing` (the miss-ratio curve) and `stats misses` (why gets missed) are on
+    // /metrics too, with the values `stats` prints.
+    let sizing = stats_map(&mut c, "sizing");
+    let misses = stats_map(&mut c, "misses");
+    for scale in ["0.25x", "0.5x", "1x", "2x", "4x", "8x"] {
+        let row = format!("sizing:{scale}:miss_ratio");
+        let want: f64 = sizing
+            .iter()
+            .find(|(k, _)| *k == row)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("{row} in stats sizing"));
+        let got = value(&m, "ferrocache_sizing_miss_ratio", &[("scale", scale)]);
+        assert!((got - want).abs() < 1e-9, "{scale}: {got} vs {want}");
+        assert_eq!(m["ferrocache_sizing_miss_ratio"][0].kind, "gauge");
+    }
+    for cause in ["get_miss_evicted", "get_miss_never_stored"] {
+        let want: f64 = misses
+            .iter()
+            .find(|(k, _)| k == cause)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("{cause} in stats misses"));
+        let name = format!("ferrocache_{cause}_total");
+        assert_eq!(value(&m, &name, &[]), want, "{name}");
+        assert_eq!(m[&name][0].kind, "counter");
+    }
 }
 
 #[test]

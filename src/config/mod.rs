@@ -122,6 +122,10 @@ pub struct Config {
     pub debugtime_offset: i64,
     /// `-o idle_timeout=N` seconds (0 = none; negative values mean 0).
     pub idle_timeout: u32,
+    /// Ours: hot keys, sizing and miss reasons (`stats hotkeys`, `stats sizing`,
+    /// `stats misses`), each on unless `-o no_hotkeys`, `no_sizing`,
+    /// `no_miss_reasons` (`no_insight`: all three).
+    pub insight: crate::insight::InsightConfig,
     /// `-o maxconns_fast` (default on; `no_maxconns_fast` turns it off):
     /// over `-c`, answer `ERROR Too many open connections` and close at once.
     pub maxconns_fast: bool,
@@ -224,6 +228,7 @@ impl Default for Config {
             debugtime: false,
             debugtime_offset: 0,
             idle_timeout: 0,
+            insight: crate::insight::InsightConfig::default(),
             maxconns_fast: true,
             slab_chunk_max: SLAB_PAGE_SIZE / 2,
             read_buf_mem_limit: None,
@@ -428,6 +433,10 @@ const SUBOPTS: &[&str] = &[
     "no_latency",
     "latency_sample",
     "metrics_timeout",
+    "no_hotkeys",
+    "no_sizing",
+    "no_miss_reasons",
+    "no_insight",
 ];
 
 /// `-o` sub-options the server acts on; every other one is reported in
@@ -442,6 +451,10 @@ const SUBOPTS_USED: &[&str] = &[
     "no_latency",
     "latency_sample",
     "metrics_timeout",
+    "no_hotkeys",
+    "no_sizing",
+    "no_miss_reasons",
+    "no_insight",
 ];
 
 /// What parsing needs to remember besides the [`Config`] itself.
@@ -968,6 +981,16 @@ impl Config {
                 Ok(n) if n > 0 => self.metrics_timeout_secs = n,
                 _ => return unparsable(),
             },
+            "no_hotkeys" => self.insight.hotkeys = false,
+            "no_sizing" => self.insight.sizing = false,
+            "no_miss_reasons" => self.insight.miss_reasons = false,
+            "no_insight" => {
+                self.insight = crate::insight::InsightConfig {
+                    hotkeys: false,
+                    sizing: false,
+                    miss_reasons: false,
+                }
+            }
             "debugtime" => {
                 self.debugtime = true;
                 if let Some(v) = value {
@@ -1463,6 +1486,19 @@ const EXTENDED_HELP: &[(&str, &str)] = &[
         "enable the \"debugtime\" command (moves the server clock; testing only);\n\
          debugtime=<s> also starts the clock <s> seconds ahead",
     ),
+    (
+        "no_hotkeys",
+        "do not keep the hot-key sketches (stats hotkeys)",
+    ),
+    (
+        "no_sizing",
+        "do not simulate other cache sizes (stats sizing)",
+    ),
+    (
+        "no_miss_reasons",
+        "do not split get misses into evicted / never stored",
+    ),
+    ("no_insight", "no_hotkeys, no_sizing and no_miss_reasons"),
     ("ssl_chain_cert", "certificate chain file in PEM format"),
     (
         "ssl_key",

@@ -62,7 +62,7 @@ pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8
                         bump(&c.touch_misses, 1);
                     } else {
                         bump(&c.get_cmds, 1);
-                        count_miss(c, m);
+                        count_miss(c, m, || store.recently_evicted(key));
                     }
                     if !quiet {
                         if with_key {

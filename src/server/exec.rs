@@ -586,7 +586,7 @@ fn retrieve(
         match (r, touch) {
             (Ok(()), None) => bump(&c.get_hits, 1),
             (Ok(()), Some(_)) => bump(&c.touch_hits, 1),
-            (Err(m), None) => count_miss(c, m),
+            (Err(m), None) => count_miss(c, m, || shared.store.recently_evicted(key)),
             (Err(_), Some(_)) => bump(&c.touch_misses, 1),
         }
     }

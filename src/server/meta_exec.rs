@@ -186,7 +186,7 @@ fn get(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
         }
         Err(m) => {
             bump(&c.get_cmds, 1);
-            count_miss(c, m);
+            count_miss(c, m, || shared.store.recently_evicted(key));
             if bad_opaque {
                 line(out, OPAQUE_TOO_LONG);
             } else if !f.quiet {

@@ -495,6 +495,8 @@ struct GroupSpec {
     known: &'static [Known],
     /// Unnamed rows that are gauges; the others are counters. `None`: all gauges.
     gauges: Option<&'static [&'static str]>,
+    /// Only these rows (`None`: all), for groups that repeat rows of another.
+    only: Option<&'static [&'static str]>,
 }
 
 /// The groups `/metrics` exports, in order. `latency` is exported as histograms.
@@ -505,6 +507,7 @@ const GROUPS: &[GroupSpec] = &[
         index_label: "index",
         known: GENERAL_KNOWN,
         gauges: Some(GENERAL_GAUGES),
+        only: None,
     },
     GroupSpec {
         group: "settings",
@@ -512,6 +515,7 @@ const GROUPS: &[GroupSpec] = &[
         index_label: "index",
         known: SETTINGS_KNOWN,
         gauges: None,
+        only: None,
     },
     GroupSpec {
         group: "items",
@@ -519,6 +523,7 @@ const GROUPS: &[GroupSpec] = &[
         index_label: "slab",
         known: ITEMS_KNOWN,
         gauges: Some(ITEMS_GAUGES),
+        only: None,
     },
     GroupSpec {
         group: "slabs",
@@ -526,6 +531,36 @@ const GROUPS: &[GroupSpec] = &[
         index_label: "slab",
         known: SLABS_KNOWN,
         gauges: Some(SLABS_GAUGES),
+        only: None,
+    },
+    // `stats sizing`: the estimated miss ratio at 0.25x..8x of -m, labelled by scale
+    // (`ferrocache_sizing_miss_ratio{scale="2x"}`), and the sample's figures.
+    GroupSpec {
+        group: "sizing",
+        prefix: "sizing_",
+        index_label: "scale",
+        known: &[],
+        gauges: Some(&[
+            "sizing_enabled",
+            "sizing_sample_rate",
+            "sizing_sample_halvings",
+            "sizing_sampled_keys",
+            "sizing_segment_waste",
+            "sizing_memory",
+            "bytes",
+            "miss_ratio",
+            "entries",
+        ]),
+        only: None,
+    },
+    // `stats misses`: the two causes plain `stats` does not print.
+    GroupSpec {
+        group: "misses",
+        prefix: "",
+        index_label: "index",
+        known: &[],
+        gauges: Some(&[]),
+        only: Some(&["get_miss_evicted", "get_miss_never_stored"]),
     },
 ];
 
@@ -656,7 +691,12 @@ fn split_index<'a>(group: &str, row: &'a str) -> (Option<&'a str>, &'a str) {
         .filter(|_| !group.is_empty())
         .unwrap_or(row);
     match rest.split_once(':') {
-        Some((i, field)) if !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()) => {
+        // A class number (`items:1:number`) or a scale (`sizing:0.25x:miss_ratio`).
+        Some((i, field))
+            if i.starts_with(|c: char| c.is_ascii_digit())
+                && i.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.' || b == b'x') =>
+        {
             (Some(i), field)
         }
         _ => (None, rest),
@@ -665,6 +705,9 @@ fn split_index<'a>(group: &str, row: &'a str) -> (Option<&'a str>, &'a str) {
 
 fn export_group(spec: &GroupSpec, rows: &Rows, ex: &mut Exposition) {
     for (row, value) in &rows.0 {
+        if spec.only.is_some_and(|only| !only.contains(&row.as_str())) {
+            continue;
+        }
         let Some(v) = sample_value(value) else {
             continue;
         };
@@ -688,7 +731,13 @@ fn export_group(spec: &GroupSpec, rows: &Rows, ex: &mut Exposition) {
         } else {
             (Kind::Counter, "_total")
         };
-        let name = metric_name(&["ferrocache_", spec.prefix, field, suffix]);
+        // A row already named with the group's prefix keeps its name.
+        let prefix = if field.starts_with(spec.prefix) {
+            ""
+        } else {
+            spec.prefix
+        };
+        let name = metric_name(&["ferrocache_", prefix, field, suffix]);
         let help = format!("The stats {} row {field}.", group_word(spec));
         ex.sample(&name, kind, &help, &labels, v);
     }

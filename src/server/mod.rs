@@ -31,6 +31,7 @@ mod conn_auth;
 pub mod dump;
 mod exec;
 mod flow;
+mod insight_stats;
 mod listener;
 pub mod loopback;
 mod meta_exec;

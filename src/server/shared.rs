@@ -119,6 +119,7 @@ impl Shared {
             clock.advance(cfg.debugtime_offset);
         }
         let store = Store::new(store_config(&cfg), clock.clone());
+        store.enable_insight(cfg.insight);
         let threads_n = cfg.threads.max(1);
         let counters: Vec<Arc<Counters>> = (0..threads_n).map(|_| Arc::default()).collect();
         let (stop_tx, stop_rx) = crossbeam_channel::unbounded();

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 
 use super::flow::PROTOCOL_VERSION;
+use super::insight_stats;
 use super::shared::{Shared, STATE_NAMES};
 use crate::protocol::text::Keys;
 use crate::stats;
@@ -45,6 +46,14 @@ pub(super) fn stat_rows(shared: &Shared, group: &str, out: &mut dyn StatSink) ->
         "slabs" => slabs_stats(shared, out),
         "sizes" => stat_line(out, "sizes_status", "disabled"),
         "latency" => latency_stats(shared, out),
+        // Ours (issue #17): see `insight_stats`.
+        "sizing" => insight_stats::sizing_rows(shared, &mut |n, v| out.stat(n, v)),
+        "misses" => insight_stats::misses_rows(shared, &mut |n, v| out.stat(n, v)),
+        "hotkeys" => {
+            insight_stats::hotkeys_rows(shared, insight_stats::HOTKEYS_DEFAULT, &mut |n, v| {
+                out.stat(n, v)
+            })
+        }
         _ => return false,
     }
     true
@@ -71,10 +80,25 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
     let mut words = Keys(args).map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"));
     let group = words.next().unwrap_or("");
     match group {
-        "" | "settings" | "items" | "slabs" | "sizes" | "latency" => {
+        "" | "settings" | "items" | "slabs" | "sizes" | "latency" | "sizing" | "misses" => {
             stat_rows(shared, group, &mut TextRows(out));
             line(out, "END");
         }
+        "hotkeys" => match words.next() {
+            None => {
+                stat_rows(shared, group, &mut TextRows(out));
+                line(out, "END");
+            }
+            Some(w) => match (insight_stats::hotkeys_switch(shared, w), w.parse::<usize>()) {
+                (Some(reply), _) => line(out, reply),
+                (None, Ok(n)) if n >= 1 => {
+                    let mut rows = TextRows(out);
+                    insight_stats::hotkeys_rows(shared, n, &mut |k, v| rows.stat(k, v));
+                    line(out, "END");
+                }
+                _ => line(out, "CLIENT_ERROR usage: stats hotkeys [N|on|off]"),
+            },
+        },
         "conns" => conns_stats(shared, out),
         "cachedump" => cachedump(shared, words.next(), words.next(), out),
         "reset" => {

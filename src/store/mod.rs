@@ -67,6 +67,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::insight::{Event, Insight, InsightConfig, StoreShape};
 use crate::protocol::frame;
 
 use shard::{DumpPlace, Found, Mem, Shard};
@@ -701,6 +702,20 @@ pub struct Store {
     shards: Box<[Mutex<Shard>]>,
     steal_from: AtomicUsize,
     crawler_starts: AtomicU64,
+    /// Hot keys, sizing simulations, miss reasons (`crate::insight`), once enabled.
+    insight: std::sync::OnceLock<Insight>,
+}
+
+/// The key hash and what an operation did, kept while its shard lock is held and
+/// told to [`Insight::note`] after it is released.
+#[derive(Default)]
+struct Seen(std::cell::Cell<Option<(u64, Event)>>);
+
+impl Seen {
+    #[inline]
+    fn set(&self, h: u64, ev: Event) {
+        self.0.set(Some((h, ev)));
+    }
 }
 
 /// Times an operation runs again after taking memory from the other shards.
@@ -735,7 +750,60 @@ impl Store {
             shards,
             steal_from: AtomicUsize::new(0),
             crawler_starts: AtomicU64::new(0),
+            insight: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Turns on the insight parts `cfg` asks for (once; later calls are ignored).
+    pub fn enable_insight(&self, cfg: InsightConfig) {
+        if !(cfg.hotkeys || cfg.sizing || cfg.miss_reasons) {
+            return;
+        }
+        let shape = StoreShape {
+            shards: self.shards.len(),
+            seg_bytes: shard::SEG_BYTES,
+            big_item: shard::BIG_ITEM,
+            big_align: 64,
+            small_bytes_per_read: shard::SMALL_BYTES_PER_READ,
+            main_bytes_per_read: shard::MAIN_BYTES_PER_READ,
+        };
+        let _ = self.insight.set(Insight::new(cfg, shape, self.mem_limit()));
+    }
+
+    /// The memory limit now (`-m`, or what `cache_memlimit` set).
+    pub fn mem_limit(&self) -> usize {
+        self.ctx.limit.load(Ordering::Relaxed)
+    }
+
+    /// The insight state, when enabled.
+    pub fn insight(&self) -> Option<&Insight> {
+        self.insight.get()
+    }
+
+    /// Tells the insight what an operation did (after its shard lock is released).
+    #[inline]
+    fn note(&self, key: &[u8], seen: &Seen) {
+        if let (Some(i), Some((h, ev))) = (self.insight.get(), seen.0.get()) {
+            i.note(key, h, ev, || self.ctx.clock.now(), self.mem_limit());
+        }
+    }
+
+    /// Whether `key` is absent because it was evicted recently (its fingerprint is in
+    /// its shard's ghost of evicted keys): the `get_miss_evicted` reason. False when
+    /// miss reasons are off.
+    pub fn recently_evicted(&self, key: &[u8]) -> bool {
+        match self.insight.get() {
+            Some(i) if i.config().miss_reasons => {
+                let h = hash_key(key);
+                self.shards[self.shard_of(h)].lock().recently_evicted(h)
+            }
+            _ => false,
+        }
+    }
+
+    /// Lookups of any key since the start or `stats reset`, over all shards.
+    pub fn lookups(&self) -> u64 {
+        self.shards.iter().map(|s| s.lock().lookups).sum()
     }
 
     /// The clock this store expires items by.
@@ -887,7 +955,10 @@ impl Store {
     ) -> Result<R, Miss> {
         let ctx = &self.ctx;
         let mut f = Some(f);
+        let seen = Seen::default();
         let body = |sh: &mut Shard, h: u64, mem: &Mem<'_>| {
+            sh.lookups += 1;
+            seen.set(h, Event::Get(None));
             let mut l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
                 Found::Miss(m) => return Err(m),
@@ -929,16 +1000,19 @@ impl Store {
                 ClassOp::GetHit
             };
             sh.count_class(ctx.class_for(hd.total()).unwrap_or(0), hit);
+            seen.set(h, Event::Get(Some(hd.total())));
             if drop_after {
                 sh.delete_at(ctx, h, l);
             }
             Ok(r)
         };
-        if touch.is_none() {
+        let r = if touch.is_none() {
             self.with(key, body)
         } else {
             self.with_retry(key, body)
-        }
+        };
+        self.note(key, &seen);
+        r
     }
 
     /// Moves the item at `l` to a chunk with room for an expiry field and sets it to
@@ -1056,7 +1130,9 @@ impl Store {
             .class_for(item::total_size(key.len(), value.len(), flags, 0, cas_on))
             .unwrap_or(0);
         let counted = std::cell::Cell::new(false);
-        self.with_retry(key, |sh, h, mem| {
+        let seen = Seen::default();
+        let r = self.with_retry(key, |sh, h, mem| {
+            seen.set(h, Event::Other);
             if !counted.replace(true) {
                 sh.count_class(sent_class, ClassOp::Set);
             }
@@ -1138,8 +1214,11 @@ impl Store {
             if marks != 0 {
                 sh.set_marks(new, marks);
             }
+            seen.set(h, Event::Set(total));
             (StoreOutcome::Stored, if cas_on { cas } else { 0 })
-        })
+        });
+        self.note(key, &seen);
+        r
     }
 
     /// The meta lookup (`mg`, `me`, and the reads of `ma`): finds the item (or with
@@ -1159,13 +1238,19 @@ impl Store {
         }
         let mut f = Some(f);
         let counted = std::cell::Cell::new(false);
+        let seen = Seen::default();
         let body = |sh: &mut Shard, h: u64, mem: &Mem<'_>| {
             let mut created = false;
+            if !counted.get() {
+                sh.lookups += 1;
+            }
+            seen.set(h, Event::Get(None));
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => {
                     if !counted.replace(true) {
                         sh.count(ctx, l, ClassOp::GetHit);
                     }
+                    seen.set(h, Event::Get(Some(sh.footprint(ctx, l))));
                     l
                 }
                 Found::Miss(m) => {
@@ -1232,11 +1317,13 @@ impl Store {
             }
             Ok(r)
         };
-        if vivify {
+        let r = if vivify {
             self.with_retry(key, body)
         } else {
             self.with(key, body)
-        }
+        };
+        self.note(key, &seen);
+        r
     }
 
     /// The meta delete (`md`): with `guard`, only when the item's CAS unique equals it;
@@ -1253,7 +1340,9 @@ impl Store {
         if key.is_empty() {
             return MetaDelete::Miss(Miss::Absent);
         }
-        self.with(key, |sh, h, mem| {
+        let seen = Seen::default();
+        let r = self.with(key, |sh, h, mem| {
+            seen.set(h, Event::Other);
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
                 Found::Miss(m) => return MetaDelete::Miss(m),
@@ -1267,6 +1356,7 @@ impl Store {
             sh.count(ctx, l, ClassOp::DeleteHit);
             let Some(ttl) = invalidate else {
                 sh.delete_at(ctx, h, l);
+                seen.set(h, Event::Delete);
                 return MetaDelete::Deleted;
             };
             let m = (sh.marks(l) | item::MARK_STALE) & !item::MARK_WON;
@@ -1284,7 +1374,9 @@ impl Store {
                 }
             }
             MetaDelete::Invalidated
-        })
+        });
+        self.note(key, &seen);
+        r
     }
 
     /// Removes a key.
@@ -1300,17 +1392,26 @@ impl Store {
     /// 0); check and removal happen under one shard lock.
     pub fn delete_guarded(&self, key: &[u8], guard: u64) -> Guarded {
         let ctx = &self.ctx;
-        self.with(key, |sh, h, _| match sh.find(ctx, h, key) {
-            Found::Live(l) => {
-                if guard != 0 && (!ctx.cas_on || item::Hdr::read(sh.chunk(l), true).cas != guard) {
-                    return Guarded::Exists;
+        let seen = Seen::default();
+        let r = self.with(key, |sh, h, _| {
+            seen.set(h, Event::Other);
+            match sh.find(ctx, h, key) {
+                Found::Live(l) => {
+                    if guard != 0
+                        && (!ctx.cas_on || item::Hdr::read(sh.chunk(l), true).cas != guard)
+                    {
+                        return Guarded::Exists;
+                    }
+                    sh.count(ctx, l, ClassOp::DeleteHit);
+                    sh.delete_at(ctx, h, l);
+                    seen.set(h, Event::Delete);
+                    Guarded::Done
                 }
-                sh.count(ctx, l, ClassOp::DeleteHit);
-                sh.delete_at(ctx, h, l);
-                Guarded::Done
+                Found::Miss(m) => Guarded::Miss(m),
             }
-            Found::Miss(m) => Guarded::Miss(m),
-        })
+        });
+        self.note(key, &seen);
+        r
     }
 
     /// incr / decr with memcached's rules: the value is parsed like `safe_strtoull`; a
@@ -1325,7 +1426,9 @@ impl Store {
     pub fn delta_guarded(&self, key: &[u8], delta: Delta, guard: u64) -> (DeltaOutcome, u64) {
         let ctx = &self.ctx;
         let cas_on = ctx.cas_on;
-        self.with_retry(key, |sh, h, mem| {
+        let seen = Seen::default();
+        let r = self.with_retry(key, |sh, h, mem| {
+            seen.set(h, Event::Other);
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
                 Found::Miss(m) => return (DeltaOutcome::NotFound(m), 0),
@@ -1393,13 +1496,18 @@ impl Store {
             c[at + key.len()..at + key.len() + d.len()].copy_from_slice(d);
             sh.link(ctx, h, new, Some(old));
             (DeltaOutcome::Value(n), if cas_on { cas } else { 0 })
-        })
+        });
+        self.note(key, &seen);
+        r
     }
 
     /// `flush_all [delay]`: invalidates every item stored before the given time, with
     /// memcached's arithmetic (`oldest_live`, and with CAS `oldest_cas`, which takes one
     /// CAS unique).
     pub fn flush_all(&self, exptime: i64) {
+        if let (Some(i), true) = (self.insight.get(), exptime <= 0) {
+            i.flush();
+        }
         let now = self.ctx.clock.now();
         let new_oldest = if exptime > 0 {
             self.ctx.clock.realtime(exptime)
@@ -1504,6 +1612,9 @@ impl Store {
     pub fn reset_stats(&self) {
         for sh in self.shards.iter() {
             sh.lock().reset_stats();
+        }
+        if let Some(i) = self.insight.get() {
+            i.reset(self.ctx.clock.now());
         }
     }
 

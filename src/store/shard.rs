@@ -74,9 +74,9 @@ const SMALL_SHARE_MAX: u32 = 512;
 /// in-process over Zipf traces with values 50 B..8 KiB (`store::tests::sim_sweep`):
 /// avoidable misses -7 % at 8 MiB against plain S3-FIFO (which needs one read), no
 /// change with narrow value sizes.
-const MAIN_BYTES_PER_READ: usize = 1024;
+pub(super) const MAIN_BYTES_PER_READ: usize = 1024;
 /// The same for the promotion from small to main.
-const SMALL_BYTES_PER_READ: usize = 2048;
+pub(super) const SMALL_BYTES_PER_READ: usize = 2048;
 
 /// Reads an item of `total` bytes needs to survive the tail of queue `q`.
 #[inline]
@@ -331,6 +331,18 @@ impl Ghost {
     fn bytes(&self) -> usize {
         self.slots.len() * 8
     }
+
+    /// Whether `fp` was evicted within the last table-size insertions (a peek: the
+    /// entry stays).
+    fn holds(&self, fp: u32) -> bool {
+        let n = self.slots.len();
+        if n == 0 {
+            return false;
+        }
+        let slot = self.slots[fp as usize & (n - 1)];
+        let (f, s) = ((slot >> 32) as u32, slot as u32);
+        f == fp && self.seq.wrapping_sub(s & GHOST_SEQ) & GHOST_SEQ < n as u32
+    }
 }
 
 /// Why an item is being removed.
@@ -378,6 +390,9 @@ pub struct Shard {
     crawl_gen: u32,
     /// Per size class figures (classes are only a view: memory is not bound to them).
     classes: Vec<ClassStats>,
+    /// Lookups of any key since the start or `stats reset` (`stats sizing`'s
+    /// denominator).
+    pub(super) lookups: u64,
     /// Meta marks of the items whose `MARKED` bit is set (location -> marks); every
     /// path that frees or moves an item keeps it in step.
     marks: HashMap<Loc, u8>,
@@ -433,6 +448,7 @@ impl Shard {
             crawl_off: 0,
             crawl_gen: 0,
             classes: vec![ClassStats::default(); nclasses],
+            lookups: 0,
             marks: HashMap::new(),
             total_items: 0,
             bytes: 0,
@@ -444,6 +460,12 @@ impl Shard {
     /// Items in the index.
     pub fn len(&self) -> usize {
         self.tables.iter().map(HashTable::len).sum()
+    }
+
+    /// Whether a key with hash `h` was evicted recently (its fingerprint is in the
+    /// ghost): the "evicted" reason of a miss.
+    pub fn recently_evicted(&self, h: u64) -> bool {
+        self.ghost.holds(fingerprint(h))
     }
 
     /// Bytes held by the index itself (approximate: buckets × (slot + control byte)),
@@ -468,6 +490,11 @@ impl Shard {
             Some(Some(s)) => s,
             _ => unreachable_seg(),
         }
+    }
+
+    /// The bytes the item at `l` takes (header, key, value).
+    pub fn footprint(&self, ctx: &Ctx, l: Loc) -> usize {
+        Hdr::read(self.chunk(l), ctx.cas_on).total()
     }
 
     /// The bytes of the item at `l`, and after it what its segment holds (the header
@@ -1410,6 +1437,7 @@ impl Shard {
     /// now (items, bytes, segments) stay.
     pub fn reset_stats(&mut self) {
         self.total_items = 0;
+        self.lookups = 0;
         for st in &mut self.classes {
             st.evicted = 0;
             st.evicted_nonzero = 0;

@@ -14,6 +14,8 @@
 //! - `soak`: real clients, faults, SIGHUP and flushes for a while; invariants checked throughout.
 //! - `latency-check`: ferrocache's `stats latency` p50/p90/p99 beside a client's
 //!   measurements less the round trip (issue #17's accuracy target).
+//! - `insight`: accuracy of `stats sizing` (estimates at -m 16 against real runs at 32
+//!   and 64) and of `stats hotkeys` (recall of the true top 10) on Zipf traces.
 //! - `snapshot`: warm restart (save/load time beside `dd`, RSS) and workload (a) during online snapshots.
 #![forbid(unsafe_code)]
 
@@ -21,6 +23,7 @@ mod compare;
 mod handshake;
 mod hist;
 mod hitratio;
+mod insight;
 mod latcheck;
 mod load;
 mod memory;
@@ -61,6 +64,8 @@ enum Cmd {
     Hitratio(hitratio::Args),
     /// Soak test: mixed load and faults for a while, invariants checked throughout.
     Soak(soak::Args),
+    /// Accuracy of stats sizing and stats hotkeys against real runs and the trace.
+    Insight(insight::Args),
     /// Warm restart and online snapshots: save/load time, RSS, dd, p99 during snapshots.
     Snapshot(snapshot::Args),
     /// `stats latency` against what a client measures (less the round trip).
@@ -75,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Memory(a) => memory::main(a),
         Cmd::Hitratio(a) => hitratio::main(a),
         Cmd::Soak(a) => soak::main(a),
+        Cmd::Insight(a) => insight::main(a),
         Cmd::Snapshot(a) => snapshot::main(a),
         Cmd::LatencyCheck(a) => latcheck::main(a),
     };

@@ -1,0 +1,126 @@
+//! The rows of `stats hotkeys [N]`, `stats sizing` and `stats misses` (issue #17),
+//! from [`crate::insight`] and the per-worker counters. Rows go to a plain callback so
+//! that `stats_exec` can hand them to either protocol's sink (and `/metrics` reads
+//! them as it reads every `stats` group).
+//!
+//! ```text
+//!  stats hotkeys [N|on|off]  hotkeys_* rows, then hotkey:<rank>:key|rate|share|count|error
+//!  stats sizing              sizing_* rows, then sizing:<0.25x..8x>:bytes|miss_ratio|...
+//!  stats misses              get_misses = get_expired + get_flushed + get_miss_evicted
+//!                                         + get_miss_never_stored
+//! ```
+
+use std::fmt::Display;
+
+use super::shared::Shared;
+use crate::insight::{escape_key, hotkeys, sizing};
+use crate::stats;
+
+/// Where rows go: (name, value).
+pub(super) type Emit<'a> = &'a mut dyn FnMut(&str, &dyn Display);
+
+/// Keys `stats hotkeys` lists when no count is given.
+pub(super) const HOTKEYS_DEFAULT: usize = 10;
+/// Most keys `stats hotkeys N` lists.
+pub(super) const HOTKEYS_MAX: usize = 1000;
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `stats hotkeys [n]`: the sketch's figures, then the `n` hottest keys. A key is
+/// printed escaped ([`escape_key`]: `%XX` for any byte but letters, digits and
+/// `-._~:/`), so it never breaks a row.
+pub(super) fn hotkeys_rows(shared: &Shared, n: usize, out: Emit<'_>) {
+    let Some(i) = shared.store.insight().filter(|i| i.config().hotkeys) else {
+        out("hotkeys_enabled", &"no");
+        return;
+    };
+    let rep = i.hot.report(n.min(HOTKEYS_MAX), shared.clock.now());
+    out("hotkeys_enabled", &yes_no(i.hot.enabled()));
+    out("hotkeys_sample_every", &hotkeys::SAMPLE_EVERY);
+    out("hotkeys_counters", &hotkeys::COUNTERS);
+    out("hotkeys_half_life", &hotkeys::HALF_LIFE);
+    out("hotkeys_sketches", &rep.sketches);
+    out("hotkeys_memory", &rep.bytes);
+    out("hotkeys_sampled", &rep.sampled);
+    out("hotkeys_total_rate", &format_args!("{:.1}", rep.total_rate));
+    for (r, k) in rep.top.iter().enumerate() {
+        let p = format!("hotkey:{}", r + 1);
+        out(&format!("{p}:key"), &escape_key(&k.key));
+        out(&format!("{p}:rate"), &format_args!("{:.1}", k.rate));
+        out(&format!("{p}:share"), &format_args!("{:.4}", k.share));
+        out(&format!("{p}:count"), &k.count);
+        out(&format!("{p}:error"), &k.error);
+    }
+}
+
+/// `stats sizing`: the estimated miss ratio at 0.25x..8x the current `-m`.
+pub(super) fn sizing_rows(shared: &Shared, out: Emit<'_>) {
+    let store = &shared.store;
+    let limit = store.mem_limit();
+    let rep = store
+        .insight()
+        .and_then(|i| i.sizing(store.lookups(), limit));
+    let Some(rep) = rep else {
+        out("sizing_enabled", &"no");
+        return;
+    };
+    out("sizing_enabled", &"yes");
+    out("sizing_sample_rate", &rep.rate);
+    out("sizing_sample_halvings", &rep.halvings);
+    out("sizing_lookups", &rep.lookups);
+    out("sizing_sampled_lookups", &rep.sampled_lookups);
+    out("sizing_sampled_keys", &rep.sampled_keys);
+    out(
+        "sizing_segment_waste",
+        &format_args!("{:.4}", rep.segment_waste),
+    );
+    out("sizing_memory", &rep.bytes);
+    for (e, name) in rep.sizes.iter().zip(sizing::SCALE_NAMES) {
+        let p = format!("sizing:{name}");
+        out(&format!("{p}:bytes"), &e.bytes);
+        out(
+            &format!("{p}:miss_ratio"),
+            &format_args!("{:.4}", e.miss_ratio),
+        );
+        out(&format!("{p}:entries"), &e.entries);
+    }
+}
+
+/// `stats misses`: why get misses missed.
+pub(super) fn misses_rows(shared: &Shared, out: Emit<'_>) {
+    let s = stats::sum(shared.counters.iter().map(|a| &**a));
+    let on = shared
+        .store
+        .insight()
+        .is_some_and(|i| i.config().miss_reasons);
+    out("miss_reasons_enabled", &yes_no(on));
+    out("get_misses", &s.get_misses);
+    out("get_expired", &s.get_expired);
+    out("get_flushed", &s.get_flushed);
+    out("get_miss_evicted", &s.get_miss_evicted);
+    out("get_miss_never_stored", &s.get_miss_never_stored);
+}
+
+/// `stats hotkeys on|off`: sampling switched at run time (false: no such word).
+pub(super) fn hotkeys_switch(shared: &Shared, word: &str) -> Option<&'static str> {
+    let on = match word {
+        "on" => true,
+        "off" => false,
+        _ => return None,
+    };
+    Some(
+        match shared.store.insight().filter(|i| i.config().hotkeys) {
+            Some(i) => {
+                i.hot.set_enabled(on);
+                "OK"
+            }
+            None => "CLIENT_ERROR hot keys are off (-o no_hotkeys)",
+        },
+    )
+}
