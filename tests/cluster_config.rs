@@ -198,18 +198,7 @@ fn bad_input_gets_errors_and_leaves_the_configuration() {
 
 /// A binary request packet.
 fn pkt(op: u8, key: &[u8], extras: &[u8], value: &[u8], opaque: u32) -> Vec<u8> {
-    let body = extras.len() + key.len() + value.len();
-    let mut p = vec![0x80, op];
-    p.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    p.push(extras.len() as u8);
-    p.extend_from_slice(&[0, 0, 0]);
-    p.extend_from_slice(&(body as u32).to_be_bytes());
-    p.extend_from_slice(&opaque.to_be_bytes());
-    p.extend_from_slice(&0u64.to_be_bytes());
-    p.extend_from_slice(extras);
-    p.extend_from_slice(key);
-    p.extend_from_slice(value);
-    p
+    common::binary_request(op, key, extras, value, opaque)
 }
 
 /// A binary response packet as memcached composes them.

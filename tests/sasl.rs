@@ -38,18 +38,7 @@ const STEP: u8 = 0x22;
 
 /// A request packet.
 fn pkt(op: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
-    let body = extras.len() + key.len() + value.len();
-    let mut p = vec![0x80, op];
-    p.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    p.push(extras.len() as u8);
-    p.extend_from_slice(&[0, 0, 0]);
-    p.extend_from_slice(&(body as u32).to_be_bytes());
-    p.extend_from_slice(&0x0102_0304u32.to_be_bytes());
-    p.extend_from_slice(&0u64.to_be_bytes());
-    p.extend_from_slice(extras);
-    p.extend_from_slice(key);
-    p.extend_from_slice(value);
-    p
+    common::binary_request(op, key, extras, value, 0x0102_0304)
 }
 
 fn plain(user: &str, pass: &str) -> Vec<u8> {

@@ -363,7 +363,7 @@ const LONGOPTS: &[LongOpt] = &[
 ];
 
 /// Every `-o` sub-option memcached 1.6.18 (Debian build: TLS and extstore,
-/// no proxy) accepts, plus our `debugtime`.
+/// no proxy) accepts (ours are [`OUR_SUBOPTS`]).
 const SUBOPTS: &[&str] = &[
     "maxconns_fast",
     "hashpower",
@@ -429,6 +429,10 @@ const SUBOPTS: &[&str] = &[
     "ext_max_frag",
     "ext_drop_unread",
     "slab_automove_freeratio",
+];
+
+/// Our own `-o` sub-options (accepted and acted on, besides memcached's).
+const OUR_SUBOPTS: &[&str] = &[
     "debugtime",
     "no_latency",
     "latency_sample",
@@ -447,14 +451,6 @@ const SUBOPTS_USED: &[&str] = &[
     "idle_timeout",
     "read_buf_mem_limit",
     "slab_chunk_max",
-    "debugtime",
-    "no_latency",
-    "latency_sample",
-    "metrics_timeout",
-    "no_hotkeys",
-    "no_sizing",
-    "no_miss_reasons",
-    "no_insight",
 ];
 
 /// What parsing needs to remember besides the [`Config`] itself.
@@ -807,13 +803,13 @@ impl Config {
                 Some(eq) => (&token[..eq], Some(&token[eq + 1..])),
                 None => (token, None),
             };
-            if !SUBOPTS.contains(&name) {
+            if !SUBOPTS.contains(&name) && !OUR_SUBOPTS.contains(&name) {
                 return Err((format!("Illegal suboption \"{token}\""), 1));
             }
             self.apply_subopt(st, name, value)?;
             self.extended
                 .push((name.to_string(), value.map(str::to_string)));
-            if !SUBOPTS_USED.contains(&name) {
+            if !SUBOPTS_USED.contains(&name) && !OUR_SUBOPTS.contains(&name) {
                 self.ignored.push(format!("-o {token}"));
             }
         }

@@ -414,7 +414,7 @@ fn sub_options() {
     assert_eq!(cfg("-o idle_timeout=abc").idle_timeout, 0);
     assert!(cfg("-o hashpower=20=3 -t 4").hashpower_init == 20);
     // Every memcached 1.6.18 sub-option is accepted with a sane value.
-    for o in SUBOPTS {
+    for o in SUBOPTS.iter().chain(OUR_SUBOPTS) {
         let v = match *o {
             "hashpower" => "hashpower=20".to_string(),
             "slab_automove" | "ssl_verify_mode" | "ssl_min_version" => format!("{o}=1"),

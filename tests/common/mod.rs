@@ -611,3 +611,19 @@ pub fn memcached_sasl_setup(dir: &Scratch, user: &str, pass: &str) -> bool {
     std::env::set_var("SASL_CONF_PATH", &dir.0);
     true
 }
+
+/// A binary-protocol request packet: `op`, `key`, `extras`, `value`, `opaque` (no CAS).
+pub fn binary_request(op: u8, key: &[u8], extras: &[u8], value: &[u8], opaque: u32) -> Vec<u8> {
+    let body = extras.len() + key.len() + value.len();
+    let mut p = vec![0x80, op];
+    p.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    p.push(extras.len() as u8);
+    p.extend_from_slice(&[0, 0, 0]);
+    p.extend_from_slice(&(body as u32).to_be_bytes());
+    p.extend_from_slice(&opaque.to_be_bytes());
+    p.extend_from_slice(&0u64.to_be_bytes());
+    p.extend_from_slice(extras);
+    p.extend_from_slice(key);
+    p.extend_from_slice(value);
+    p
+}
