@@ -140,31 +140,38 @@ pub fn main(a: Args) -> Result<(), String> {
         get.len(),
         rtt as f64 / 1000.0
     );
+    // Two readings of "less the round trip": the round trip's median (a), and its
+    // own quantile (b: the reference set's client quantile less its server
+    // quantile), which also takes the round trip's tail (scheduling, wake-ups) off.
     println!(
-        "{:<8} {:>12} {:>16} {:>12} {:>8} {:>6}",
-        "", "client us", "client-rtt us", "server us", "buckets", "met"
+        "{:<8} {:>12} {:>16} {:>8} {:>16} {:>8} {:>12}",
+        "", "client us", "(a) -rtt p50 us", "buckets", "(b) -rtt(q) us", "buckets", "server us"
     );
-    let mut p99_met = false;
+    let (mut p99_a, mut p99_b) = (false, false);
     for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
         let c = quantile(&gets, q);
         let est = c.saturating_sub(rtt);
+        let rtt_q = quantile(&refs, q).saturating_sub(find(&format!("set:{name}_us"))?);
+        let est_q = c.saturating_sub(rtt_q);
         let srv_ns = find(&format!("get:{name}_us"))?;
         let apart = (bucket_of(srv_ns) as i64 - bucket_of(est) as i64).abs();
-        let met = apart <= 1;
+        let apart_q = (bucket_of(srv_ns) as i64 - bucket_of(est_q) as i64).abs();
         if name == "p99" {
-            p99_met = met;
+            (p99_a, p99_b) = (apart <= 1, apart_q <= 1);
         }
         println!(
-            "{name:<8} {:>12.1} {:>16.1} {:>12.1} {apart:>8} {:>6}",
+            "{name:<8} {:>12.1} {:>16.1} {apart:>8} {:>16.1} {apart_q:>8} {:>12.1}",
             c as f64 / 1000.0,
             est as f64 / 1000.0,
+            est_q as f64 / 1000.0,
             srv_ns as f64 / 1000.0,
-            if met { "yes" } else { "no" }
         );
     }
+    let word = |m: bool| if m { "met" } else { "not met" };
     println!(
-        "target (p99 within one bucket of client p99 less the round trip): {}",
-        if p99_met { "met" } else { "not met" }
+        "target (p99 within one bucket of client p99 less the round trip): (a) {}, (b) {}",
+        word(p99_a),
+        word(p99_b)
     );
     drop(srv);
     Ok(())
