@@ -771,11 +771,17 @@ fn the_latency_check_benchmark_runs_and_reports_the_three_quantiles() {
             .lines()
             .find(|l| l.starts_with(q))
             .unwrap_or_else(|| panic!("no {q} row in {}", run.stdout));
-        // client, client less round trip, server, buckets apart, met.
+        // quantile, client, (a) client less the median round trip, buckets apart,
+        // (b) client less the round trip at that quantile, buckets apart, server.
         let cols: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(cols.len(), 6, "{line}");
-        let server: f64 = cols[3].parse().unwrap_or(0.0);
-        assert!(server > 0.0, "{line}");
+        assert_eq!(cols.len(), 7, "{line}");
+        let num = |i: usize| cols[i].parse::<f64>().unwrap_or(-1.0);
+        assert!(num(6) > 0.0, "server: {line}");
+        assert!(
+            num(1) >= num(2) && num(1) >= num(4),
+            "client above both: {line}"
+        );
+        assert!(num(3) >= 0.0 && num(5) >= 0.0, "bucket distances: {line}");
     }
     assert!(
         run.stdout.contains("target (p99 within one bucket"),
