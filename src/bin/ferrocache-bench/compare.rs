@@ -17,7 +17,7 @@
 
 use crate::load::{self, Established, LoadConfig, LoadResult};
 use crate::servers::{self, Kind, ServerProc};
-use crate::textconn::json_str;
+use crate::textconn::{json_str, ServerFlags};
 use crate::tls::{CertFiles, TlsClient};
 use crate::wire::Protocol;
 use std::fmt::Write as _;
@@ -72,25 +72,11 @@ pub struct Args {
     /// Name the servers' certificate must carry (with --tls).
     #[arg(long, requires = "tls", default_value = "localhost")]
     pub tls_name: String,
-    /// Extra arguments of the first slot's server, split at spaces. With
-    /// `MEMCACHED=<ferrocache binary>` two ferrocache configurations are compared:
-    /// `--memcached-args "-o no_latency" --ferrocache-args "--metrics-listen 0"`.
-    #[arg(long, allow_hyphen_values = true, default_value = "")]
-    pub memcached_args: String,
-    /// Extra arguments of ferrocache's slot, split at spaces.
-    #[arg(long, allow_hyphen_values = true, default_value = "")]
-    pub ferrocache_args: String,
-}
-
-impl Args {
-    /// The extra arguments of a slot's server.
-    fn extra_args(&self, kind: Kind) -> Vec<&str> {
-        let s = match kind {
-            Kind::Memcached => &self.memcached_args,
-            Kind::Ferrocache => &self.ferrocache_args,
-        };
-        s.split_whitespace().collect()
-    }
+    /// Extra server flags per slot. With `MEMCACHED=<ferrocache binary>` two
+    /// ferrocache configurations are compared: `--memcached-args "-o no_latency"
+    /// --ferrocache-args "--metrics-listen 0"`.
+    #[command(flatten)]
+    pub flags: ServerFlags,
 }
 
 /// Connections of workload (h).
@@ -405,7 +391,7 @@ fn run_workload(
     let tls_args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
     let mut srv = Vec::new();
     for sl in &slots {
-        let mut extra = a.extra_args(sl.kind);
+        let mut extra = a.flags.for_kind(sl.kind);
         srv.push(if sl.tls {
             extra.extend_from_slice(&tls_args);
             // The key is readable by root only: memcached must keep root to read it.
@@ -620,23 +606,36 @@ fn gen_target(w: &WorkloadResult) -> Target {
     t
 }
 
+/// A target on the ratio of workload `n`'s medians (`f`), `<= lim` when `le`, else
+/// `>= lim`; not measured when the workload did not run.
+fn ratio_target(
+    results: &[WorkloadResult],
+    what: &str,
+    n: char,
+    f: fn(&Medians) -> f64,
+    le: bool,
+    lim: f64,
+) -> Target {
+    let v = results.iter().find(|w| w.name == n).map(|w| w.ratio(f));
+    Target::new(
+        what,
+        v,
+        format!("{} {lim}", if le { "<=" } else { ">=" }),
+        v.map(|v| if le { v <= lim } else { v >= lim }),
+    )
+}
+
 fn targets(results: &[WorkloadResult], a: &Args, pinned: bool) -> Vec<Target> {
     let find = |n: char| results.iter().find(|w| w.name == n);
     let mut t = Vec::new();
-    let mut ratio_target = |what: &str, n: char, f: fn(&Medians) -> f64, le: bool, lim: f64| {
-        let v = find(n).map(|w| w.ratio(f));
-        t.push(Target::new(
-            what,
-            v,
-            format!("{} {lim}", if le { "<=" } else { ">=" }),
-            v.map(|v| if le { v <= lim } else { v >= lim }),
-        ));
+    let mut ratio = |what: &str, n: char, f: fn(&Medians) -> f64, le: bool, lim: f64| {
+        t.push(ratio_target(results, what, n, f, le, lim));
     };
-    ratio_target("server CPU/op (a)", 'a', |m| m.cpu_us_per_op, true, 0.6);
-    ratio_target("ops/s (a)", 'a', |m| m.ops_per_sec, false, 1.3);
-    ratio_target("ops/s (b)", 'b', |m| m.ops_per_sec, false, 3.0);
-    ratio_target("p99 (a)", 'a', |m| m.p99_us, true, 1.0);
-    ratio_target("p99 (b)", 'b', |m| m.p99_us, true, 1.0);
+    ratio("server CPU/op (a)", 'a', |m| m.cpu_us_per_op, true, 0.6);
+    ratio("ops/s (a)", 'a', |m| m.ops_per_sec, false, 1.3);
+    ratio("ops/s (b)", 'b', |m| m.ops_per_sec, false, 3.0);
+    ratio("p99 (a)", 'a', |m| m.p99_us, true, 1.0);
+    ratio("p99 (b)", 'b', |m| m.p99_us, true, 1.0);
     // The issue accepts (a) being limited by the load generator's core, if shown.
     if let Some(w) = find('a') {
         t.push(gen_target(w));
@@ -672,24 +671,18 @@ fn targets(results: &[WorkloadResult], a: &Args, pinned: bool) -> Vec<Target> {
 fn tls_targets(results: &[WorkloadResult]) -> Vec<Target> {
     let find = |n: char| results.iter().find(|w| w.name == n);
     let mut t = Vec::new();
-    let mut ratio_target = |what: &str, n: char, f: fn(&Medians) -> f64, le: bool, lim: f64| {
-        let v = find(n).map(|w| w.ratio(f));
-        t.push(Target::new(
-            what,
-            v,
-            format!("{} {lim}", if le { "<=" } else { ">=" }),
-            v.map(|v| if le { v <= lim } else { v >= lim }),
-        ));
+    let mut ratio = |what: &str, n: char, f: fn(&Medians) -> f64, le: bool, lim: f64| {
+        t.push(ratio_target(results, what, n, f, le, lim));
     };
-    ratio_target(
+    ratio(
         "server CPU/request (a), TLS",
         'a',
         |m| m.cpu_us_per_op,
         true,
         0.8,
     );
-    ratio_target("ops/s (b), TLS", 'b', |m| m.ops_per_sec, false, 3.0);
-    ratio_target(
+    ratio("ops/s (b), TLS", 'b', |m| m.ops_per_sec, false, 3.0);
+    ratio(
         "server CPU per full handshake (h)",
         'h',
         |m| m.cpu_us_per_op,

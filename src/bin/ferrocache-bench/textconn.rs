@@ -159,7 +159,6 @@ pub fn json_f64(v: f64) -> String {
     }
 }
 
-/// Splits a `--server-args` style string into flags (whitespace separated).
 /// Extra server flags shared by the subcommands that start servers.
 #[derive(clap::Args, Debug)]
 pub struct ServerFlags {
