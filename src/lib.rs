@@ -9,6 +9,7 @@
 //! - [`insight`]: hot keys, the miss-ratio curve (`stats sizing`), why lookups missed.
 //! - [`notify`]: readiness and shutdown notices to systemd (`Type=notify`).
 //! - [`op`]: the vocabulary store, protocol and client share (`StoreOp`, `Delta`).
+//! - [`policy`]: the eviction policy's rules, shared by the store and the sizing simulation.
 //! - [`protocol`]: pure parsers and reply composers (text, meta, binary).
 //! - [`store`]: the sharded item store (log-structured segments, S3-FIFO) and the clock.
 //! - [`server`]: listeners, per-core `mio` workers, connections, command execution.
@@ -44,6 +45,8 @@ pub mod latency;
 #[cfg(feature = "server")]
 pub mod notify;
 pub mod op;
+#[cfg(feature = "server")]
+pub mod policy;
 #[cfg(any(feature = "server", feature = "client"))]
 pub mod protocol;
 #[cfg(feature = "server")]

@@ -24,6 +24,7 @@
 //! minis) whenever a mini holds more than its share of [`ENTRY_CAP`] entries, so
 //! memory stays bounded whatever the item sizes (SHARDS' fixed-size variant).
 
+use crate::policy::{self, Band, BandShare, Coin, Lifetimes, Queue};
 use hashbrown::HashMap;
 use std::collections::VecDeque;
 
@@ -36,11 +37,6 @@ pub const SAMPLE_BYTES: usize = 4 << 20;
 /// Entries all minis hold at most (shared in proportion to their size).
 pub const ENTRY_CAP: usize = 1 << 16;
 
-/// Share of a queue in 1/1024 of the mini's bytes: start and bounds, as the store's.
-const SMALL_SHARE_START: u32 = 102;
-const SMALL_SHARE_MIN: u32 = 20;
-const SMALL_SHARE_MAX: u32 = 512;
-
 /// What the simulation needs to know of the store.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreShape {
@@ -52,35 +48,47 @@ pub struct StoreShape {
     pub big_item: usize,
     /// Bytes a large item's segment is rounded up to.
     pub big_align: usize,
-    /// Reads an item needs in the small queue per this many bytes (up to 3).
-    pub small_bytes_per_read: usize,
-    /// The same in the main queue.
-    pub main_bytes_per_read: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Ent {
     size: u32,
     freq: u8,
-    main: bool,
+    q: Queue,
     gen: u32,
 }
 
-/// One miniature cache.
-#[derive(Debug, Default)]
+/// A key in a mini's ghost: where it was evicted from, and its band's eviction clock
+/// (bytes) then.
+#[derive(Debug, Clone, Copy)]
+struct GhostEnt {
+    band: Band,
+    q: Queue,
+    clock: u64,
+    seq: u64,
+}
+
+/// One miniature cache: the store's policy ([`crate::policy`]) on items instead of
+/// segments.
+#[derive(Debug)]
 struct Mini {
     map: HashMap<u64, Ent>,
-    small: VecDeque<(u64, u32)>,
-    main: VecDeque<(u64, u32)>,
-    small_bytes: u64,
-    main_bytes: u64,
+    /// Queues by band and queue: (key, generation).
+    queues: [[VecDeque<(u64, u32)>; 2]; 2],
+    bytes: [[u64; 2]; 2],
+    /// The charge probabilities of each band's size classes.
+    lifetimes: [Lifetimes; 2],
+    small_share: [u32; 2],
+    large_share: BandShare,
     gen: u32,
-    ghost: HashMap<u64, (u64, bool)>,
+    ghost: HashMap<u64, GhostEnt>,
     ghost_fifo: VecDeque<(u64, u64)>,
     ghost_seq: u64,
-    from_small: u64,
-    from_main: u64,
-    small_share: u32,
+    /// Bytes evicted from each band.
+    clock: [u64; 2],
+    /// Recent evictions from each queue of each band.
+    from: [[u32; 2]; 2],
+    coin: Coin,
     misses: u64,
     /// Misses, each weighted by 1/R at the time (R halves as the sample grows).
     misses_w: f64,
@@ -90,66 +98,104 @@ struct Mini {
 impl Mini {
     fn new() -> Mini {
         Mini {
-            small_share: SMALL_SHARE_START,
-            ..Mini::default()
+            map: HashMap::new(),
+            queues: Default::default(),
+            bytes: [[0; 2]; 2],
+            lifetimes: [Lifetimes::default(), Lifetimes::default()],
+            small_share: [policy::SMALL_SHARE_START; 2],
+            large_share: BandShare::default(),
+            gen: 0,
+            ghost: HashMap::new(),
+            ghost_fifo: VecDeque::new(),
+            ghost_seq: 0,
+            clock: [0; 2],
+            from: [[0; 2]; 2],
+            coin: Coin::new(0x5DEE_CE66_D1CE_4E5B),
+            misses: 0,
+            misses_w: 0.0,
+            hits: 0,
         }
     }
 
-    fn reads_needed(per: usize, size: u32) -> u8 {
-        (size as usize).div_ceil(per).clamp(1, 3) as u8
+    fn total_bytes(&self) -> u64 {
+        self.bytes.iter().flatten().sum()
     }
 
-    fn push(&mut self, h: u64, main: bool) {
+    fn band_bytes(&self, b: Band) -> u64 {
+        self.bytes[b.index()].iter().sum()
+    }
+
+    fn push(&mut self, h: u64, q: Queue) {
         self.gen = self.gen.wrapping_add(1);
         let gen = self.gen;
         if let Some(e) = self.map.get_mut(&h) {
             e.gen = gen;
-            e.main = main;
-            if main {
-                self.main.push_back((h, gen));
-                self.main_bytes += u64::from(e.size);
-            } else {
-                self.small.push_back((h, gen));
-                self.small_bytes += u64::from(e.size);
-            }
+            e.q = q;
+            let b = Band::of(e.size as usize).index();
+            self.queues[b][q.index()].push_back((h, gen));
+            self.bytes[b][q.index()] += u64::from(e.size);
         }
     }
 
-    fn ghost_insert(&mut self, h: u64, main: bool) {
+    fn ghost_insert(&mut self, h: u64, band: Band, q: Queue, size: u32) {
+        let b = band.index();
+        self.clock[b] += u64::from(size);
         self.ghost_seq += 1;
-        self.ghost.insert(h, (self.ghost_seq, main));
+        self.ghost.insert(
+            h,
+            GhostEnt {
+                band,
+                q,
+                clock: self.clock[b],
+                seq: self.ghost_seq,
+            },
+        );
         self.ghost_fifo.push_back((h, self.ghost_seq));
-        if main {
-            self.from_main += 1;
-        } else {
-            self.from_small += 1;
-        }
+        self.from[b][q.index()] += 1;
         let bound = self.map.len().max(64);
         while self.ghost_fifo.len() > bound {
             if let Some((g, s)) = self.ghost_fifo.pop_front() {
-                if self.ghost.get(&g).is_some_and(|&(gs, _)| gs == s) {
+                if self.ghost.get(&g).is_some_and(|e| e.seq == s) {
                     self.ghost.remove(&g);
                 }
             }
         }
-        if (self.from_small + self.from_main) as usize > bound {
-            self.from_small /= 2;
-            self.from_main /= 2;
+        let f = &mut self.from[b];
+        if (f[0] + f[1]) as usize > bound {
+            f[0] /= 2;
+            f[1] /= 2;
+        }
+    }
+
+    /// The band the next eviction takes from, as the store's `evict_band`.
+    fn evict_band(&self) -> Band {
+        let large: usize = self.queues[1].iter().map(VecDeque::len).sum();
+        let packed: usize = self.queues[0].iter().map(VecDeque::len).sum();
+        if large == 0 {
+            Band::Packed
+        } else if packed == 0
+            || self.large_share.evict_large(
+                self.band_bytes(Band::Large) as usize,
+                self.total_bytes() as usize,
+            )
+        {
+            Band::Large
+        } else {
+            Band::Packed
         }
     }
 
     /// Evicts one item (or moves one survivor); false when empty.
-    fn evict_one(&mut self, shape: &StoreShape, cap: u64) -> bool {
-        let total = self.small_bytes + self.main_bytes;
-        let from_small = !self.small.is_empty()
-            && (self.small_bytes * 1024 > u64::from(self.small_share) * cap.max(total)
-                || self.main.is_empty());
-        let entry = if from_small {
-            self.small.pop_front()
-        } else {
-            self.main.pop_front()
-        };
-        let Some((h, gen)) = entry else {
+    fn evict_one(&mut self, cap: u64) -> bool {
+        let band = self.evict_band();
+        let b = band.index();
+        let [small, main] = &self.bytes[b];
+        let total = small + main;
+        let from_small = !self.queues[b][0].is_empty()
+            && (small * 1024 > u64::from(self.small_share[b]) * cap.max(total)
+                || self.queues[b][1].is_empty());
+        let q = if from_small { Queue::Small } else { Queue::Main };
+        let Some((h, gen)) = self.queues[b][q.index()].pop_front() else {
             return false;
         };
         let Some(e) = self.map.get(&h).copied() else {
@@ -158,28 +204,28 @@ impl Mini {
         if e.gen != gen {
             return true;
         }
-        if from_small {
-            self.small_bytes -= u64::from(e.size);
-            if e.freq >= Self::reads_needed(shape.small_bytes_per_read, e.size) {
-                if let Some(m) = self.map.get_mut(&h) {
-                    m.freq = 0;
-                }
-                self.push(h, true);
-            } else {
-                self.map.remove(&h);
-                self.ghost_insert(h, false);
-            }
+        self.bytes[b][q.index()] -= u64::from(e.size);
+        let nf = if !self.lifetimes[b].charged(e.size as usize, &mut self.coin) {
+            Some(e.freq)
+        } else if e.freq >= policy::READS_PER_CHARGE {
+            Some(match q {
+                Queue::Small => 0,
+                Queue::Main => e.freq - policy::READS_PER_CHARGE,
+            })
         } else {
-            self.main_bytes -= u64::from(e.size);
-            let need = Self::reads_needed(shape.main_bytes_per_read, e.size);
-            if e.freq >= need {
+            None
+        };
+        match nf {
+            Some(f) => {
                 if let Some(m) = self.map.get_mut(&h) {
-                    m.freq -= need;
+                    m.freq = f;
                 }
-                self.push(h, true);
-            } else {
+                self.push(h, Queue::Main);
+            }
+            None => {
                 self.map.remove(&h);
-                self.ghost_insert(h, true);
+                self.lifetimes[b].removed(e.size as usize);
+                self.ghost_insert(h, band, q, e.size);
             }
         }
         true
@@ -187,47 +233,52 @@ impl Mini {
 
     fn remove(&mut self, h: u64) {
         if let Some(e) = self.map.remove(&h) {
-            if e.main {
-                self.main_bytes -= u64::from(e.size);
-            } else {
-                self.small_bytes -= u64::from(e.size);
-            }
+            let b = Band::of(e.size as usize).index();
+            self.bytes[b][e.q.index()] -= u64::from(e.size);
+            self.lifetimes[b].removed(e.size as usize);
         }
         // A deleted key leaves its queue entry behind until eviction reaches it; in a
         // cache that never fills, stores and deletes would pile them up.
-        if self.small.len() + self.main.len() > 2 * self.map.len() + 1024 {
-            let map = &self.map;
-            let live = |&(h, gen): &(u64, u32)| map.get(&h).is_some_and(|e| e.gen == gen);
-            self.small.retain(live);
-            self.main.retain(live);
+        let queued: usize = self.queues.iter().flatten().map(VecDeque::len).sum();
+        if queued > 2 * self.map.len() + 1024 {
+            self.compact_queues();
         }
     }
 
-    fn insert(&mut self, shape: &StoreShape, h: u64, size: u32, cap: u64) {
-        if let Some(e) = self.map.get_mut(&h) {
-            // In place: see the module doc.
-            let old = u64::from(e.size);
-            e.size = size;
-            if e.main {
-                self.main_bytes = self.main_bytes - old + u64::from(size);
+    fn compact_queues(&mut self) {
+        let map = &self.map;
+        let live = |&(h, gen): &(u64, u32)| map.get(&h).is_some_and(|e| e.gen == gen);
+        for q in self.queues.iter_mut().flatten() {
+            q.retain(live);
+        }
+    }
+
+    fn insert(&mut self, h: u64, size: u32, cap: u64) {
+        if let Some(e) = self.map.get(&h).copied() {
+            // In place: see the module doc. A size that changes band is a new item.
+            if Band::of(e.size as usize) == Band::of(size as usize) {
+                let b = Band::of(size as usize).index();
+                self.bytes[b][e.q.index()] =
+                    self.bytes[b][e.q.index()] - u64::from(e.size) + u64::from(size);
+                self.lifetimes[b].removed(e.size as usize);
+                self.lifetimes[b].stored(size as usize);
+                if let Some(m) = self.map.get_mut(&h) {
+                    m.size = size;
+                }
             } else {
-                self.small_bytes = self.small_bytes - old + u64::from(size);
+                self.remove(h);
+                return self.insert(h, size, cap);
             }
         } else {
-            let main = match self.ghost.remove(&h) {
-                None => false,
-                Some((_, from_main)) => {
-                    let (fs, fm) = (self.from_small.max(1) as u32, self.from_main.max(1) as u32);
-                    self.small_share = if from_main {
-                        self.small_share
-                            .saturating_sub((fs / fm).max(1))
-                            .max(SMALL_SHARE_MIN)
-                    } else {
-                        (self.small_share + (fm / fs).max(1)).min(SMALL_SHARE_MAX)
-                    };
-                    true
-                }
-            };
+            let back = self.ghost.remove(&h);
+            if let Some(g) = back {
+                let b = g.band.index();
+                let [fs, fm] = self.from[b];
+                self.small_share[b] = policy::adapt_small_share(self.small_share[b], g.q, fs, fm);
+                let distance = self.clock[b] - g.clock;
+                self.large_share.returned(g.band, distance, cap);
+            }
+            let q = policy::admit(back.map(|g| g.q));
             if u64::from(size) > cap {
                 return;
             }
@@ -236,16 +287,17 @@ impl Mini {
                 Ent {
                     size,
                     freq: 0,
-                    main,
+                    q,
                     gen: 0,
                 },
             );
-            self.push(h, main);
+            self.lifetimes[Band::of(size as usize).index()].stored(size as usize);
+            self.push(h, q);
         }
         // Bounded: every step removes a queue entry or takes a read off a counter.
         let mut steps = 0usize;
-        while self.small_bytes + self.main_bytes > cap {
-            if !self.evict_one(shape, cap) || steps > 1 << 20 {
+        while self.total_bytes() > cap {
+            if !self.evict_one(cap) || steps > 1 << 20 {
                 break;
             }
             steps += 1;
@@ -255,18 +307,16 @@ impl Mini {
     /// Keeps only the keys whose sample bits are under `threshold` (the rate halved).
     fn keep_under(&mut self, threshold: u64) {
         self.map.retain(|&h, _| sample_bits(h) < threshold);
-        let map = &self.map;
-        let live = |&(h, gen): &(u64, u32)| map.get(&h).is_some_and(|e| e.gen == gen);
-        self.small.retain(live);
-        self.main.retain(live);
-        self.small_bytes = 0;
-        self.main_bytes = 0;
-        for e in self.map.values() {
-            if e.main {
-                self.main_bytes += u64::from(e.size);
-            } else {
-                self.small_bytes += u64::from(e.size);
-            }
+        self.compact_queues();
+        self.bytes = [[0; 2]; 2];
+        for l in &mut self.lifetimes {
+            l.forget_sizes();
+        }
+        let ents: Vec<Ent> = self.map.values().copied().collect();
+        for e in ents {
+            let b = Band::of(e.size as usize).index();
+            self.bytes[b][e.q.index()] += u64::from(e.size);
+            self.lifetimes[b].stored(e.size as usize);
         }
         self.ghost.retain(|&h, _| sample_bits(h) < threshold);
         self.ghost_fifo.retain(|&(h, _)| sample_bits(h) < threshold);
@@ -275,7 +325,10 @@ impl Mini {
     fn get(&mut self, h: u64, weight: f64) -> bool {
         match self.map.get_mut(&h) {
             Some(e) => {
-                e.freq = (e.freq + 1).min(3);
+                self.lifetimes[Band::of(e.size as usize).index()].read(e.size as usize);
+                if e.freq < 3 && policy::read_counts(e.size as usize, &mut self.coin) {
+                    e.freq += 1;
+                }
                 self.hits += 1;
                 true
             }
@@ -288,15 +341,29 @@ impl Mini {
     }
 
     fn clear(&mut self) {
-        let (m, w, h, s) = (self.misses, self.misses_w, self.hits, self.small_share);
+        let (m, w, h, s, l) = (
+            self.misses,
+            self.misses_w,
+            self.hits,
+            self.small_share,
+            self.large_share,
+        );
         *self = Mini::new();
-        (self.misses, self.misses_w, self.hits, self.small_share) = (m, w, h, s);
+        (
+            self.misses,
+            self.misses_w,
+            self.hits,
+            self.small_share,
+            self.large_share,
+        ) = (m, w, h, s, l);
     }
 
     fn bytes(&self) -> usize {
         self.map.capacity() * 32
-            + self.ghost.capacity() * 32
-            + (self.small.capacity() + self.main.capacity() + self.ghost_fifo.capacity()) * 16
+            + self.ghost.capacity() * 48
+            + (self.queues.iter().flatten().map(VecDeque::capacity).sum::<usize>()
+                + self.ghost_fifo.capacity())
+                * 16
     }
 }
 
@@ -451,7 +518,7 @@ impl Sizing {
             if !m.get(h, weight) {
                 if let Some(s) = size {
                     fresh = true;
-                    m.insert(&self.shape, h, s.min(u32::MAX as usize) as u32, cap);
+                    m.insert(h, s.min(u32::MAX as usize) as u32, cap);
                 }
             }
         }
@@ -471,7 +538,7 @@ impl Sizing {
         let caps = self.caps(mem_limit);
         self.packer.add(&self.shape, size);
         for (m, &(cap, _)) in self.minis.iter_mut().zip(&caps) {
-            m.insert(&self.shape, h, size.min(u32::MAX as usize) as u32, cap);
+            m.insert(h, size.min(u32::MAX as usize) as u32, cap);
         }
         self.bound(&caps);
     }
@@ -560,8 +627,6 @@ mod tests {
             seg_bytes: 32 * 1024,
             big_item: 8 * 1024,
             big_align: 64,
-            small_bytes_per_read: 2048,
-            main_bytes_per_read: 1024,
         }
     }
 

@@ -180,6 +180,16 @@ pub fn key_at(c: &[u8], cas_on: bool) -> usize {
         + if cas_on { CAS_BYTES } else { 0 }
 }
 
+/// Bytes the item at the start of `c` takes (reads only its first bytes).
+#[inline]
+pub fn total_of(c: &[u8], cas_on: bool) -> usize {
+    let mut vlen = u32::from_le_bytes([c[2], c[3], c[4], 0]) as usize;
+    if c[0] & BIG != 0 {
+        vlen |= (c[BASE] as usize) << 24;
+    }
+    key_at(c, cas_on) + c[1] as usize + vlen
+}
+
 /// Writes the CAS unique (low 48 bits) at `at`.
 #[inline]
 pub fn write_cas(c: &mut [u8], at: usize, cas: u64) {

@@ -764,8 +764,6 @@ impl Store {
             seg_bytes: shard::SEG_BYTES,
             big_item: shard::BIG_ITEM,
             big_align: 64,
-            small_bytes_per_read: shard::SMALL_BYTES_PER_READ,
-            main_bytes_per_read: shard::MAIN_BYTES_PER_READ,
         };
         let _ = self.insight.set(Insight::new(cfg, shape, self.mem_limit()));
     }
@@ -964,7 +962,7 @@ impl Store {
                 Found::Miss(m) => return Err(m),
             };
             let now = ctx.clock.now();
-            sh.bump(l, now);
+            sh.bump(ctx, l, now);
             let mut drop_after = false;
             if let Some(e) = touch {
                 let exp = ctx.clock.realtime(e);
@@ -1210,6 +1208,9 @@ impl Store {
             let v = at + key.len();
             c[v..v + first.len()].copy_from_slice(first);
             c[v + first.len()..v + vlen].copy_from_slice(second);
+            if let Some(o) = old {
+                sh.rewrote(o, new);
+            }
             sh.link(ctx, h, new, old);
             if marks != 0 {
                 sh.set_marks(new, marks);
@@ -1313,7 +1314,7 @@ impl Store {
                 }
             }
             if up.bump {
-                sh.bump(l, ctx.clock.now());
+                sh.bump(ctx, l, ctx.clock.now());
             }
             Ok(r)
         };
@@ -1467,6 +1468,7 @@ impl Store {
                     item::write_cas(c, hd.cas_at(), cas);
                 }
                 item::wr32(c, item::OFF_TIME, now);
+                sh.wrote(l);
                 return (DeltaOutcome::Value(n), if cas_on { cas } else { 0 });
             }
             let total = item::total_size(key.len(), d.len(), hd.flags, hd.exptime, cas_on);
@@ -1494,6 +1496,7 @@ impl Store {
             );
             c[at..at + key.len()].copy_from_slice(key);
             c[at + key.len()..at + key.len() + d.len()].copy_from_slice(d);
+            sh.rewrote(old, new);
             sh.link(ctx, h, new, Some(old));
             (DeltaOutcome::Value(n), if cas_on { cas } else { 0 })
         });

@@ -52,41 +52,8 @@ pub const SEG_BYTES: usize = 32 * 1024;
 const OFF_BITS: u32 = 15;
 const OFF_MASK: u32 = (1 << OFF_BITS) - 1;
 const MAX_SEGS: usize = 1 << (32 - OFF_BITS);
-/// Items larger than this get a segment of their own (so the unused end of an open
-/// segment, which a larger item does not fit, stays small).
-pub const BIG_ITEM: usize = 8 * 1024;
-/// Share of a shard's segment bytes the small queue may hold before it is evicted
-/// from, in 1/1024: where it starts (S3-FIFO's 10 %) and its bounds. It adapts as
-/// ARC's target does: a key back soon after its eviction from small moves it up, one
-/// back after its eviction from main moves it down, each weighted by how many recent
-/// evictions the other queue made (see [`Shard::alloc`]). Measured with
-/// `ferrocache-bench hitratio`: a hot set that moves (shift-hot) misses 0.76x
-/// memcached's avoidable misses at -m 8 and 32 instead of 0.84x and 1.05x with a fixed
-/// 10 %; the Zipf, scan and size-shift workloads within 1-3 % of the fixed share
-/// (a fixed 20 % helped shift-hot less and cost 1-3 % elsewhere; unweighted steps
-/// drove the share to its maximum and cost up to 17 %).
-const SMALL_SHARE_START: u32 = 102;
-const SMALL_SHARE_MIN: u32 = 20;
-const SMALL_SHARE_MAX: u32 = 512;
-/// Size-aware S3-FIFO: an item survives a queue's tail only with one read per this
-/// many bytes of its size (up to 3): a large item must be read more often than a small
-/// one to keep its place, so a small cache holds more of what is asked for. Measured
-/// in-process over Zipf traces with values 50 B..8 KiB (`store::tests::sim_sweep`):
-/// avoidable misses -7 % at 8 MiB against plain S3-FIFO (which needs one read), no
-/// change with narrow value sizes.
-pub(super) const MAIN_BYTES_PER_READ: usize = 1024;
-/// The same for the promotion from small to main.
-pub(super) const SMALL_BYTES_PER_READ: usize = 2048;
-
-/// Reads an item of `total` bytes needs to survive the tail of queue `q`.
-#[inline]
-fn reads_needed(q: Queue, total: usize) -> usize {
-    let per = match q {
-        Queue::Main => MAIN_BYTES_PER_READ,
-        Queue::Small => SMALL_BYTES_PER_READ,
-    };
-    total.div_ceil(per).clamp(1, 3)
-}
+pub use crate::policy::BIG_ITEM;
+use crate::policy::{self, Band, BandShare, Coin, Lifetimes, Queue};
 
 /// Oldest segments of each queue `stats items` looks at for a class's `age`.
 const AGE_SEGMENTS: usize = 8;
@@ -177,10 +144,10 @@ fn table_hash(h: u64) -> u64 {
     (t | (t << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// The ghost's fingerprint of a key hash (never 0).
+/// The ghost's slot number bits of a key hash.
 #[inline]
 fn fingerprint(h: u64) -> u32 {
-    ((h >> 8) as u32) | 1
+    (h >> 8) as u32
 }
 
 /// The bytes from the item at `l` to the end of what its segment holds (the item's
@@ -228,13 +195,6 @@ fn buckets(cap: usize) -> usize {
     }
 }
 
-/// The two FIFO queues of S3-FIFO.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Queue {
-    Small,
-    Main,
-}
-
 /// Where a segment is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Place {
@@ -262,86 +222,149 @@ struct Seg {
     place: Place,
 }
 
-/// Fingerprints of keys recently evicted (S3-FIFO's ghost queue, with the queue each
-/// left, for ARC's adaptation of the small queue's share): a direct-mapped table of
-/// (fingerprint, insertion number, queue); an entry older than the table's size counts
-/// as gone. About as many slots as the shard has items.
+/// Keys recently evicted (S3-FIFO's ghost queue): a direct-mapped table of 8-byte
+/// slots, about as many as the shard has items. A slot holds 24 check bits of the key
+/// hash (other bits than the ones that pick the slot), the band and queue the key left,
+/// and where its band's eviction clock stood (bytes evicted from that band so far, in
+/// [`GHOST_UNIT`]s, 38 bits): a key counts as recently evicted while its band has
+/// evicted fewer bytes since than the shard holds, and its return moves the band shares
+/// when it is within their window ([`BandShare::returned`]).
 #[derive(Default)]
 struct Ghost {
     slots: Vec<u64>,
-    seq: u32,
-    /// Recent insertions from each queue (halved as they reach the table's size).
-    from_small: u32,
-    from_main: u32,
+    /// Bytes evicted from each band, in [`GHOST_UNIT`]s.
+    clock: [u64; 2],
+    /// Recent insertions from each queue of each band (halved as they reach the
+    /// table's size).
+    from: [[u32; 2]; 2],
 }
 
-/// A ghost entry's insertion number holds, in its top bit, the queue it was evicted
-/// from.
-const GHOST_MAIN: u32 = 1 << 31;
-const GHOST_SEQ: u32 = GHOST_MAIN - 1;
+/// The eviction clocks count in units of this many bytes.
+const GHOST_UNIT: u64 = 64;
+const GHOST_CLOCK_BITS: u32 = 38;
+const GHOST_CLOCK_MASK: u64 = (1 << GHOST_CLOCK_BITS) - 1;
+
+/// A key's return from the ghost: where it was evicted from, and how many bytes its
+/// band evicted since.
+struct Returned {
+    band: Band,
+    queue: Queue,
+    distance: u64,
+}
 
 impl Ghost {
-    fn insert(&mut self, fp: u32, items: usize, from: Queue) {
+    #[inline]
+    fn check(h: u64) -> u64 {
+        ((h >> 40) & 0xFF_FFFF) | 1
+    }
+
+    fn insert(&mut self, h: u64, items: usize, band: Band, from: Queue, total: usize) {
         let want = items.max(1024).next_power_of_two();
         if self.slots.len() < want / 2 || self.slots.len() > want * 2 {
             // Resized with the shard: the old entries go (the ghost is a hint).
             self.slots = vec![0; want];
-            self.seq = 0;
         }
-        self.seq = self.seq.wrapping_add(1) & GHOST_SEQ;
-        let tag = match from {
-            Queue::Small => {
-                self.from_small += 1;
-                self.seq
-            }
-            Queue::Main => {
-                self.from_main += 1;
-                self.seq | GHOST_MAIN
-            }
-        };
-        if (self.from_small + self.from_main) as usize > self.slots.len() {
-            self.from_small /= 2;
-            self.from_main /= 2;
+        let b = band.index();
+        self.clock[b] = self.clock[b].wrapping_add((total as u64).div_ceil(GHOST_UNIT));
+        let f = &mut self.from[b];
+        f[from.index()] += 1;
+        if (f[0] + f[1]) as usize > self.slots.len() {
+            f[0] /= 2;
+            f[1] /= 2;
         }
         let n = self.slots.len();
-        self.slots[fp as usize & (n - 1)] = (u64::from(fp) << 32) | u64::from(tag);
+        self.slots[fingerprint(h) as usize & (n - 1)] = (Self::check(h) << 40)
+            | ((b as u64) << 39)
+            | ((from.index() as u64) << 38)
+            | (self.clock[b] & GHOST_CLOCK_MASK);
     }
 
-    /// The queue `fp` was evicted from, if that was within the last table-size
-    /// insertions; forgets it.
-    fn take(&mut self, fp: u32) -> Option<Queue> {
+    /// The slot of `h` if it holds `h` evicted within the last `horizon` bytes of its
+    /// band's evictions.
+    fn find(&self, h: u64, horizon: u64) -> Option<(usize, Returned)> {
         let n = self.slots.len();
         if n == 0 {
             return None;
         }
-        let slot = &mut self.slots[fp as usize & (n - 1)];
-        let (f, s) = ((*slot >> 32) as u32, *slot as u32);
-        if f == fp && self.seq.wrapping_sub(s & GHOST_SEQ) & GHOST_SEQ < n as u32 {
-            *slot = 0;
-            Some(if s & GHOST_MAIN != 0 {
-                Queue::Main
-            } else {
-                Queue::Small
-            })
-        } else {
-            None
+        let i = fingerprint(h) as usize & (n - 1);
+        let slot = self.slots[i];
+        if slot >> 40 != Self::check(h) {
+            return None;
         }
+        let band = if slot >> 39 & 1 == 1 {
+            Band::Large
+        } else {
+            Band::Packed
+        };
+        let queue = if slot >> 38 & 1 == 1 {
+            Queue::Main
+        } else {
+            Queue::Small
+        };
+        let distance = self.clock[band.index()].wrapping_sub(slot) & GHOST_CLOCK_MASK;
+        let distance = distance * GHOST_UNIT;
+        (distance <= horizon).then_some((
+            i,
+            Returned {
+                band,
+                queue,
+                distance,
+            },
+        ))
+    }
+
+    /// Where `h` was evicted from, if that was within the last `horizon` bytes of its
+    /// band's evictions; forgets it.
+    fn take(&mut self, h: u64, horizon: u64) -> Option<Returned> {
+        let (i, r) = self.find(h, horizon)?;
+        self.slots[i] = 0;
+        Some(r)
     }
 
     fn bytes(&self) -> usize {
         self.slots.len() * 8
     }
 
-    /// Whether `fp` was evicted within the last table-size insertions (a peek: the
-    /// entry stays).
-    fn holds(&self, fp: u32) -> bool {
-        let n = self.slots.len();
-        if n == 0 {
-            return false;
+    /// Whether `h` was evicted within the last `horizon` bytes of its band's evictions
+    /// (a peek: the entry stays).
+    fn holds(&self, h: u64, horizon: u64) -> bool {
+        self.find(h, horizon).is_some()
+    }
+}
+
+/// One FIFO of segments.
+#[derive(Default)]
+struct Fifo {
+    /// Closed segments, oldest first, with their generation then.
+    closed: VecDeque<(u32, u32)>,
+    /// The segment items are appended to (the packed band's queues only).
+    open: Option<u32>,
+    /// Segment bytes in the queue (open and closed).
+    bytes: usize,
+}
+
+/// The two queues of a band, and the small queue's share of the band.
+struct BandQueues {
+    q: [Fifo; 2],
+    small_share: u32,
+}
+
+impl Default for BandQueues {
+    fn default() -> Self {
+        BandQueues {
+            q: [Fifo::default(), Fifo::default()],
+            small_share: policy::SMALL_SHARE_START,
         }
-        let slot = self.slots[fp as usize & (n - 1)];
-        let (f, s) = ((slot >> 32) as u32, slot as u32);
-        f == fp && self.seq.wrapping_sub(s & GHOST_SEQ) & GHOST_SEQ < n as u32
+    }
+}
+
+impl BandQueues {
+    fn bytes(&self) -> usize {
+        self.q[0].bytes + self.q[1].bytes
+    }
+
+    fn closed(&self) -> usize {
+        self.q[0].closed.len() + self.q[1].closed.len()
     }
 }
 
@@ -366,17 +389,15 @@ pub struct Shard {
     free_ids: Vec<(u32, u32)>,
     /// Empty segments of `SEG_BYTES` ready for reuse (still counted in the budget).
     empty: Vec<u32>,
-    /// Closed segments of each queue, oldest first, with their generation.
-    small: VecDeque<(u32, u32)>,
-    main: VecDeque<(u32, u32)>,
-    small_open: Option<u32>,
-    main_open: Option<u32>,
-    /// Segment bytes in each queue (open and closed).
-    small_bytes: usize,
-    main_bytes: usize,
+    /// The queues of each band (see [`crate::policy`]).
+    bands: [BandQueues; 2],
+    /// The large band's share of the segment bytes.
+    large_share: BandShare,
+    /// The charge probabilities of each band's size classes.
+    lifetimes: [Lifetimes; 2],
+    /// The policy's coin flips.
+    coin: Coin,
     ghost: Ghost,
-    /// The small queue's share now, in 1/1024 of the shard's segment bytes.
-    small_share: u32,
     /// Closed segments that became sparse (with their generation then).
     sparse: Vec<(u32, u32)>,
     /// Survivors of the segment being evicted: their bytes, and (offset in `moved`,
@@ -433,14 +454,11 @@ impl Shard {
             segs: Vec::new(),
             free_ids: Vec::new(),
             empty: Vec::new(),
-            small: VecDeque::new(),
-            main: VecDeque::new(),
-            small_open: None,
-            main_open: None,
-            small_bytes: 0,
-            main_bytes: 0,
+            bands: [BandQueues::default(), BandQueues::default()],
+            large_share: BandShare::default(),
+            lifetimes: [Lifetimes::default(), Lifetimes::default()],
+            coin: Coin::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
             ghost: Ghost::default(),
-            small_share: SMALL_SHARE_START,
             sparse: Vec::new(),
             moved: Vec::new(),
             moving: Vec::new(),
@@ -465,7 +483,37 @@ impl Shard {
     /// Whether a key with hash `h` was evicted recently (its fingerprint is in the
     /// ghost): the "evicted" reason of a miss.
     pub fn recently_evicted(&self, h: u64) -> bool {
-        self.ghost.holds(fingerprint(h))
+        self.ghost.holds(h, self.ghost_horizon())
+    }
+
+    /// How far back, in bytes of its band's evictions, a key counts as recently
+    /// evicted: as many bytes as the shard holds.
+    fn ghost_horizon(&self) -> u64 {
+        self.slab_bytes.max(SEG_BYTES as u64)
+    }
+
+    /// The queues of `band`, queue `q`.
+    fn fifo(&mut self, band: Band, q: Queue) -> &mut Fifo {
+        &mut self.bands[band.index()].q[q.index()]
+    }
+
+    /// The band of segment `sid` (a segment of its own is a large item's).
+    fn band_of(&self, sid: usize) -> Band {
+        if self.seg(sid).data.len() == SEG_BYTES {
+            Band::Packed
+        } else {
+            Band::Large
+        }
+    }
+
+    /// Counts an item of `total` bytes in or out of its band's sizes.
+    fn band_count(&mut self, total: usize, add: bool) {
+        let l = &mut self.lifetimes[Band::of(total).index()];
+        if add {
+            l.stored(total);
+        } else {
+            l.removed(total);
+        }
     }
 
     /// Bytes held by the index itself (approximate: buckets × (slot + control byte)),
@@ -541,14 +589,45 @@ impl Shard {
         }
     }
 
-    /// Marks an item as read now.
-    pub fn bump(&mut self, l: Loc, now: u32) {
+    /// Marks an item as read now: its counter goes up by one read per
+    /// [`policy::READ_BYTES`] of its size ([`policy::read_counts`]).
+    pub fn bump(&mut self, ctx: &Ctx, l: Loc, now: u32) {
+        let (total, full) = {
+            let c = self.chunk(l);
+            (item::total_of(c, ctx.cas_on), c[0] & FREQ == FREQ)
+        };
+        self.lifetimes[Band::of(total).index()].read(total);
+        let counts = full || policy::read_counts(total, &mut self.coin);
         let c = self.chunk_mut(l);
         let b = c[0];
-        c[0] = if b & FREQ == FREQ { b } else { b + FREQ_ONE } | FETCHED;
+        c[0] = if b & FREQ == FREQ || !counts {
+            b
+        } else {
+            b + FREQ_ONE
+        } | FETCHED;
         if item::rd32(c, item::OFF_TIME) != now {
             item::wr32(c, item::OFF_TIME, now);
         }
+    }
+
+    /// A write to the item at `l` in place (incr/decr, meta arithmetic): an access, as
+    /// a read is for eviction (one more on its counter), without making it "fetched"
+    /// (memcached's `fetched` counts reads only).
+    pub fn wrote(&mut self, l: Loc) {
+        let c = self.chunk_mut(l);
+        if c[0] & FREQ != FREQ {
+            c[0] += FREQ_ONE;
+        }
+    }
+
+    /// A write that replaced the item at `from` by the one at `to` (a set, cas,
+    /// append, prepend or arithmetic that needed a new extent): the key is in use, so
+    /// the new item keeps the old one's counter, plus one for this access.
+    pub fn rewrote(&mut self, from: Loc, to: Loc) {
+        let f = self.chunk(from)[0] & FREQ;
+        let n = if f == FREQ { f } else { f + FREQ_ONE };
+        let c = self.chunk_mut(to);
+        c[0] = (c[0] & !FREQ) | n;
     }
 
     /// Sets the expiry of the item at `l` in place; false when the item has no expiry
@@ -620,6 +699,7 @@ impl Shard {
             Why::Quiet => {}
         }
         self.bytes = self.bytes.saturating_sub(hd.total() as u64);
+        self.band_count(hd.total(), false);
         self.free_chunk(ctx, l);
     }
 
@@ -705,15 +785,13 @@ impl Shard {
                 }
                 _ => continue,
             };
+            let band = self.band_of(sid);
             let s = self.seg_mut(sid);
             let bytes = s.data.len();
             // Its queue entry becomes stale.
             s.gen = s.gen.wrapping_add(1);
             s.place = Place::Evicting;
-            match q {
-                Queue::Small => self.small_bytes -= bytes,
-                Queue::Main => self.main_bytes -= bytes,
-            }
+            self.fifo(band, q).bytes -= bytes;
             return Some((q, sid));
         }
         None
@@ -732,6 +810,7 @@ impl Shard {
     /// A segment's last item is gone: an open one starts over, a closed one leaves its
     /// queue and is reused (one that is being evicted is the eviction's).
     fn emptied(&mut self, ctx: &Ctx, sid: usize) {
+        let band = self.band_of(sid);
         let s = self.seg_mut(sid);
         match s.place {
             Place::Open(_) => {
@@ -742,10 +821,7 @@ impl Shard {
             Place::Closed(q) => {
                 // The queue keeps a stale entry (its generation no longer matches).
                 let bytes = s.data.len();
-                match q {
-                    Queue::Small => self.small_bytes -= bytes,
-                    Queue::Main => self.main_bytes -= bytes,
-                }
+                self.fifo(band, q).bytes -= bytes;
                 self.recycle(ctx, sid);
             }
             Place::Evicting => {}
@@ -778,6 +854,7 @@ impl Shard {
         st.number += 1;
         st.requested += hd.total() as u64;
         self.bytes += hd.total() as u64;
+        self.band_count(hd.total(), true);
         self.total_items += 1;
         let t = sub_of(h);
         if let Some(o) = old {
@@ -788,6 +865,7 @@ impl Shard {
                 st.number = st.number.saturating_sub(1);
                 st.requested = st.requested.saturating_sub(ohd.total() as u64);
                 self.bytes = self.bytes.saturating_sub(ohd.total() as u64);
+                self.band_count(ohd.total(), false);
                 self.free_chunk(ctx, o);
                 return;
             }
@@ -805,30 +883,22 @@ impl Shard {
     /// case, room in the open segment, is all inline.
     #[inline]
     pub fn alloc(&mut self, ctx: &Ctx, h: u64, total: usize, mem: &Mem<'_>) -> Option<Loc> {
-        let q = match self.ghost.take(fingerprint(h)) {
-            None => Queue::Small,
-            Some(from) => {
-                // A key back soon after its eviction: the queue that let it go was too
-                // short (ARC's rule). It comes back into main either way.
-                let (fs, fm) = (self.ghost.from_small.max(1), self.ghost.from_main.max(1));
-                self.small_share = match from {
-                    Queue::Small => (self.small_share + (fm / fs).max(1)).min(SMALL_SHARE_MAX),
-                    Queue::Main => self
-                        .small_share
-                        .saturating_sub((fs / fm).max(1))
-                        .max(SMALL_SHARE_MIN),
-                };
-                Queue::Main
-            }
-        };
+        let back = self.ghost.take(h, self.ghost_horizon());
+        if let Some(r) = &back {
+            // A key back soon after its eviction: the queue that let it go was too
+            // short (ARC's rule), and its band too small if it left within the
+            // window (the band shares).
+            let bq = &mut self.bands[r.band.index()];
+            let [fs, fm] = self.ghost.from[r.band.index()];
+            bq.small_share = policy::adapt_small_share(bq.small_share, r.queue, fs, fm);
+            self.large_share
+                .returned(r.band, r.distance, self.slab_bytes);
+        }
+        let q = policy::admit(back.map(|r| r.queue));
         if total > BIG_ITEM {
             return self.alloc_big(ctx, q, total, mem);
         }
-        let open = match q {
-            Queue::Small => self.small_open,
-            Queue::Main => self.main_open,
-        };
-        if let Some(sid) = open {
+        if let Some(sid) = self.fifo(Band::Packed, q).open {
             if let Some(l) = self.append(ctx, sid as usize, total) {
                 return Some(l);
             }
@@ -854,35 +924,27 @@ impl Shard {
     /// Puts segment `sid` at the back of queue `q`, closed. Its bytes already count in
     /// the queue when it was `q`'s open segment; `new_to_queue` adds them.
     fn enqueue(&mut self, q: Queue, sid: usize, new_to_queue: bool) {
+        let band = self.band_of(sid);
         let s = self.seg_mut(sid);
         s.place = Place::Closed(q);
         let (gen, bytes) = (s.gen, s.data.len());
-        let (fifo, total) = match q {
-            Queue::Small => (&mut self.small, &mut self.small_bytes),
-            Queue::Main => (&mut self.main, &mut self.main_bytes),
-        };
-        fifo.push_back((sid as u32, gen));
+        let fifo = self.fifo(band, q);
+        fifo.closed.push_back((sid as u32, gen));
         if new_to_queue {
-            *total += bytes;
+            fifo.bytes += bytes;
         }
     }
 
     /// Closes the open segment of `q` (it joins the queue's FIFO) and opens `sid`.
     fn open(&mut self, q: Queue, sid: usize) {
-        let old = match q {
-            Queue::Small => self.small_open.replace(sid as u32),
-            Queue::Main => self.main_open.replace(sid as u32),
-        };
+        let old = self.fifo(Band::Packed, q).open.replace(sid as u32);
         if let Some(o) = old {
             self.enqueue(q, o as usize, false);
         }
         let s = self.seg_mut(sid);
         s.place = Place::Open(q);
         let bytes = s.data.len();
-        match q {
-            Queue::Small => self.small_bytes += bytes,
-            Queue::Main => self.main_bytes += bytes,
-        }
+        self.fifo(Band::Packed, q).bytes += bytes;
     }
 
     #[inline(never)]
@@ -890,11 +952,10 @@ impl Shard {
         // Making room may have opened a segment of this queue (survivors of an
         // eviction land in main's): try it before taking another.
         let sid = self.new_segment(ctx, SEG_BYTES, mem)?;
-        if let Some(l) = match q {
-            Queue::Small => self.small_open,
-            Queue::Main => self.main_open,
-        }
-        .and_then(|o| self.append(ctx, o as usize, total))
+        if let Some(l) = self
+            .fifo(Band::Packed, q)
+            .open
+            .and_then(|o| self.append(ctx, o as usize, total))
         {
             // Room appeared where the survivors went; keep the new segment for later.
             self.seg_mut(sid).place = Place::Evicting;
@@ -928,7 +989,7 @@ impl Shard {
         let mut held = mem.credit.replace(0);
         // Every item is evicted by the fourth pass over main at the latest (its counter
         // is 3 at most and nothing reads while the shard is locked).
-        let max_steps = 5 * (self.small.len() + self.main.len() + 2) + 16;
+        let max_steps = 5 * (self.closed_segments() + 2) + 16;
         let mut steps = 0usize;
         let poor = ctx.evict && (self.slab_bytes as usize) < ctx.share() / 2;
         let mut stole = false;
@@ -984,7 +1045,7 @@ impl Shard {
                     None => {}
                 }
             }
-            let own_empty = self.small.is_empty() && self.main.is_empty();
+            let own_empty = self.closed_segments() == 0;
             let stuck = own_empty || steps > max_steps;
             if !stole && ctx.evict && (stuck || poor) {
                 stole = true;
@@ -1072,8 +1133,7 @@ impl Shard {
     /// (replaced, deleted or expired items not yet walked over): then a segment is
     /// compacted before the shard takes more memory.
     fn garbage_heavy(&self) -> bool {
-        self.small.len() + self.main.len() >= 2
-            && (self.bytes as usize) * 2 < self.slab_bytes as usize
+        self.closed_segments() >= 2 && (self.bytes as usize) * 2 < self.slab_bytes as usize
     }
 
     /// Takes the oldest segment of the queue S3-FIFO evicts from and walks its items
@@ -1081,41 +1141,33 @@ impl Shard {
     /// copied to the open segment of its own queue (counter unchanged), which frees the
     /// space of the dead ones.
     fn evict_one(&mut self, ctx: &Ctx, compact: bool) -> Evicted {
-        let total = self.small_bytes + self.main_bytes;
-        let from_small = !self.small.is_empty()
-            && (self.main.is_empty()
-                || self.small_bytes * 1024 > total * self.small_share as usize);
+        let band = self.evict_band();
+        let bq = &self.bands[band.index()];
+        let [small, main] = &bq.q;
+        let total = small.bytes + main.bytes;
+        let from_small = !small.closed.is_empty()
+            && (main.closed.is_empty() || small.bytes * 1024 > total * bq.small_share as usize);
         let q = if from_small {
             Queue::Small
-        } else if !self.main.is_empty() {
+        } else if !main.closed.is_empty() {
             Queue::Main
         } else {
             // Only open segments: close the fuller one so the next step can take it.
-            let pick = [
-                (Queue::Small, self.small_open),
-                (Queue::Main, self.main_open),
-            ]
-            .into_iter()
-            .filter_map(|(q, o)| o.map(|o| (q, o as usize)))
-            .max_by_key(|&(_, o)| self.seg(o).used);
+            let pick = [(Queue::Small, small.open), (Queue::Main, main.open)]
+                .into_iter()
+                .filter_map(|(q, o)| o.map(|o| (q, o as usize)))
+                .max_by_key(|&(_, o)| self.seg(o).used);
             let Some((q, o)) = pick else {
                 return Evicted::Nothing;
             };
             if self.seg(o).used == 0 {
                 return Evicted::Nothing;
             }
-            match q {
-                Queue::Small => self.small_open = None,
-                Queue::Main => self.main_open = None,
-            }
+            self.fifo(band, q).open = None;
             self.enqueue(q, o, false);
             return Evicted::Progress;
         };
-        let entry = match q {
-            Queue::Small => self.small.pop_front(),
-            Queue::Main => self.main.pop_front(),
-        };
-        let Some((sid, gen)) = entry else {
+        let Some((sid, gen)) = self.fifo(band, q).closed.pop_front() else {
             return Evicted::Progress;
         };
         let sid = sid as usize;
@@ -1125,10 +1177,7 @@ impl Shard {
             _ => return Evicted::Progress,
         }
         let bytes = self.seg(sid).data.len();
-        match q {
-            Queue::Small => self.small_bytes -= bytes,
-            Queue::Main => self.main_bytes -= bytes,
-        }
+        self.fifo(band, q).bytes -= bytes;
         self.seg_mut(sid).place = Place::Evicting;
         if bytes != SEG_BYTES {
             return self.evict_big(ctx, q, sid, compact);
@@ -1136,6 +1185,62 @@ impl Shard {
         self.walk(ctx, q, sid, compact);
         let dest = if compact { q } else { Queue::Main };
         self.place_survivors(ctx, q, dest, sid)
+    }
+
+    /// The band the next eviction takes from: the one holding more than its share
+    /// ([`BandShare`]), or the one that has anything to give.
+    fn evict_band(&self) -> Band {
+        let [packed, large] = &self.bands;
+        let packed_has = packed.closed() > 0
+            || packed
+                .q
+                .iter()
+                .filter_map(|f| f.open)
+                .any(|o| self.seg(o as usize).used > 0);
+        if large.closed() == 0 {
+            Band::Packed
+        } else if !packed_has
+            || self
+                .large_share
+                .evict_large(large.bytes(), large.bytes() + packed.bytes())
+        {
+            Band::Large
+        } else {
+            Band::Packed
+        }
+    }
+
+    /// Closed segments in all queues.
+    fn closed_segments(&self) -> usize {
+        self.bands.iter().map(BandQueues::closed).sum()
+    }
+
+    /// What becomes of a valid item of `total` bytes in `band` at the tail of queue `q`
+    /// with counter bits `freq`: `Some(counter bits)` it stays (in main), `None` it is
+    /// evicted. An item the policy charges ([`policy::charged`]) pays one read from its
+    /// counter or leaves: from small, promoted with its counter cleared; from main,
+    /// reinserted with the read taken off. One not charged goes round again with its
+    /// counter as it is.
+    fn verdict(&mut self, band: Band, q: Queue, freq: u8, total: usize) -> Option<u8> {
+        if !self.lifetimes[band.index()].charged(total, &mut self.coin) {
+            return Some(freq);
+        }
+        let need = FREQ_ONE * policy::READS_PER_CHARGE;
+        if freq < need {
+            return None;
+        }
+        Some(match q {
+            Queue::Small => 0,
+            Queue::Main => freq - need,
+        })
+    }
+
+    /// Evicts the valid item at `l` (key hash `h`, `total` bytes) from queue `q` of
+    /// `band`: its key goes to the ghost.
+    fn evict(&mut self, ctx: &Ctx, h: u64, l: Loc, band: Band, q: Queue, total: usize) {
+        let items = self.len();
+        self.ghost.insert(h, items, band, q, total);
+        self.remove(ctx, h, l, Why::Evict);
     }
 
     /// Walks the items of segment `sid` (taken from queue `q`): removes the expired,
@@ -1167,32 +1272,25 @@ impl Shard {
                 self.remove(ctx, h, l, Why::Reclaim);
                 continue;
             }
-            let freq = hd.bits & FREQ;
-            // Small: read enough while there, promoted to main with its counter
-            // cleared. Main: read enough since the last pass, reinserted with the reads
-            // it needed taken off its counter.
-            let need = reads_needed(q, total);
-            let keep = compact || (freq >> 6) as usize >= need;
             if !ctx.evict {
                 // With -M only expired items go; the rest stay where they are.
                 self.moving.push((usize::MAX, total, h, l));
                 continue;
             }
-            if !keep {
-                let items = self.len();
-                self.ghost.insert(fingerprint(h), items, q);
-                self.remove(ctx, h, l, Why::Evict);
+            let freq = hd.bits & FREQ;
+            let nf = if compact {
+                Some(freq)
+            } else {
+                self.verdict(Band::Packed, q, freq, total)
+            };
+            let Some(nf) = nf else {
+                self.evict(ctx, h, l, Band::Packed, q, total);
                 continue;
-            }
+            };
             let at = self.moved.len();
             if let Some(Some(sg)) = self.segs.get(sid) {
                 self.moved.extend_from_slice(&sg.data[start..start + total]);
             }
-            let nf = match (compact, q) {
-                (true, _) => freq,
-                (false, Queue::Small) => 0,
-                (false, Queue::Main) => freq.saturating_sub(FREQ_ONE * need as u8),
-            };
             self.moved[at] = (self.moved[at] & !FREQ) | nf;
             self.moving.push((at, total, h, l));
         }
@@ -1226,11 +1324,9 @@ impl Shard {
         s.gen = s.gen.wrapping_add(1);
         let mut reused = false;
         for &(at, total, h, old) in &moving {
-            let open = match dest {
-                Queue::Small => self.small_open,
-                Queue::Main => self.main_open,
-            };
-            let dst = open
+            let dst = self
+                .fifo(Band::Packed, dest)
+                .open
                 .and_then(|o| self.append(ctx, o as usize, total))
                 .or_else(|| {
                     // The open segment is full: `sid` (empty now) takes over.
@@ -1284,29 +1380,27 @@ impl Shard {
         };
         let l = loc(sid, 0);
         if alive {
-            if ctx.invalid(&hd).is_some() {
+            let freq = hd.bits & FREQ;
+            let total = hd.total();
+            let stays = if ctx.invalid(&hd).is_some() {
                 self.remove(ctx, h, l, Why::Reclaim);
-            } else if usize::from((hd.bits & FREQ) >> 6) >= reads_needed(q, hd.total())
-                || !ctx.evict
-                || compact
-            {
-                let need = reads_needed(q, hd.total()) as u8;
-                let (nf, dest) = match (compact || !ctx.evict, q) {
-                    (true, q) => (hd.bits & FREQ, q),
-                    (false, Queue::Small) => (0, Queue::Main),
-                    (false, Queue::Main) => (
-                        (hd.bits & FREQ).saturating_sub(FREQ_ONE * need),
-                        Queue::Main,
-                    ),
-                };
+                None
+            } else if compact || !ctx.evict {
+                Some((freq, q))
+            } else {
+                match self.verdict(Band::Large, q, freq, total) {
+                    Some(nf) => Some((nf, Queue::Main)),
+                    None => {
+                        self.evict(ctx, h, l, Band::Large, q, total);
+                        None
+                    }
+                }
+            };
+            if let Some((nf, dest)) = stays {
                 let s = self.seg_mut(sid);
                 s.data[0] = (s.data[0] & !FREQ) | nf;
                 self.enqueue(dest, sid, true);
                 return Evicted::Progress;
-            } else {
-                let items = self.len();
-                self.ghost.insert(fingerprint(h), items, q);
-                self.remove(ctx, h, l, Why::Evict);
             }
         }
         let s = self.seg_mut(sid);
@@ -1327,7 +1421,7 @@ impl Shard {
             let Some(sid) = self.empty.pop() else { break };
             freed += self.drop_seg(ctx, sid as usize);
         }
-        let max_steps = 5 * (self.small.len() + self.main.len() + 2) + 16;
+        let max_steps = 5 * (self.closed_segments() + 2) + 16;
         let mut steps = 0;
         while freed < bytes && steps < max_steps {
             steps += 1;
@@ -1469,19 +1563,16 @@ impl Shard {
         if !with_age {
             return;
         }
-        let tails = self
-            .small
-            .iter()
-            .take(AGE_SEGMENTS)
-            .chain(self.main.iter().take(AGE_SEGMENTS))
+        let fifos = || self.bands.iter().flat_map(|b| b.q.iter());
+        let tails = fifos()
+            .flat_map(|f| f.closed.iter().take(AGE_SEGMENTS))
             .filter_map(|&(sid, gen)| match self.segs.get(sid as usize) {
                 Some(Some(s)) if s.gen == gen && matches!(s.place, Place::Closed(_)) => Some(s),
                 _ => None,
             })
             .chain(
-                [self.small_open, self.main_open]
-                    .into_iter()
-                    .flatten()
+                fifos()
+                    .filter_map(|f| f.open)
                     .filter_map(|o| self.segs.get(o as usize).and_then(Option::as_ref)),
             );
         for s in tails {
@@ -1687,11 +1778,13 @@ impl Shard {
                 }
             }
         };
-        for (fifo, open, q) in [
-            (&self.small, self.small_open, Queue::Small),
-            (&self.main, self.main_open, Queue::Main),
-        ] {
-            for &(sid, gen) in fifo {
+        for (fifo, q) in self
+            .bands
+            .iter()
+            .flat_map(|b| [(&b.q[0], Queue::Small), (&b.q[1], Queue::Main)])
+        {
+            let open = fifo.open;
+            for &(sid, gen) in &fifo.closed {
                 if let Some(Some(s)) = self.segs.get(sid as usize) {
                     if s.gen == gen && s.place == Place::Closed(q) {
                         add(sid, &mut order);
@@ -1802,11 +1895,7 @@ impl Shard {
             self.enqueue(q, sid, true);
             return self.append(ctx, sid, total);
         }
-        let open = match q {
-            Queue::Small => self.small_open,
-            Queue::Main => self.main_open,
-        };
-        if let Some(sid) = open {
+        if let Some(sid) = self.fifo(Band::Packed, q).open {
             if let Some(l) = self.append(ctx, sid as usize, total) {
                 return Some(l);
             }

@@ -64,7 +64,12 @@
 
 use crate::servers::{Kind, ServerProc};
 use crate::textconn::{json_f64, json_str, ratio_str, stat_u64, Conn, ServerFlags};
-use crate::trace::{Req, Trace, Workload, DEFAULT_WORKLOADS, KEY_LEN, MAX_VALUE, MC_ITEM_OVERHEAD};
+use crate::inproc;
+use crate::replay_row::Row;
+use crate::trace::{
+    push_key, value_of, value_pattern, Req, Trace, Workload, DEFAULT_WORKLOADS, KEY_LEN,
+    MC_ITEM_OVERHEAD,
+};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -139,7 +144,25 @@ struct Plan {
     mem: Vec<usize>,
     workloads: Vec<Workload>,
     requests: u64,
-    kinds: Vec<Kind>,
+    kinds: Vec<Replayer>,
+}
+
+/// What a cell's trace is replayed on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replayer {
+    /// A server process on loopback.
+    Server(Kind),
+    /// ferrocache's store in this process (`inproc.rs`).
+    InProcess,
+}
+
+impl Replayer {
+    fn name(self) -> &'static str {
+        match self {
+            Replayer::Server(k) => k.name(),
+            Replayer::InProcess => inproc::NAME,
+        }
+    }
 }
 
 fn plan(args: &Args) -> Result<Plan, String> {
@@ -186,8 +209,9 @@ fn plan(args: &Args) -> Result<Plan, String> {
         .filter(|s| !s.is_empty())
     {
         kinds.push(match s {
-            "memcached" => Kind::Memcached,
-            "ferrocache" => Kind::Ferrocache,
+            "memcached" => Replayer::Server(Kind::Memcached),
+            "ferrocache" => Replayer::Server(Kind::Ferrocache),
+            "inproc" => Replayer::InProcess,
             _ => return Err(format!("--servers: unknown server {s:?}")),
         });
     }
@@ -200,50 +224,6 @@ fn plan(args: &Args) -> Result<Plan, String> {
         requests,
         kinds,
     })
-}
-
-/// One server's result in one cell.
-#[derive(Default)]
-struct Row {
-    server: &'static str,
-    requests: u64,
-    misses: u64,
-    first_misses: u64,
-    /// First requests that hit: must be 0 on a fresh server.
-    first_hits: u64,
-    /// Misses of TTL keys whose last set was at least ttl - 1 s before.
-    expired_misses: u64,
-    set_failures: u64,
-    /// Requests whose get was sent again after their key's set in the same batch.
-    deferred: u64,
-    evictions: u64,
-    curr_items: u64,
-    bytes: u64,
-    total_malloced: u64,
-    server_get_misses: u64,
-    get_expired: u64,
-    reclaimed: u64,
-    slabs_moved: u64,
-    rss: u64,
-    cpu: f64,
-    elapsed: f64,
-    max_lag: f64,
-}
-
-impl Row {
-    fn miss_ratio(&self) -> f64 {
-        self.misses as f64 / self.requests.max(1) as f64
-    }
-    /// Misses no cache could have avoided are left out: first requests, and requests of
-    /// a TTL key after its expiry (the client's TTL forces a miss there).
-    fn avoidable(&self) -> u64 {
-        self.misses
-            .saturating_sub(self.first_misses)
-            .saturating_sub(self.expired_misses)
-    }
-    fn avoidable_ratio(&self) -> f64 {
-        self.avoidable() as f64 / self.requests.max(1) as f64
-    }
 }
 
 /// One (workload, -m) cell.
@@ -261,7 +241,8 @@ impl Cell {
         self.rows.iter().find(|r| r.server == server)
     }
     fn pair(&self) -> Option<(&Row, &Row)> {
-        Some((self.get("memcached")?, self.get("ferrocache")?))
+        let ours = self.get("ferrocache").or_else(|| self.get(inproc::NAME))?;
+        Some((self.get("memcached")?, ours))
     }
 }
 
@@ -411,34 +392,24 @@ fn run_cell(args: &Args, p: &Plan, trace: &Trace, mem: usize, stoppers: &mut Sto
             kind.name(),
             args.threads
         );
-        match replay(args, kind, mem, trace, pace, stoppers) {
+        let replayed = match kind {
+            Replayer::Server(k) => replay(args, k, mem, trace, pace, stoppers),
+            Replayer::InProcess => {
+                let extra: Vec<String> = args
+                    .flags
+                    .for_kind(Kind::Ferrocache)
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
+                inproc::replay(mem, args.threads, &extra, trace, args.ttl_rate)
+            }
+        };
+        match replayed {
             Ok(r) => cell.rows.push(r),
             Err(e) => cell.errors.push(format!("{}: {e}", kind.name())),
         }
     }
     cell
-}
-
-/// `abc…` repeated: the value of key `k` with length `n` is `PATTERN[k*7 % 26..][..n]`.
-fn pattern() -> Vec<u8> {
-    (0..MAX_VALUE + 26).map(|j| b'a' + (j % 26) as u8).collect()
-}
-
-fn value<'a>(pat: &'a [u8], r: &Req) -> &'a [u8] {
-    let off = (r.key as usize).wrapping_mul(7) % 26;
-    &pat[off..off + r.vlen as usize]
-}
-
-/// Appends `key:%010d` of `id`.
-fn push_key(buf: &mut Vec<u8>, id: u32) {
-    buf.extend_from_slice(b"key:");
-    let mut d = [b'0'; 10];
-    let mut v = id;
-    for i in (0..10).rev() {
-        d[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    buf.extend_from_slice(&d);
 }
 
 /// Plays `trace` against a fresh `kind` with `-m mem`.
@@ -453,13 +424,14 @@ fn replay(
     let extra = args.flags.for_kind(kind);
     let server = ServerProc::start(kind, args.threads, mem, &extra, None)?;
     let mut c = Conn::connect(server.addr, Duration::from_secs(30))?;
-    let pat = pattern();
+    let pat = value_pattern();
     let cpu0 = server.cpu_time();
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.timeout);
     let mut row = Row {
         server: kind.name(),
         requests: trace.reqs.len() as u64,
+        request_bytes: trace.reqs.iter().map(|r| u64::from(r.vlen)).sum(),
         ..Row::default()
     };
     // Bytes to send: the noreply sets of the last round, then the next multi-get.
@@ -537,6 +509,7 @@ fn replay(
                     continue;
                 }
                 row.misses += 1;
+                row.miss_bytes += u64::from(r.vlen);
                 if r.first {
                     row.first_misses += 1;
                 } else if r.ttl > 0 {
@@ -567,7 +540,7 @@ fn replay(
                 out.extend_from_slice(b"set ");
                 push_key(&mut out, r.key);
                 let _ = write!(FmtVec(&mut out), " 0 {} {} noreply\r\n", r.ttl, r.vlen);
-                out.extend_from_slice(value(&pat, r));
+                out.extend_from_slice(value_of(&pat, r));
                 out.extend_from_slice(b"\r\n");
                 if r.ttl > 0 {
                     last_set.insert(r.key, now_s);
@@ -656,7 +629,7 @@ fn read_value(
             )
         })?;
     c.read_exact(len + 2, data)?;
-    let want = value(pat, r);
+    let want = value_of(pat, r);
     if !data.ends_with(b"\r\n") || data[..len] != *want {
         return Err(format!(
             "wrong value for {} ({len} bytes, expected {})",
@@ -703,10 +676,11 @@ fn print_cell(args: &Args, trace: &Trace, cell: &Cell) {
         MC_ITEM_OVERHEAD
     );
     println!(
-        "{:<11} {:>9} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>8} {:>9} {:>9} {:>7} {:>7} {:>8}",
+        "{:<11} {:>9} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>8} {:>9} {:>9} {:>7} {:>7} {:>8}",
         "server",
         "misses",
         "miss_ratio",
+        "byte_miss",
         "first_mis",
         "avoidable",
         "avoid_rat",
@@ -721,10 +695,11 @@ fn print_cell(args: &Args, trace: &Trace, cell: &Cell) {
     );
     for r in &cell.rows {
         println!(
-            "{:<11} {:>9} {:>10.4} {:>9} {:>9} {:>10.4} {:>10} {:>9} {:>8} {:>9.1} {:>9.1} {:>7.2} {:>7.2} {:>8.3}",
+            "{:<11} {:>9} {:>10.4} {:>10.4} {:>9} {:>9} {:>10.4} {:>10} {:>9} {:>8} {:>9.1} {:>9.1} {:>7.2} {:>7.2} {:>8.3}",
             r.server,
             r.misses,
             r.miss_ratio(),
+            r.byte_miss_ratio(),
             r.first_misses,
             r.avoidable(),
             r.avoidable_ratio(),
@@ -796,7 +771,7 @@ fn print_summary(args: &Args, p: &Plan, cells: &[Cell], total: f64) {
     for c in cells {
         let first = c.distinct as f64 / c.requests.max(1) as f64;
         let m = c.get("memcached");
-        let f = c.get("ferrocache");
+        let f = c.get("ferrocache").or_else(|| c.get(inproc::NAME));
         let fmt_ratio = |r: Option<&Row>, g: fn(&Row) -> f64| {
             r.map(|r| format!("{:.4}", g(r)))
                 .unwrap_or_else(|| "-".into())

@@ -23,11 +23,13 @@ mod compare;
 mod handshake;
 mod hist;
 mod hitratio;
+mod inproc;
 mod insight;
 mod latcheck;
 mod load;
 mod memory;
 #[allow(dead_code)] // shared by the subcommands; not every helper is used by each
+mod replay_row;
 mod servers;
 mod snapshot;
 mod soak;

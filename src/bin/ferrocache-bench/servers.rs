@@ -43,8 +43,6 @@ impl Kind {
 
 /// A running server; stopped when dropped.
 pub struct ServerProc {
-    /// Which server.
-    pub kind: Kind,
     /// Where it listens.
     pub addr: SocketAddr,
     child: Child,
@@ -120,7 +118,7 @@ impl ServerProc {
             .stderr(Stdio::inherit());
         let child = cmd.spawn().map_err(|e| format!("start {bin}: {e}"))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut s = ServerProc { kind, addr, child };
+        let mut s = ServerProc { addr, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if TcpStream::connect(addr).is_ok() {

@@ -8,6 +8,8 @@
 //! | `zipf<S>-fixed` | 4M | Zipf(S) | 100 | |
 //! | `zipf<S>-narrow` | 4M | Zipf(S) | 200..=400 uniform | |
 //! | `zipf<S>-wide` | 2M | Zipf(S) | 50..8192, `50·(8192/50)^(u²)`: median 178, mean 924, p90 3.1k | |
+//! | `zipf<S>-wide4k`, `-wide16k`, `-wide64k` | 2M | Zipf(S) | heavy tails: 40..N KiB, `40·(N/40)^(u²)` (16k: median 179, mean 1.3k, p90 5.1k; 64k: median 254, mean 4.3k, p99 53k) | popularity independent of size |
+//! | `zipf<S>-bands` | 12k | Zipf(S) (`zipf0-bands`: uniform) | a quarter of the keys each in 40..300 B, 300 B..5 KB, 5..50 KB, 50..200 KB (uniform within a band) | values up to 200 KB |
 //! | `zipf<S>-uniform2k` | 2M | Zipf(S) | 50..=2048 uniform | the old single-run `hitratio` shape |
 //! | `scan` | 2M | Zipf(0.99) | narrow | after every 80k Zipf requests a scan of 20k never-seen keys (20% of requests are one-hit wonders) |
 //! | `shift-size` | 2M + 2M | Zipf(0.9) | first half 100..=300, second half 1500..=4000 | the second half uses other keys: the application starts storing larger objects |
@@ -29,8 +31,10 @@ pub const KEY_LEN: u32 = 14;
 /// (measured: a 14-byte key with a 100-byte value counts 173 bytes; client flags 0,
 /// which memcached does not store).
 pub const MC_ITEM_OVERHEAD: u32 = 59;
-/// Largest value any workload stores.
-pub const MAX_VALUE: usize = 8192;
+/// Largest value any workload stores (the top of the `bands` sizes).
+pub const MAX_VALUE: usize = 200_000;
+/// Largest value of the `wide` sizes.
+const WIDE_MAX: u32 = 8192;
 
 /// One request of a trace.
 #[derive(Clone, Copy, Debug)]
@@ -52,9 +56,16 @@ pub enum Sizes {
     Fixed(u32),
     /// Uniform over `lo..=hi`.
     Uniform(u32, u32),
-    /// 50..8192 bytes, skewed towards small: `50·(8192/50)^(u²)` for u uniform in [0,1).
-    Wide,
+    /// `lo..=hi` bytes, skewed towards small with a heavy tail: `lo·(hi/lo)^(u²)` for u
+    /// uniform in [0,1) (`wide` is 50..8192).
+    Wide(u32, u32),
+    /// Four bands with a quarter of the keys each: 40..300 B, 300 B..5 KB, 5..50 KB,
+    /// 50..200 KB, uniform within the band.
+    Bands,
 }
+
+/// The `bands` sizes: (lo, hi) of each band.
+const BANDS: [(u32, u32); 4] = [(40, 300), (300, 5_000), (5_000, 50_000), (50_000, 200_000)];
 
 impl Sizes {
     /// The value size of key `key` (a hash of the key and `salt`).
@@ -63,10 +74,14 @@ impl Sizes {
         match self {
             Sizes::Fixed(n) => n,
             Sizes::Uniform(lo, hi) => lo + (h % (hi - lo + 1) as u64) as u32,
-            Sizes::Wide => {
+            Sizes::Wide(lo, hi) => {
                 let u = SplitMix64::new(h).next_f64();
-                let l = (MAX_VALUE as f64 / 50.0).ln();
-                ((50.0 * (l * u * u).exp()) as u32).clamp(50, MAX_VALUE as u32)
+                let l = (hi as f64 / lo as f64).ln();
+                ((lo as f64 * (l * u * u).exp()) as u32).clamp(lo, hi)
+            }
+            Sizes::Bands => {
+                let (lo, hi) = BANDS[(h % 4) as usize];
+                lo + ((h >> 8) % (hi - lo + 1) as u64) as u32
             }
         }
     }
@@ -75,7 +90,8 @@ impl Sizes {
         match self {
             Sizes::Fixed(n) => format!("{n} B"),
             Sizes::Uniform(lo, hi) => format!("{lo}..={hi} B uniform"),
-            Sizes::Wide => "50..8192 B, 50*(8192/50)^(u^2)".into(),
+            Sizes::Wide(lo, hi) => format!("{lo}..{hi} B, {lo}*({hi}/{lo})^(u^2)"),
+            Sizes::Bands => "a quarter each in 40..300 B, 300..5000 B, 5..50 KB, 50..200 KB".into(),
         }
     }
 }
@@ -134,7 +150,9 @@ impl Workload {
                     .strip_prefix("zipf")
                     .ok_or_else(|| format!("unknown workload {n:?}"))?;
                 let (s, sizes) = rest.split_once('-').ok_or_else(|| {
-                    format!("workload {n:?}: expected zipf<S>-<fixed|narrow|wide|uniform2k>")
+                    format!(
+                        "workload {n:?}: expected zipf<S>-<fixed|narrow|wide|wide4k|wide16k|wide64k|bands|uniform2k>"
+                    )
                 })?;
                 let s: f64 = s
                     .parse()
@@ -145,11 +163,15 @@ impl Workload {
                 let (sizes, k) = match sizes {
                     "fixed" => (Sizes::Fixed(100), 4_000_000),
                     "narrow" => (NARROW, 4_000_000),
-                    "wide" => (Sizes::Wide, 2_000_000),
+                    "wide" => (Sizes::Wide(50, WIDE_MAX), 2_000_000),
+                    "wide4k" => (Sizes::Wide(40, 4096), 2_000_000),
+                    "wide16k" => (Sizes::Wide(40, 16_384), 2_000_000),
+                    "wide64k" => (Sizes::Wide(40, 65_536), 2_000_000),
+                    "bands" => (Sizes::Bands, 12_000),
                     "uniform2k" => (Sizes::Uniform(50, 2048), 2_000_000),
                     _ => {
                         return Err(format!(
-                            "workload {n:?}: sizes must be fixed, narrow, wide or uniform2k"
+                            "workload {n:?}: sizes must be fixed, narrow, wide, wide4k, wide16k, wide64k, bands or uniform2k"
                         ))
                     }
                 };
@@ -347,6 +369,31 @@ pub fn mc_item_size(r: &Req) -> u32 {
     KEY_LEN + r.vlen + MC_ITEM_OVERHEAD
 }
 
+/// The bytes every value is cut from: `abc…` repeated, long enough for [`MAX_VALUE`]
+/// at any of the 26 starting offsets.
+pub fn value_pattern() -> Vec<u8> {
+    (0..MAX_VALUE + 26).map(|j| b'a' + (j % 26) as u8).collect()
+}
+
+/// The value of request `r`: `vlen` bytes of the pattern from offset `key * 7 % 26`, the
+/// same for every set of the key.
+pub fn value_of<'a>(pat: &'a [u8], r: &Req) -> &'a [u8] {
+    let off = (r.key as usize).wrapping_mul(7) % 26;
+    &pat[off..off + r.vlen as usize]
+}
+
+/// Appends the key of id `id`: `key:%010d`.
+pub fn push_key(buf: &mut Vec<u8>, id: u32) {
+    buf.extend_from_slice(b"key:");
+    let mut d = [b'0'; 10];
+    let mut v = id;
+    for i in (0..10).rev() {
+        d[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&d);
+}
+
 /// A generated trace.
 pub struct Trace {
     /// Workload name.
@@ -420,14 +467,16 @@ mod tests {
             let mut m = std::collections::HashMap::new();
             for r in &a.reqs {
                 assert_eq!(*m.entry(r.key).or_insert((r.vlen, r.ttl)), (r.vlen, r.ttl));
-                assert!(r.vlen >= 50 && r.vlen as usize <= MAX_VALUE);
+                assert!(r.vlen >= 50 && r.vlen <= WIDE_MAX);
             }
         }
     }
 
     #[test]
     fn wide_sizes_are_skewed_small() {
-        let mut v: Vec<u32> = (0..100_000).map(|k| Sizes::Wide.of(k, 1)).collect();
+        let mut v: Vec<u32> = (0..100_000)
+            .map(|k| Sizes::Wide(50, WIDE_MAX).of(k, 1))
+            .collect();
         v.sort_unstable();
         let median = v[v.len() / 2];
         assert!((150..=210).contains(&median), "median {median}");
