@@ -42,7 +42,6 @@ pub const BIG_ITEM: usize = 8 * 1024;
 /// A read adds one to an item's counter with probability `min(1, READ_BYTES / size)`.
 pub const READ_BYTES: usize = 16 * 1024;
 
-
 /// Share of a band's segment bytes its small queue may hold before it is evicted
 /// from, in 1/1024: where it starts (S3-FIFO's 10 %) and its bounds. It adapts as
 /// ARC's target does: a key back soon after its eviction from small moves it up, one
@@ -54,11 +53,19 @@ pub const SMALL_SHARE_MIN: u32 = 20;
 /// The small queue's largest share.
 pub const SMALL_SHARE_MAX: u32 = 512;
 
-/// The share of a shard's segment bytes the large band may hold, in 1/1024: where it
-/// starts, and one step.
-pub const LARGE_SHARE_START: u32 = 512;
-/// One step of the large band's share per return within the window.
-pub const LARGE_SHARE_STEP: u32 = 2;
+/// The share of a shard's segment bytes the large band may hold, in 1/65536: where it
+/// starts.
+pub const LARGE_SHARE_START: u32 = 32_768;
+/// One step of the large band's share per return within the window (1/512).
+pub const LARGE_SHARE_STEP: u32 = 128;
+/// After this many evictions without a return (of a key evicted within the ghost's
+/// horizon), evictions take from the band whose oldest segment is the older, and the
+/// share follows what the bands hold: with no returns to go by (a workload that only
+/// writes, or whose keys never come back), memory follows age, as one FIFO over both
+/// bands would.
+pub const QUIET_EVICTIONS: u32 = 1024;
+/// The same before any key has come back.
+pub const QUIET_FIRST: u32 = 64;
 /// The window of the band shares: a return counts when its key was evicted within the
 /// last `bytes >> WINDOW_SHIFT` bytes of evictions from its band (`bytes`: the shard's
 /// segment bytes).
@@ -273,28 +280,67 @@ pub fn adapt_small_share(share: u32, from: Queue, fs: u32, fm: u32) -> u32 {
     }
 }
 
-/// The large band's share of a shard's segment bytes (in 1/1024), moved by returns.
+/// The large band's share of a shard's segment bytes (in 1/65536), moved by returns
+/// and, when there are none, by age.
 #[derive(Clone, Copy, Debug)]
-pub struct BandShare(pub u32);
+pub struct BandShare {
+    /// The share, in 1/65536.
+    pub share: u32,
+    /// Evictions since the last return.
+    quiet: u32,
+    /// A key has come back since the start.
+    returns: bool,
+}
 
 impl Default for BandShare {
     fn default() -> Self {
-        BandShare(LARGE_SHARE_START)
+        BandShare {
+            share: LARGE_SHARE_START,
+            quiet: 0,
+            returns: false,
+        }
     }
 }
-
 
 impl BandShare {
     /// A key evicted from `band` came back `distance` bytes of that band's evictions
     /// later, in a shard of `bytes` segment bytes.
     #[inline]
     pub fn returned(&mut self, band: Band, distance: u64, bytes: u64) {
-        if distance > (bytes >> WINDOW_SHIFT).max(1) {
-            return;
+        self.quiet = 0;
+        self.returns = true;
+        if distance <= (bytes >> WINDOW_SHIFT).max(1) {
+            self.step(band);
         }
-        self.0 = match band {
-            Band::Large => (self.0 + LARGE_SHARE_STEP).min(1024),
-            Band::Packed => self.0.saturating_sub(LARGE_SHARE_STEP),
+    }
+
+    /// The band to evict from, the large band holding `large` of `total` segment
+    /// bytes, `older` the band whose oldest segment is the older: the one over its
+    /// share, or after [`QUIET_EVICTIONS`] evictions without a return ([`QUIET_FIRST`]
+    /// before the first), `older` (and the share becomes what the bands hold).
+    #[inline]
+    pub fn pick(&mut self, large: usize, total: usize, older: Band) -> Band {
+        self.quiet = self.quiet.saturating_add(1);
+        let quiet = if self.returns {
+            QUIET_EVICTIONS
+        } else {
+            QUIET_FIRST
+        };
+        if self.quiet > quiet {
+            self.share = (large as u64 * 65_536 / total.max(1) as u64) as u32;
+            return older;
+        }
+        if self.evict_large(large, total) {
+            Band::Large
+        } else {
+            Band::Packed
+        }
+    }
+
+    fn step(&mut self, band: Band) {
+        self.share = match band {
+            Band::Large => (self.share + LARGE_SHARE_STEP).min(65_536),
+            Band::Packed => self.share.saturating_sub(LARGE_SHARE_STEP),
         };
     }
 
@@ -302,7 +348,7 @@ impl BandShare {
     /// `total` segment bytes.
     #[inline]
     pub fn evict_large(&self, large: usize, total: usize) -> bool {
-        large as u64 * 1024 > u64::from(self.0) * total as u64
+        large as u64 * 65_536 > u64::from(self.share) * total as u64
     }
 }
 
@@ -315,7 +361,9 @@ mod tests {
         let mut c = Coin::new(7);
         let n = 100_000;
         let small = (0..n).filter(|_| read_counts(100, &mut c)).count();
-        let large = (0..n).filter(|_| read_counts(4 * READ_BYTES, &mut c)).count();
+        let large = (0..n)
+            .filter(|_| read_counts(4 * READ_BYTES, &mut c))
+            .count();
         assert_eq!(small, n);
         assert!((large as f64 / n as f64 - 0.25).abs() < 0.01, "{large}");
     }
@@ -365,16 +413,29 @@ mod tests {
 
     #[test]
     fn returns_move_the_band_share_within_the_window_only() {
+        // Before any return, age decides after QUIET_FIRST evictions.
+        let mut q = BandShare::default();
+        for _ in 0..QUIET_FIRST {
+            assert_eq!(q.pick(600, 1024, Band::Packed), Band::Large);
+        }
+        assert_eq!(q.pick(600, 1024, Band::Packed), Band::Packed);
         let mut s = BandShare::default();
         s.returned(Band::Large, 10, 1 << 20);
-        assert_eq!(s.0, LARGE_SHARE_START + LARGE_SHARE_STEP);
+        assert_eq!(s.share, LARGE_SHARE_START + LARGE_SHARE_STEP);
         s.returned(Band::Packed, 10, 1 << 20);
         s.returned(Band::Packed, 10, 1 << 20);
-        assert_eq!(s.0, LARGE_SHARE_START - LARGE_SHARE_STEP);
+        assert_eq!(s.share, LARGE_SHARE_START - LARGE_SHARE_STEP);
         s.returned(Band::Packed, (1 << 20) >> WINDOW_SHIFT << 1, 1 << 20);
-        assert_eq!(s.0, LARGE_SHARE_START - LARGE_SHARE_STEP);
+        assert_eq!(s.share, LARGE_SHARE_START - LARGE_SHARE_STEP);
         assert!(s.evict_large(600, 1024));
         assert!(!s.evict_large(400, 1024));
+        // Quiet: age decides after QUIET_EVICTIONS evictions without a return.
+        for _ in 0..QUIET_EVICTIONS {
+            assert_eq!(s.pick(600, 1024, Band::Packed), Band::Large);
+        }
+        assert_eq!(s.pick(600, 1024, Band::Packed), Band::Packed);
+        assert_eq!(s.share, 600 * 64);
+        s.returned(Band::Packed, 10, 1 << 20);
+        assert_eq!(s.pick(600, 1024, Band::Packed), Band::Large);
     }
-
 }

@@ -168,21 +168,36 @@ impl Mini {
     }
 
     /// The band the next eviction takes from, as the store's `evict_band`.
-    fn evict_band(&self) -> Band {
+    fn evict_band(&mut self) -> Band {
         let large: usize = self.queues[1].iter().map(VecDeque::len).sum();
         let packed: usize = self.queues[0].iter().map(VecDeque::len).sum();
         if large == 0 {
-            Band::Packed
-        } else if packed == 0
-            || self.large_share.evict_large(
-                self.band_bytes(Band::Large) as usize,
-                self.total_bytes() as usize,
-            )
-        {
-            Band::Large
-        } else {
-            Band::Packed
+            return Band::Packed;
         }
+        if packed == 0 {
+            return Band::Large;
+        }
+        let now = self.gen;
+        let older = match (self.oldest(Band::Packed), self.oldest(Band::Large)) {
+            (Some(p), Some(l)) if now.wrapping_sub(l) > now.wrapping_sub(p) => Band::Large,
+            _ => Band::Packed,
+        };
+        let large = self.band_bytes(Band::Large) as usize;
+        self.large_share
+            .pick(large, self.total_bytes() as usize, older)
+    }
+
+    /// The push number of the oldest live entry at the fronts of `band`'s queues.
+    fn oldest(&self, band: Band) -> Option<u32> {
+        let now = self.gen;
+        self.queues[band.index()]
+            .iter()
+            .filter_map(|q| {
+                q.iter()
+                    .take(4)
+                    .find_map(|&(h, gen)| self.map.get(&h).filter(|e| e.gen == gen).map(|_| gen))
+            })
+            .max_by_key(|&g| now.wrapping_sub(g))
     }
 
     /// Evicts one item (or moves one survivor); false when empty.
@@ -194,7 +209,11 @@ impl Mini {
         let from_small = !self.queues[b][0].is_empty()
             && (small * 1024 > u64::from(self.small_share[b]) * cap.max(total)
                 || self.queues[b][1].is_empty());
-        let q = if from_small { Queue::Small } else { Queue::Main };
+        let q = if from_small {
+            Queue::Small
+        } else {
+            Queue::Main
+        };
         let Some((h, gen)) = self.queues[b][q.index()].pop_front() else {
             return false;
         };
@@ -361,7 +380,12 @@ impl Mini {
     fn bytes(&self) -> usize {
         self.map.capacity() * 32
             + self.ghost.capacity() * 48
-            + (self.queues.iter().flatten().map(VecDeque::capacity).sum::<usize>()
+            + (self
+                .queues
+                .iter()
+                .flatten()
+                .map(VecDeque::capacity)
+                .sum::<usize>()
                 + self.ghost_fifo.capacity())
                 * 16
     }
@@ -640,7 +664,8 @@ mod tests {
             s.delete(h);
         }
         for m in &s.minis {
-            assert!(m.small.len() + m.main.len() <= 1024 + 2 * m.map.len() + 1);
+            let queued: usize = m.queues.iter().flatten().map(VecDeque::len).sum();
+            assert!(queued <= 1024 + 2 * m.map.len() + 1);
         }
     }
 

@@ -219,6 +219,9 @@ struct Seg {
     /// Bumped when the segment is emptied and reused, so queue entries of its earlier
     /// life are recognised as stale.
     gen: u32,
+    /// When it was opened (or its item requeued): the shard's segment count then; the
+    /// band shares compare the oldest segments of the bands.
+    born: u32,
     place: Place,
 }
 
@@ -397,6 +400,8 @@ pub struct Shard {
     lifetimes: [Lifetimes; 2],
     /// The policy's coin flips.
     coin: Coin,
+    /// Segments opened or requeued so far (the `born` of the next).
+    births: u32,
     ghost: Ghost,
     /// Closed segments that became sparse (with their generation then).
     sparse: Vec<(u32, u32)>,
@@ -457,7 +462,10 @@ impl Shard {
             bands: [BandQueues::default(), BandQueues::default()],
             large_share: BandShare::default(),
             lifetimes: [Lifetimes::default(), Lifetimes::default()],
-            coin: Coin::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            births: 0,
+            coin: Coin::new(
+                0x9E37_79B9_7F4A_7C15 ^ (id as u64).wrapping_mul(0x2545_F491_4F6C_DD1D),
+            ),
             ghost: Ghost::default(),
             sparse: Vec::new(),
             moved: Vec::new(),
@@ -925,7 +933,12 @@ impl Shard {
     /// the queue when it was `q`'s open segment; `new_to_queue` adds them.
     fn enqueue(&mut self, q: Queue, sid: usize, new_to_queue: bool) {
         let band = self.band_of(sid);
+        self.births = self.births.wrapping_add(u32::from(new_to_queue));
+        let born = self.births;
         let s = self.seg_mut(sid);
+        if new_to_queue {
+            s.born = born;
+        }
         s.place = Place::Closed(q);
         let (gen, bytes) = (s.gen, s.data.len());
         let fifo = self.fifo(band, q);
@@ -941,8 +954,11 @@ impl Shard {
         if let Some(o) = old {
             self.enqueue(q, o as usize, false);
         }
+        self.births = self.births.wrapping_add(1);
+        let born = self.births;
         let s = self.seg_mut(sid);
         s.place = Place::Open(q);
+        s.born = born;
         let bytes = s.data.len();
         self.fifo(Band::Packed, q).bytes += bytes;
     }
@@ -1108,6 +1124,7 @@ impl Shard {
             live_bytes: 0,
             sparse: false,
             gen,
+            born: 0,
             place: Place::Evicting,
         });
         self.slab_bytes += bytes as u64;
@@ -1188,8 +1205,9 @@ impl Shard {
     }
 
     /// The band the next eviction takes from: the one holding more than its share
-    /// ([`BandShare`]), or the one that has anything to give.
-    fn evict_band(&self) -> Band {
+    /// ([`BandShare`]), or the one that has anything to give; when no key has come back
+    /// for a while, the one whose oldest segment is the older ([`BandShare::pick`]).
+    fn evict_band(&mut self) -> Band {
         let [packed, large] = &self.bands;
         let packed_has = packed.closed() > 0
             || packed
@@ -1198,16 +1216,41 @@ impl Shard {
                 .filter_map(|f| f.open)
                 .any(|o| self.seg(o as usize).used > 0);
         if large.closed() == 0 {
-            Band::Packed
-        } else if !packed_has
-            || self
-                .large_share
-                .evict_large(large.bytes(), large.bytes() + packed.bytes())
-        {
-            Band::Large
-        } else {
-            Band::Packed
+            return Band::Packed;
         }
+        if !packed_has {
+            return Band::Large;
+        }
+        let (lb, total) = (large.bytes(), large.bytes() + packed.bytes());
+        let older = match (
+            self.oldest_birth(Band::Packed),
+            self.oldest_birth(Band::Large),
+        ) {
+            (Some(p), Some(l)) if self.births.wrapping_sub(l) > self.births.wrapping_sub(p) => {
+                Band::Large
+            }
+            _ => Band::Packed,
+        };
+        self.large_share.pick(lb, total, older)
+    }
+
+    /// When the oldest closed segment of `band` was born (stale queue entries at the
+    /// front are passed over).
+    fn oldest_birth(&self, band: Band) -> Option<u32> {
+        let now = self.births;
+        self.bands[band.index()]
+            .q
+            .iter()
+            .filter_map(|f| {
+                f.closed
+                    .iter()
+                    .take(4)
+                    .find_map(|&(sid, gen)| match self.segs.get(sid as usize) {
+                        Some(Some(s)) if s.gen == gen => Some(s.born),
+                        _ => None,
+                    })
+            })
+            .max_by_key(|&b| now.wrapping_sub(b))
     }
 
     /// Closed segments in all queues.

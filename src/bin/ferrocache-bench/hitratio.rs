@@ -62,10 +62,10 @@
 //! (`DIR/<workload>.oracleGeneral.bin`, see `trace.rs`) and `DIR/manifest.json`, for
 //! `tests/tools/libcachesim_yardstick.py`.
 
-use crate::servers::{Kind, ServerProc};
-use crate::textconn::{json_f64, json_str, ratio_str, stat_u64, Conn, ServerFlags};
 use crate::inproc;
 use crate::replay_row::Row;
+use crate::servers::{Kind, ServerProc};
+use crate::textconn::{json_f64, json_str, ratio_str, stat_u64, Conn, ServerFlags};
 use crate::trace::{
     push_key, value_of, value_pattern, Req, Trace, Workload, DEFAULT_WORKLOADS, KEY_LEN,
     MC_ITEM_OVERHEAD,

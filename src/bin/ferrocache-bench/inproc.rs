@@ -77,12 +77,7 @@ pub fn replay(
                 }
                 continue;
             }
-            Ok(false) => {
-                return Err(format!(
-                    "wrong value for {}",
-                    String::from_utf8_lossy(&key)
-                ))
-            }
+            Ok(false) => return Err(format!("wrong value for {}", String::from_utf8_lossy(&key))),
             Err(_) => {}
         }
         row.misses += 1;
