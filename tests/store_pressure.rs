@@ -186,3 +186,71 @@ fn get_checked(cl: &mut Client, key: &str, len: usize, b: u8) -> bool {
     assert_eq!(&reply[header.len() + len..], b"\r\nEND\r\n");
     true
 }
+
+/// Rounds of the in-place write test: each writes one cold 20 KB value and one cold
+/// 100-byte value (never read) and updates the hot keys in place once.
+const INPLACE_ROUNDS: usize = 3000;
+
+/// Runs the in-place write workload on `port`: per round a cold 20 KB set and a cold
+/// 100-byte set, then `incr`, `decr`, meta `ma` and `append` of four keys that are never
+/// read. Returns the first reply that says a hot key was gone, if any.
+fn in_place_rounds(port: u16) -> Option<String> {
+    let mut cl = Client::connect(port);
+    cl.roundtrip(b"set ctr 0 0 1\r\n0\r\n", b"STORED\r\n");
+    cl.roundtrip(b"set down 0 0 10\r\n1000000000\r\n", b"STORED\r\n");
+    cl.roundtrip(b"set mctr 0 0 1\r\n0\r\n", b"STORED\r\n");
+    cl.roundtrip(b"set log 0 0 1\r\nx\r\n", b"STORED\r\n");
+    let big = vec![b'c'; 20_000];
+    let small = vec![b's'; 100];
+    let mut req = Vec::new();
+    for i in 0..INPLACE_ROUNDS {
+        req.clear();
+        req.extend_from_slice(format!("set cold:{i} 0 0 {} noreply\r\n", big.len()).as_bytes());
+        req.extend_from_slice(&big);
+        req.extend_from_slice(b"\r\n");
+        req.extend_from_slice(format!("set tiny:{i} 0 0 {} noreply\r\n", small.len()).as_bytes());
+        req.extend_from_slice(&small);
+        req.extend_from_slice(b"\r\nincr ctr 1\r\ndecr down 1\r\nma mctr v\r\nappend log 0 0 1\r\ny\r\n");
+        cl.send(&req);
+        // The append's reply ends the round: STORED, or NOT_STORED when `log` is gone.
+        let got = show(&cl.read_until(b"STORED\r\n"));
+        let n = i + 1;
+        let want = format!(
+            "{n}\r\n{}\r\nVA {}\r\n{n}\r\nSTORED\r\n",
+            1_000_000_000 - n,
+            n.to_string().len()
+        );
+        if got != show(want.as_bytes()) {
+            return Some(format!("round {i}: {got}, expected {}", show(want.as_bytes())));
+        }
+    }
+    cl.send(b"get log\r\n");
+    let log = cl.read_until(b"END\r\n");
+    let mut want = format!("VALUE log 0 {}\r\nx", INPLACE_ROUNDS + 1).into_bytes();
+    want.resize(want.len() + INPLACE_ROUNDS, b'y');
+    want.extend_from_slice(b"\r\nEND\r\n");
+    (log != want).then(|| format!("log reads {}", show(&log[..log.len().min(40)])))
+}
+
+/// A key written in place (incr/decr, meta arithmetic, append) is in use, as a read
+/// key is: under churn that writes over 7 times `-m` in cold values (never read), the
+/// counters, the meta counter and the appended log are never evicted while the cold
+/// items around them are, as with memcached 1.6.18 (run first here, side by side).
+#[test]
+fn keys_written_in_place_are_never_evicted_under_churn() {
+    if let Some(mc) = Server::memcached(&["-m", "8", "-t", "2"]) {
+        assert_eq!(in_place_rounds(mc.port), None, "memcached 1.6.18");
+    }
+    let server = Server::ferrocache(&["-m", "8", "-t", "2"]);
+    let gone = in_place_rounds(server.port);
+    let mut cl = server.connect();
+    let evictions: u64 = cl
+        .stat("evictions")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(gone, None, "a hot key written in place was evicted ({evictions} evictions)");
+    assert!(
+        evictions > INPLACE_ROUNDS as u64,
+        "the churn must evict the cold items: {evictions} evictions"
+    );
+}
