@@ -210,7 +210,9 @@ fn in_place_rounds(port: u16) -> Option<String> {
         req.extend_from_slice(b"\r\n");
         req.extend_from_slice(format!("set tiny:{i} 0 0 {} noreply\r\n", small.len()).as_bytes());
         req.extend_from_slice(&small);
-        req.extend_from_slice(b"\r\nincr ctr 1\r\ndecr down 1\r\nma mctr v\r\nappend log 0 0 1\r\ny\r\n");
+        req.extend_from_slice(
+            b"\r\nincr ctr 1\r\ndecr down 1\r\nma mctr v\r\nappend log 0 0 1\r\ny\r\n",
+        );
         cl.send(&req);
         // The append's reply ends the round: STORED, or NOT_STORED when `log` is gone.
         let got = show(&cl.read_until(b"STORED\r\n"));
@@ -221,7 +223,10 @@ fn in_place_rounds(port: u16) -> Option<String> {
             n.to_string().len()
         );
         if got != show(want.as_bytes()) {
-            return Some(format!("round {i}: {got}, expected {}", show(want.as_bytes())));
+            return Some(format!(
+                "round {i}: {got}, expected {}",
+                show(want.as_bytes())
+            ));
         }
     }
     cl.send(b"get log\r\n");
@@ -248,7 +253,10 @@ fn keys_written_in_place_are_never_evicted_under_churn() {
         .stat("evictions")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    assert_eq!(gone, None, "a hot key written in place was evicted ({evictions} evictions)");
+    assert_eq!(
+        gone, None,
+        "a hot key written in place was evicted ({evictions} evictions)"
+    );
     assert!(
         evictions > INPLACE_ROUNDS as u64,
         "the churn must evict the cold items: {evictions} evictions"

@@ -84,7 +84,7 @@ RECORD = np.dtype(
 )
 assert RECORD.itemsize == 24
 
-DEFAULT_POLICIES = ["LRU", "S3FIFO", "Sieve", "WTinyLFU", "Belady"]
+DEFAULT_POLICIES = ["LRU", "S3FIFO", "Sieve", "WTinyLFU", "GDSF", "LHD", "Belady", "BeladySize"]
 OFFLINE = {"Belady", "BeladySize"}
 MiB = 1 << 20
 

@@ -81,25 +81,39 @@ const DEFAULT_REQUESTS: u64 = 2_000_000;
 /// `--quick`: cache sizes, workloads and requests.
 const QUICK_MEM: [usize; 2] = [8, 32];
 const QUICK_WORKLOADS: &str = "zipf0.99-wide,scan,shift-size,ttl";
+/// `--sizes`: value sizes that vary (issue #23): heavy tails of several lengths with
+/// popularity independent of size (the two traces of the issue among them), and values
+/// up to 200 KB under uniform and skewed popularity.
+const SIZES_WORKLOADS: &str = "zipf1.0-wide16k@300k,zipf0.9-wide4k@400k,zipf0.99-wide4k,\
+zipf0.9-wide16k@1m,zipf0.99-wide64k@1m,zipf0-bands,zipf0.99-bands";
+const SIZES_MEM: [usize; 4] = [8, 16, 32, 64];
+const SIZES_REQUESTS: u64 = 1_000_000;
 const QUICK_REQUESTS: u64 = 250_000;
 
 /// Options of `hitratio`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Cache sizes in MiB (`-m`), comma separated [default: 8,16,32,64,128; --quick: 8,32].
+    /// Cache sizes in MiB (`-m`), comma separated [default: 8,16,32,64,128; --quick: 8,32;
+    /// --sizes: 8,16,32,64].
     #[arg(long, value_delimiter = ',')]
     mem: Vec<usize>,
-    /// Workloads, comma separated: `zipf<S>-<fixed|narrow|wide|uniform2k>`, scan,
-    /// shift-size, shift-hot, ttl [default: the 12 zipf{0.6,0.9,0.99,1.2}-{fixed,narrow,wide}
-    /// and the 4 others; --quick: zipf0.99-wide,scan,shift-size,ttl].
+    /// Workloads, comma separated: `zipf<S>-<fixed|narrow|wide|wide4k|wide16k|wide64k|
+    /// bands|uniform2k>`, scan, shift-size, shift-hot, ttl, each optionally `@<keys>`
+    /// [default: the 12 zipf{0.6,0.9,0.99,1.2}-{fixed,narrow,wide} and the 4 others;
+    /// --quick: zipf0.99-wide,scan,shift-size,ttl; --sizes: the heavy tails and bands].
     #[arg(long)]
     workloads: Option<String>,
-    /// Requests per cell (each a get, plus a set on a miss) [default: 2000000; --quick: 250000].
+    /// Requests per cell (each a get, plus a set on a miss) [default: 2000000; --quick:
+    /// 250000; --sizes: 1000000].
     #[arg(long)]
     requests: Option<u64>,
     /// Smoke preset: 2 cache sizes x 4 workloads x 250k requests (about a minute).
     #[arg(long)]
     quick: bool,
+    /// Value sizes that vary: heavy-tailed sizes independent of popularity and values
+    /// up to 200 KB, at -m 8..64 (7 workloads x 4 sizes x 1M requests).
+    #[arg(long, conflicts_with = "quick")]
+    sizes: bool,
     /// Key space of every workload (default: each workload's own, 2M or 4M).
     #[arg(long)]
     keys: Option<u64>,
@@ -170,6 +184,8 @@ fn plan(args: &Args) -> Result<Plan, String> {
         args.mem.clone()
     } else if args.quick {
         QUICK_MEM.to_vec()
+    } else if args.sizes {
+        SIZES_MEM.to_vec()
     } else {
         DEFAULT_MEM.to_vec()
     };
@@ -179,6 +195,8 @@ fn plan(args: &Args) -> Result<Plan, String> {
     let list = args.workloads.clone().unwrap_or_else(|| {
         if args.quick {
             QUICK_WORKLOADS.into()
+        } else if args.sizes {
+            SIZES_WORKLOADS.into()
         } else {
             DEFAULT_WORKLOADS.into()
         }
@@ -186,6 +204,8 @@ fn plan(args: &Args) -> Result<Plan, String> {
     let workloads = Workload::parse_list(&list, args.keys)?;
     let requests = args.requests.unwrap_or(if args.quick {
         QUICK_REQUESTS
+    } else if args.sizes {
+        SIZES_REQUESTS
     } else {
         DEFAULT_REQUESTS
     });
@@ -760,12 +780,13 @@ fn print_summary(args: &Args, p: &Plan, cells: &[Cell], total: f64) {
         "mc_items",
         "fc_items",
         "item_x",
-        "mc_evict",
-        "fc_evict",
-        "mc_MiB",
-        "fc_MiB"
+        "mc_bmiss",
+        "fc_bmiss",
+        "mc_RSS",
+        "fc_RSS"
     );
     let mut logs = Vec::new();
+    let mut worst: Option<(f64, &Cell)> = None;
     let mut better = 0;
     let mut worse = 0;
     for c in cells {
@@ -782,6 +803,9 @@ fn print_summary(args: &Args, p: &Plan, cells: &[Cell], total: f64) {
         let ax = avoid_ratio(c);
         if let Some(x) = ax {
             logs.push(x.max(1e-6).ln());
+            if !matches!(worst, Some((w, _)) if w >= x) {
+                worst = Some((x, c));
+            }
             if x < 1.0 {
                 better += 1;
             } else if x > 1.0 {
@@ -793,11 +817,11 @@ fn print_summary(args: &Args, p: &Plan, cells: &[Cell], total: f64) {
             .map(|(m, f)| ratio_str(f.curr_items as f64, m.curr_items as f64))
             .unwrap_or_else(|| "-".into());
         let fmt_mib = |r: Option<&Row>| {
-            r.map(|r| format!("{:.1}", mib(r.total_malloced)))
+            r.map(|r| format!("{:.1}", mib(r.rss)))
                 .unwrap_or_else(|| "-".into())
         };
         println!(
-            "{:<16} {:>4} {:>7.4} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6} {:>6}",
+            "{:<16} {:>4} {:>7.4} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>6} {:>8} {:>8} {:>6} {:>6}",
             c.workload,
             c.mem,
             first,
@@ -809,8 +833,8 @@ fn print_summary(args: &Args, p: &Plan, cells: &[Cell], total: f64) {
             fmt_u(m, |r| r.curr_items),
             fmt_u(f, |r| r.curr_items),
             ix,
-            fmt_u(m, |r| r.evictions),
-            fmt_u(f, |r| r.evictions),
+            fmt_ratio(m, Row::byte_miss_ratio),
+            fmt_ratio(f, Row::byte_miss_ratio),
             fmt_mib(m),
             fmt_mib(f),
         );
@@ -825,13 +849,19 @@ fn print_summary(args: &Args, p: &Plan, cells: &[Cell], total: f64) {
             worse
         );
     }
-    println!("mc_MiB / fc_MiB: item memory allocated at the end (`stats slabs` total_malloced); memcached gives each slab class its first 1 MiB page even beyond -m");
+    if let Some((x, c)) = worst {
+        println!(
+            "worst cell: {} -m {}: avoidable misses {:.3}x memcached's",
+            c.workload, c.mem, x
+        );
+    }
+    println!("bmiss: byte miss ratio (value bytes of the misses / of all requests); RSS: resident MiB at the end (inproc: the store's segments and index); memcached gives each slab class its first 1 MiB page even beyond -m");
     println!("sweep time {total:.0} s");
 }
 
 fn row_json(r: &Row) -> String {
     format!(
-        "{{\"server\": {}, \"requests\": {}, \"misses\": {}, \"miss_ratio\": {}, \"first_request_misses\": {}, \
+        "{{\"server\": {}, \"requests\": {}, \"misses\": {}, \"miss_ratio\": {}, \"byte_miss_ratio\": {}, \"first_request_misses\": {}, \
          \"first_request_hits\": {}, \"avoidable_misses\": {}, \"avoidable_miss_ratio\": {}, \"expired_misses\": {}, \
          \"set_failures\": {}, \"deferred_gets\": {}, \"curr_items\": {}, \"evictions\": {}, \"bytes\": {}, \
          \"total_malloced\": {}, \"server_get_misses\": {}, \"get_expired\": {}, \"reclaimed\": {}, \
@@ -840,6 +870,7 @@ fn row_json(r: &Row) -> String {
         r.requests,
         r.misses,
         json_f64(r.miss_ratio()),
+        json_f64(r.byte_miss_ratio()),
         r.first_misses,
         r.first_hits,
         r.avoidable(),

@@ -17,6 +17,7 @@
 //! | `ttl` | 2M | Zipf(0.9) | narrow | per key: 40% no TTL, 20% each 2 s, 5 s, 10 s; replayed at a fixed request rate (see `hitratio --ttl-rate`) so expiry happens on wall time at the same request index for both servers |
 //!
 //! `S` is any exponent (`zipf0.6`, `zipf0.9`, `zipf0.99`, `zipf1.2` are the defaults).
+//! `<name>@<keys>` gives one workload its own key space (`zipf1.0-wide16k@300k`).
 //! A key id `i` is the key `key:%010d` (14 bytes). The value size and TTL are functions
 //! of the key id (a hash), so every set of a key stores the same value.
 
@@ -139,7 +140,18 @@ const TTL_MIX: [(u32, u64); 4] = [(0, 40), (2, 20), (5, 20), (10, 20)];
 impl Workload {
     /// Parses one name; `keys` overrides the default key space.
     pub fn parse(name: &str, keys: Option<u64>) -> Result<Workload, String> {
-        let n = name.trim();
+        let full = name.trim();
+        // `<name>@<keys>`: this workload's own key space (`300k`, `2m` or a number).
+        let (n, own_keys) = match full.split_once('@') {
+            Some((n, k)) => (
+                n,
+                Some(
+                    parse_count(k)
+                        .ok_or_else(|| format!("workload {full:?}: bad key space {k:?}"))?,
+                ),
+            ),
+            None => (full, None),
+        };
         let (shape, default_keys) = match n {
             "scan" => (Shape::Scan, 2_000_000),
             "shift-size" => (Shape::ShiftSize, 2_000_000),
@@ -178,14 +190,14 @@ impl Workload {
                 (Shape::Zipf(s, sizes), k)
             }
         };
-        let keys = keys.unwrap_or(default_keys);
+        let keys = own_keys.or(keys).unwrap_or(default_keys);
         if keys == 0 || keys > 1_000_000_000 {
             return Err(format!(
                 "workload {n}: key space {keys} out of range 1..=1e9"
             ));
         }
         Ok(Workload {
-            name: n.to_string(),
+            name: full.to_string(),
             shape,
             keys,
         })
@@ -341,6 +353,17 @@ impl Workload {
     }
 }
 
+/// `300k`, `2m` or a plain number.
+fn parse_count(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (digits, mult) = match s.as_bytes().last()? {
+        b'k' => (&s[..s.len() - 1], 1_000),
+        b'm' => (&s[..s.len() - 1], 1_000_000),
+        _ => (&s[..], 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
 /// TTL of key `key` in the `ttl` workload.
 fn ttl_of(key: u32, salt: u64) -> u32 {
     let h = mix64(key as u64 ^ salt ^ 0x5151_7777_0000_0001) % 100;
@@ -469,6 +492,23 @@ mod tests {
                 assert_eq!(*m.entry(r.key).or_insert((r.vlen, r.ttl)), (r.vlen, r.ttl));
                 assert!(r.vlen >= 50 && r.vlen <= WIDE_MAX);
             }
+        }
+    }
+
+    #[test]
+    fn a_workload_may_name_its_key_space() {
+        let w = Workload::parse("zipf1.0-wide16k@300k", Some(5)).unwrap();
+        assert_eq!((w.keys, w.name.as_str()), (300_000, "zipf1.0-wide16k@300k"));
+        assert_eq!(
+            Workload::parse("zipf0-bands@2m", None).unwrap().keys,
+            2_000_000
+        );
+        assert_eq!(Workload::parse("zipf0-bands", None).unwrap().keys, 12_000);
+        assert!(Workload::parse("zipf0-bands@x", None).is_err());
+        let sizes: Vec<u32> = (0..40_000).map(|k| Sizes::Bands.of(k, 3)).collect();
+        for (lo, hi) in BANDS {
+            let n = sizes.iter().filter(|&&v| v >= lo && v <= hi).count();
+            assert!((9_000..=11_000).contains(&n), "{lo}..{hi}: {n}");
         }
     }
 
