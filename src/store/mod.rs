@@ -59,6 +59,8 @@
 
 pub mod clock;
 pub mod item;
+mod lease;
+mod loan;
 mod shard;
 pub mod snapshot;
 
@@ -73,6 +75,8 @@ use crate::protocol::frame;
 use shard::{DumpPlace, Found, Mem, Shard};
 
 pub use clock::{Clock, RelTime};
+pub use lease::ValueLease;
+pub use loan::Loan;
 pub use shard::SnapBuf;
 
 /// Store settings, from the command line.
@@ -514,7 +518,8 @@ pub(crate) struct Ctx {
     pub(crate) clock: Arc<Clock>,
     sizes: Vec<usize>,
     slab_sizes: Vec<usize>,
-    used: AtomicUsize,
+    /// Bytes of the limit in use: segments, and what is lent ([`Loan`]).
+    used: Arc<AtomicUsize>,
     limit: AtomicUsize,
     /// Slab bytes each shard owns (kept by the shard under its lock, read without it
     /// to pick the shard to take memory from).
@@ -706,6 +711,8 @@ pub struct Store {
     insight: std::sync::OnceLock<Insight>,
     /// The classes' ages last computed: (server time, real time, ages).
     ages: Mutex<Option<(RelTime, std::time::Instant, Arc<Vec<u64>>)>>,
+    /// Bytes of the budget lent to values being received ([`Store::lend`]).
+    lent: Arc<AtomicUsize>,
 }
 
 /// The key hash and what an operation did, kept while its shard lock is held and
@@ -739,7 +746,7 @@ impl Store {
                 clock,
                 sizes,
                 slab_sizes,
-                used: AtomicUsize::new(0),
+                used: Arc::new(AtomicUsize::new(0)),
                 limit: AtomicUsize::new(cfg.mem_limit),
                 owned: (0..n).map(|_| AtomicUsize::new(0)).collect(),
                 oldest_live: AtomicU32::new(0),
@@ -754,6 +761,7 @@ impl Store {
             crawler_starts: AtomicU64::new(0),
             insight: std::sync::OnceLock::new(),
             ages: Mutex::new(None),
+            lent: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -947,15 +955,32 @@ impl Store {
 
     /// Looks a key up and runs `f` on the item under the shard lock.
     pub fn get<R>(&self, key: &[u8], f: impl FnOnce(&ItemRef<'_>) -> R) -> Result<R, Miss> {
-        self.lookup(key, None, f)
+        self.lookup(key, None, usize::MAX, |it, _| f(it))
+            .map(|(r, _)| r)
+    }
+
+    /// A lookup for a reply ([`Store::get`], or [`Store::get_and_touch`] with
+    /// `touch`): when the value is longer than `copy_max` and the item has a segment
+    /// of its own, the value is leased (see [`lease`]): `f` is told so (`true`) and
+    /// writes the reply without the value, which the caller then streams with
+    /// [`Store::read_lease`].
+    pub fn get_reply<R>(
+        &self,
+        key: &[u8],
+        touch: Option<i64>,
+        copy_max: usize,
+        f: impl FnOnce(&ItemRef<'_>, bool) -> R,
+    ) -> Result<(R, Option<ValueLease>), Miss> {
+        self.lookup(key, touch, copy_max, f)
     }
 
     fn lookup<R>(
         &self,
         key: &[u8],
         touch: Option<i64>,
-        f: impl FnOnce(&ItemRef<'_>) -> R,
-    ) -> Result<R, Miss> {
+        copy_max: usize,
+        f: impl FnOnce(&ItemRef<'_>, bool) -> R,
+    ) -> Result<(R, Option<ValueLease>), Miss> {
         let ctx = &self.ctx;
         let mut f = Some(f);
         let seen = Seen::default();
@@ -985,16 +1010,26 @@ impl Store {
                     }
                 }
             }
+            let hd = item::Hdr::read(sh.chunk(l), ctx.cas_on);
+            let lease = if hd.vlen > copy_max {
+                sh.lease(l).map(|(sid, pin)| {
+                    ValueLease::new(self.shard_of(h), sid, pin, hd.value_at(), hd.vlen)
+                })
+            } else {
+                None
+            };
             let c = sh.chunk(l);
-            let hd = item::Hdr::read(c, ctx.cas_on);
             let f = f.take().expect("lookup: f runs once");
-            let r = f(&ItemRef {
-                key: &c[hd.key_at..hd.key_at + hd.klen],
-                flags: hd.flags,
-                value: &c[hd.value_at()..hd.total()],
-                cas: hd.cas,
-                exptime: hd.exptime,
-            });
+            let r = f(
+                &ItemRef {
+                    key: &c[hd.key_at..hd.key_at + hd.klen],
+                    flags: hd.flags,
+                    value: &c[hd.value_at()..hd.total()],
+                    cas: hd.cas,
+                    exptime: hd.exptime,
+                },
+                lease.is_some(),
+            );
             // Counted once the hit is served (a run that retries counts nothing), from
             // the header already read.
             let hit = if touch.is_some() {
@@ -1007,7 +1042,7 @@ impl Store {
             if drop_after {
                 sh.delete_at(ctx, h, l);
             }
-            Ok(r)
+            Ok((r, lease))
         };
         let r = if touch.is_none() {
             self.with(key, body)
@@ -1066,12 +1101,14 @@ impl Store {
         exptime: i64,
         f: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Result<R, Miss> {
-        self.lookup(key, Some(exptime), f)
+        self.lookup(key, Some(exptime), usize::MAX, |it, _| f(it))
+            .map(|(r, _)| r)
     }
 
     /// Sets a new expiry on an existing item.
     pub fn touch(&self, key: &[u8], exptime: i64) -> Result<(), Miss> {
-        self.lookup(key, Some(exptime), |_| ())
+        self.lookup(key, Some(exptime), usize::MAX, |_, _| ())
+            .map(|_| ())
     }
 
     /// Stores a value. `exptime` is as the client sent it.
@@ -1234,6 +1271,29 @@ impl Store {
         vivify: bool,
         f: impl FnOnce(&MetaItem<'_>) -> (R, MetaUpdate),
     ) -> Result<R, Miss> {
+        self.meta_lookup(key, vivify, usize::MAX, |it, _| f(it))
+            .map(|(r, _)| r)
+    }
+
+    /// [`Store::meta_get`] for a reply: a value longer than `copy_max` in a segment of
+    /// its own is leased as [`Store::get_reply`] does (`f` is told with `true`).
+    pub fn meta_get_reply<R>(
+        &self,
+        key: &[u8],
+        vivify: bool,
+        copy_max: usize,
+        f: impl FnOnce(&MetaItem<'_>, bool) -> (R, MetaUpdate),
+    ) -> Result<(R, Option<ValueLease>), Miss> {
+        self.meta_lookup(key, vivify, copy_max, f)
+    }
+
+    fn meta_lookup<R>(
+        &self,
+        key: &[u8],
+        vivify: bool,
+        copy_max: usize,
+        f: impl FnOnce(&MetaItem<'_>, bool) -> (R, MetaUpdate),
+    ) -> Result<(R, Option<ValueLease>), Miss> {
         let ctx = &self.ctx;
         let cas_on = ctx.cas_on;
         if key.is_empty() {
@@ -1278,6 +1338,12 @@ impl Store {
                     new
                 }
             };
+            let lease = match item::Hdr::read(sh.chunk(l), cas_on) {
+                hd if hd.vlen > copy_max => sh.lease(l).map(|(sid, pin)| {
+                    ValueLease::new(self.shard_of(h), sid, pin, hd.value_at(), hd.vlen)
+                }),
+                _ => None,
+            };
             let (r, up) = {
                 let c = sh.chunk(l);
                 let hd = item::Hdr::read(c, cas_on);
@@ -1295,7 +1361,7 @@ impl Store {
                     size: hd.total(),
                 };
                 let f = f.take().expect("meta_get: f runs once");
-                f(&view)
+                f(&view, lease.is_some())
             };
             // `f` has run: no second run from here on.
             mem.set_last();
@@ -1309,16 +1375,16 @@ impl Store {
                         Ok(n) => l = n,
                         Err(Some(at)) => {
                             sh.delete_at(ctx, h, at);
-                            return Ok(r);
+                            return Ok((r, lease));
                         }
-                        Err(None) => return Ok(r),
+                        Err(None) => return Ok((r, lease)),
                     }
                 }
             }
             if up.bump {
                 sh.bump(l, ctx.clock.now());
             }
-            Ok(r)
+            Ok((r, lease))
         };
         let r = if vivify {
             self.with_retry(key, body)
@@ -1798,6 +1864,8 @@ impl Store {
         self.crawler_starts.fetch_add(1, Ordering::Relaxed);
         let mut freed = 0;
         for sh in self.shards.iter() {
+            // Segments a closed connection's lease left pinned.
+            sh.lock().reap_orphans(&self.ctx);
             let mut left = max.max(1);
             while left > 0 {
                 let batch = left.min(512);

@@ -396,6 +396,13 @@ pub struct Shard {
     /// Meta marks of the items whose `MARKED` bit is set (location -> marks); every
     /// path that frees or moves an item keeps it in step.
     marks: HashMap<Loc, u8>,
+    /// Segments of their own item that a reply may be streaming from
+    /// ([`Shard::lease`]): the token a lease holds a clone of (pinned while there is
+    /// more than this one).
+    pins: HashMap<u32, std::sync::Arc<()>>,
+    /// Pinned segments whose item is gone: kept (and counted in the budget) until the
+    /// last lease ends ([`Shard::reap_orphans`]).
+    orphans: Vec<u32>,
     /// Items ever linked.
     pub total_items: u64,
     /// Bytes of linked items.
@@ -450,6 +457,8 @@ impl Shard {
             classes: vec![ClassStats::default(); nclasses],
             lookups: 0,
             marks: HashMap::new(),
+            pins: HashMap::new(),
+            orphans: Vec::new(),
             total_items: 0,
             bytes: 0,
             slab_bytes: 0,
@@ -762,6 +771,12 @@ impl Shard {
         s.sparse = false;
         s.live = 0;
         s.place = Place::Evicting;
+        if self.pinned(sid) {
+            // A reply still streams its bytes: kept until the lease ends.
+            self.orphans.push(sid as u32);
+            return;
+        }
+        let s = self.seg_mut(sid);
         if s.data.len() == SEG_BYTES && !ctx.over_limit() {
             self.empty.push(sid as u32);
         } else {
@@ -1061,6 +1076,7 @@ impl Shard {
         let Some(s) = self.segs.get_mut(sid).and_then(Option::take) else {
             return 0;
         };
+        self.pins.remove(&(sid as u32));
         self.free_ids.push((sid as u32, s.gen));
         self.slab_bytes -= s.data.len() as u64;
         self.nslabs -= 1;
@@ -1315,6 +1331,11 @@ impl Shard {
         s.live_bytes = 0;
         s.sparse = false;
         s.gen = s.gen.wrapping_add(1);
+        if self.pinned(sid) {
+            // A reply still streams its bytes: not reused until the lease ends.
+            self.orphans.push(sid as u32);
+            return Evicted::Progress;
+        }
         Evicted::Empty(sid)
     }
 
@@ -1501,6 +1522,71 @@ impl Shard {
                 }
             }
         }
+    }
+}
+
+/// Leases: a reply streaming a large value reads it from the item's own segment a
+/// piece at a time instead of copying it whole into the connection's buffer (see
+/// `store::lease`). A leased segment is never reused or dropped: when its item goes
+/// (replaced, deleted, evicted, expired) it becomes an orphan, out of every queue and
+/// still counted in the budget, until the last lease on it ends. Its value bytes are
+/// not written while it is pinned: a live item's value never changes in place (only
+/// its header does), and an orphan is not written at all.
+impl Shard {
+    /// Whether segment `sid` is pinned by a lease (a pin token with no lease left is
+    /// forgotten).
+    fn pinned(&mut self, sid: usize) -> bool {
+        if self.pins.is_empty() {
+            return false;
+        }
+        let sid = sid as u32;
+        match self.pins.get(&sid) {
+            None => false,
+            Some(p) if std::sync::Arc::strong_count(p) > 1 => true,
+            Some(_) => {
+                self.pins.remove(&sid);
+                false
+            }
+        }
+    }
+
+    /// Pins the segment of the item at `l` for a lease: (segment id, the pin token).
+    /// None unless the item has a segment of its own (items that share a segment are
+    /// small, and a shared segment is rewritten when it is walked).
+    pub fn lease(&mut self, l: Loc) -> Option<(u32, std::sync::Arc<()>)> {
+        let (sid, off) = split(l);
+        let big = self.seg(sid).data.len() != SEG_BYTES;
+        if off != 0 || !big {
+            return None;
+        }
+        let pin = self.pins.entry(sid as u32).or_default().clone();
+        Some((sid as u32, pin))
+    }
+
+    /// The bytes of segment `sid` while `pin` pins it (None: not the segment the
+    /// lease was taken on).
+    pub fn leased(&self, sid: u32, pin: &std::sync::Arc<()>) -> Option<&[u8]> {
+        match (self.pins.get(&sid), self.segs.get(sid as usize)) {
+            (Some(p), Some(Some(s))) if std::sync::Arc::ptr_eq(p, pin) => Some(&s.data),
+            _ => None,
+        }
+    }
+
+    /// Drops the orphans no lease pins any more, their bytes back to the budget.
+    /// Returns how many are left.
+    pub fn reap_orphans(&mut self, ctx: &Ctx) -> usize {
+        let mut i = 0;
+        while i < self.orphans.len() {
+            let sid = self.orphans[i] as usize;
+            if self.pinned(sid) {
+                i += 1;
+                continue;
+            }
+            self.orphans.swap_remove(i);
+            let n = self.drop_seg(ctx, sid);
+            ctx.budget_release(n);
+        }
+        self.orphans.len()
     }
 }
 

@@ -1,0 +1,118 @@
+//! Memory of `-m` lent to values being received (issue #24, point 1).
+//!
+//! memcached allocates an item from `-m` when a storage command's line arrives and
+//! reads the value straight into it: values in flight take their memory from the
+//! cache, evicting what they must. The server receives a value into its connection's
+//! read buffer, which the buffer budget pays for; when that budget is spent (clients
+//! that announce large values and stall can spend it), the bytes are taken from the
+//! store instead, as memcached takes them: [`Store::lend`] reserves them in the item
+//! budget, evicting as a store would, and the [`Loan`] gives them back when dropped
+//! (the read buffer shrinks). So a client storing a value is refused only when both
+//! the buffer budget and the part of `-m` values in flight may take are spent:
+//!
+//! ```text
+//!   value of n bytes announced ─▶ buffer budget has n? ──yes──▶ receive
+//!                                        │no
+//!                                        ▼
+//!                  lent + n ≤ -m / 2 and the store frees n (evicting)? ──yes──▶ receive
+//!                                        │no                                  (Loan)
+//!                                        ▼
+//!                 SERVER_ERROR out of memory storing object (as memcached)
+//! ```
+//!
+//! At most half of `-m` is lent at once, so stalled uploads can push at most half of
+//! the cache out (memcached lets them take all of it).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::Store;
+
+/// Bytes of the item budget lent to a connection's read buffer; given back on drop.
+#[derive(Debug)]
+pub struct Loan {
+    bytes: usize,
+    /// The item budget's bytes in use (the store's), and what is lent of them.
+    used: Arc<AtomicUsize>,
+    lent: Arc<AtomicUsize>,
+}
+
+impl Loan {
+    /// Bytes lent.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes `other` into this loan (one buffer grown twice).
+    pub fn absorb(&mut self, mut other: Loan) {
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.used.fetch_sub(self.bytes, Ordering::AcqRel);
+            self.lent.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Store {
+    /// Most bytes lent at once: half the limit.
+    fn lend_cap(&self) -> usize {
+        self.mem_limit() / 2
+    }
+
+    /// Bytes [`Store::lend`] may still give (before eviction decides).
+    pub fn lendable(&self) -> usize {
+        let left = self
+            .lend_cap()
+            .saturating_sub(self.lent.load(Ordering::Relaxed));
+        if self.ctx.evict {
+            left
+        } else {
+            left.min(self.mem_limit().saturating_sub(self.mem_used()))
+        }
+    }
+
+    /// Bytes lent now.
+    pub fn lent(&self) -> usize {
+        self.lent.load(Ordering::Relaxed)
+    }
+
+    /// Lends `n` bytes of the item budget for a value being received: from free
+    /// budget, else freed by evicting from the shards (the one that owns the most
+    /// first, locking one at a time). None when half the limit is lent already or the
+    /// store cannot free them (with `-M`, only free budget is lent). Locks no shard
+    /// while another is held.
+    pub fn lend(&self, n: usize) -> Option<Loan> {
+        let cap = self.lend_cap();
+        self.lent
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |l| {
+                l.checked_add(n).filter(|&t| t <= cap)
+            })
+            .ok()?;
+        let got = if self.ctx.budget_reserve(n) {
+            n
+        } else if self.ctx.evict {
+            // Every shard is a victim: none is the caller's.
+            self.reclaim(self.shards.len(), n, 0)
+        } else {
+            0
+        };
+        if got < n {
+            // reclaim gave back what it held when it could not make up n.
+            self.lent.fetch_sub(n, Ordering::AcqRel);
+            return None;
+        }
+        if got > n {
+            self.ctx.budget_release(got - n);
+        }
+        Some(Loan {
+            bytes: n,
+            used: self.ctx.used.clone(),
+            lent: self.lent.clone(),
+        })
+    }
+}
