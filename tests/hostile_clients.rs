@@ -554,3 +554,130 @@ fn introspection_loops_do_not_slow_other_clients() {
         "introspection loops made other clients {worst:.1}x slower"
     );
 }
+
+/// `total_malloced` of `stats slabs`: the item memory the server holds.
+fn malloced(s: &Server) -> u64 {
+    s.connect()
+        .stats("slabs")
+        .into_iter()
+        .find(|(k, _)| k == "total_malloced")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A value streamed to a slow reader is sent as it was when asked for, whole, while
+/// other clients replace and delete the key and push it out of the cache; the memory
+/// it pinned is given back once the reply is done, or soon after the reader leaves.
+#[test]
+fn a_streamed_value_stays_whole_while_it_is_replaced_and_deleted() {
+    if targeting_reference() {
+        eprintln!("NOTICE: total_malloced of a pinned value is ferrocache's; skipping");
+        return;
+    }
+    let s = Server::ferrocache(&["-m", "64", "-I", "16m", "-t", "2"]);
+    let mut w = s.connect();
+    w.stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok();
+    let size = 12_000_000;
+    let a: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    set_on(&mut w.stream, "big", &a);
+    // Two slow readers: one will read it all, one will leave.
+    let mut reader = small_window_socket(s.port);
+    reader.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    reader.write_all(b"get big\r\n").expect("send");
+    let mut leaver = small_window_socket(s.port);
+    leaver.write_all(b"get big\r\n").expect("send");
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..3u8 {
+        set_on(&mut w.stream, "big", &vec![b'B' + i; size]);
+    }
+    w.roundtrip(b"delete big\r\n", b"DELETED\r\n");
+    // Push everything else out: the pinned value stays, unlisted.
+    for i in 0..8 {
+        set_on(&mut w.stream, &format!("fill{i}"), &vec![b'f'; 6_000_000]);
+    }
+    w.roundtrip(b"get big\r\n", b"END\r\n");
+    let held = malloced(&s);
+    assert!(held <= 64 * MIB, "item memory {held} over -m");
+    get_exact(&mut reader, "big", &a, Duration::from_secs(30));
+    let after_read = malloced(&s);
+    drop(leaver);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after_close = malloced(&s);
+    while after_close + size as u64 > after_read && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after_close = malloced(&s);
+    }
+    eprintln!(
+        "item memory: {held} while two readers pinned the replaced value, {after_read} once one had read it, {after_close} after the other left"
+    );
+    assert!(
+        after_close + size as u64 <= after_read || after_close + (size as u64) <= held,
+        "the pinned value was not given back: {held} -> {after_read} -> {after_close}"
+    );
+}
+
+/// Replies with values larger than a connection may buffer (streamed from the store)
+/// are byte for byte memcached's, in the text, meta and binary protocols, and the
+/// requests pipelined after them are answered after them.
+#[test]
+fn large_values_are_sent_byte_for_byte_as_memcached_sends_them() {
+    let args = ["-m", "64", "-I", "8m", "-t", "2"];
+    let size = 5_000_000usize;
+    let transcript = |s: &Server| -> (Vec<u8>, Vec<u8>) {
+        let v: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut c = s.connect();
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .ok();
+        c.send(format!("set big 7 0 {size}\r\n").as_bytes());
+        c.send(&v);
+        c.send(b"\r\nset small 3 0 2\r\nhi\r\n");
+        assert_eq!(
+            c.read_until(b"STORED\r\nSTORED\r\n"),
+            b"STORED\r\nSTORED\r\n"
+        );
+        c.send(b"get small big small\r\ngets big\r\nmg big s v f k t\r\ngat 0 big\r\nmn\r\n");
+        let text = c.read_until(b"MN\r\n");
+        let mut b = s.connect();
+        b.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .ok();
+        let mut req = binary_request(0x0c, b"big", &[], &[], 1); // GETK
+        req.extend(binary_request(0x0a, b"", &[], &[], 2)); // NOOP
+        b.send(&req);
+        let bin = b.read_exact(24 + 4 + 3 + size + 24);
+        (text, bin)
+    };
+    let (text, bin) = transcript(&Server::ferrocache(&args));
+    let value: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    // The text replies around the value, whatever the reference says.
+    let head = b"VALUE small 3 2\r\nhi\r\nVALUE big 7 5000000\r\n";
+    assert!(
+        text.starts_with(head),
+        "{}",
+        show(&text[..80.min(text.len())])
+    );
+    assert_eq!(&text[head.len()..head.len() + size], &value[..]);
+    assert!(
+        text.ends_with(b"END\r\nMN\r\n"),
+        "{}",
+        show(&text[text.len() - 20..])
+    );
+    assert_eq!(&bin[24 + 4 + 3..24 + 4 + 3 + size], &value[..]);
+    if targeting_reference() {
+        return;
+    }
+    if let Some(m) = Server::memcached(&args) {
+        let (mtext, mbin) = transcript(&m);
+        assert!(
+            text == mtext,
+            "text replies differ: ours {} bytes, memcached {}; first difference at {:?}",
+            text.len(),
+            mtext.len(),
+            text.iter().zip(&mtext).position(|(a, b)| a != b)
+        );
+        assert!(bin == mbin, "binary replies differ");
+    }
+}

@@ -709,8 +709,8 @@ pub struct Store {
     crawler_starts: AtomicU64,
     /// Hot keys, sizing simulations, miss reasons (`crate::insight`), once enabled.
     insight: std::sync::OnceLock<Insight>,
-    /// The classes' ages last computed: (server time, real time, ages).
-    ages: Mutex<Option<(RelTime, std::time::Instant, Arc<Vec<u64>>)>>,
+    /// The classes' ages last computed.
+    ages: Mutex<Option<ClassAges>>,
     /// Bytes of the budget lent to values being received ([`Store::lend`]).
     lent: Arc<AtomicUsize>,
 }
@@ -726,6 +726,10 @@ impl Seen {
         self.0.set(Some((h, ev)));
     }
 }
+
+/// The classes' ages as [`Store::class_ages`] last computed them: (server time, real
+/// time, per class the oldest access time + 1).
+type ClassAges = (RelTime, std::time::Instant, Arc<Vec<u64>>);
 
 /// Times an operation runs again after taking memory from the other shards.
 const RETRIES: usize = 3;
