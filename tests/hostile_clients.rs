@@ -681,3 +681,121 @@ fn large_values_are_sent_byte_for_byte_as_memcached_sends_them() {
         assert!(bin == mbin, "binary replies differ");
     }
 }
+
+/// Clients that never read pin what they asked for only up to a bound: 150 of them
+/// asking each for another 1 MB value at `-m 64` neither refuse another client's
+/// stores nor take the server past `-m` + 64 MiB.
+#[test]
+fn clients_that_never_read_many_values_do_not_starve_other_clients_stores() {
+    let args = ["-m", "64", "-c", "1024", "-t", "2"];
+    let run = |s: &Server| -> (usize, u64, u64) {
+        let mut w = s.connect();
+        w.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .ok();
+        let base = rss_of(s.pid());
+        let value = vec![b'v'; 1_000_000];
+        let ((readers, failed), peak) = peak_rss_during(s.pid(), || {
+            let mut readers = Vec::new();
+            for i in 0..150 {
+                set_on(&mut w.stream, &format!("v{i}"), &value);
+                let mut r = small_window_socket(s.port);
+                let _ = r.write_all(format!("get v{i}\r\n").as_bytes());
+                readers.push(r);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            let mut failed = 0;
+            for i in 0..40 {
+                w.send(format!("set legit{i} 0 0 {}\r\n", value.len()).as_bytes());
+                w.send(&value);
+                w.send(b"\r\n");
+                if w.read_until(b"\r\n") != b"STORED\r\n" {
+                    failed += 1;
+                }
+            }
+            (readers, failed)
+        });
+        drop(readers);
+        (failed, base, peak)
+    };
+    let (failed, base, peak) = run(&Server::ferrocache(&args));
+    eprintln!(
+        "150 non-readers of distinct 1 MB values, -m 64: legitimate 1 MB sets failed {failed}/40; RSS {:.1} -> {:.1} MiB (ours)",
+        base as f64 / MIB as f64,
+        peak as f64 / MIB as f64
+    );
+    if !targeting_reference() {
+        if let Some(m) = Server::memcached(&args) {
+            let (f, b, p) = run(&m);
+            eprintln!(
+                "150 non-readers of distinct 1 MB values, -m 64: legitimate 1 MB sets failed {f}/40; RSS {:.1} -> {:.1} MiB (memcached)",
+                b as f64 / MIB as f64,
+                p as f64 / MIB as f64
+            );
+        }
+    }
+    assert_eq!(failed, 0, "legitimate sets failed");
+    assert!(
+        peak <= (64 + 64) * MIB,
+        "peak RSS {:.1} MiB over -m + 64 MiB",
+        peak as f64 / MIB as f64
+    );
+}
+
+/// Past what replies may pin and copy, a request for a large value waits (it is
+/// neither refused nor served from a copy beyond the bound) and is served, whole,
+/// once other clients give memory back; a value pinned already is served at once.
+#[test]
+fn a_large_value_past_the_bound_waits_and_is_served_when_memory_comes_back() {
+    if targeting_reference() {
+        eprintln!("NOTICE: the pinning bound is ferrocache's; skipping");
+        return;
+    }
+    // Replies may pin 16 MiB (-m / 4) and buffer 4 MiB (the buffer budget).
+    let s = Server::ferrocache(&["-m", "64", "-I", "8m", "-o", "read_buf_mem_limit=4"]);
+    let mut w = s.connect();
+    w.stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok();
+    let values: Vec<Vec<u8>> = (0..3u8).map(|i| vec![b'p' + i; 6_000_000]).collect();
+    for (i, v) in values.iter().enumerate() {
+        set_on(&mut w.stream, &format!("p{i}"), v);
+    }
+    // Two clients pin p0 and p1 (12 MB) and never read.
+    let hogs: Vec<TcpStream> = (0..2)
+        .map(|i| {
+            let mut h = small_window_socket(s.port);
+            h.write_all(format!("get p{i}\r\n").as_bytes())
+                .expect("send");
+            h
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // p0 is pinned already: served at once.
+    let mut r0 = s.connect();
+    r0.stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok();
+    r0.send(b"get p0\r\n");
+    get_exact(&mut r0.stream, "p0", &values[0], Duration::from_secs(10));
+    // p2 would take the pins past 16 MiB and the reply past the buffer budget: it
+    // waits (nothing arrives), while the connection's other requests are not lost.
+    let mut r2 = s.connect();
+    r2.stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok();
+    r2.send(b"get p2\r\nget p0\r\n");
+    let mut buf = [0u8; 64];
+    let early = r2.stream.read(&mut buf);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "a reply came while it had to wait: {early:?}"
+    );
+    // Memory comes back: the waiting request is served, then the next.
+    drop(hogs);
+    r2.stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok();
+    get_exact(&mut r2.stream, "p2", &values[2], Duration::from_secs(10));
+    get_exact(&mut r2.stream, "p0", &values[0], Duration::from_secs(10));
+}

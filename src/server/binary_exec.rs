@@ -11,7 +11,7 @@ use crate::protocol::binary::{
     Request, Status, StoreKind,
 };
 use crate::stats::{bump, Counters, PrefixEvent};
-use crate::store::{Delta, DeltaOutcome, Guarded, StoreOp, StoreOutcome};
+use crate::store::{Delta, DeltaOutcome, Guarded, Reply, ReplyValue, StoreOp, StoreOutcome};
 
 /// The "do not create" expiry of INCREMENT/DECREMENT.
 const NO_CREATE: u32 = 0xffff_ffff;
@@ -47,15 +47,20 @@ pub fn execute(
                 }
             };
             // Only a reply with the value may stream it.
-            let copy_max = if with_value {
-                room.copy_max(out.len())
+            let rule = if with_value {
+                room.rule(out.len())
             } else {
-                usize::MAX
+                ReplyValue::COPY
             };
             let touch = exptime.map(|e| e as i64);
-            let r = store
-                .get_reply(key, touch, copy_max, |it, streamed| emit(it, streamed, out))
-                .map(|((), lease)| {
+            let r = match store.get_reply(key, touch, rule, |it, streamed| emit(it, streamed, out))
+            {
+                Ok(Reply::Wait) => {
+                    // Nothing done: the request runs again later.
+                    room.wait = true;
+                    return Flow::Continue;
+                }
+                Ok(Reply::Done((), lease)) => {
                     if let Some(lease) = lease {
                         // The value follows from the store.
                         room.streamed = Some(Streamed {
@@ -63,7 +68,10 @@ pub fn execute(
                             trailer: b"",
                         });
                     }
-                });
+                    Ok(())
+                }
+                Err(m) => Err(m),
+            };
             shared.prefix.record(key, PrefixEvent::Get(r.is_ok()));
             match (exptime.is_some(), r) {
                 (false, Ok(())) => {

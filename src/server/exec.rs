@@ -16,7 +16,7 @@ use crate::protocol::text::{
 };
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::stats::{count_miss, count_store};
-use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, StoreOp, StoreOutcome};
+use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, Reply, StoreOp, StoreOutcome};
 
 fn line(out: &mut Vec<u8>, s: &str) {
     compose::line(out, s);
@@ -583,16 +583,22 @@ fn retrieve(
             }
             watching.then(|| (store.class_of(it), it.value.len()))
         };
+        let r = store.get_reply(key, touch, room.rule(out.len()), |it, streamed| {
+            hit(it, streamed, out)
+        });
+        let (r, lease) = match r {
+            Ok(Reply::Done(w, lease)) => (Ok(w), lease),
+            Ok(Reply::Wait) => {
+                // Nothing done for this key: run again from it.
+                room.wait = true;
+                return Flow::Suspend { keys_done: i };
+            }
+            Err(m) => (Err(m), None),
+        };
         match touch {
             None => bump(&c.get_cmds, 1),
             Some(_) => bump(&c.touch_cmds, 1),
         }
-        let copy_max = room.copy_max(out.len());
-        let r = store.get_reply(key, touch, copy_max, |it, streamed| hit(it, streamed, out));
-        let (r, lease) = match r {
-            Ok((w, lease)) => (Ok(w), lease),
-            Err(m) => (Err(m), None),
-        };
         if r.is_ok() {
             // Logged once the shard lock is released.
             vlog::sending_key(key);

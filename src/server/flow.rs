@@ -34,29 +34,41 @@ pub struct Streamed {
 }
 
 /// What a reply may hold before a value is streamed instead of copied, and the value
-/// to stream. The default streams nothing.
+/// to stream. The default copies every value.
 #[derive(Debug)]
 pub struct ReplyRoom {
     /// Reply bytes the connection may hold now: a value that would take the reply
     /// buffer beyond it is leased and streamed when the store can (a value in a
     /// segment of its own), else copied.
     pub cap: usize,
+    /// Reply bytes the connection may hold at most (its floor and all the buffer
+    /// budget has room for): when the store cannot lease a value (connections hold
+    /// too much of `-m`), one that fits this is copied, a longer one waits.
+    pub most: usize,
     /// Set by an executor that wrote the head of a reply whose value is leased.
     pub streamed: Option<Streamed>,
+    /// Set by an executor whose request must wait (it did nothing; the connection
+    /// runs it again once the store has given memory back).
+    pub wait: bool,
 }
 
 impl Default for ReplyRoom {
     fn default() -> ReplyRoom {
         ReplyRoom {
             cap: usize::MAX,
+            most: usize::MAX,
             streamed: None,
+            wait: false,
         }
     }
 }
 
 impl ReplyRoom {
-    /// The longest value a reply now `held` bytes long may copy.
-    pub fn copy_max(&self, held: usize) -> usize {
-        self.cap.saturating_sub(held)
+    /// How a lookup treats a value for a reply buffer now `held` bytes long.
+    pub fn rule(&self, held: usize) -> crate::store::ReplyValue {
+        crate::store::ReplyValue {
+            lease_over: self.cap.saturating_sub(held),
+            copy_up_to: self.most.saturating_sub(held),
+        }
     }
 }

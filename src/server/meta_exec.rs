@@ -14,7 +14,9 @@ use crate::protocol::text::reply::{i64_dec, line, u64_dec};
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::stats::{count_miss, count_store};
 use crate::store::item::{MARK_KEY_BINARY, MARK_STALE, MARK_WON};
-use crate::store::{Delta, DeltaOutcome, MetaDelete, MetaUpdate, StoreOp, StoreOutcome};
+use crate::store::{
+    Delta, DeltaOutcome, MetaDelete, MetaUpdate, Reply, ReplyValue, StoreOp, StoreOutcome,
+};
 
 const OPAQUE_TOO_LONG: &str = "CLIENT_ERROR opaque token too long";
 
@@ -28,7 +30,12 @@ pub fn execute(
 ) -> Flow {
     match req.kind {
         MetaKind::Noop => out.extend_from_slice(b"MN\r\n"),
-        MetaKind::Get => get(req, shared, c, out, room),
+        MetaKind::Get => {
+            get(req, shared, c, out, room);
+            if room.wait {
+                return Flow::Suspend { keys_done: 0 };
+            }
+        }
         MetaKind::Set => set(req, shared, c, out),
         MetaKind::Delete => delete(req, shared, c, out),
         MetaKind::Arith => arith(req, shared, c, out),
@@ -94,14 +101,14 @@ fn get(
     let mut ttl_set = false;
     let key = req.key();
     // Only a reply with the value may stream it.
-    let copy_max = if f.value {
-        room.copy_max(out.len())
+    let rule = if f.value {
+        room.rule(out.len())
     } else {
-        usize::MAX
+        ReplyValue::COPY
     };
     let r = shared
         .store
-        .meta_get_reply(key, viv.is_some(), copy_max, |it, streamed| {
+        .meta_get_reply(key, viv.is_some(), rule, |it, streamed| {
             let mut up = MetaUpdate {
                 exptime: None,
                 marks: it.marks,
@@ -192,6 +199,15 @@ fn get(
             up.bump = !f.no_bump;
             (true, up)
         });
+    let r = match r {
+        Ok(Reply::Wait) => {
+            // Nothing done: the request runs again later.
+            room.wait = true;
+            return;
+        }
+        Ok(Reply::Done(written, lease)) => Ok((written, lease)),
+        Err(m) => Err(m),
+    };
     let r = r.map(|(written, lease)| {
         match lease {
             // The value follows from the store.

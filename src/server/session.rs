@@ -102,6 +102,10 @@ pub enum Stop {
     Yield,
     /// Too many replies wait for the client: send some, then process again.
     Blocked,
+    /// A value can be neither copied into the reply nor leased from the store now
+    /// (replies pin too much of `-m`): send what is buffered and process again
+    /// once the store gives memory back ([`crate::store::Store::released`]).
+    Wait,
     /// A dump waits for its replies to leave: send them; process again once all
     /// have gone.
     WaitWritable,
@@ -321,6 +325,12 @@ impl Session {
         OUT_FLOOR.saturating_add(mem.room()).min(OUT_HIGH)
     }
 
+    /// Replies this connection may have waiting at most: its floor plus all the
+    /// budget has room for (the cap on copying a value that cannot be streamed).
+    pub fn out_most(&self, mem: &WorkerMem) -> usize {
+        OUT_FLOOR.saturating_add(mem.room())
+    }
+
     /// The budget stopped this connection: while it waits it holds what it must
     /// send, not a doubled capacity.
     pub fn shrink_output(&mut self) {
@@ -441,6 +451,10 @@ impl Session {
     pub fn process(&mut self, ctx: &mut Ctx<'_>) -> Stop {
         self.drop_sent();
         let stop = self.serve(ctx);
+        if stop == Stop::Wait {
+            // What this connection holds itself must not be what it waits for.
+            self.give_back_loan(ctx.bufs);
+        }
         match stop {
             // memcached transmits what it has at a yield.
             Stop::Yield => self.flush_mark = self.wbuf.len(),
@@ -635,7 +649,9 @@ impl Session {
                         watch: None,
                         room: ReplyRoom {
                             cap: out_cap,
+                            most: self.out_most(&ctx.bufs.mem),
                             streamed: None,
+                            wait: false,
                         },
                     };
                     let before = self.wbuf.len();
@@ -678,6 +694,10 @@ impl Session {
                         }
                         Flow::Suspend { keys_done } => {
                             self.skip_keys = keys_done;
+                            if ectx.room.wait {
+                                self.served -= 1;
+                                return Stop::Wait;
+                            }
                             return Stop::Blocked;
                         }
                     }
@@ -770,7 +790,9 @@ impl Session {
                 let flushes = matches!(req.cmd, binary::Command::Noop | binary::Command::Quit);
                 let mut room = ReplyRoom {
                     cap: self.out_cap(&ctx.bufs.mem),
+                    most: self.out_most(&ctx.bufs.mem),
                     streamed: None,
+                    wait: false,
                 };
                 let flow = match req.cmd {
                     binary::Command::SaslListMechs
@@ -781,6 +803,12 @@ impl Session {
                     }
                     _ => binary_exec::execute(req, shared, counters, &mut self.wbuf, &mut room),
                 };
+                if room.wait {
+                    // Nothing was done: the request runs again later.
+                    self.served -= 1;
+                    self.rpos -= used;
+                    return Some(Err(Stop::Wait));
+                }
                 if let Some(v) = room.streamed {
                     self.stream = Some(ValueStream { value: v, sent: 0 });
                 }
@@ -918,6 +946,22 @@ impl Session {
                 Stop::Blocked
             }
         }
+    }
+
+    /// Moves the unprocessed input to a read buffer of the usual size when it fits one,
+    /// giving back what the grown buffer borrowed from the store.
+    fn give_back_loan(&mut self, bufs: &mut WorkerBuffers) {
+        if self.loan.is_none() || self.rend - self.rpos > READ_BUF {
+            return;
+        }
+        let mut fresh = bufs.take();
+        let n = self.rend - self.rpos;
+        fresh[..n].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
+        self.rbuf = fresh;
+        self.rpos = 0;
+        self.rend = n;
+        self.loan = None;
+        self.account(&mut bufs.mem);
     }
 
     /// Makes the read buffer able to hold a frame of `frame` bytes starting at the

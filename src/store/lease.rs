@@ -11,10 +11,13 @@
 //! out a piece at a time ([`Store::read_lease`]) as its client reads, so it holds one
 //! piece, not the value. Pinned memory stays counted in `-m`; a lease is dropped when
 //! the reply is done ([`Store::end_lease`]) or the connection closes (the segment is
-//! then freed by the next crawler step).
+//! then freed by the next crawler step). Pinned segments may hold at most a quarter
+//! of `-m` ([`super::held`]): past that a value is copied if the reply may hold it
+//! ([`ReplyValue::copy_up_to`]), else the lookup does nothing and says the request
+//! must wait ([`Reply::Wait`]).
 //!
 //! ```text
-//!   get big ─▶ lookup (lock): value longer than copy_max and in its own segment?
+//!   get big ─▶ lookup (lock): value longer than lease_over and in its own segment?
 //!                 │yes: pin the segment ─▶ reply head written, ValueLease returned
 //!                 ▼
 //!   connection: while its reply buffer is low: read_lease (lock, copy a piece, unlock)
@@ -24,21 +27,93 @@
 
 use std::sync::Arc;
 
+use super::held::{Held, Hold};
 use super::Store;
+
+/// What pins a segment: leases hold it, the shard keeps a weak reference. The
+/// segment's bytes are held ([`super::held`]) until the last lease drops it.
+#[derive(Debug)]
+pub struct PinToken {
+    bytes: usize,
+    held: Arc<Held>,
+}
+
+impl PinToken {
+    /// A token for a segment of `bytes`, if what connections hold stays within `cap`.
+    pub(super) fn take(held: &Arc<Held>, bytes: usize, cap: usize) -> Option<Arc<PinToken>> {
+        held.take(Hold::Pinned, bytes, cap).then(|| {
+            Arc::new(PinToken {
+                bytes,
+                held: held.clone(),
+            })
+        })
+    }
+}
+
+impl Drop for PinToken {
+    fn drop(&mut self) {
+        self.held.give(Hold::Pinned, self.bytes);
+    }
+}
+
+/// What [`super::shard::Shard::lease`] did.
+pub enum LeaseTry {
+    /// Pinned: the segment id and the token.
+    Pinned(u32, Arc<PinToken>),
+    /// The item shares its segment: it is copied.
+    Shared,
+    /// Replies pin a quarter of the limit already.
+    OverCap,
+}
+
+/// How a lookup for a reply treats the value.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyValue {
+    /// A value longer than this is leased when it can be.
+    pub lease_over: usize,
+    /// When it cannot be leased (replies pin too much), a value up to this long
+    /// is copied all the same; a longer one waits ([`Reply::Wait`]).
+    pub copy_up_to: usize,
+}
+
+impl ReplyValue {
+    /// Every value copied (no lease).
+    pub const COPY: ReplyValue = ReplyValue {
+        lease_over: usize::MAX,
+        copy_up_to: usize::MAX,
+    };
+}
+
+/// The outcome of a lookup for a reply that found the item.
+#[derive(Debug)]
+pub enum Reply<R> {
+    /// Served: the closure's result, and the lease when the value is to be streamed.
+    Done(R, Option<ValueLease>),
+    /// Nothing was done (the closure did not run, the item was not touched): the
+    /// value can be neither copied nor leased now. Try again when
+    /// [`Store::released`] changes.
+    Wait,
+}
 
 /// A big item's value pinned for a reply that streams it.
 #[derive(Debug)]
 pub struct ValueLease {
     shard: usize,
     sid: u32,
-    pin: Arc<()>,
+    pin: Arc<PinToken>,
     /// The value's offset in the segment, and its length.
     at: usize,
     len: usize,
 }
 
 impl ValueLease {
-    pub(super) fn new(shard: usize, sid: u32, pin: Arc<()>, at: usize, len: usize) -> ValueLease {
+    pub(super) fn new(
+        shard: usize,
+        sid: u32,
+        pin: Arc<PinToken>,
+        at: usize,
+        len: usize,
+    ) -> ValueLease {
         ValueLease {
             shard,
             sid,
@@ -60,6 +135,17 @@ impl ValueLease {
 }
 
 impl Store {
+    /// Changes whenever memory connections held (lent or pinned) is given back: a
+    /// request told to wait ([`Reply::Wait`]) tries again then.
+    pub fn released(&self) -> u64 {
+        self.ctx.held.released()
+    }
+
+    /// Bytes pinned by replies streaming values now.
+    pub fn pinned(&self) -> usize {
+        self.ctx.held.bytes(Hold::Pinned)
+    }
+
     /// Appends up to `max` bytes of the leased value, from offset `from`, to `out`
     /// (one shard lock). Returns the bytes appended; 0 when `from` is at the end, or
     /// when the lease does not match its segment (which would be a bug: the caller

@@ -14,27 +14,29 @@
 //!   value of n bytes announced ─▶ buffer budget has n? ──yes──▶ receive
 //!                                        │no
 //!                                        ▼
-//!                  lent + n ≤ -m / 2 and the store frees n (evicting)? ──yes──▶ receive
-//!                                        │no                                  (Loan)
+//!        lent + n ≤ -m / 4 and the store frees n (evicting)? ──yes──▶ receive
+//!                                        │no                               (Loan)
 //!                                        ▼
 //!                 SERVER_ERROR out of memory storing object (as memcached)
 //! ```
 //!
-//! At most half of `-m` is lent at once, so stalled uploads can push at most half of
-//! the cache out (memcached lets them take all of it).
+//! At most a quarter of `-m` is lent at once ([`super::held`]; replies that pin values
+//! may hold another quarter), so stalled uploads can push at most a quarter of the
+//! cache out (memcached lets them take all of it).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::held::{Held, Hold};
 use super::Store;
 
 /// Bytes of the item budget lent to a connection's read buffer; given back on drop.
 #[derive(Debug)]
 pub struct Loan {
     bytes: usize,
-    /// The item budget's bytes in use (the store's), and what is lent of them.
+    /// The item budget's bytes in use (the store's), and what connections hold.
     used: Arc<AtomicUsize>,
-    lent: Arc<AtomicUsize>,
+    held: Arc<Held>,
 }
 
 impl Loan {
@@ -53,22 +55,18 @@ impl Drop for Loan {
     fn drop(&mut self) {
         if self.bytes > 0 {
             self.used.fetch_sub(self.bytes, Ordering::AcqRel);
-            self.lent.fetch_sub(self.bytes, Ordering::AcqRel);
+            self.held.give(Hold::Lent, self.bytes);
         }
     }
 }
 
 impl Store {
-    /// Most bytes lent at once: half the limit.
-    fn lend_cap(&self) -> usize {
-        self.mem_limit() / 2
-    }
-
     /// Bytes [`Store::lend`] may still give (before eviction decides).
     pub fn lendable(&self) -> usize {
         let left = self
-            .lend_cap()
-            .saturating_sub(self.lent.load(Ordering::Relaxed));
+            .ctx
+            .held_cap()
+            .saturating_sub(self.ctx.held.bytes(Hold::Lent));
         if self.ctx.evict {
             left
         } else {
@@ -78,21 +76,18 @@ impl Store {
 
     /// Bytes lent now.
     pub fn lent(&self) -> usize {
-        self.lent.load(Ordering::Relaxed)
+        self.ctx.held.bytes(Hold::Lent)
     }
 
     /// Lends `n` bytes of the item budget for a value being received: from free
     /// budget, else freed by evicting from the shards (the one that owns the most
-    /// first, locking one at a time). None when half the limit is lent already or the
-    /// store cannot free them (with `-M`, only free budget is lent). Locks no shard
-    /// while another is held.
+    /// first, locking one at a time). None when a quarter of the limit is lent
+    /// already ([`super::held`]) or the store cannot free them (with `-M`, only free
+    /// budget is lent). Locks no shard while another is held.
     pub fn lend(&self, n: usize) -> Option<Loan> {
-        let cap = self.lend_cap();
-        self.lent
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |l| {
-                l.checked_add(n).filter(|&t| t <= cap)
-            })
-            .ok()?;
+        if !self.ctx.held.take(Hold::Lent, n, self.ctx.held_cap()) {
+            return None;
+        }
         let got = if self.ctx.budget_reserve(n) {
             n
         } else if self.ctx.evict {
@@ -103,7 +98,7 @@ impl Store {
         };
         if got < n {
             // reclaim gave back what it held when it could not make up n.
-            self.lent.fetch_sub(n, Ordering::AcqRel);
+            self.ctx.held.give(Hold::Lent, n);
             return None;
         }
         if got > n {
@@ -112,7 +107,7 @@ impl Store {
         Some(Loan {
             bytes: n,
             used: self.ctx.used.clone(),
-            lent: self.lent.clone(),
+            held: self.ctx.held.clone(),
         })
     }
 }

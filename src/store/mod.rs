@@ -58,6 +58,7 @@
 //! avoidable misses 0.54× memcached's (geometric mean; 0.78× with the slab store).
 
 pub mod clock;
+mod held;
 pub mod item;
 mod lease;
 mod loan;
@@ -75,7 +76,8 @@ use crate::protocol::frame;
 use shard::{DumpPlace, Found, Mem, Shard};
 
 pub use clock::{Clock, RelTime};
-pub use lease::ValueLease;
+use lease::LeaseTry;
+pub use lease::{Reply, ReplyValue, ValueLease};
 pub use loan::Loan;
 pub use shard::SnapBuf;
 
@@ -524,6 +526,8 @@ pub(crate) struct Ctx {
     /// Slab bytes each shard owns (kept by the shard under its lock, read without it
     /// to pick the shard to take memory from).
     owned: Box<[AtomicUsize]>,
+    /// Memory connections hold beyond the eviction's reach (lent, pinned).
+    held: Arc<held::Held>,
     oldest_live: AtomicU32,
     oldest_cas: AtomicU64,
     eviction_sink: std::sync::OnceLock<EvictionSink>,
@@ -563,6 +567,12 @@ impl Ctx {
                 (u + n <= limit).then_some(u + n)
             })
             .is_ok()
+    }
+
+    /// Most bytes connections may hold of each kind beyond the eviction's reach
+    /// (lent, pinned): a quarter of the limit.
+    pub(crate) fn held_cap(&self) -> usize {
+        self.limit.load(Ordering::Relaxed) / 4
     }
 
     pub(crate) fn budget_release(&self, n: usize) {
@@ -605,6 +615,18 @@ impl Ctx {
             return Some(Miss::Expired);
         }
         None
+    }
+}
+
+/// The result of a lookup that copies every value ([`ReplyValue::COPY`]), which never
+/// waits.
+fn copied<R>(r: Result<Reply<R>, Miss>) -> Result<R, Miss> {
+    match r? {
+        Reply::Done(r, _) => Ok(r),
+        Reply::Wait => {
+            debug_assert!(false, "a lookup that copies waited");
+            Err(Miss::Absent)
+        }
     }
 }
 
@@ -711,8 +733,6 @@ pub struct Store {
     insight: std::sync::OnceLock<Insight>,
     /// The classes' ages last computed.
     ages: Mutex<Option<ClassAges>>,
-    /// Bytes of the budget lent to values being received ([`Store::lend`]).
-    lent: Arc<AtomicUsize>,
 }
 
 /// The key hash and what an operation did, kept while its shard lock is held and
@@ -756,6 +776,7 @@ impl Store {
                 oldest_live: AtomicU32::new(0),
                 oldest_cas: AtomicU64::new(0),
                 eviction_sink: std::sync::OnceLock::new(),
+                held: Arc::default(),
             },
             cfg,
             cas: AtomicU64::new(0),
@@ -765,7 +786,6 @@ impl Store {
             crawler_starts: AtomicU64::new(0),
             insight: std::sync::OnceLock::new(),
             ages: Mutex::new(None),
-            lent: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -959,32 +979,30 @@ impl Store {
 
     /// Looks a key up and runs `f` on the item under the shard lock.
     pub fn get<R>(&self, key: &[u8], f: impl FnOnce(&ItemRef<'_>) -> R) -> Result<R, Miss> {
-        self.lookup(key, None, usize::MAX, |it, _| f(it))
-            .map(|(r, _)| r)
+        copied(self.lookup(key, None, ReplyValue::COPY, |it, _| f(it)))
     }
 
     /// A lookup for a reply ([`Store::get`], or [`Store::get_and_touch`] with
-    /// `touch`): when the value is longer than `copy_max` and the item has a segment
-    /// of its own, the value is leased (see [`lease`]): `f` is told so (`true`) and
-    /// writes the reply without the value, which the caller then streams with
-    /// [`Store::read_lease`].
+    /// `touch`) that may lease the value instead of handing it to `f` to copy (see
+    /// [`lease`] and [`ReplyValue`]): `f` is told so (`true`) and writes the reply
+    /// without the value, which the caller then streams with [`Store::read_lease`].
     pub fn get_reply<R>(
         &self,
         key: &[u8],
         touch: Option<i64>,
-        copy_max: usize,
+        rv: ReplyValue,
         f: impl FnOnce(&ItemRef<'_>, bool) -> R,
-    ) -> Result<(R, Option<ValueLease>), Miss> {
-        self.lookup(key, touch, copy_max, f)
+    ) -> Result<Reply<R>, Miss> {
+        self.lookup(key, touch, rv, f)
     }
 
     fn lookup<R>(
         &self,
         key: &[u8],
         touch: Option<i64>,
-        copy_max: usize,
+        rv: ReplyValue,
         f: impl FnOnce(&ItemRef<'_>, bool) -> R,
-    ) -> Result<(R, Option<ValueLease>), Miss> {
+    ) -> Result<Reply<R>, Miss> {
         let ctx = &self.ctx;
         let mut f = Some(f);
         let seen = Seen::default();
@@ -994,6 +1012,10 @@ impl Store {
             let mut l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
                 Found::Miss(m) => return Err(m),
+            };
+            let lease = match self.lease_for(sh, h, l, rv) {
+                Some(lease) => lease,
+                None => return Ok(Reply::Wait),
             };
             let now = ctx.clock.now();
             sh.bump(l, now);
@@ -1014,15 +1036,8 @@ impl Store {
                     }
                 }
             }
-            let hd = item::Hdr::read(sh.chunk(l), ctx.cas_on);
-            let lease = if hd.vlen > copy_max {
-                sh.lease(l).map(|(sid, pin)| {
-                    ValueLease::new(self.shard_of(h), sid, pin, hd.value_at(), hd.vlen)
-                })
-            } else {
-                None
-            };
             let c = sh.chunk(l);
+            let hd = item::Hdr::read(c, ctx.cas_on);
             let f = f.take().expect("lookup: f runs once");
             let r = f(
                 &ItemRef {
@@ -1046,7 +1061,7 @@ impl Store {
             if drop_after {
                 sh.delete_at(ctx, h, l);
             }
-            Ok((r, lease))
+            Ok(Reply::Done(r, lease))
         };
         let r = if touch.is_none() {
             self.with(key, body)
@@ -1055,6 +1070,33 @@ impl Store {
         };
         self.note(key, &seen);
         r
+    }
+
+    /// The lease a reply takes on the item at `l`: `Some(None)` to copy the value,
+    /// `Some(Some(lease))` to stream it, `None` to wait (see [`ReplyValue`]).
+    fn lease_for(
+        &self,
+        sh: &mut Shard,
+        h: u64,
+        l: shard::Loc,
+        rv: ReplyValue,
+    ) -> Option<Option<ValueLease>> {
+        let hd = item::Hdr::read(sh.chunk(l), self.ctx.cas_on);
+        if hd.vlen <= rv.lease_over {
+            return Some(None);
+        }
+        match sh.lease(&self.ctx, l) {
+            LeaseTry::Pinned(sid, pin) => Some(Some(ValueLease::new(
+                self.shard_of(h),
+                sid,
+                pin,
+                hd.value_at(),
+                hd.vlen,
+            ))),
+            LeaseTry::Shared => Some(None),
+            LeaseTry::OverCap if hd.vlen <= rv.copy_up_to => Some(None),
+            LeaseTry::OverCap => None,
+        }
     }
 
     /// Moves the item at `l` to a chunk with room for an expiry field and sets it to
@@ -1105,14 +1147,12 @@ impl Store {
         exptime: i64,
         f: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Result<R, Miss> {
-        self.lookup(key, Some(exptime), usize::MAX, |it, _| f(it))
-            .map(|(r, _)| r)
+        copied(self.lookup(key, Some(exptime), ReplyValue::COPY, |it, _| f(it)))
     }
 
     /// Sets a new expiry on an existing item.
     pub fn touch(&self, key: &[u8], exptime: i64) -> Result<(), Miss> {
-        self.lookup(key, Some(exptime), usize::MAX, |_, _| ())
-            .map(|_| ())
+        copied(self.lookup(key, Some(exptime), ReplyValue::COPY, |_, _| ()))
     }
 
     /// Stores a value. `exptime` is as the client sent it.
@@ -1275,29 +1315,28 @@ impl Store {
         vivify: bool,
         f: impl FnOnce(&MetaItem<'_>) -> (R, MetaUpdate),
     ) -> Result<R, Miss> {
-        self.meta_lookup(key, vivify, usize::MAX, |it, _| f(it))
-            .map(|(r, _)| r)
+        copied(self.meta_lookup(key, vivify, ReplyValue::COPY, |it, _| f(it)))
     }
 
-    /// [`Store::meta_get`] for a reply: a value longer than `copy_max` in a segment of
-    /// its own is leased as [`Store::get_reply`] does (`f` is told with `true`).
+    /// [`Store::meta_get`] for a reply: the value may be leased as
+    /// [`Store::get_reply`] leases it (`f` is told with `true`).
     pub fn meta_get_reply<R>(
         &self,
         key: &[u8],
         vivify: bool,
-        copy_max: usize,
+        rv: ReplyValue,
         f: impl FnOnce(&MetaItem<'_>, bool) -> (R, MetaUpdate),
-    ) -> Result<(R, Option<ValueLease>), Miss> {
-        self.meta_lookup(key, vivify, copy_max, f)
+    ) -> Result<Reply<R>, Miss> {
+        self.meta_lookup(key, vivify, rv, f)
     }
 
     fn meta_lookup<R>(
         &self,
         key: &[u8],
         vivify: bool,
-        copy_max: usize,
+        rv: ReplyValue,
         f: impl FnOnce(&MetaItem<'_>, bool) -> (R, MetaUpdate),
-    ) -> Result<(R, Option<ValueLease>), Miss> {
+    ) -> Result<Reply<R>, Miss> {
         let ctx = &self.ctx;
         let cas_on = ctx.cas_on;
         if key.is_empty() {
@@ -1308,12 +1347,22 @@ impl Store {
         let seen = Seen::default();
         let body = |sh: &mut Shard, h: u64, mem: &Mem<'_>| {
             let mut created = false;
+            let mut lease_got = None;
             if !counted.get() {
                 sh.lookups += 1;
             }
             seen.set(h, Event::Get(None));
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => {
+                    if !counted.get() {
+                        // Decided before anything is counted or changed: a request
+                        // that must wait runs again later.
+                        if let Some(lease) = self.lease_for(sh, h, l, rv) {
+                            lease_got = lease;
+                        } else {
+                            return Ok(Reply::Wait);
+                        }
+                    }
                     if !counted.replace(true) {
                         sh.count(ctx, l, ClassOp::GetHit);
                     }
@@ -1342,12 +1391,7 @@ impl Store {
                     new
                 }
             };
-            let lease = match item::Hdr::read(sh.chunk(l), cas_on) {
-                hd if hd.vlen > copy_max => sh.lease(l).map(|(sid, pin)| {
-                    ValueLease::new(self.shard_of(h), sid, pin, hd.value_at(), hd.vlen)
-                }),
-                _ => None,
-            };
+            let lease = lease_got.take();
             let (r, up) = {
                 let c = sh.chunk(l);
                 let hd = item::Hdr::read(c, cas_on);
@@ -1379,16 +1423,16 @@ impl Store {
                         Ok(n) => l = n,
                         Err(Some(at)) => {
                             sh.delete_at(ctx, h, at);
-                            return Ok((r, lease));
+                            return Ok(Reply::Done(r, lease));
                         }
-                        Err(None) => return Ok((r, lease)),
+                        Err(None) => return Ok(Reply::Done(r, lease)),
                     }
                 }
             }
             if up.bump {
                 sh.bump(l, ctx.clock.now());
             }
-            Ok((r, lease))
+            Ok(Reply::Done(r, lease))
         };
         let r = if vivify {
             self.with_retry(key, body)

@@ -43,6 +43,7 @@
 use hashbrown::HashTable;
 
 use super::item::{self, Hdr, FETCHED, FREQ, FREQ_ONE, LIVE, MARKED};
+use super::lease::{LeaseTry, PinToken};
 use super::{ClassOp, ClassStats, Ctx, ItemMeta, Miss};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -397,9 +398,8 @@ pub struct Shard {
     /// path that frees or moves an item keeps it in step.
     marks: HashMap<Loc, u8>,
     /// Segments of their own item that a reply may be streaming from
-    /// ([`Shard::lease`]): the token a lease holds a clone of (pinned while there is
-    /// more than this one).
-    pins: HashMap<u32, std::sync::Arc<()>>,
+    /// ([`Shard::lease`]): the token leases hold (pinned while one does).
+    pins: HashMap<u32, std::sync::Weak<PinToken>>,
     /// Pinned segments whose item is gone: kept (and counted in the budget) until the
     /// last lease ends ([`Shard::reap_orphans`]).
     orphans: Vec<u32>,
@@ -1533,7 +1533,7 @@ impl Shard {
 /// not written while it is pinned: a live item's value never changes in place (only
 /// its header does), and an orphan is not written at all.
 impl Shard {
-    /// Whether segment `sid` is pinned by a lease (a pin token with no lease left is
+    /// Whether segment `sid` is pinned by a lease (a token no lease holds any more is
     /// forgotten).
     fn pinned(&mut self, sid: usize) -> bool {
         if self.pins.is_empty() {
@@ -1542,7 +1542,7 @@ impl Shard {
         let sid = sid as u32;
         match self.pins.get(&sid) {
             None => false,
-            Some(p) if std::sync::Arc::strong_count(p) > 1 => true,
+            Some(p) if p.strong_count() > 0 => true,
             Some(_) => {
                 self.pins.remove(&sid);
                 false
@@ -1550,24 +1550,36 @@ impl Shard {
         }
     }
 
-    /// Pins the segment of the item at `l` for a lease: (segment id, the pin token).
-    /// None unless the item has a segment of its own (items that share a segment are
-    /// small, and a shared segment is rewritten when it is walked).
-    pub fn lease(&mut self, l: Loc) -> Option<(u32, std::sync::Arc<()>)> {
+    /// Pins the segment of the item at `l` for a lease. Not when the item shares its
+    /// segment (items that do are small, and a shared segment is rewritten when it is
+    /// walked), nor when pinning it would take what connections hold past the cap
+    /// ([`super::held`]; a segment pinned already costs nothing more).
+    pub fn lease(&mut self, ctx: &Ctx, l: Loc) -> LeaseTry {
         let (sid, off) = split(l);
-        let big = self.seg(sid).data.len() != SEG_BYTES;
-        if off != 0 || !big {
-            return None;
+        let bytes = self.seg(sid).data.len();
+        if off != 0 || bytes == SEG_BYTES {
+            return LeaseTry::Shared;
         }
-        let pin = self.pins.entry(sid as u32).or_default().clone();
-        Some((sid as u32, pin))
+        let key = sid as u32;
+        if let Some(pin) = self.pins.get(&key).and_then(std::sync::Weak::upgrade) {
+            return LeaseTry::Pinned(key, pin);
+        }
+        match PinToken::take(&ctx.held, bytes, ctx.held_cap()) {
+            Some(pin) => {
+                self.pins.insert(key, std::sync::Arc::downgrade(&pin));
+                LeaseTry::Pinned(key, pin)
+            }
+            None => LeaseTry::OverCap,
+        }
     }
 
     /// The bytes of segment `sid` while `pin` pins it (None: not the segment the
     /// lease was taken on).
-    pub fn leased(&self, sid: u32, pin: &std::sync::Arc<()>) -> Option<&[u8]> {
+    pub fn leased(&self, sid: u32, pin: &std::sync::Arc<PinToken>) -> Option<&[u8]> {
         match (self.pins.get(&sid), self.segs.get(sid as usize)) {
-            (Some(p), Some(Some(s))) if std::sync::Arc::ptr_eq(p, pin) => Some(&s.data),
+            (Some(p), Some(Some(s))) if std::ptr::eq(p.as_ptr(), std::sync::Arc::as_ptr(pin)) => {
+                Some(&s.data)
+            }
             _ => None,
         }
     }
