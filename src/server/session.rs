@@ -29,7 +29,9 @@
 //! [`TURN_BYTES`] of replies), too many replies waiting, or close. Buffers are
 //! counted against the worker's share of the buffer budget (see [`super::budget`]):
 //! a value larger than the read buffer is reserved whole when its request line
-//! arrives, or refused as memcached refuses a store it cannot allocate.
+//! arrives (or borrowed from `-m`, `store::loan`), or refused as memcached refuses a
+//! store it cannot allocate; a value longer than the replies may hold is streamed
+//! from the store a piece at a time (`store::lease`).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;

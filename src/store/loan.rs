@@ -82,7 +82,7 @@ impl Store {
     /// Lends `n` bytes of the item budget for a value being received: from free
     /// budget, else freed by evicting from the shards (the one that owns the most
     /// first, locking one at a time). None when a quarter of the limit is lent
-    /// already ([`super::held`]) or the store cannot free them (with `-M`, only free
+    /// already (`held.rs`) or the store cannot free them (with `-M`, only free
     /// budget is lent). Locks no shard while another is held.
     pub fn lend(&self, n: usize) -> Option<Loan> {
         if !self.ctx.held.take(Hold::Lent, n, self.ctx.held_cap()) {
@@ -109,5 +109,47 @@ impl Store {
             used: self.ctx.used.clone(),
             held: self.ctx.held.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Clock, StoreConfig, StoreOp, StoreOutcome};
+    use super::*;
+
+    #[test]
+    fn loans_evict_for_their_bytes_stay_within_a_quarter_and_are_given_back() {
+        let cfg = StoreConfig {
+            mem_limit: 16 << 20,
+            shards: 4,
+            ..StoreConfig::default()
+        };
+        let s = Store::new(cfg, Arc::new(Clock::starting_at(1_700_000_000)));
+        // Fill the cache: a loan must evict for its bytes.
+        for i in 0..200 {
+            let key = format!("k{i}");
+            s.store(StoreOp::Set, key.as_bytes(), 0, 0, &[b'x'; 100_000]);
+        }
+        let full = s.mem_used();
+        let a = s.lend(2 << 20).expect("lent by evicting");
+        assert!(s.mem_used() <= 16 << 20 && s.stats().total_malloced < full as u64);
+        let b = s.lend(2 << 20).expect("a quarter of 16 MiB is 4 MiB");
+        assert!(s.lend(1).is_none(), "past a quarter");
+        assert_eq!(s.lendable(), 0);
+        let used = s.mem_used();
+        let e = s.released();
+        drop(a);
+        assert_eq!(s.mem_used(), used - (2 << 20));
+        assert_ne!(s.released(), e);
+        let mut c = s.lend(1 << 20).expect("room again");
+        c.absorb(s.lend(1 << 20).expect("and again"));
+        assert_eq!(c.bytes(), 2 << 20);
+        assert!(s.lend(1).is_none());
+        drop((b, c));
+        assert_eq!(s.lent(), 0);
+        assert_eq!(
+            s.store(StoreOp::Set, b"after", 0, 0, b"v"),
+            StoreOutcome::Stored
+        );
     }
 }

@@ -4,7 +4,10 @@
 //! locks exactly one shard, briefly, and never does I/O while holding it: readers get
 //! the item through a closure that runs under the shard lock and copies what it needs
 //! (the value goes straight into the connection's write buffer), so a value being sent
-//! to one client stays intact while another replaces or deletes the key.
+//! to one client stays intact while another replaces or deletes the key. A value too
+//! long for the connection's buffer is leased instead (`lease.rs`: its segment pinned
+//! and streamed a piece at a time), and a value being received that the connection
+//! buffer budget cannot cover borrows from the limit (`loan.rs`).
 //!
 //! # Layout
 //! - `Store` = `cfg.shards` shards (power of two), each a `parking_lot::Mutex<Shard>`.
@@ -984,7 +987,7 @@ impl Store {
 
     /// A lookup for a reply ([`Store::get`], or [`Store::get_and_touch`] with
     /// `touch`) that may lease the value instead of handing it to `f` to copy (see
-    /// [`lease`] and [`ReplyValue`]): `f` is told so (`true`) and writes the reply
+    /// `lease.rs` and [`ReplyValue`]): `f` is told so (`true`) and writes the reply
     /// without the value, which the caller then streams with [`Store::read_lease`].
     pub fn get_reply<R>(
         &self,
@@ -1699,7 +1702,7 @@ impl Store {
     /// Per-class figures (`stats items`); classes never used are included with zero
     /// pages, callers print only those with `total_pages > 0` or `number > 0`. The
     /// `age` of each class is computed at most once per second of server time (see
-    /// [`Store::class_ages`]).
+    /// `Store::class_ages`).
     pub fn class_stats(&self) -> Vec<ClassStats> {
         let ages = self.class_ages();
         let mut cls = self.class_counts();
