@@ -204,6 +204,9 @@ pub struct HotKeys {
     id: u64,
     on: AtomicBool,
     sketches: Mutex<Vec<Arc<Mutex<Sketch>>>>,
+    /// Bumped when sampling is switched or the counts are forgotten: a report made
+    /// before is no longer what a new one would say.
+    epoch: AtomicU64,
 }
 
 impl HotKeys {
@@ -213,6 +216,7 @@ impl HotKeys {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             on: AtomicBool::new(on),
             sketches: Mutex::new(Vec::new()),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -225,6 +229,13 @@ impl HotKeys {
     /// Switches sampling on or off (counts are kept).
     pub fn set_enabled(&self, on: bool) {
         self.on.store(on, Ordering::Relaxed);
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Changes when sampling is switched or the counts are cleared (a cached report
+    /// from another epoch is stale).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
     }
 
     /// A request for `key` (hash `h`) at server time `now` (relative seconds): counted
@@ -318,6 +329,7 @@ impl HotKeys {
 
     /// Forgets every count (`stats reset`).
     pub fn clear(&self, now: u32) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
         for sk in self.sketches.lock().iter() {
             sk.lock().clear(now);
         }

@@ -686,9 +686,24 @@ pub fn write_hit(
     value: Option<&[u8]>,
     cas: u64,
 ) {
-    let k = key.unwrap_or(&[]);
     let v = value.unwrap_or(&[]);
-    let body = 4 + k.len() + v.len();
+    write_hit_head(out, h, flags, key, v.len(), cas);
+    out.extend_from_slice(v);
+}
+
+/// Appends a GET-family hit without its value: the header (counting `value_len`
+/// bytes of value in the body), the flags and the key. The value's bytes are to
+/// follow.
+pub fn write_hit_head(
+    out: &mut Vec<u8>,
+    h: &Header,
+    flags: u32,
+    key: Option<&[u8]>,
+    value_len: usize,
+    cas: u64,
+) {
+    let k = key.unwrap_or(&[]);
+    let body = 4 + k.len() + value_len;
     write_header(
         out,
         h.opcode,
@@ -701,7 +716,6 @@ pub fn write_hit(
     );
     out.extend_from_slice(&flags.to_be_bytes());
     out.extend_from_slice(k);
-    out.extend_from_slice(v);
 }
 
 /// Appends a GETK/GATK miss: status `KEY_ENOENT` with the key as key and body.

@@ -3,15 +3,15 @@
 //! forms suppress successes (and get misses), errors are always sent, error packets
 //! carry CAS 0, and the same `stats` counters as the text protocol move.
 
-use super::flow::{Flow, PROTOCOL_VERSION};
+use super::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
 use super::shared::Shared;
 use super::stats_exec::{self, StatSink};
 use crate::protocol::binary::{
-    write_error, write_hit, write_key_miss, write_ok, write_stat, Command, Header, Request, Status,
-    StoreKind,
+    write_error, write_hit, write_hit_head, write_key_miss, write_ok, write_stat, Command, Header,
+    Request, Status, StoreKind,
 };
 use crate::stats::{bump, Counters, PrefixEvent};
-use crate::store::{Delta, DeltaOutcome, Guarded, StoreOp, StoreOutcome};
+use crate::store::{Delta, DeltaOutcome, Guarded, Reply, ReplyValue, StoreOp, StoreOutcome};
 
 /// The "do not create" expiry of INCREMENT/DECREMENT.
 const NO_CREATE: u32 = 0xffff_ffff;
@@ -19,7 +19,13 @@ const NO_CREATE: u32 = 0xffff_ffff;
 use crate::stats::count_miss;
 
 /// Runs one binary request.
-pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) -> Flow {
+pub fn execute(
+    req: Request<'_>,
+    shared: &Shared,
+    c: &Counters,
+    out: &mut Vec<u8>,
+    room: &mut ReplyRoom,
+) -> Flow {
     let h = &req.header;
     let key = req.key;
     let quiet = req.quiet;
@@ -32,19 +38,39 @@ pub fn execute(req: Request<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8
             with_value,
             exptime,
         } => {
-            let emit = |it: &crate::store::ItemRef<'_>, out: &mut Vec<u8>| {
-                write_hit(
-                    out,
-                    h,
-                    it.flags,
-                    with_key.then_some(key),
-                    with_value.then_some(it.value),
-                    it.cas,
-                );
+            let emit = |it: &crate::store::ItemRef<'_>, streamed: bool, out: &mut Vec<u8>| {
+                let k = with_key.then_some(key);
+                if streamed {
+                    write_hit_head(out, h, it.flags, k, it.value.len(), it.cas);
+                } else {
+                    write_hit(out, h, it.flags, k, with_value.then_some(it.value), it.cas);
+                }
             };
-            let r = match exptime {
-                None => store.get(key, |it| emit(it, out)),
-                Some(e) => store.get_and_touch(key, e as i64, |it| emit(it, out)),
+            // Only a reply with the value may stream it.
+            let rule = if with_value {
+                room.rule(out.len())
+            } else {
+                ReplyValue::COPY
+            };
+            let touch = exptime.map(|e| e as i64);
+            let r = match store.get_reply(key, touch, rule, |it, streamed| emit(it, streamed, out))
+            {
+                Ok(Reply::Wait) => {
+                    // Nothing done: the request runs again later.
+                    room.wait = true;
+                    return Flow::Continue;
+                }
+                Ok(Reply::Done((), lease)) => {
+                    if let Some(lease) = lease {
+                        // The value follows from the store.
+                        room.streamed = Some(Streamed {
+                            lease,
+                            trailer: b"",
+                        });
+                    }
+                    Ok(())
+                }
+                Err(m) => Err(m),
             };
             shared.prefix.record(key, PrefixEvent::Get(r.is_ok()));
             match (exptime.is_some(), r) {

@@ -14,7 +14,9 @@
 //!
 //! - **A value (or binary body) larger than the read buffer** is reserved whole when
 //!   its request line or header arrives, as memcached allocates the item up front.
-//!   If the budget cannot cover it, the request is refused the way memcached refuses
+//!   If the budget cannot cover it, the store lends the bytes from `-m`
+//!   (`store::loan`, evicting as memcached's allocation would); if that is spent too,
+//!   the request is refused the way memcached refuses
 //!   a store it cannot allocate — `SERVER_ERROR out of memory storing object`
 //!   (binary: `Out of memory`), the data swallowed as it arrives, a `set`'s old value
 //!   unlinked — and counted. A connection that has not authenticated (`-S`, `-Y`)
@@ -25,7 +27,8 @@
 //! - **Replies** beyond [`OUT_FLOOR`] may wait for a client only while the budget
 //!   has room (at most [`OUT_HIGH`] per connection): a connection over its share
 //!   stops reading and executing until the client reads (a multi-get is suspended
-//!   between keys). A reply is never cut, so one item may go beyond the share.
+//!   between keys). A value longer than the share is streamed from the store a
+//!   piece at a time (`store::lease`), so a reply holds one piece of it.
 //!
 //! Accounting is per worker without atomics on the request path: a worker keeps what
 //! its buffers hold (`actual`) and what it has charged to the server-wide counter

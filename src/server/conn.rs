@@ -38,6 +38,10 @@ pub enum Status {
     Idle,
     /// Stopped with its turn used up and input left: drive again soon.
     Pending,
+    /// A request waits for the store to give memory back (a large value that can be
+    /// neither copied nor streamed now): drive again when
+    /// [`crate::store::Store::released`] changes.
+    Wait,
     /// Close it now.
     Close,
 }
@@ -202,6 +206,13 @@ impl Conn {
                     return Status::Pending;
                 }
                 Stop::Blocked => continue,
+                Stop::Wait => {
+                    if !self.write_out(counters) {
+                        return Status::Close;
+                    }
+                    self.session.set_state(ST_MWRITE);
+                    return Status::Wait;
+                }
                 Stop::WaitWritable => {
                     if !self.write_out(counters) {
                         return Status::Close;

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use super::dump::Dump;
-pub use super::flow::{Flow, PROTOCOL_VERSION};
+pub use super::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
 use super::shared::{Shared, StopReason};
 use super::vlog;
 use super::watch::{GetStatus, StoreStatus, FETCHERS, MUTATIONS};
@@ -16,7 +16,7 @@ use crate::protocol::text::{
 };
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::stats::{count_miss, count_store};
-use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, StoreOp, StoreOutcome};
+use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, Reply, StoreOp, StoreOutcome};
 
 fn line(out: &mut Vec<u8>, s: &str) {
     compose::line(out, s);
@@ -47,6 +47,9 @@ pub struct ExecCtx {
     pub dump: Option<Dump>,
     /// Set by `watch`: the connection becomes a watcher of these event types.
     pub watch: Option<u16>,
+    /// What the reply may hold before a value is streamed; the value a get leaves to
+    /// stream (the get is then suspended after its key).
+    pub room: ReplyRoom,
 }
 
 /// The watch status of a lookup result.
@@ -115,10 +118,19 @@ pub fn execute(
     };
     let fd = ctx.fd;
     match cmd {
-        Command::Get { keys, cas } => retrieve(shared, c, out, keys, None, cas, more),
-        Command::Gat { exptime, keys, cas } => {
-            retrieve(shared, c, out, keys, Some(exptime), cas, more)
+        Command::Get { keys, cas } => {
+            retrieve(shared, c, out, keys, None, cas, more, &mut ctx.room)
         }
+        Command::Gat { exptime, keys, cas } => retrieve(
+            shared,
+            c,
+            out,
+            keys,
+            Some(exptime),
+            cas,
+            more,
+            &mut ctx.room,
+        ),
         Command::Store {
             cmd: op,
             key,
@@ -542,6 +554,7 @@ fn legacy_cluster_get(shared: &Shared, key: &[u8], out: &mut Vec<u8>) -> bool {
     true
 }
 
+#[allow(clippy::too_many_arguments)]
 fn retrieve(
     shared: &Shared,
     c: &Counters,
@@ -550,6 +563,7 @@ fn retrieve(
     touch: Option<i64>,
     with_cas: bool,
     Resume { skip, out_cap, fd }: Resume,
+    room: &mut ReplyRoom,
 ) -> Flow {
     let store = &shared.store;
     let watching = shared.watch.wants(FETCHERS);
@@ -560,20 +574,31 @@ fn retrieve(
         if legacy_cluster_get(shared, key, out) {
             continue;
         }
-        let hit = |it: &ItemRef<'_>, out: &mut Vec<u8>| {
-            write_value(out, it, with_cas);
+        let hit = |it: &ItemRef<'_>, streamed: bool, out: &mut Vec<u8>| {
+            if streamed {
+                let cas = with_cas.then_some(it.cas);
+                compose::value_header(out, it.key, it.flags, it.value.len(), cas);
+            } else {
+                write_value(out, it, with_cas);
+            }
             watching.then(|| (store.class_of(it), it.value.len()))
         };
-        let r = match touch {
-            None => {
-                bump(&c.get_cmds, 1);
-                store.get(key, |it| hit(it, out))
+        let r = store.get_reply(key, touch, room.rule(out.len()), |it, streamed| {
+            hit(it, streamed, out)
+        });
+        let (r, lease) = match r {
+            Ok(Reply::Done(w, lease)) => (Ok(w), lease),
+            Ok(Reply::Wait) => {
+                // Nothing done for this key: run again from it.
+                room.wait = true;
+                return Flow::Suspend { keys_done: i };
             }
-            Some(exptime) => {
-                bump(&c.touch_cmds, 1);
-                store.get_and_touch(key, exptime, |it| hit(it, out))
-            }
+            Err(m) => (Err(m), None),
         };
+        match touch {
+            None => bump(&c.get_cmds, 1),
+            Some(_) => bump(&c.touch_cmds, 1),
+        }
         if r.is_ok() {
             // Logged once the shard lock is released.
             vlog::sending_key(key);
@@ -588,6 +613,14 @@ fn retrieve(
             (Ok(()), Some(_)) => bump(&c.touch_hits, 1),
             (Err(m), None) => count_miss(c, m, || shared.store.recently_evicted(key)),
             (Err(_), Some(_)) => bump(&c.touch_misses, 1),
+        }
+        if let Some(lease) = lease {
+            // The value follows from the store; the next keys after it.
+            room.streamed = Some(Streamed {
+                lease,
+                trailer: b"\r\n",
+            });
+            return Flow::Suspend { keys_done: i + 1 };
         }
     }
     vlog::reply("END", false);

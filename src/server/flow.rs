@@ -20,3 +20,55 @@ pub enum Flow {
         keys_done: usize,
     },
 }
+
+/// A value whose reply head an executor wrote without it: the connection sends the
+/// value from the store a piece at a time (see `store::lease`), then `trailer`,
+/// before anything else.
+#[derive(Debug)]
+pub struct Streamed {
+    /// The leased value.
+    pub lease: crate::store::ValueLease,
+    /// What follows the value in the reply (`\r\n` in text and meta, nothing in
+    /// binary).
+    pub trailer: &'static [u8],
+}
+
+/// What a reply may hold before a value is streamed instead of copied, and the value
+/// to stream. The default copies every value.
+#[derive(Debug)]
+pub struct ReplyRoom {
+    /// Reply bytes the connection may hold now: a value that would take the reply
+    /// buffer beyond it is leased and streamed when the store can (a value in a
+    /// segment of its own), else copied.
+    pub cap: usize,
+    /// Reply bytes the connection may hold at most (its floor and all the buffer
+    /// budget has room for): when the store cannot lease a value (connections hold
+    /// too much of `-m`), one that fits this is copied, a longer one waits.
+    pub most: usize,
+    /// Set by an executor that wrote the head of a reply whose value is leased.
+    pub streamed: Option<Streamed>,
+    /// Set by an executor whose request must wait (it did nothing; the connection
+    /// runs it again once the store has given memory back).
+    pub wait: bool,
+}
+
+impl Default for ReplyRoom {
+    fn default() -> ReplyRoom {
+        ReplyRoom {
+            cap: usize::MAX,
+            most: usize::MAX,
+            streamed: None,
+            wait: false,
+        }
+    }
+}
+
+impl ReplyRoom {
+    /// How a lookup treats a value for a reply buffer now `held` bytes long.
+    pub fn rule(&self, held: usize) -> crate::store::ReplyValue {
+        crate::store::ReplyValue {
+            lease_over: self.cap.saturating_sub(held),
+            copy_up_to: self.most.saturating_sub(held),
+        }
+    }
+}

@@ -125,6 +125,11 @@ impl Loopback {
                     take_output(s, &mut fed.replies);
                     continue;
                 }
+                Stop::Wait => {
+                    // Only other connections could give memory back: there are none.
+                    take_output(s, &mut fed.replies);
+                    return fed;
+                }
                 Stop::Close { flush } => {
                     if !flush {
                         s.discard_unflushed();

@@ -7,22 +7,35 @@
 //! counts `cmd_set` and the `cas_*` outcomes, `md` `delete_*`, `ma` `incr_*`/`decr_*`,
 //! `me` `cmd_meta`.
 
-use super::flow::Flow;
+use super::flow::{Flow, ReplyRoom, Streamed};
 use super::shared::Shared;
 use crate::protocol::meta::{base64_encode, MetaKind, MetaRequest, SetMode, MAX_OPAQUE};
 use crate::protocol::text::reply::{i64_dec, line, u64_dec};
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::stats::{count_miss, count_store};
 use crate::store::item::{MARK_KEY_BINARY, MARK_STALE, MARK_WON};
-use crate::store::{Delta, DeltaOutcome, MetaDelete, MetaUpdate, StoreOp, StoreOutcome};
+use crate::store::{
+    Delta, DeltaOutcome, MetaDelete, MetaUpdate, Reply, ReplyValue, StoreOp, StoreOutcome,
+};
 
 const OPAQUE_TOO_LONG: &str = "CLIENT_ERROR opaque token too long";
 
 /// Runs one meta command.
-pub fn execute(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) -> Flow {
+pub fn execute(
+    req: &MetaRequest<'_>,
+    shared: &Shared,
+    c: &Counters,
+    out: &mut Vec<u8>,
+    room: &mut ReplyRoom,
+) -> Flow {
     match req.kind {
         MetaKind::Noop => out.extend_from_slice(b"MN\r\n"),
-        MetaKind::Get => get(req, shared, c, out),
+        MetaKind::Get => {
+            get(req, shared, c, out, room);
+            if room.wait {
+                return Flow::Suspend { keys_done: 0 };
+            }
+        }
         MetaKind::Set => set(req, shared, c, out),
         MetaKind::Delete => delete(req, shared, c, out),
         MetaKind::Arith => arith(req, shared, c, out),
@@ -71,7 +84,13 @@ fn put_ttl(out: &mut Vec<u8>, exptime: u32, now: u32) {
     }
 }
 
-fn get(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) {
+fn get(
+    req: &MetaRequest<'_>,
+    shared: &Shared,
+    c: &Counters,
+    out: &mut Vec<u8>,
+    room: &mut ReplyRoom,
+) {
     let f = &req.flags;
     let clock = &shared.clock;
     let now = clock.now();
@@ -81,96 +100,127 @@ fn get(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
     let bad_opaque = opaque_too_long(req);
     let mut ttl_set = false;
     let key = req.key();
-    let r = shared.store.meta_get(key, viv.is_some(), |it| {
-        let mut up = MetaUpdate {
-            exptime: None,
-            marks: it.marks,
-            bump: false,
-        };
-        let start = out.len();
-        let mut exptime = it.exptime;
-        let mut won = false;
-        if f.value {
-            out.extend_from_slice(b"VA ");
-            u64_dec(out, it.value.len() as u64);
-        } else {
-            out.extend_from_slice(b"HD");
-        }
-        for w in req.flag_words() {
-            match w[0] {
-                b'T' => {
-                    ttl_set = true;
-                    exptime = ttl.unwrap_or(0);
-                    up.exptime = Some(exptime);
-                }
-                b'N' if it.created => {
-                    exptime = viv.unwrap_or(0);
-                    up.exptime = Some(exptime);
-                    won = true;
-                }
-                b'R' if it.marks & MARK_WON == 0
-                    && !it.created
-                    && exptime != 0
-                    && exptime < recache.unwrap_or(0) =>
-                {
-                    won = true;
-                }
-                b's' => {
-                    out.extend_from_slice(b" s");
-                    u64_dec(out, it.value.len() as u64);
-                }
-                b't' => {
-                    out.extend_from_slice(b" t");
-                    put_ttl(out, exptime, now);
-                }
-                b'c' => {
-                    out.extend_from_slice(b" c");
-                    u64_dec(out, it.cas);
-                }
-                b'f' => {
-                    out.extend_from_slice(b" f");
-                    u64_dec(out, u64::from(it.flags));
-                }
-                b'l' => {
-                    out.extend_from_slice(b" l");
-                    u64_dec(out, u64::from(now.wrapping_sub(it.atime)));
-                }
-                b'h' => out.extend_from_slice(if it.fetched { b" h1" } else { b" h0" }),
-                b'O' => {
-                    if w.len() > MAX_OPAQUE {
-                        // As memcached: the flags before it have acted (a `T` has
-                        // set the expiry); no bump, no win.
-                        out.truncate(start);
-                        line(out, OPAQUE_TOO_LONG);
-                        return (false, up);
+    // Only a reply with the value may stream it.
+    let rule = if f.value {
+        room.rule(out.len())
+    } else {
+        ReplyValue::COPY
+    };
+    let r = shared
+        .store
+        .meta_get_reply(key, viv.is_some(), rule, |it, streamed| {
+            let mut up = MetaUpdate {
+                exptime: None,
+                marks: it.marks,
+                bump: false,
+            };
+            let start = out.len();
+            let mut exptime = it.exptime;
+            let mut won = false;
+            if f.value {
+                out.extend_from_slice(b"VA ");
+                u64_dec(out, it.value.len() as u64);
+            } else {
+                out.extend_from_slice(b"HD");
+            }
+            for w in req.flag_words() {
+                match w[0] {
+                    b'T' => {
+                        ttl_set = true;
+                        exptime = ttl.unwrap_or(0);
+                        up.exptime = Some(exptime);
                     }
-                    out.push(b' ');
-                    out.extend_from_slice(w);
+                    b'N' if it.created => {
+                        exptime = viv.unwrap_or(0);
+                        up.exptime = Some(exptime);
+                        won = true;
+                    }
+                    b'R' if it.marks & MARK_WON == 0
+                        && !it.created
+                        && exptime != 0
+                        && exptime < recache.unwrap_or(0) =>
+                    {
+                        won = true;
+                    }
+                    b's' => {
+                        out.extend_from_slice(b" s");
+                        u64_dec(out, it.value.len() as u64);
+                    }
+                    b't' => {
+                        out.extend_from_slice(b" t");
+                        put_ttl(out, exptime, now);
+                    }
+                    b'c' => {
+                        out.extend_from_slice(b" c");
+                        u64_dec(out, it.cas);
+                    }
+                    b'f' => {
+                        out.extend_from_slice(b" f");
+                        u64_dec(out, u64::from(it.flags));
+                    }
+                    b'l' => {
+                        out.extend_from_slice(b" l");
+                        u64_dec(out, u64::from(now.wrapping_sub(it.atime)));
+                    }
+                    b'h' => out.extend_from_slice(if it.fetched { b" h1" } else { b" h0" }),
+                    b'O' => {
+                        if w.len() > MAX_OPAQUE {
+                            // As memcached: the flags before it have acted (a `T` has
+                            // set the expiry); no bump, no win.
+                            out.truncate(start);
+                            line(out, OPAQUE_TOO_LONG);
+                            return (false, up);
+                        }
+                        out.push(b' ');
+                        out.extend_from_slice(w);
+                    }
+                    b'k' => put_key(out, it.key, it.marks & MARK_KEY_BINARY != 0),
+                    _ => {}
                 }
-                b'k' => put_key(out, it.key, it.marks & MARK_KEY_BINARY != 0),
-                _ => {}
             }
-        }
-        if it.marks & MARK_WON != 0 {
-            out.extend_from_slice(b" Z");
-        }
-        if it.marks & MARK_STALE != 0 {
-            out.extend_from_slice(b" X");
-            if it.marks & MARK_WON == 0 {
-                won = true;
+            if it.marks & MARK_WON != 0 {
+                out.extend_from_slice(b" Z");
             }
-        }
-        if won {
-            out.extend_from_slice(b" W");
-            up.marks |= MARK_WON;
-        }
-        out.extend_from_slice(b"\r\n");
-        if f.value {
-            out.extend_from_slice(it.value);
+            if it.marks & MARK_STALE != 0 {
+                out.extend_from_slice(b" X");
+                if it.marks & MARK_WON == 0 {
+                    won = true;
+                }
+            }
+            if won {
+                out.extend_from_slice(b" W");
+                up.marks |= MARK_WON;
+            }
             out.extend_from_slice(b"\r\n");
+            if f.value && !streamed {
+                out.extend_from_slice(it.value);
+                out.extend_from_slice(b"\r\n");
+            }
+            up.bump = !f.no_bump;
+            (true, up)
+        });
+    let r = match r {
+        Ok(Reply::Wait) => {
+            // Nothing done: the request runs again later.
+            room.wait = true;
+            return;
         }
-        up.bump = !f.no_bump;
-        (true, up)
+        Ok(Reply::Done(written, lease)) => Ok((written, lease)),
+        Err(m) => Err(m),
+    };
+    let r = r.map(|(written, lease)| {
+        match lease {
+            // The value follows from the store.
+            Some(lease) if written => {
+                room.streamed = Some(Streamed {
+                    lease,
+                    trailer: b"\r\n",
+                })
+            }
+            Some(lease) => shared.store.end_lease(lease),
+            None => {}
+        }
+        written
     });
     shared.prefix.record(key, PrefixEvent::Get(r.is_ok()));
     match r {

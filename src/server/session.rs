@@ -29,7 +29,9 @@
 //! [`TURN_BYTES`] of replies), too many replies waiting, or close. Buffers are
 //! counted against the worker's share of the buffer budget (see [`super::budget`]):
 //! a value larger than the read buffer is reserved whole when its request line
-//! arrives, or refused as memcached refuses a store it cannot allocate.
+//! arrives (or borrowed from `-m`, `store::loan`), or refused as memcached refuses a
+//! store it cannot allocate; a value longer than the replies may hold is streamed
+//! from the store a piece at a time (`store::lease`).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
@@ -42,7 +44,7 @@ use super::budget::{WorkerBuffers, WorkerMem, OUT_FLOOR, OUT_HIGH, READ_BUF};
 use super::conn_auth::ConnAuth;
 use super::dump::{Dump, DUMP_LOW};
 use super::exec::{self, ExecCtx};
-use super::flow::Flow;
+use super::flow::{Flow, ReplyRoom, Streamed};
 use super::meta_exec;
 use super::shared::{ConnInfo, Shared};
 use super::vlog;
@@ -56,6 +58,7 @@ use crate::protocol::meta::MetaKind;
 use crate::protocol::text;
 use crate::protocol::text::auth::{parse_auth, AuthParse};
 use crate::stats::{bump, Counters};
+use crate::store::Loan;
 
 /// Reply bytes one connection may produce, and request bytes it may have read, in
 /// one turn before the worker serves the others (besides `-R` requests): a client
@@ -101,6 +104,10 @@ pub enum Stop {
     Yield,
     /// Too many replies wait for the client: send some, then process again.
     Blocked,
+    /// A value can be neither copied into the reply nor leased from the store now
+    /// (replies pin too much of `-m`): send what is buffered and process again
+    /// once the store gives memory back ([`crate::store::Store::released`]).
+    Wait,
     /// A dump waits for its replies to leave: send them; process again once all
     /// have gone.
     WaitWritable,
@@ -130,7 +137,11 @@ pub struct Session {
     rbuf: Vec<u8>,
     rpos: usize,
     rend: usize,
-    /// Read and reply buffer capacities reported to the worker's accounting.
+    /// Bytes of the read buffer paid for by the item budget, not the buffer budget:
+    /// room for a value the buffer budget could not cover (see `store::loan`).
+    loan: Option<Loan>,
+    /// Read and reply buffer bytes reported to the worker's accounting (the read
+    /// buffer's capacity less its loan, the reply buffer's capacity).
     bytes: (usize, usize),
     wbuf: Vec<u8>,
     wpos: usize,
@@ -158,6 +169,8 @@ pub struct Session {
     unflushed: bool,
     /// The `lru_crawler metadump` being streamed.
     dump: Option<Dump>,
+    /// A large value being streamed from the store (its reply head is in `wbuf`).
+    stream: Option<ValueStream>,
     /// Set once the connection is a watcher.
     watch: Option<WatchHandle>,
 }
@@ -171,6 +184,7 @@ impl Session {
             rbuf: Vec::new(),
             rpos: 0,
             rend: 0,
+            loan: None,
             bytes: (0, 0),
             wbuf: Vec::new(),
             wpos: 0,
@@ -188,6 +202,7 @@ impl Session {
             ascii_auth_reply_at: None,
             unflushed: false,
             dump: None,
+            stream: None,
             watch: None,
         }
     }
@@ -312,6 +327,12 @@ impl Session {
         OUT_FLOOR.saturating_add(mem.room()).min(OUT_HIGH)
     }
 
+    /// Replies this connection may have waiting at most: its floor plus all the
+    /// budget has room for (the cap on copying a value that cannot be streamed).
+    pub fn out_most(&self, mem: &WorkerMem) -> usize {
+        OUT_FLOOR.saturating_add(mem.room())
+    }
+
     /// The budget stopped this connection: while it waits it holds what it must
     /// send, not a doubled capacity.
     pub fn shrink_output(&mut self) {
@@ -326,7 +347,11 @@ impl Session {
 
     /// Reports a change of the buffer capacities to the worker's accounting.
     pub fn account(&mut self, mem: &mut WorkerMem) {
-        let now = (self.rbuf.capacity(), self.wbuf.capacity());
+        let lent = self.loan.as_ref().map_or(0, Loan::bytes);
+        let now = (
+            self.rbuf.capacity().saturating_sub(lent),
+            self.wbuf.capacity(),
+        );
         if now.0 != self.bytes.0 {
             mem.read_buffer(self.bytes.0, now.0);
         }
@@ -338,7 +363,10 @@ impl Session {
 
     /// Gives the buffers back to the worker's accounting (the connection closes).
     pub fn release(&mut self, mem: &mut WorkerMem) {
+        // A lease left unfinished is dropped: its segment is freed by the crawler.
+        self.stream = None;
         self.rbuf = Vec::new();
+        self.loan = None;
         self.wbuf = Vec::new();
         self.account(mem);
     }
@@ -350,6 +378,8 @@ impl Session {
     pub fn idle(&mut self, bufs: &mut WorkerBuffers) {
         if self.rpos == self.rend && !self.rbuf.is_empty() {
             bufs.give(std::mem::take(&mut self.rbuf));
+            // A grown buffer is not kept: what it borrowed goes back.
+            self.loan = None;
             self.rpos = 0;
             self.rend = 0;
         }
@@ -383,6 +413,7 @@ impl Session {
     /// Drops the read buffer and what it holds (a watcher's input is never served).
     pub fn drop_input(&mut self) {
         self.rbuf = Vec::new();
+        self.loan = None;
         self.rpos = 0;
         self.rend = 0;
     }
@@ -422,6 +453,10 @@ impl Session {
     pub fn process(&mut self, ctx: &mut Ctx<'_>) -> Stop {
         self.drop_sent();
         let stop = self.serve(ctx);
+        if stop == Stop::Wait {
+            // What this connection holds itself must not be what it waits for.
+            self.give_back_loan(ctx.bufs);
+        }
         match stop {
             // memcached transmits what it has at a yield.
             Stop::Yield => self.flush_mark = self.wbuf.len(),
@@ -454,11 +489,18 @@ impl Session {
                     return stop;
                 }
             }
+            if self.stream.is_some() {
+                if let Some(stop) = self.pump_stream(ctx) {
+                    return stop;
+                }
+            }
             let held = self.rbuf.len().max(READ_BUF);
             limits.buffer_room = if std::mem::take(&mut no_room) || !self.trusted() {
                 held
             } else {
+                // A value may also be received into memory lent by the store.
                 held.saturating_add(ctx.bufs.mem.room())
+                    .saturating_add(shared.store.lendable())
                     .min(max_request(shared))
             };
             let out_cap = self.out_cap(&ctx.bufs.mem);
@@ -530,7 +572,7 @@ impl Session {
                 }
                 Parse::Partial(frame) => {
                     self.served -= 1;
-                    if self.make_room(frame, ctx.bufs) {
+                    if self.make_room(frame, ctx) {
                         return Stop::NeedInput;
                     }
                     no_room = true;
@@ -607,12 +649,20 @@ impl Session {
                         pipelined: self.unflushed,
                         dump: None,
                         watch: None,
+                        room: ReplyRoom {
+                            cap: out_cap,
+                            most: self.out_most(&ctx.bufs.mem),
+                            streamed: None,
+                            wait: false,
+                        },
                     };
                     let before = self.wbuf.len();
                     let wbuf = &mut self.wbuf;
                     let run = |ectx: &mut ExecCtx| match req {
                         Request::Text(cmd) => exec::execute(cmd, shared, counters, wbuf, ectx),
-                        Request::Meta(m) => meta_exec::execute(&m, shared, counters, wbuf),
+                        Request::Meta(m) => {
+                            meta_exec::execute(&m, shared, counters, wbuf, &mut ectx.room)
+                        }
                     };
                     let flow = if vlog::on() {
                         vlog::with_conn(self.id, || run(&mut ectx))
@@ -630,6 +680,9 @@ impl Session {
                     if let Some(d) = ectx.dump.take() {
                         self.dump = Some(d);
                     }
+                    if let Some(v) = ectx.room.streamed.take() {
+                        self.stream = Some(ValueStream { value: v, sent: 0 });
+                    }
                     if let Some(flags) = ectx.watch.take() {
                         self.rpos += used;
                         return self.start_watch(flags, ctx);
@@ -643,6 +696,10 @@ impl Session {
                         }
                         Flow::Suspend { keys_done } => {
                             self.skip_keys = keys_done;
+                            if ectx.room.wait {
+                                self.served -= 1;
+                                return Stop::Wait;
+                            }
                             return Stop::Blocked;
                         }
                     }
@@ -683,7 +740,7 @@ impl Session {
         match binary::parse_gated(input, limits, self.auth.gate()) {
             binary::Parse::Incomplete => Some(Err(Stop::NeedInput)),
             binary::Parse::Partial(frame) => {
-                if self.make_room(frame, ctx.bufs) {
+                if self.make_room(frame, ctx) {
                     Some(Err(Stop::NeedInput))
                 } else {
                     None
@@ -733,6 +790,12 @@ impl Session {
                 let start = self.wbuf.len();
                 // memcached transmits at once after these and after an error reply.
                 let flushes = matches!(req.cmd, binary::Command::Noop | binary::Command::Quit);
+                let mut room = ReplyRoom {
+                    cap: self.out_cap(&ctx.bufs.mem),
+                    most: self.out_most(&ctx.bufs.mem),
+                    streamed: None,
+                    wait: false,
+                };
                 let flow = match req.cmd {
                     binary::Command::SaslListMechs
                     | binary::Command::SaslAuth { .. }
@@ -740,8 +803,17 @@ impl Session {
                         self.auth
                             .binary(&req, shared, counters, &mut self.wbuf, self.id)
                     }
-                    _ => binary_exec::execute(req, shared, counters, &mut self.wbuf),
+                    _ => binary_exec::execute(req, shared, counters, &mut self.wbuf, &mut room),
                 };
+                if room.wait {
+                    // Nothing was done: the request runs again later.
+                    self.served -= 1;
+                    self.rpos -= used;
+                    return Some(Err(Stop::Wait));
+                }
+                if let Some(v) = room.streamed {
+                    self.stream = Some(ValueStream { value: v, sent: 0 });
+                }
                 if let Some(t) = timer {
                     counters.latency.end(Family::Binary, t);
                 }
@@ -796,6 +868,44 @@ impl Session {
         None
     }
 
+    /// Copies the next pieces of the value being streamed into the reply buffer while
+    /// it holds less than the connection's share (at most a turn's worth); `None` once
+    /// the value and its trailer are in (the next requests are served), else why to
+    /// stop now: a client that does not read holds one piece, not the value.
+    fn pump_stream(&mut self, ctx: &Ctx<'_>) -> Option<Stop> {
+        let store = &ctx.shared.store;
+        let limit = self.out_cap(&ctx.bufs.mem).min(TURN_BYTES);
+        loop {
+            let st = self.stream.as_mut()?;
+            let len = st.value.lease.len();
+            if st.sent < len {
+                if self.wbuf.len() >= limit {
+                    return Some(Stop::WaitWritable);
+                }
+                if self.turn_out >= TURN_BYTES {
+                    // Others get their turn; the worker comes back.
+                    return Some(Stop::Yield);
+                }
+                let piece = limit - self.wbuf.len();
+                let got = store.read_lease(&st.value.lease, st.sent, piece, &mut self.wbuf);
+                if got == 0 {
+                    // The lease lost its segment (a bug): never send a wrong value.
+                    log::error!("conn {}: a streamed value is gone; closing", self.id);
+                    self.stream = None;
+                    self.closing = true;
+                    return Some(Stop::Close { flush: false });
+                }
+                st.sent += got;
+                continue;
+            }
+            self.wbuf.extend_from_slice(st.value.trailer);
+            if let Some(st) = self.stream.take() {
+                store.end_lease(st.value.lease);
+            }
+            return None;
+        }
+    }
+
     /// Produces the dump being streamed while few reply bytes wait; `None` once it
     /// is complete (the next requests are served), else why to stop now.
     fn pump_dump(&mut self, shared: &Shared) -> Option<Stop> {
@@ -840,10 +950,29 @@ impl Session {
         }
     }
 
+    /// Moves the unprocessed input to a read buffer of the usual size when it fits one,
+    /// giving back what the grown buffer borrowed from the store.
+    fn give_back_loan(&mut self, bufs: &mut WorkerBuffers) {
+        if self.loan.is_none() || self.rend - self.rpos > READ_BUF {
+            return;
+        }
+        let mut fresh = bufs.take();
+        let n = self.rend - self.rpos;
+        fresh[..n].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
+        self.rbuf = fresh;
+        self.rpos = 0;
+        self.rend = n;
+        self.loan = None;
+        self.account(&mut bufs.mem);
+    }
+
     /// Makes the read buffer able to hold a frame of `frame` bytes starting at the
     /// unprocessed input: by moving that input to the front, or by growing the buffer
-    /// with a reservation from the budget. False when the budget cannot cover it.
-    fn make_room(&mut self, frame: usize, bufs: &mut WorkerBuffers) -> bool {
+    /// with a reservation from the buffer budget, or else with bytes the store lends
+    /// from `-m` (evicting, as memcached allocates a value's item: stalled uploads
+    /// that spent the buffer budget do not refuse everyone else's values). False when
+    /// neither can cover it.
+    fn make_room(&mut self, frame: usize, ctx: &mut Ctx<'_>) -> bool {
         if frame <= self.rbuf.len() - self.rpos {
             return true;
         }
@@ -852,16 +981,32 @@ impl Session {
             return true;
         }
         let more = frame - self.rbuf.len();
-        if !self.trusted() || !bufs.mem.reserve(more) {
+        if !self.trusted() {
             return false;
+        }
+        if !ctx.bufs.mem.reserve(more) {
+            let Some(l) = ctx.shared.store.lend(more) else {
+                return false;
+            };
+            match &mut self.loan {
+                Some(held) => held.absorb(l),
+                None => self.loan = Some(l),
+            }
         }
         self.compact();
         self.rbuf.reserve_exact(more);
         self.rbuf.resize(frame, 0);
-        // The growth settles against the reservation.
-        self.account(&mut bufs.mem);
+        // The growth settles against the reservation (or is the loan's).
+        self.account(&mut ctx.bufs.mem);
         true
     }
+}
+
+/// A value streamed from the store into the reply buffer: the lease and how much of
+/// the value is in.
+struct ValueStream {
+    value: Streamed,
+    sent: usize,
 }
 
 /// The latency family of a text or meta request; `None` for the commands not timed

@@ -102,6 +102,8 @@ pub struct Shared {
     /// The cluster configuration served to auto-discovery clients (`config get
     /// cluster`).
     pub cluster: cluster::ClusterState,
+    /// The last `stats hotkeys N` rows, reused for a moment.
+    pub(crate) hot_rows: super::insight_stats::HotRowsCache,
     stop_tx: Sender<StopReason>,
 }
 
@@ -165,6 +167,7 @@ impl Shared {
             registry: Mutex::new(Default::default()),
             listener_info,
             credentials,
+            hot_rows: Default::default(),
             stop_tx,
         });
         (shared, stop_rx)

@@ -92,8 +92,7 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
             Some(w) => match (insight_stats::hotkeys_switch(shared, w), w.parse::<usize>()) {
                 (Some(reply), _) => line(out, reply),
                 (None, Ok(n)) if n >= 1 => {
-                    let mut rows = TextRows(out);
-                    insight_stats::hotkeys_rows(shared, n, &mut |k, v| rows.stat(k, v));
+                    insight_stats::hotkeys_text(shared, n, out);
                     line(out, "END");
                 }
                 _ => line(out, "CLIENT_ERROR usage: stats hotkeys [N|on|off]"),
@@ -458,7 +457,7 @@ fn items_stats(shared: &Shared, out: &mut dyn StatSink) {
 /// `stats slabs`: per size class with memory, then totals.
 fn slabs_stats(shared: &Shared, out: &mut dyn StatSink) {
     let mut active = 0;
-    for c in shared.store.class_stats() {
+    for c in shared.store.class_counts() {
         if c.total_pages == 0 {
             continue;
         }

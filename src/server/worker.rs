@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -27,6 +27,12 @@ const WAKER: Token = Token(usize::MAX);
 /// in `ssl_handshake_errors`): a client that connects and stalls holds a
 /// connection slot for at most this long.
 const HANDSHAKE_SECS: u32 = 10;
+/// How often a worker with waiting connections looks whether the store gave memory
+/// back (only then are they driven again).
+const WAIT_POLL: Duration = Duration::from_millis(5);
+/// Waiting connections are tried again this often even when the store gave nothing
+/// back (replies other clients read free buffer budget, which may let them copy).
+const WAIT_RETRY: Duration = Duration::from_millis(100);
 
 /// One event-loop thread.
 pub struct Worker {
@@ -40,6 +46,12 @@ pub struct Worker {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     pending: VecDeque<usize>,
+    /// Connections whose request waits for the store to give memory back, the
+    /// store's release count when they last tried ([`crate::store::Store::released`]),
+    /// and when that was.
+    waiting: Vec<usize>,
+    waiting_seen: u64,
+    waiting_tried: Instant,
     /// Connections that are `watch` streams: driven when the waker fires.
     watchers: Vec<usize>,
     /// TLS connections still in their handshake, with when they were accepted.
@@ -66,6 +78,9 @@ impl Worker {
             conns: Vec::new(),
             free: Vec::new(),
             pending: VecDeque::new(),
+            waiting: Vec::new(),
+            waiting_seen: 0,
+            waiting_tried: Instant::now(),
             watchers: Vec::new(),
             handshaking: Vec::new(),
             bufs: WorkerBuffers::new(mem),
@@ -95,6 +110,8 @@ impl Worker {
             // timed epoll_wait arms a kernel timer on every call.)
             let timeout = if !self.pending.is_empty() {
                 Some(Duration::ZERO)
+            } else if !self.waiting.is_empty() {
+                Some(WAIT_POLL)
             } else if self.shared.config.idle_timeout > 0 || !self.handshaking.is_empty() {
                 Some(Duration::from_secs(1))
             } else {
@@ -132,6 +149,7 @@ impl Worker {
                     self.drive(i);
                 }
             }
+            self.retry_waiting();
             let now = self.shared.clock.now();
             if now != last_sweep {
                 last_sweep = now;
@@ -240,7 +258,30 @@ impl Worker {
                     self.pending.push_back(idx);
                 }
             }
+            Status::Wait => {
+                if !self.waiting.contains(&idx) {
+                    self.waiting.push(idx);
+                }
+            }
             Status::Close => self.close(idx),
+        }
+    }
+
+    /// Drives the connections waiting for the store to give memory back, once it has
+    /// given some since they last tried (or the buffer budget may have room again:
+    /// every [`WAIT_RETRY`] at the latest).
+    fn retry_waiting(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let released = self.shared.store.released();
+        if released == self.waiting_seen && self.waiting_tried.elapsed() < WAIT_RETRY {
+            return;
+        }
+        self.waiting_seen = released;
+        self.waiting_tried = Instant::now();
+        for i in std::mem::take(&mut self.waiting) {
+            self.drive(i);
         }
     }
 
@@ -257,6 +298,7 @@ impl Worker {
             self.free.push(idx);
         }
         self.pending.retain(|&i| i != idx);
+        self.waiting.retain(|&i| i != idx);
         self.watchers.retain(|&i| i != idx);
         self.handshaking.retain(|&(i, _)| i != idx);
     }

@@ -43,6 +43,7 @@
 use hashbrown::HashTable;
 
 use super::item::{self, Hdr, FETCHED, FREQ, FREQ_ONE, LIVE, MARKED};
+use super::lease::{LeaseTry, PinToken};
 use super::{ClassOp, ClassStats, Ctx, ItemMeta, Miss};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -422,6 +423,12 @@ pub struct Shard {
     /// Meta marks of the items whose `MARKED` bit is set (location -> marks); every
     /// path that frees or moves an item keeps it in step.
     marks: HashMap<Loc, u8>,
+    /// Segments of their own item that a reply may be streaming from
+    /// ([`Shard::lease`]): the token leases hold (pinned while one does).
+    pins: HashMap<u32, std::sync::Weak<PinToken>>,
+    /// Pinned segments whose item is gone: kept (and counted in the budget) until the
+    /// last lease ends ([`Shard::reap_orphans`]).
+    orphans: Vec<u32>,
     /// Items ever linked.
     pub total_items: u64,
     /// Bytes of linked items.
@@ -476,6 +483,8 @@ impl Shard {
             classes: vec![ClassStats::default(); nclasses],
             lookups: 0,
             marks: HashMap::new(),
+            pins: HashMap::new(),
+            orphans: Vec::new(),
             total_items: 0,
             bytes: 0,
             slab_bytes: 0,
@@ -846,6 +855,12 @@ impl Shard {
         s.sparse = false;
         s.live = 0;
         s.place = Place::Evicting;
+        if self.pinned(sid) {
+            // A reply still streams its bytes: kept until the lease ends.
+            self.orphans.push(sid as u32);
+            return;
+        }
+        let s = self.seg_mut(sid);
         if s.data.len() == SEG_BYTES && !ctx.over_limit() {
             self.empty.push(sid as u32);
         } else {
@@ -1139,6 +1154,7 @@ impl Shard {
         let Some(s) = self.segs.get_mut(sid).and_then(Option::take) else {
             return 0;
         };
+        self.pins.remove(&(sid as u32));
         self.free_ids.push((sid as u32, s.gen));
         self.slab_bytes -= s.data.len() as u64;
         self.nslabs -= 1;
@@ -1452,6 +1468,11 @@ impl Shard {
         s.live_bytes = 0;
         s.sparse = false;
         s.gen = s.gen.wrapping_add(1);
+        if self.pinned(sid) {
+            // A reply still streams its bytes: not reused until the lease ends.
+            self.orphans.push(sid as u32);
+            return Evicted::Progress;
+        }
         Evicted::Empty(sid)
     }
 
@@ -1635,6 +1656,83 @@ impl Shard {
                 }
             }
         }
+    }
+}
+
+/// Leases: a reply streaming a large value reads it from the item's own segment a
+/// piece at a time instead of copying it whole into the connection's buffer (see
+/// `store::lease`). A leased segment is never reused or dropped: when its item goes
+/// (replaced, deleted, evicted, expired) it becomes an orphan, out of every queue and
+/// still counted in the budget, until the last lease on it ends. Its value bytes are
+/// not written while it is pinned: a live item's value never changes in place (only
+/// its header does), and an orphan is not written at all.
+impl Shard {
+    /// Whether segment `sid` is pinned by a lease (a token no lease holds any more is
+    /// forgotten).
+    fn pinned(&mut self, sid: usize) -> bool {
+        if self.pins.is_empty() {
+            return false;
+        }
+        let sid = sid as u32;
+        match self.pins.get(&sid) {
+            None => false,
+            Some(p) if p.strong_count() > 0 => true,
+            Some(_) => {
+                self.pins.remove(&sid);
+                false
+            }
+        }
+    }
+
+    /// Pins the segment of the item at `l` for a lease. Not when the item shares its
+    /// segment (items that do are small, and a shared segment is rewritten when it is
+    /// walked), nor when pinning it would take what connections hold past the cap
+    /// ([`super::held`]; a segment pinned already costs nothing more).
+    pub fn lease(&mut self, ctx: &Ctx, l: Loc) -> LeaseTry {
+        let (sid, off) = split(l);
+        let bytes = self.seg(sid).data.len();
+        if off != 0 || bytes == SEG_BYTES {
+            return LeaseTry::Shared;
+        }
+        let key = sid as u32;
+        if let Some(pin) = self.pins.get(&key).and_then(std::sync::Weak::upgrade) {
+            return LeaseTry::Pinned(key, pin);
+        }
+        match PinToken::take(&ctx.held, bytes, ctx.held_cap()) {
+            Some(pin) => {
+                self.pins.insert(key, std::sync::Arc::downgrade(&pin));
+                LeaseTry::Pinned(key, pin)
+            }
+            None => LeaseTry::OverCap,
+        }
+    }
+
+    /// The bytes of segment `sid` while `pin` pins it (None: not the segment the
+    /// lease was taken on).
+    pub fn leased(&self, sid: u32, pin: &std::sync::Arc<PinToken>) -> Option<&[u8]> {
+        match (self.pins.get(&sid), self.segs.get(sid as usize)) {
+            (Some(p), Some(Some(s))) if std::ptr::eq(p.as_ptr(), std::sync::Arc::as_ptr(pin)) => {
+                Some(&s.data)
+            }
+            _ => None,
+        }
+    }
+
+    /// Drops the orphans no lease pins any more, their bytes back to the budget.
+    /// Returns how many are left.
+    pub fn reap_orphans(&mut self, ctx: &Ctx) -> usize {
+        let mut i = 0;
+        while i < self.orphans.len() {
+            let sid = self.orphans[i] as usize;
+            if self.pinned(sid) {
+                i += 1;
+                continue;
+            }
+            self.orphans.swap_remove(i);
+            let n = self.drop_seg(ctx, sid);
+            ctx.budget_release(n);
+        }
+        self.orphans.len()
     }
 }
 
