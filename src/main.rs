@@ -16,6 +16,9 @@
 //!   list in force); never stops the server.
 //! - SIGPIPE: ignored (the Rust runtime sets it to `SIG_IGN` before `main`; a peer
 //!   that closes shows up as `EPIPE` on the write).
+//! - SIGXFSZ: caught and dropped, so a write beyond a file size limit (`ulimit -f`,
+//!   systemd's `LimitFSIZE`) fails with `EFBIG` and the snapshot that made it fails
+//!   and is reported, instead of the signal's default killing the server.
 //!
 //! Logging: the `log` crate through env_logger, which passes every level; what is
 //! printed is `log::max_level()`, set from `-v` and moved by the `verbosity` command
@@ -74,6 +77,10 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("failed to install signal handlers: {e}"), EX_OSERR),
     };
+    let file_too_large = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, file_too_large) {
+        return fail(&format!("failed to install signal handlers: {e}"), EX_OSERR);
+    }
     // The copy `-d` starts goes through the same steps: what the starting process
     // already printed before detaching is not printed again (memcached prints it once,
     // before it forks).

@@ -19,4 +19,7 @@ pub enum Flow {
         /// Keys already answered.
         keys_done: usize,
     },
+    /// The answer waits for work done elsewhere (a queued password check): serve
+    /// nothing more until it is in (the connection's worker is woken then).
+    Wait,
 }
