@@ -127,13 +127,14 @@ fn names(c: &Client) -> Vec<String> {
 }
 
 /// A ferrocache node on a port of the test's choosing (to bring one back on the
-/// port it had).
+/// port it had), its list writable over the wire as every node's here.
 fn node_on(port: u16, extra: &[&str]) -> Server {
     let p = port.to_string();
     let mut args = vec!["-l", "127.0.0.1", "-p", &p, "-U", "0"];
     if is_root() {
         args.extend(["-u", "nobody"]);
     }
+    args.push("--cluster-config-writable");
     args.extend_from_slice(extra);
     Server::with_args(FERROCACHE, &args, port)
 }
