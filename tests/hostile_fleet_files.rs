@@ -135,6 +135,41 @@ fn versions_that_no_client_could_follow_are_refused() {
     assert!(run.stderr.contains("version"), "{}", run.stderr);
 }
 
+/// A discovery client meets a node (not ferrocache: one of the test's, on loopback)
+/// that serves a version no client could follow: it refuses the list instead of
+/// pinning itself to it.
+#[test]
+fn a_discovery_client_refuses_a_version_it_could_never_follow() {
+    use ferrocache::client::discovery::ConfigClient;
+    use ferrocache::client::ring::NodeSpec;
+    use ferrocache::client::ConnOptions;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let fake = std::thread::spawn(move || {
+        // One connection: answers `config get cluster` with the hijack.
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !got.ends_with(b"\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let payload = format!("{HIJACK}\n");
+        let reply = format!("CONFIG cluster 0 {}\r\n{payload}\r\nEND\r\n", payload.len());
+        let _ = s.write_all(reply.as_bytes());
+        got
+    });
+    let cc = ConfigClient::new(&ConnOptions::default()).expect("client");
+    let spec = NodeSpec::parse(&format!("127.0.0.1:{port}")).expect("spec");
+    let r = cc.get(&spec);
+    assert_eq!(fake.join().expect("fake"), b"config get cluster\r\n");
+    let e = r.expect_err("a version of 2^64 - 1 taken").to_string();
+    assert!(e.contains("version 18446744073709551615"), "{e}");
+}
+
 // ------------------------------------------------------------------ point 4: snapshots
 
 fn header(cas_counter: u64) -> Vec<u8> {

@@ -296,7 +296,9 @@ impl Worker {
     /// time left; else until it has.
     fn handshake_wait(&mut self) -> Duration {
         let now = Instant::now();
-        let earned = now.duration_since(self.hs_refilled).mul_f64(HANDSHAKE_SHARE);
+        let earned = now
+            .duration_since(self.hs_refilled)
+            .mul_f64(HANDSHAKE_SHARE);
         self.hs_refilled = now;
         if self.hs_debt > Duration::ZERO {
             let paid = earned.min(self.hs_debt);

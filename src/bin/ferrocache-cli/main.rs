@@ -153,8 +153,8 @@ enum Cmd {
         wait: u64,
     },
     /// Show or change the cluster configuration (`config get|set cluster`) the nodes
-    /// serve for auto discovery (a change needs nodes started with
-    /// --cluster-config-writable; with -S, give --username).
+    /// serve for auto discovery (a change needs nodes that take changes over the
+    /// wire: ferrocache started with its cluster-config-writable option).
     Cluster {
         #[command(subcommand)]
         action: ClusterCmd,
