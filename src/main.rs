@@ -114,12 +114,21 @@ fn main() -> ExitCode {
     } else if cfg.sasl_pwdb.is_some() {
         log::warn!("--sasl-pwdb has no effect without -S");
     }
-    // A node list that does not parse stops the start (a SIGHUP later keeps the old).
+    // A node list that does not parse, or names a version no change could follow,
+    // stops the start (a SIGHUP later keeps the old).
     if let Some(path) = &cfg.cluster_config {
+        use ferrocache::protocol::cluster::{ClusterConfig, MAX_VERSION};
         let read = std::fs::read_to_string(path).map_err(|e| e.to_string());
-        if let Err(e) = read.and_then(|t| {
-            ferrocache::protocol::cluster::ClusterConfig::parse_file(&t).map_err(|e| e.to_string())
-        }) {
+        let checked = read.and_then(|t| match ClusterConfig::parse_file(&t) {
+            Ok((Some(v), _)) if v >= MAX_VERSION => Err(format!(
+                "version {v}: no version a client could follow is left after it (the \
+                 highest a node publishes is {})",
+                MAX_VERSION - 1
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        });
+        if let Err(e) = checked {
             return fail(&format!("cluster config {}: {e}", path.display()), EX_USAGE);
         }
     }

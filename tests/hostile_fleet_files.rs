@@ -121,18 +121,16 @@ fn versions_that_no_client_could_follow_are_refused() {
     assert_eq!(stat_u64(&mut c, "cluster_config_version"), 43);
     // A file that names such a version stops the start (exit 64).
     let dir = Scratch::new("fleet-version");
-    let file = dir.file("nodes", "18446744073709551615\n127.0.0.1:11211\n");
-    let run = run_bounded(
-        Command::new(ferrocache_bin()).args(["-p", "0", "-U", "0", "--cluster-config", &file]),
-        Duration::from_secs(10),
-    );
-    assert_eq!(
-        run.status.and_then(|s| s.code()),
-        Some(64),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("version"), "{}", run.stderr);
+    for v in ["18446744073709551615", "9007199254740991"] {
+        let file = dir.file("nodes", &format!("{v}\n127.0.0.1:11211\n"));
+        let run = run_bounded(
+            Command::new(ferrocache_bin()).args(["-p", "0", "-U", "0", "--cluster-config", &file]),
+            Duration::from_secs(10),
+        );
+        let code = run.status.and_then(|s| s.code());
+        assert_eq!(code, Some(64), "{v}: {}", run.stderr);
+        assert!(run.stderr.contains("version"), "{}", run.stderr);
+    }
 }
 
 /// A discovery client meets a node (not ferrocache: one of the test's, on loopback)
