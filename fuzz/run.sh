@@ -25,15 +25,17 @@ esac
 fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$fuzz_dir")"
 cd "$fuzz_dir"
-targets="${FUZZ_TARGETS:-text binary auth session}"
+targets="${FUZZ_TARGETS:-text binary auth session snapshot cluster}"
 export RUSTC_BOOTSTRAP=1
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 # Per-target input size limits: above the parsers' thresholds (2048-byte lines,
-# 16 KiB -Y blocks, -I 1k..16k items), small enough to stay fast.
+# 16 KiB -Y blocks, -I 1k..16k items, a snapshot of a few blocks), small enough to
+# stay fast.
 max_len() {
     case "$1" in
         auth) echo 20480 ;;
+        snapshot) echo 16384 ;;
         *) echo 8192 ;;
     esac
 }

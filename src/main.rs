@@ -16,6 +16,9 @@
 //!   list in force); never stops the server.
 //! - SIGPIPE: ignored (the Rust runtime sets it to `SIG_IGN` before `main`; a peer
 //!   that closes shows up as `EPIPE` on the write).
+//! - SIGXFSZ: caught and dropped, so a write beyond a file size limit (`ulimit -f`,
+//!   systemd's `LimitFSIZE`) fails with `EFBIG` and the snapshot that made it fails
+//!   and is reported, instead of the signal's default killing the server.
 //!
 //! Logging: the `log` crate through env_logger, which passes every level; what is
 //! printed is `log::max_level()`, set from `-v` and moved by the `verbosity` command
@@ -74,6 +77,10 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("failed to install signal handlers: {e}"), EX_OSERR),
     };
+    let file_too_large = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, file_too_large) {
+        return fail(&format!("failed to install signal handlers: {e}"), EX_OSERR);
+    }
     // The copy `-d` starts goes through the same steps: what the starting process
     // already printed before detaching is not printed again (memcached prints it once,
     // before it forks).
@@ -107,12 +114,21 @@ fn main() -> ExitCode {
     } else if cfg.sasl_pwdb.is_some() {
         log::warn!("--sasl-pwdb has no effect without -S");
     }
-    // A node list that does not parse stops the start (a SIGHUP later keeps the old).
+    // A node list that does not parse, or names a version no change could follow,
+    // stops the start (a SIGHUP later keeps the old).
     if let Some(path) = &cfg.cluster_config {
+        use ferrocache::protocol::cluster::{ClusterConfig, MAX_VERSION};
         let read = std::fs::read_to_string(path).map_err(|e| e.to_string());
-        if let Err(e) = read.and_then(|t| {
-            ferrocache::protocol::cluster::ClusterConfig::parse_file(&t).map_err(|e| e.to_string())
-        }) {
+        let checked = read.and_then(|t| match ClusterConfig::parse_file(&t) {
+            Ok((Some(v), _)) if v >= MAX_VERSION => Err(format!(
+                "version {v}: no version a client could follow is left after it (the \
+                 highest a node publishes is {})",
+                MAX_VERSION - 1
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        });
+        if let Err(e) = checked {
             return fail(&format!("cluster config {}: {e}", path.display()), EX_USAGE);
         }
     }

@@ -127,13 +127,14 @@ fn names(c: &Client) -> Vec<String> {
 }
 
 /// A ferrocache node on a port of the test's choosing (to bring one back on the
-/// port it had).
+/// port it had), its list writable over the wire as every node's here.
 fn node_on(port: u16, extra: &[&str]) -> Server {
     let p = port.to_string();
     let mut args = vec!["-l", "127.0.0.1", "-p", &p, "-U", "0"];
     if is_root() {
         args.extend(["-u", "nobody"]);
     }
+    args.push("--cluster-config-writable");
     args.extend_from_slice(extra);
     Server::with_args(FERROCACHE, &args, port)
 }
@@ -165,7 +166,9 @@ fn expect_code(r: &Run, want: i32, what: &str) {
 
 #[test]
 fn discovers_every_node_from_one_and_places_keys_by_the_ring() {
-    let nodes: Vec<Server> = (0..3).map(|_| Server::ferrocache(&[])).collect();
+    let nodes: Vec<Server> = (0..3)
+        .map(|_| Server::ferrocache(&["--cluster-config-writable"]))
+        .collect();
     let ports: Vec<u16> = nodes.iter().map(|s| s.port).collect();
     // Only the first node holds the configuration: it is the endpoint.
     store(ports[0], 1, &ports);
@@ -209,10 +212,12 @@ fn discovers_every_node_from_one_and_places_keys_by_the_ring() {
 #[test]
 fn polls_apply_only_a_higher_version() {
     let interval = Duration::from_millis(300);
-    let mut nodes: Vec<Server> = (0..3).map(|_| Server::ferrocache(&[])).collect();
+    let mut nodes: Vec<Server> = (0..3)
+        .map(|_| Server::ferrocache(&["--cluster-config-writable"]))
+        .collect();
     let p: Vec<u16> = nodes.iter().map(|s| s.port).collect();
     // Two endpoints: the first, then a second one that holds an older list.
-    let second = Server::ferrocache(&[]);
+    let second = Server::ferrocache(&["--cluster-config-writable"]);
     store(p[0], 5, &p[..2]);
     let endpoints = format!("{},{}", addr(p[0]), addr(second.port));
     let client = Client::new(discover(&endpoints, interval)).unwrap();
@@ -267,9 +272,11 @@ fn polls_apply_only_a_higher_version() {
 #[test]
 fn endpoint_down_keeps_the_last_list_and_recovers() {
     let interval = Duration::from_millis(200);
-    let data: Vec<Server> = (0..2).map(|_| Server::ferrocache(&[])).collect();
+    let data: Vec<Server> = (0..2)
+        .map(|_| Server::ferrocache(&["--cluster-config-writable"]))
+        .collect();
     let d: Vec<u16> = data.iter().map(|s| s.port).collect();
-    let mut endpoint = Server::ferrocache(&[]);
+    let mut endpoint = Server::ferrocache(&["--cluster-config-writable"]);
     let ep = endpoint.port;
     store(ep, 4, &d);
     let client = Client::new(discover(&addr(ep), interval)).unwrap();
@@ -326,7 +333,7 @@ fn legacy_key_where_config_get_is_unknown() {
     let Some(mc) = Server::memcached(&[]) else {
         return;
     };
-    let other = Server::ferrocache(&[]);
+    let other = Server::ferrocache(&["--cluster-config-writable"]);
     let payload = config(3, &[mc.port, other.port]).payload();
     let mut raw = mc.connect();
     let mut req = format!("set AmazonElastiCache:cluster 0 0 {}\r\n", payload.len()).into_bytes();
@@ -351,7 +358,7 @@ fn legacy_key_where_config_get_is_unknown() {
 
 #[test]
 fn drop_stops_the_poller_at_once() {
-    let node = Server::ferrocache(&[]);
+    let node = Server::ferrocache(&["--cluster-config-writable"]);
     store(node.port, 1, &[node.port]);
     let gets = |s: &Server| -> u64 {
         let mut c = s.connect();
@@ -390,7 +397,7 @@ fn sasl_endpoint() {
     let dir = Scratch::new("disc-sasl");
     let creds = dir.file("pwdb", "disco:s3cret\n");
     let nodes: Vec<Server> = (0..2)
-        .map(|_| Server::ferrocache(&["-S", "--sasl-pwdb", &creds]))
+        .map(|_| Server::ferrocache(&["-S", "--sasl-pwdb", &creds, "--cluster-config-writable"]))
         .collect();
     let p: Vec<u16> = nodes.iter().map(|s| s.port).collect();
     let conn = |pass: &str| ConnOptions {
@@ -431,7 +438,8 @@ fn sasl_endpoint() {
 #[test]
 fn tls_endpoint() {
     let pki = Pki::new("disc-tls");
-    let args = tls_args(&pki, "");
+    let mut args = tls_args(&pki, "");
+    args.push("--cluster-config-writable".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let nodes: Vec<Server> = (0..2).map(|_| Server::ferrocache(&args)).collect();
     let p: Vec<u16> = nodes.iter().map(|s| s.port).collect();
@@ -466,7 +474,9 @@ fn tls_endpoint() {
 
 #[test]
 fn cli_cluster_show_set_add_remove() {
-    let mut nodes: Vec<Server> = (0..3).map(|_| Server::ferrocache(&[])).collect();
+    let mut nodes: Vec<Server> = (0..3)
+        .map(|_| Server::ferrocache(&["--cluster-config-writable"]))
+        .collect();
     let p: Vec<u16> = nodes.iter().map(|s| s.port).collect();
     let servers = format!("{},{},{}", addr(p[0]), addr(p[1]), addr(p[2]));
     let with_servers = |args: &[&str]| {
@@ -636,7 +646,9 @@ fn fleet_change_under_load() {
     const LOADERS: usize = 4;
     const MAX_OPS: u64 = 3_000_000; // per loader
     let interval = Duration::from_millis(500);
-    let mut nodes: Vec<Option<Server>> = (0..4).map(|_| Some(Server::ferrocache(&[]))).collect();
+    let mut nodes: Vec<Option<Server>> = (0..4)
+        .map(|_| Some(Server::ferrocache(&["--cluster-config-writable"])))
+        .collect();
     let p: Vec<u16> = nodes.iter().map(|s| s.as_ref().unwrap().port).collect();
     let list = |ps: &[u16]| ps.iter().map(|q| entry(*q)).collect::<Vec<_>>();
     let three = format!("{},{},{}", addr(p[0]), addr(p[1]), addr(p[2]));

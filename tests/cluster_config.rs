@@ -1,6 +1,7 @@
 //! ElastiCache's auto discovery, served: `config get|set|delete cluster` (text and
 //! binary opcodes 0x60/0x64/0x66), the legacy `get AmazonElastiCache:cluster`,
-//! `--cluster-config` with SIGHUP reloads, `--cluster-config-readonly`, the `stats`
+//! `--cluster-config` with SIGHUP reloads, `--cluster-config-writable` (changes over
+//! the wire; refused without it, see `tests/hostile_fleet_files.rs`), the `stats`
 //! rows, the SASL / `-Y` gates, and two third-party auto-discovery clients (npm
 //! `memcached-elasticache`, PyPI `django-elasticache`) against a ferrocache fleet.
 
@@ -56,7 +57,7 @@ fn stat(c: &mut Client, name: &str) -> String {
 
 #[test]
 fn text_transcript_is_byte_exact() {
-    let s = Server::ferrocache(&[]);
+    let s = Server::ferrocache(&["--cluster-config-writable"]);
     let mut c = s.connect();
     let p1 = "3\nnode1.example|10.0.0.1|11211 node2.example|10.0.0.2|11211\n";
     // Nothing stored yet: no configuration, an empty answer.
@@ -110,7 +111,7 @@ fn text_transcript_is_byte_exact() {
 
 #[test]
 fn bad_input_gets_errors_and_leaves_the_configuration() {
-    let s = Server::ferrocache(&[]);
+    let s = Server::ferrocache(&["--cluster-config-writable"]);
     let mut c = s.connect();
     let good = "5\nlocalhost|127.0.0.1|11211\n";
     c.roundtrip(&set_req(good), b"STORED\r\n");
@@ -218,7 +219,7 @@ fn binary_opcodes() {
     const GET: u8 = 0x60;
     const SET: u8 = 0x64;
     const DEL: u8 = 0x66;
-    let s = Server::ferrocache(&[]);
+    let s = Server::ferrocache(&["--cluster-config-writable"]);
     let mut c = s.connect();
     let payload = b"2\nlocalhost|127.0.0.1|11211 localhost|127.0.0.1|11212\n";
     c.roundtrip(
@@ -387,7 +388,7 @@ fn a_bad_file_stops_the_start() {
 fn gated_by_authentication() {
     let dir = Scratch::new("cluster-auth");
     let authfile = dir.file("auth", "user:secret\n");
-    let s = Server::ferrocache(&["-Y", &authfile]);
+    let s = Server::ferrocache(&["-Y", &authfile, "--cluster-config-writable"]);
     let mut c = s.connect();
     // Before authenticating, `config` is refused as every other command is.
     let refused = c.line("get k\r\n");
@@ -403,7 +404,7 @@ fn gated_by_authentication() {
 
     // Binary under SASL: refused before authentication.
     let creds = dir.file("sasl", "user:secret\n");
-    let s = Server::ferrocache(&["-S", "--sasl-pwdb", &creds]);
+    let s = Server::ferrocache(&["-S", "--sasl-pwdb", &creds, "--cluster-config-writable"]);
     let mut c = s.connect();
     c.roundtrip(
         &pkt(0x60, b"cluster", &[], &[], 7),
@@ -424,7 +425,9 @@ struct Fleet {
 impl Fleet {
     fn start(n: usize) -> Fleet {
         Fleet {
-            nodes: (0..n).map(|_| Server::ferrocache(&[])).collect(),
+            nodes: (0..n)
+                .map(|_| Server::ferrocache(&["--cluster-config-writable"]))
+                .collect(),
         }
     }
 
@@ -509,7 +512,9 @@ fn npm_memcached_elasticache_discovers_and_follows_the_fleet() {
         "every node got keys: {before:?}"
     );
     // Grow the fleet; the client's next poll (300 ms) sees version 2.
-    fleet.nodes.push(Server::ferrocache(&[]));
+    fleet
+        .nodes
+        .push(Server::ferrocache(&["--cluster-config-writable"]));
     fleet.publish(2);
     let grown = loop {
         let l = next("the grown fleet");

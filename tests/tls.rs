@@ -600,7 +600,7 @@ fn stats_and_settings_lines_match_memcached() {
 }
 
 #[test]
-fn session_resumption_with_the_session_cache() {
+fn session_resumption_with_the_cache_and_by_tickets_without() {
     let pki = Pki::new("tls-resume");
     let server = Server::ferrocache(&strs(&tls_args(&pki, "ssl_session_cache")));
     // One configuration: rustls keeps the session it was given for the next connect.
@@ -618,15 +618,19 @@ fn session_resumption_with_the_session_cache() {
         .parse()
         .expect("n");
     assert!(n >= 1);
-    // Without the cache, no resumption.
+    // Without the cache: stateless session tickets, OpenSSL's default, which
+    // memcached 1.6.18 keeps (`openssl s_client -tls1_2 -sess_out`, then
+    // `-sess_in`: "Reused" against `memcached -Z` without ssl_session_cache).
     let plain = Server::ferrocache(&strs(&tls_args(&pki, "")));
     let cfg = client_config(&pki, false, &[&rustls::version::TLS12]);
-    drop(connect_tls(plain.port, cfg.clone()).expect("first"));
+    let mut first = connect_tls(plain.port, cfg.clone()).expect("first");
+    assert_eq!(roundtrip(&mut first, b"version\r\n"), b"VERSION 1.6.18\r\n");
     let again = connect_tls(plain.port, cfg).expect("second");
     assert_eq!(
         again.conn.handshake_kind(),
-        Some(rustls::HandshakeKind::Full)
+        Some(rustls::HandshakeKind::Resumed)
     );
+    assert_eq!(stat(&mut first, "ssl_new_sessions"), None);
 }
 
 #[test]

@@ -345,6 +345,9 @@ fn checked(s: &AuthSession, step: Step, had_success: bool) -> Step {
                 assert_eq!(s.user(), None, "a user after failure");
             }
         }
+        // Only an exchange started with a notify on a database that defers its
+        // derivations (a server's) waits; these never do.
+        Step::Pending => panic!("Pending without a derivation queue"),
     }
     step
 }

@@ -3,14 +3,19 @@
 
     /usr/bin/python3 fuzz/tools/make_seeds.py OUT_DIR
 
-OUT_DIR/text, OUT_DIR/binary and OUT_DIR/auth get one file per candidate:
+OUT_DIR/text, OUT_DIR/binary, OUT_DIR/auth, OUT_DIR/snapshot and OUT_DIR/cluster get
+one file per candidate:
 
 - text:   the request bytes of every case of tests/data/transcripts/*.txt (all '>'
           lines of a case, concatenated; `args -I`/`-C` picked up), the string literals
           holding "\\r\\n" in the text-protocol tests, some split variants;
 - binary: packets built here (every opcode, quiet pipelines, too large, SASL);
 - auth:   the -Y framing strings of tests/ascii_auth.rs, -Y and SASL credential
-          files, PLAIN/SCRAM messages, and valid-client configurations.
+          files, PLAIN/SCRAM messages, and valid-client configurations;
+- snapshot: snapshot files in the format of src/store/snapshot.rs (items, CAS values
+          at the 48-bit edge, an end block's counts, expiries), sealed and not;
+- cluster: configuration payloads and files (versions at the followable limit and
+          beyond, IPv6, shorthand entries, many nodes), several per input.
 
 Every file starts with the header byte(s) the targets expect (see fuzz/src/lib.rs and
 the target sources). fuzz/run.sh does not need this script: the committed seeds in
@@ -301,6 +306,71 @@ def auth_seeds(base):
     out(base, "auth", "client-corrupt", b"\x04" + bytes([1, 0, 0]) + sep + sep + sep + b"\x05\x41")
 
 
+def snap_block(kind, records, payload):
+    import zlib
+    h = bytes([kind, 0, 0, 0]) + struct.pack("<II", len(payload), records)
+    return h + struct.pack("<I", zlib.crc32(h + payload) & 0xFFFFFFFF) + payload
+
+
+def snap_header(cas_counter, flush_at=0, flush_cas=0, saved_at=1_800_000_000):
+    import zlib
+    h = b"FCSNAP\r\n" + struct.pack("<II", 1, 96)
+    h += struct.pack("<qQqQ", saved_at, cas_counter, flush_at, flush_cas)
+    h += struct.pack("<II", 1, 4) + b"0.1.0".ljust(32, b"\0") + b"\0" * 4
+    return h + struct.pack("<I", zlib.crc32(h) & 0xFFFFFFFF)
+
+
+def snap_record(key, value, cas, flags=0, exp=0, atime=1_800_000_000, bits=0):
+    return (struct.pack("<BBII", bits, len(key), len(value), flags)
+            + struct.pack("<qqQ", exp, atime, cas) + key + value)
+
+
+def snapshot_seeds(base):
+    cases = {
+        "items": (7, [snap_record(b"k%d" % i, b"v" * i, i + 1, flags=i, bits=i & 0x3F)
+                      for i in range(6)]),
+        "cas-edge": ((1 << 48) - 2, [snap_record(b"a", b"A", (1 << 48) - 1)]),
+        "cas-over": (5, [snap_record(b"a", b"A", 1 << 48)]),
+        "expiring": (3, [snap_record(b"e", b"E", 2, exp=1_800_000_100),
+                         snap_record(b"x", b"X", 3, exp=1)]),
+        "dup": (9, [snap_record(b"d", b"1", 4), snap_record(b"d", b"2", 8)]),
+    }
+    for name, (counter, recs) in cases.items():
+        payload = b"".join(recs)
+        f = snap_header(counter) + snap_block(1, len(recs), payload)
+        f += snap_block(2, 0, struct.pack("<QQQQ", len(recs), 1, len(payload), len(payload)))
+        for opts in (0x00, 0x01, 0x02, 0x0C):
+            out(base, "snapshot", f"{name}-{opts:02x}", bytes([opts]) + f)
+    # Counts and lengths the file cannot hold.
+    f = snap_header(0) + snap_block(2, 0, struct.pack("<QQQQ", 1 << 40, 0, 0, 0))
+    out(base, "snapshot", "count-2e40", b"\x00" + f)
+    f = snap_header(0) + bytes([1, 0, 0, 0]) + struct.pack("<II", 0xFFFFFFF0, 1) + b"\0" * 4
+    out(base, "snapshot", "long-block", b"\x01" + f)
+    out(base, "snapshot", "wrap-header", b"\x00" + snap_header((1 << 64) - 1))
+    out(base, "snapshot", "flush", b"\x00" + snap_header(4, flush_at=1_900_000_000, flush_cas=3))
+
+
+def cluster_seeds(base):
+    sep = b"\xff\xff"
+    payloads = [
+        b"12\nmyCluster.pc4ldq.0001.use1.cache.amazonaws.com|10.82.235.120|11211 "
+        b"myCluster.pc4ldq.0002.use1.cache.amazonaws.com|10.80.249.27|11211\n",
+        b"18446744073709551615\nevil|127.0.0.99|11211",
+        b"9007199254740991\nn|127.0.0.1|1",
+        b"9007199254740990\nn|127.0.0.1|1",
+        b"3\nv6|::1|11400 a.example||11211\n",
+        b"# fleet\n7\nlocalhost|127.0.0.1|11211\n127.0.0.1:11212 # second\n[::1]:11300\n",
+        b"1\n" + b" ".join(b"n%d|127.0.0.1|%d" % (i, i + 1) for i in range(40)),
+        b"x\na||1\n",
+        b"5\n\n",
+    ]
+    for i, p in enumerate(payloads):
+        for opts in (0x00, 0x01):
+            out(base, "cluster", f"one-{i}-{opts}", bytes([opts]) + p)
+    out(base, "cluster", "sequence", b"\x01" + sep.join([payloads[4], b"\x02" + payloads[3][1:],
+                                                        payloads[3], payloads[0]]))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -308,7 +378,9 @@ def main():
     text_seeds(base)
     binary_seeds(base)
     auth_seeds(base)
-    for t in ["text", "binary", "auth"]:
+    snapshot_seeds(base)
+    cluster_seeds(base)
+    for t in ["text", "binary", "auth", "snapshot", "cluster"]:
         d = os.path.join(base, t)
         files = os.listdir(d)
         size = sum(os.path.getsize(os.path.join(d, f)) for f in files)

@@ -9,7 +9,7 @@ bin=target/x86_64-unknown-linux-gnu/release
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 /usr/bin/python3 tools/make_seeds.py "$tmp/cand"
-for t in text binary auth; do
+for t in text binary auth snapshot cluster; do
     mkdir -p "$tmp/sel/$t"
     timeout 600 "$bin/$t" -merge=1 -use_counters=0 -max_len=32768 "$tmp/sel/$t" "$tmp/cand/$t" \
         >"$tmp/merge-$t.log" 2>&1

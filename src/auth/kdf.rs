@@ -17,10 +17,38 @@
 //! not spend the budget; only wrong or new passwords do. SCRAM exchanges against a
 //! plain password use a key derived once per user (`AuthDb::scram_secret`), so they
 //! cost no PBKDF2 per attempt at all.
+//!
+//! # A server's derivations: [`KdfQueue`]
+//!
+//! Failing an attempt at once when the budget is spent locks the *account* out: a
+//! few clients sending wrong passwords take every token the moment it refills, and
+//! the user's right password never gets one (four such clients made 20 of 20
+//! correct logins fail). A server therefore queues derivations instead of failing
+//! them, and throttles *connections*:
+//!
+//! ```text
+//!   PLAIN, salted entry, not verified before ─▶ Job ─▶ first attempt on the conn? ─▶ fresh queue
+//!        (the connection waits; it reads                        else (it failed before) ─▶ retry queue
+//!         no further request meanwhile)        kdf thread: 3 fresh : 1 retry, FIFO within each,
+//!                                              paced at ITERATIONS_PER_SECOND, one at a time;
+//!                     connection resumed ◀──── result + notify (the worker's waker)
+//! ```
+//!
+//! - A connection has at most one derivation queued (it waits for the answer), so
+//!   each connection gets its turn: the user's attempt waits behind at most one
+//!   attempt per attacking connection, about 20 ms each at 4096 iterations.
+//! - A connection whose attempt failed queues behind first attempts (a quarter of
+//!   the turns), so attackers reusing connections slow down themselves.
+//! - A job whose connection went away before its turn is dropped without deriving:
+//!   connecting, sending a password and closing costs the queue nothing.
+//! - Each queue holds at most [`QUEUE_LEN`] jobs; an attempt that finds its queue
+//!   full fails at once (`Auth failure.`), as before.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
 /// Sustained PBKDF2 iterations per second the whole server spends on unverified
@@ -101,6 +129,161 @@ impl KdfGate {
     }
 }
 
+/// Jobs each of the two queues of a [`KdfQueue`] holds: about five seconds of
+/// derivations at 4096 iterations.
+pub const QUEUE_LEN: usize = 256;
+
+/// First attempts served for each retry when both queues have jobs.
+const FRESH_PER_RETRY: u32 = 3;
+
+/// Called when a job's result is in (the waiting connection's worker wakes).
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// A derived key's check: what to derive and what it must equal.
+pub(super) struct Derivation {
+    /// The salted entry's hash.
+    pub hash: super::ScramHash,
+    /// The password the client sent.
+    pub password: String,
+    /// The entry's salt.
+    pub salt: Vec<u8>,
+    /// The entry's iterations.
+    pub iterations: u32,
+    /// The entry's salted password.
+    pub key: Vec<u8>,
+}
+
+const PENDING: u8 = 0;
+const MATCHED: u8 = 1;
+const WRONG: u8 = 2;
+
+/// One queued password check.
+pub struct Job {
+    what: Derivation,
+    result: AtomicU8,
+    notify: Notify,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("result", &self.result)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    /// `None` while the derivation waits or runs; then whether the password matched.
+    pub fn result(&self) -> Option<bool> {
+        match self.result.load(Ordering::Acquire) {
+            PENDING => None,
+            r => Some(r == MATCHED),
+        }
+    }
+}
+
+/// The server's derivation queue and the thread that works it off (see the module
+/// documentation). The thread ends when the queue is dropped.
+#[derive(Debug)]
+pub struct KdfQueue {
+    fresh: Sender<Arc<Job>>,
+    retry: Sender<Arc<Job>>,
+    refused: AtomicUsize,
+}
+
+impl KdfQueue {
+    /// Starts the thread.
+    pub fn start() -> std::io::Result<KdfQueue> {
+        let (fresh, fresh_rx) = crossbeam_channel::bounded(QUEUE_LEN);
+        let (retry, retry_rx) = crossbeam_channel::bounded(QUEUE_LEN);
+        std::thread::Builder::new()
+            .name("kdf".into())
+            .spawn(move || work(&fresh_rx, &retry_rx))?;
+        Ok(KdfQueue {
+            fresh,
+            retry,
+            refused: AtomicUsize::new(0),
+        })
+    }
+
+    /// Queues a check (`retry`: the connection failed an attempt before); `None`
+    /// when that queue is full (the attempt fails at once).
+    pub(super) fn submit(&self, what: Derivation, retry: bool, notify: Notify) -> Option<Arc<Job>> {
+        let job = Arc::new(Job {
+            what,
+            result: AtomicU8::new(PENDING),
+            notify,
+        });
+        let q = if retry { &self.retry } else { &self.fresh };
+        match q.try_send(job.clone()) {
+            Ok(()) => Some(job),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Checks refused because a queue was full.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// The thread: takes jobs (fresh first, a retry after every [`FRESH_PER_RETRY`]),
+/// skips those nobody waits for, paces the derivations at [`ITERATIONS_PER_SECOND`]
+/// (bursts of [`BURST_ITERATIONS`]).
+fn work(fresh: &Receiver<Arc<Job>>, retry: &Receiver<Arc<Job>>) {
+    let mut tokens = BURST_ITERATIONS;
+    let mut last = Instant::now();
+    let mut fresh_run = 0u32;
+    loop {
+        let first = if fresh_run >= FRESH_PER_RETRY {
+            retry.try_recv().ok().or_else(|| fresh.try_recv().ok())
+        } else {
+            fresh.try_recv().ok().or_else(|| retry.try_recv().ok())
+        };
+        let job = match first {
+            Some(j) => j,
+            None => {
+                // Both empty: wait for either (or the end of the queue).
+                crossbeam_channel::select! {
+                    recv(fresh) -> j => match j { Ok(j) => j, Err(_) => return },
+                    recv(retry) -> j => match j { Ok(j) => j, Err(_) => return },
+                }
+            }
+        };
+        fresh_run = if fresh_run >= FRESH_PER_RETRY {
+            0
+        } else {
+            fresh_run + 1
+        };
+        if Arc::strong_count(&job) == 1 {
+            continue; // its connection closed: nobody waits for the answer
+        }
+        let refill = |tokens: &mut f64, last: &mut Instant| {
+            let now = Instant::now();
+            *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * ITERATIONS_PER_SECOND)
+                .min(BURST_ITERATIONS);
+            *last = now;
+        };
+        refill(&mut tokens, &mut last);
+        if tokens <= 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(-tokens / ITERATIONS_PER_SECOND));
+            refill(&mut tokens, &mut last);
+        }
+        tokens -= f64::from(job.what.iterations);
+        let w = &job.what;
+        let ok = w
+            .hash
+            .derive(&w.password, &w.salt, w.iterations)
+            .is_some_and(|k| super::ct_eq(&k, &w.key));
+        job.result
+            .store(if ok { MATCHED } else { WRONG }, Ordering::Release);
+        (job.notify)();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +306,55 @@ mod tests {
         assert!(g.acquire(1).is_none(), "a second derivation while one runs");
         drop(first);
         assert!(g.acquire(1).is_some());
+    }
+
+    fn derivation(password: &str) -> Derivation {
+        let salt = b"0123456789abcdef".to_vec();
+        let key = super::super::ScramHash::Sha256
+            .derive("right", &salt, 64)
+            .expect("derive");
+        Derivation {
+            hash: super::super::ScramHash::Sha256,
+            password: password.into(),
+            salt,
+            iterations: 64,
+            key,
+        }
+    }
+
+    #[test]
+    fn queued_checks_answer_in_turn_and_abandoned_ones_are_skipped() {
+        let q = KdfQueue::start().expect("thread");
+        let (tx, rx) = crossbeam_channel::unbounded::<()>();
+        let notify: Notify = Arc::new(move || {
+            let _ = tx.send(());
+        });
+        let wrong = q
+            .submit(derivation("wrong"), false, notify.clone())
+            .expect("queued");
+        let right = q
+            .submit(derivation("right"), true, notify.clone())
+            .expect("queued");
+        // Nobody waits for this one: skipped, never notified.
+        drop(q.submit(derivation("right"), false, notify.clone()));
+        for _ in 0..2 {
+            rx.recv_timeout(Duration::from_secs(10)).expect("notified");
+        }
+        assert_eq!((wrong.result(), right.result()), (Some(false), Some(true)));
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        // A derivation that puts the budget in debt: the thread rests before the
+        // next, so a full queue refuses at once.
+        let mut big = derivation("wrong");
+        big.iterations = 400_000;
+        let _big = q.submit(big, false, notify.clone()).expect("queued");
+        let held: Vec<_> = (0..QUEUE_LEN + 8)
+            .filter_map(|_| q.submit(derivation("wrong"), true, notify.clone()))
+            .collect();
+        assert!(
+            held.len() <= QUEUE_LEN + 1 && q.refused() > 0,
+            "{}",
+            held.len()
+        );
     }
 
     #[test]

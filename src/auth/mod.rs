@@ -80,7 +80,7 @@ mod authfile;
 mod kdf;
 mod passwd;
 pub use authfile::{AuthFile, AuthFileError, LiveAuthFile};
-pub use kdf::KdfGate;
+pub use kdf::{Job as KdfJob, KdfGate, KdfQueue, Notify};
 pub use passwd::passwd_main;
 
 #[cfg(test)]
@@ -205,6 +205,9 @@ struct Inner {
     verified: Mutex<HashMap<String, [u8; 32]>>,
     /// The server-wide budget for PBKDF2 on unverified passwords.
     kdf: KdfGate,
+    /// A server's derivation queue ([`AuthDb::defer_derivations`]): PLAIN checks
+    /// wait their turn there instead of failing when the budget is spent.
+    queue: std::sync::OnceLock<KdfQueue>,
 }
 
 /// The loaded credentials: which users exist and how each may authenticate.
@@ -398,6 +401,7 @@ impl AuthDb {
                 derived: Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashMap::new()),
                 kdf: KdfGate::default(),
+                queue: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -467,9 +471,85 @@ impl AuthDb {
         false
     }
 
-    /// Password checks refused for lack of PBKDF2 budget so far.
+    /// Password checks refused for lack of PBKDF2 budget so far (or, with
+    /// [`AuthDb::defer_derivations`], because the queue was full).
     pub fn kdf_refused(&self) -> usize {
-        self.inner.kdf.refused()
+        self.inner.kdf.refused() + self.inner.queue.get().map_or(0, KdfQueue::refused)
+    }
+
+    /// Starts the derivation queue and its thread (a server does, once): from then
+    /// on a PLAIN exchange started with a [`Notify`] ([`AuthSession::start_notified`])
+    /// that needs PBKDF2 waits for its turn ([`Step::Pending`]) instead of failing
+    /// when the budget is spent (see the `kdf` module).
+    pub fn defer_derivations(&self) -> std::io::Result<()> {
+        if self.inner.queue.get().is_none() {
+            let q = KdfQueue::start()?;
+            let _ = self.inner.queue.set(q);
+        }
+        Ok(())
+    }
+
+    /// A PLAIN check as [`AuthDb::check_password`] makes it, except that a
+    /// derivation goes to the queue: `Err(job)` to wait for, or `Ok(result)`.
+    fn check_password_queued(
+        &self,
+        queue: &KdfQueue,
+        user: &str,
+        password: &str,
+        retry: bool,
+        notify: Notify,
+    ) -> Result<bool, Arc<KdfJob>> {
+        let Some(e) = self.inner.users.get(user) else {
+            return Ok(false);
+        };
+        if let Some(p) = &e.plain {
+            return Ok(ct_eq(p.as_bytes(), password.as_bytes()));
+        }
+        for hash in [ScramHash::Sha256, ScramHash::Sha1] {
+            if let Some(s) = e.salted(hash) {
+                let digest = self.keyed_digest(&[&s.salt, password.as_bytes()]);
+                if let Some(seen) = self.inner.verified.lock().get(user) {
+                    if ct_eq(seen, &digest) {
+                        return Ok(true);
+                    }
+                }
+                let what = kdf::Derivation {
+                    hash,
+                    password: password.to_string(),
+                    salt: s.salt.clone(),
+                    iterations: s.iterations,
+                    key: s.key.clone(),
+                };
+                return match queue.submit(what, retry, notify) {
+                    Some(job) => Err(job),
+                    None => {
+                        let n = queue.refused();
+                        if n % 1000 == 1 {
+                            log::warn!(
+                                "SASL: password check for '{user}' refused: the derivation \
+                                 queue is full ({n} refused so far)"
+                            );
+                        }
+                        Ok(false)
+                    }
+                };
+            }
+        }
+        Ok(false)
+    }
+
+    /// Remembers that `password` was verified for `user` (after a queued check).
+    fn remember_verified(&self, user: &str, password: &str) {
+        let Some(e) = self.inner.users.get(user) else {
+            return;
+        };
+        let salt = [ScramHash::Sha256, ScramHash::Sha1]
+            .into_iter()
+            .find_map(|h| e.salted(h));
+        if let Some(s) = salt {
+            let digest = self.keyed_digest(&[&s.salt, password.as_bytes()]);
+            self.inner.verified.lock().insert(user.to_string(), digest);
+        }
     }
 
     /// SHA-256 of the per-process secret followed by `parts`.
@@ -605,6 +685,10 @@ pub enum Step {
     /// step after the exchange ended): answer status 0x20 `Auth failure.`. The
     /// connection may retry with a new `SASL_AUTH`.
     Failure,
+    /// The password's check waits for its turn in the derivation queue (only for
+    /// an exchange started with a notify, on a server that defers derivations): no
+    /// answer yet; the notify is called when [`AuthSession::poll`] has it.
+    Pending,
 }
 
 enum State {
@@ -620,6 +704,8 @@ enum State {
     /// The server-final message was sent as a challenge (memcached with Cyrus SASL
     /// sends it with "continue"); an empty step completes the exchange.
     AwaitAck(String),
+    /// A PLAIN password waits for its derivation: the job, the user and password.
+    PlainQueued(Arc<KdfJob>, String, String),
     Done,
 }
 
@@ -629,6 +715,11 @@ pub struct AuthSession {
     db: AuthDb,
     state: State,
     user: Option<String>,
+    /// Set by [`AuthSession::start_notified`]: PLAIN derivations are queued.
+    notify: Option<Notify>,
+    /// The connection failed an exchange before (its derivations queue behind
+    /// first attempts).
+    retry: bool,
 }
 
 impl std::fmt::Debug for AuthSession {
@@ -644,10 +735,26 @@ impl AuthSession {
     /// case-insensitively against [`AuthDb::mechanisms`]) with the client's initial
     /// response `initial` (the `SASL_AUTH` value; may be empty).
     pub fn start(db: &AuthDb, mech: &[u8], initial: &[u8]) -> (AuthSession, Step) {
+        Self::start_notified(db, mech, initial, None, false)
+    }
+
+    /// [`AuthSession::start`] for a server connection: with `notify`, and a database
+    /// that defers derivations, a PLAIN password that needs PBKDF2 is queued
+    /// ([`Step::Pending`]; `notify` is called when [`AuthSession::poll`] has the
+    /// answer). `retry`: this connection failed an exchange before.
+    pub fn start_notified(
+        db: &AuthDb,
+        mech: &[u8],
+        initial: &[u8],
+        notify: Option<Notify>,
+        retry: bool,
+    ) -> (AuthSession, Step) {
         let mut s = AuthSession {
             db: db.clone(),
             state: State::Done,
             user: None,
+            notify,
+            retry,
         };
         let offered = db
             .mechanisms()
@@ -699,7 +806,34 @@ impl AuthSession {
                     Step::Failure
                 }
             }
+            // A step while the password is checked: the exchange fails.
+            State::PlainQueued(..) => Step::Failure,
         }
+    }
+
+    /// After [`Step::Pending`]: the answer once the derivation is done (`None`
+    /// while it waits). A password that matched is remembered, as
+    /// [`AuthDb::check_password`] does.
+    pub fn poll(&mut self) -> Option<Step> {
+        let State::PlainQueued(job, ..) = &self.state else {
+            return None;
+        };
+        let matched = job.result()?;
+        let State::PlainQueued(_, user, password) = std::mem::replace(&mut self.state, State::Done)
+        else {
+            return None;
+        };
+        if !matched {
+            return Some(Step::Failure);
+        }
+        self.db.remember_verified(&user, &password);
+        self.user = Some(user);
+        Some(Step::Success(AUTHENTICATED.to_vec()))
+    }
+
+    /// Whether a PLAIN password waits for its derivation.
+    pub fn is_pending(&self) -> bool {
+        matches!(self.state, State::PlainQueued(..))
     }
 
     /// The authenticated user, once a step returned [`Step::Success`].
@@ -723,6 +857,28 @@ impl AuthSession {
         };
         if !authzid.is_empty() && authzid != authcid {
             return Step::Failure;
+        }
+        if let (Some(queue), Some(notify)) = (self.db.inner.queue.get(), self.notify.clone()) {
+            // As the sasl crate's PLAIN: user and password are UTF-8.
+            let mut parts = data.split(|&b| b == 0).skip(1);
+            let (Some(Ok(user)), Some(Ok(password))) = (
+                parts.next().map(std::str::from_utf8),
+                parts.next().map(std::str::from_utf8),
+            ) else {
+                return Step::Failure;
+            };
+            let db = self.db.clone();
+            return match db.check_password_queued(queue, user, password, self.retry, notify) {
+                Ok(true) => {
+                    self.user = Some(user.to_string());
+                    Step::Success(AUTHENTICATED.to_vec())
+                }
+                Ok(false) => Step::Failure,
+                Err(job) => {
+                    self.state = State::PlainQueued(job, user.to_string(), password.to_string());
+                    Step::Pending
+                }
+            };
         }
         let mut mech = PlainMech::new(DbProvider(self.db.clone()));
         match mech.respond(data) {

@@ -171,8 +171,16 @@ pub struct Config {
     /// `--cluster-config FILE` (ours): the node list `config get cluster` serves
     /// (ElastiCache's auto discovery), reloaded on SIGHUP.
     pub cluster_config: Option<PathBuf>,
-    /// `--cluster-config-readonly` (ours): refuse `config set|delete cluster`.
+    /// `--cluster-config-readonly` (ours): refuse `config set|delete cluster`, which
+    /// is the default; kept so that existing command lines still start.
     pub cluster_config_readonly: bool,
+    /// `--cluster-config-writable` (ours): serve `config set|delete cluster` (the
+    /// fleet's list clients follow); off by default. With `-S`/`-Y` only
+    /// authenticated connections reach it, as every command.
+    pub cluster_config_writable: bool,
+    /// `--snapshot-limit N` (ours): most snapshot files `--snapshot-dir` may hold;
+    /// a `snapshot` or SIGUSR2 that would add one more is refused.
+    pub snapshot_limit: u32,
     /// `-N N`: NAPI ids (accepted, ignored; must not exceed `-t`).
     pub napi_ids: u32,
     /// `--metrics-listen [HOST:]PORT` (ours): serve Prometheus `/metrics` over HTTP
@@ -248,6 +256,8 @@ impl Default for Config {
             snapshot_dir: None,
             cluster_config: None,
             cluster_config_readonly: false,
+            cluster_config_writable: false,
+            snapshot_limit: DEFAULT_SNAPSHOT_LIMIT,
             napi_ids: 0,
             metrics_listen: None,
             metrics_timeout_secs: 5,
@@ -306,6 +316,13 @@ const OPT_CLUSTER_CONFIG: char = '\u{10005}';
 const OPT_CLUSTER_READONLY: char = '\u{10006}';
 /// Our private code for `--metrics-listen`.
 const OPT_METRICS_LISTEN: char = '\u{10007}';
+/// Our private code for `--cluster-config-writable`.
+const OPT_CLUSTER_WRITABLE: char = '\u{10008}';
+/// Our private code for `--snapshot-limit`.
+const OPT_SNAPSHOT_LIMIT: char = '\u{10009}';
+
+/// Snapshot files `--snapshot-dir` may hold unless `--snapshot-limit` says otherwise.
+pub const DEFAULT_SNAPSHOT_LIMIT: u32 = 8;
 
 /// memcached 1.6.18's `getopt` string.
 const SHORTOPTS: &str = "a:AZp:s:U:m:Mc:khiVrvdl:u:P:f:n:t:D:LR:Cb:B:I:SFXWY:e:o:N:";
@@ -359,6 +376,8 @@ const LONGOPTS: &[LongOpt] = &[
     lo("snapshot-dir", HasArg::Required, OPT_SNAPSHOT_DIR),
     lo("cluster-config", HasArg::Required, OPT_CLUSTER_CONFIG),
     lo("cluster-config-readonly", HasArg::No, OPT_CLUSTER_READONLY),
+    lo("cluster-config-writable", HasArg::No, OPT_CLUSTER_WRITABLE),
+    lo("snapshot-limit", HasArg::Required, OPT_SNAPSHOT_LIMIT),
     lo("metrics-listen", HasArg::Required, OPT_METRICS_LISTEN),
 ];
 
@@ -706,6 +725,19 @@ impl Config {
             OPT_SNAPSHOT_DIR => self.snapshot_dir = Some(PathBuf::from(arg)),
             OPT_CLUSTER_CONFIG => self.cluster_config = Some(PathBuf::from(arg)),
             OPT_CLUSTER_READONLY => self.cluster_config_readonly = true,
+            OPT_CLUSTER_WRITABLE => self.cluster_config_writable = true,
+            OPT_SNAPSHOT_LIMIT => match arg.parse::<u32>() {
+                Ok(n) if n >= 1 => self.snapshot_limit = n,
+                _ => {
+                    return Err((
+                        format!(
+                        "{}: --snapshot-limit: expected a number of files (1 or more), got '{arg}'",
+                        st.program
+                    ),
+                        EX_USAGE,
+                    ))
+                }
+            },
             OPT_METRICS_LISTEN => match parse_metrics_listen(arg) {
                 Some(hp) => self.metrics_listen = Some(hp),
                 None => {
@@ -1076,6 +1108,12 @@ impl Config {
                 );
             }
         }
+        if self.cluster_config_writable && self.cluster_config_readonly {
+            return usage(
+                "--cluster-config-writable and --cluster-config-readonly contradict each other"
+                    .into(),
+            );
+        }
         if st.udp_specified && st.udp_port != 0 && !st.tcp_specified {
             st.port = st.udp_port;
         }
@@ -1428,7 +1466,9 @@ impl Config {
             ("--restore=<file>".into(), "load the snapshot <file> at start (the file is kept)".into()),
             ("--snapshot-dir=<dir>".into(), "serve the \"snapshot <name>\" command and SIGUSR2:\nonline snapshots written into <dir>".into()),
             ("--cluster-config=<file>".into(), "serve this node list to \"config get cluster\"\n(auto discovery: host|ip|port or host:port entries;\nreloaded on SIGHUP)".into()),
-            ("--cluster-config-readonly".into(), "refuse \"config set|delete cluster\"".into()),
+            ("--snapshot-limit=<num>".into(), format!("most snapshot files --snapshot-dir may hold; a\nsnapshot beyond them is refused (default: {DEFAULT_SNAPSHOT_LIMIT})")),
+            ("--cluster-config-writable".into(), "serve \"config set|delete cluster\": let clients change\nthe node list discovery clients follow (off by\ndefault; with -S or -Y, authenticated clients only)".into()),
+            ("--cluster-config-readonly".into(), "refuse \"config set|delete cluster\" (the default)".into()),
             ("--metrics-listen=<addr>".into(), "serve Prometheus metrics over HTTP (GET /metrics) on\n[<host>:]<port>; a bare port listens on 127.0.0.1".into()),
             ("--sasl-pwdb=<file>".into(), "SASL credentials (user:password lines, or salted\nentries from 'ferrocache passwd'); default:\n$MEMCACHED_SASL_PWDB".into()),
             ("-Y, --auth-file=<file>".into(), "require ASCII authentication with user:password\nlines from <file> (text protocol only)".into()),

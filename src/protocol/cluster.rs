@@ -34,6 +34,15 @@ pub const MAX_NODES: usize = 1024;
 /// Longest host name accepted in an entry (DNS' limit).
 pub const MAX_HOST: usize = 253;
 
+/// The highest version a configuration may carry: 2^53 − 1, the largest integer
+/// every discovery client compares exactly (JavaScript's `Number`, which the npm
+/// ElastiCache client parses the version into; Java's `long` and Python's `int`
+/// hold it too). Clients apply only a higher version than the one they have, so a
+/// configuration at this version could never be followed: a node refuses to take
+/// one (`config set` of [`MAX_VERSION`] or more), and parsers refuse versions above
+/// it (a node or file claiming 2^64 − 1 would otherwise pin every client).
+pub const MAX_VERSION: u64 = (1 << 53) - 1;
+
 /// One node of the fleet: `host|ip|port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClusterNode {
@@ -115,6 +124,8 @@ pub struct ClusterConfig {
 pub enum ConfigError {
     /// The first line is not a decimal version.
     BadVersion,
+    /// The version is above [`MAX_VERSION`].
+    VersionTooHigh(u64),
     /// An entry is not `host|ip|port` (or `host:port` in a file).
     BadNode(String),
     /// More than [`MAX_NODES`] entries.
@@ -129,6 +140,10 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::BadVersion => f.write_str("the first line is not a version number"),
+            ConfigError::VersionTooHigh(v) => write!(
+                f,
+                "version {v} is above {MAX_VERSION}, the highest a discovery client can follow"
+            ),
             ConfigError::BadNode(e) => {
                 write!(
                     f,
@@ -169,6 +184,7 @@ impl ClusterConfig {
             .trim()
             .parse::<u64>()
             .map_err(|_| ConfigError::BadVersion)?;
+        check_version(version)?;
         let nodes = parse_entries(rest.split_whitespace(), true)?;
         Ok(ClusterConfig { version, nodes })
     }
@@ -188,7 +204,7 @@ impl ClusterConfig {
             if first {
                 first = false;
                 if let Ok(v) = line.parse::<u64>() {
-                    version = Some(v);
+                    version = Some(check_version(v)?);
                     continue;
                 }
             }
@@ -196,6 +212,15 @@ impl ClusterConfig {
         }
         let nodes = parse_entries(words.into_iter(), false)?;
         Ok((version, nodes))
+    }
+}
+
+/// `v` when it is at most [`MAX_VERSION`].
+fn check_version(v: u64) -> Result<u64, ConfigError> {
+    if v > MAX_VERSION {
+        Err(ConfigError::VersionTooHigh(v))
+    } else {
+        Ok(v)
     }
 }
 
@@ -266,6 +291,23 @@ myCluster.pc4ldq.0002.use1.cache.amazonaws.com|10.80.249.27|11211\n",
             Err(ConfigError::Empty)
         );
         assert!(ClusterConfig::parse_payload(b"3\nlocalhost:11211\n").is_err());
+        // Versions no client could follow are refused, in payloads and files.
+        let top = format!("{MAX_VERSION}\na||1\n");
+        assert_eq!(
+            ClusterConfig::parse_payload(top.as_bytes()).map(|c| c.version),
+            Ok(MAX_VERSION)
+        );
+        for v in [MAX_VERSION + 1, u64::MAX] {
+            let p = format!("{v}\na||1\n");
+            assert_eq!(
+                ClusterConfig::parse_payload(p.as_bytes()),
+                Err(ConfigError::VersionTooHigh(v))
+            );
+            assert_eq!(
+                ClusterConfig::parse_file(&p),
+                Err(ConfigError::VersionTooHigh(v))
+            );
+        }
     }
 
     #[test]

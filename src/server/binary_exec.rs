@@ -199,7 +199,9 @@ fn config(shared: &Shared, out: &mut Vec<u8>, h: &Header, key: &[u8], cmd: &Comm
                 write_ok(out, h, &[], 0);
             }
             Err(super::cluster::Refusal::ReadOnly) => write_error(out, h, Status::NotStored),
-            Err(super::cluster::Refusal::Bad(_)) => write_error(out, h, Status::Einval),
+            Err(super::cluster::Refusal::Bad(_) | super::cluster::Refusal::TooHigh(_)) => {
+                write_error(out, h, Status::Einval)
+            }
         },
         Command::ConfigDelete if is_cluster => match cluster.delete() {
             Ok(true) => write_ok(out, h, &[], 0),

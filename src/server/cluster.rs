@@ -13,6 +13,15 @@
 //! Versions only rise: every change publishes `max(given, last + 1)` (a file or a
 //! payload may name its version; a lower or equal one is raised), and a delete keeps
 //! the last version, so a configuration set after it is still newer to clients.
+//! A version is published only while a higher one is left after it: below
+//! [`MAX_VERSION`] (2^53 − 1, what every client compares exactly); a change that
+//! would name or reach it is refused, so no one can pin the clients' version.
+//!
+//! **Trust.** Whoever changes this list moves every discovery client's traffic. So
+//! the wire cannot change it unless the operator opts in with
+//! `--cluster-config-writable` (then, with `-S`/`-Y`, only authenticated
+//! connections reach `config set|delete`, as every command); otherwise only the
+//! `--cluster-config` file (its owner) and SIGHUP do.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +29,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::protocol::cluster::{ClusterConfig, ClusterNode, ConfigError};
+use crate::protocol::cluster::{ClusterConfig, ClusterNode, ConfigError, MAX_VERSION};
 
 /// A published configuration and its payload, composed once.
 #[derive(Debug)]
@@ -35,8 +44,10 @@ pub struct Published {
 pub mod replies {
     /// `config set cluster` with a payload that is not a configuration.
     pub const BAD_CONFIG: &str = "CLIENT_ERROR bad cluster configuration";
-    /// `config set|delete` on a `--cluster-config-readonly` node.
+    /// `config set|delete` on a node not started with `--cluster-config-writable`.
     pub const READ_ONLY: &str = "CLIENT_ERROR cluster configuration is read-only";
+    /// `config set cluster` naming (or reaching) a version no higher one could follow.
+    pub const VERSION_TOO_HIGH: &str = "CLIENT_ERROR cluster configuration version too high";
     /// `config set` of a key other than `cluster`.
     pub const UNKNOWN_KEY: &str = "CLIENT_ERROR unknown configuration key";
 }
@@ -44,10 +55,13 @@ pub mod replies {
 /// Why `config set|delete cluster` was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// `--cluster-config-readonly`.
+    /// The node was not started with `--cluster-config-writable`.
     ReadOnly,
     /// The payload is not a configuration.
     Bad(ConfigError),
+    /// The version it names, or the one it would be published under, leaves no
+    /// higher version ([`MAX_VERSION`]).
+    TooHigh(u64),
 }
 
 /// The node's cluster configuration and its counters.
@@ -56,7 +70,7 @@ pub struct ClusterState {
     current: RwLock<Option<Arc<Published>>>,
     /// The highest version published so far (kept across a delete).
     last_version: AtomicU64,
-    /// `--cluster-config-readonly`.
+    /// Not `--cluster-config-writable`: `config set|delete` refused.
     readonly: bool,
     /// `config get` requests (all forms), for `stats cmd_config_get`.
     pub gets: AtomicU64,
@@ -69,16 +83,20 @@ impl Refusal {
     pub fn reply(&self) -> &'static str {
         match self {
             Refusal::ReadOnly => replies::READ_ONLY,
+            Refusal::Bad(ConfigError::VersionTooHigh(_)) | Refusal::TooHigh(_) => {
+                replies::VERSION_TOO_HIGH
+            }
             Refusal::Bad(_) => replies::BAD_CONFIG,
         }
     }
 }
 
 impl ClusterState {
-    /// An empty state; `readonly` refuses changes over the wire.
-    pub fn new(readonly: bool) -> ClusterState {
+    /// An empty state; `writable` serves changes over the wire
+    /// (`--cluster-config-writable`), else they are refused.
+    pub fn new(writable: bool) -> ClusterState {
         ClusterState {
-            readonly,
+            readonly: !writable,
             ..ClusterState::default()
         }
     }
@@ -104,19 +122,26 @@ impl ClusterState {
     }
 
     /// Publishes `nodes`, under `wanted` if it is newer than the last version, else
-    /// under the last version + 1. Returns the version published.
-    fn publish(&self, wanted: Option<u64>, nodes: Vec<ClusterNode>) -> u64 {
+    /// under the last version + 1. Returns the version published, or refuses when
+    /// that version would leave no higher one ([`MAX_VERSION`]): nothing changes.
+    fn publish(&self, wanted: Option<u64>, nodes: Vec<ClusterNode>) -> Result<u64, Refusal> {
+        if let Some(v) = wanted.filter(|&v| v >= MAX_VERSION) {
+            return Err(Refusal::TooHigh(v));
+        }
         let mut cur = self.current.write();
         let last = self.last_version.load(Ordering::Relaxed);
         let version = match wanted {
             Some(v) if v > last => v,
             _ => last.saturating_add(1),
         };
+        if version >= MAX_VERSION {
+            return Err(Refusal::TooHigh(version));
+        }
         self.last_version.store(version, Ordering::Relaxed);
         let config = ClusterConfig { version, nodes };
         let payload = config.payload();
         *cur = Some(Arc::new(Published { config, payload }));
-        version
+        Ok(version)
     }
 
     /// `config set cluster`: the payload as `config get cluster` returns it.
@@ -126,7 +151,7 @@ impl ClusterState {
             return Err(Refusal::ReadOnly);
         }
         let c = ClusterConfig::parse_payload(payload).map_err(Refusal::Bad)?;
-        Ok(self.publish(Some(c.version), c.nodes))
+        self.publish(Some(c.version), c.nodes)
     }
 
     /// `config delete cluster`: whether there was a configuration.
@@ -150,7 +175,13 @@ impl ClusterState {
                 return Ok(p.config.version);
             }
         }
-        Ok(self.publish(wanted, nodes))
+        self.publish(wanted, nodes).map_err(|_| {
+            format!(
+                "cluster config {}: the version would reach {MAX_VERSION}, after which no \
+                 client could follow a change: refused",
+                path.display()
+            )
+        })
     }
 }
 
@@ -160,7 +191,7 @@ mod tests {
 
     #[test]
     fn versions_only_rise() {
-        let s = ClusterState::new(false);
+        let s = ClusterState::new(true);
         assert_eq!(s.version(), 0);
         assert_eq!(s.set(b"5\na||1\n"), Ok(5));
         // A lower or equal version is raised past the last one.
@@ -172,9 +203,25 @@ mod tests {
         assert_eq!(s.set(b"1\na||1\n"), Ok(7));
         assert!(matches!(s.set(b"x\n"), Err(Refusal::Bad(_))));
         assert_eq!(s.sets.load(Ordering::Relaxed), 4);
-        let ro = ClusterState::new(true);
+        let ro = ClusterState::new(false);
         assert_eq!(ro.set(b"1\na||1\n"), Err(Refusal::ReadOnly));
         assert_eq!(ro.delete(), Err(Refusal::ReadOnly));
+    }
+
+    #[test]
+    fn versions_that_could_not_be_followed_are_refused() {
+        let s = ClusterState::new(true);
+        let set = |v: u64| s.set(format!("{v}\na||1\n").as_bytes());
+        assert_eq!(
+            set(u64::MAX).map_err(|r| r.reply()),
+            Err(replies::VERSION_TOO_HIGH)
+        );
+        assert_eq!(set(MAX_VERSION), Err(Refusal::TooHigh(MAX_VERSION)));
+        assert!(s.current().is_none(), "nothing published");
+        // The last followable version is taken; nothing after it can be.
+        assert_eq!(set(MAX_VERSION - 1), Ok(MAX_VERSION - 1));
+        assert_eq!(set(1), Err(Refusal::TooHigh(MAX_VERSION)));
+        assert_eq!(s.version(), MAX_VERSION - 1);
     }
 
     #[test]
@@ -183,7 +230,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("nodes");
         std::fs::write(&f, "127.0.0.1:11211\n127.0.0.1:11212\n").unwrap();
-        let s = ClusterState::new(true);
+        let s = ClusterState::new(false);
         assert_eq!(s.load_file(&f), Ok(1));
         assert_eq!(s.load_file(&f), Ok(1));
         std::fs::write(&f, "127.0.0.1:11211\n").unwrap();

@@ -108,6 +108,12 @@ impl Conn {
         self.session.is_watching()
     }
 
+    /// A request waits for a queued password check (its worker drives it when
+    /// woken).
+    pub fn is_waiting(&self) -> bool {
+        self.session.is_waiting()
+    }
+
     /// What `type=conn_close` will report (idle timeout, shutdown).
     pub fn set_close_reason(&mut self, r: CloseReason) {
         self.close_reason = r;
@@ -212,6 +218,14 @@ impl Conn {
                     }
                     self.session.set_state(ST_MWRITE);
                     return Status::Wait;
+                }
+                Stop::Waiting => {
+                    // A password check is queued: send what earlier requests
+                    // produced; the worker drives us again when the answer is in.
+                    if !self.write_out(counters) {
+                        return Status::Close;
+                    }
+                    return Status::Idle;
                 }
                 Stop::WaitWritable => {
                     if !self.write_out(counters) {

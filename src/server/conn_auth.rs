@@ -13,12 +13,23 @@
 //! `SASL_AUTH` before finishing one) [`MAX_FAILURES_PER_CONNECTION`] exchanges is
 //! closed and the failures are logged (memcached never closes; see the `auth`
 //! module).
+//!
+//! A PLAIN password that needs PBKDF2 waits in the server's derivation queue
+//! (`auth::KdfQueue`): the request answers [`Flow::Wait`], the connection serves
+//! nothing more until the queue's thread wakes its worker and [`ConnAuth::resume`]
+//! writes the answer. Attempts are thereby throttled per connection (one in the
+//! queue at a time, a connection that failed before behind first attempts), never
+//! per account.
+
+use std::sync::Arc;
+
+use mio::Waker;
 
 use super::exec::Flow;
 use super::shared::Shared;
-use crate::auth::{AuthSession, Step, MAX_FAILURES_PER_CONNECTION};
+use crate::auth::{AuthSession, Notify, Step, MAX_FAILURES_PER_CONNECTION};
 use crate::protocol::binary::{
-    write_error, write_header, write_ok, Command, Request, SaslGate, Status,
+    self, write_error, write_header, write_ok, Command, Request, SaslGate, Status,
 };
 use crate::protocol::text::auth::{AUTH_FAILURE, AUTH_SUCCESS};
 use crate::stats::{bump, Counters};
@@ -33,6 +44,8 @@ pub struct ConnAuth {
     authenticated: bool,
     session: Option<AuthSession>,
     failures: u32,
+    /// The request whose answer waits for a queued password check.
+    waiting: Option<binary::Header>,
 }
 
 impl ConnAuth {
@@ -46,7 +59,23 @@ impl ConnAuth {
             authenticated: !(sasl || ascii),
             session: None,
             failures: 0,
+            waiting: None,
         }
+    }
+
+    /// Whether a request waits for a queued password check (the connection serves
+    /// nothing else meanwhile; its worker is woken when the answer is in).
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// Writes the answer of the request that waited for its password check, once
+    /// it is in: `None` while it still waits.
+    pub fn resume(&mut self, c: &Counters, out: &mut Vec<u8>, fd: i32) -> Option<Flow> {
+        let h = self.waiting?;
+        let step = self.session.as_mut()?.poll()?;
+        self.waiting = None;
+        Some(self.answer(step, &h, c, out, fd))
     }
 
     /// What the binary parser may let through.
@@ -72,6 +101,7 @@ impl ConnAuth {
         c: &Counters,
         out: &mut Vec<u8>,
         fd: i32,
+        waker: &Arc<Waker>,
     ) -> Flow {
         let Some(db) = shared.credentials.sasl.as_ref() else {
             write_error(out, &req.header, Status::UnknownCommand);
@@ -99,7 +129,12 @@ impl ConnAuth {
                         return Flow::Close;
                     }
                 }
-                let (session, step) = AuthSession::start(db, req.key, data);
+                let w = waker.clone();
+                let notify: Notify = Arc::new(move || {
+                    let _ = w.wake();
+                });
+                let (session, step) =
+                    AuthSession::start_notified(db, req.key, data, Some(notify), self.failures > 0);
                 self.session = Some(session);
                 step
             }
@@ -109,7 +144,23 @@ impl ConnAuth {
             },
             _ => return Flow::Continue,
         };
+        self.answer(step, h, c, out, fd)
+    }
+
+    /// Writes the answer to a SASL step (or notes that it waits).
+    fn answer(
+        &mut self,
+        step: Step,
+        h: &binary::Header,
+        c: &Counters,
+        out: &mut Vec<u8>,
+        fd: i32,
+    ) -> Flow {
         match step {
+            Step::Pending => {
+                self.waiting = Some(*h);
+                Flow::Wait
+            }
             Step::Continue(challenge) => {
                 write_header(
                     out,

@@ -19,6 +19,9 @@ pub enum Flow {
         /// Keys already answered.
         keys_done: usize,
     },
+    /// The answer waits for work done elsewhere (a queued password check): serve
+    /// nothing more until it is in (the connection's worker is woken then).
+    Wait,
 }
 
 /// A value whose reply head an executor wrote without it: the connection sends the

@@ -130,6 +130,13 @@ impl Loopback {
                     take_output(s, &mut fed.replies);
                     return fed;
                 }
+                Stop::Waiting => {
+                    // A queued password check (a server that defers derivations):
+                    // its thread answers within moments.
+                    take_output(s, &mut fed.replies);
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    continue;
+                }
                 Stop::Close { flush } => {
                     if !flush {
                         s.discard_unflushed();

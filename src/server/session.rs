@@ -111,6 +111,10 @@ pub enum Stop {
     /// A dump waits for its replies to leave: send them; process again once all
     /// have gone.
     WaitWritable,
+    /// A request's answer waits for a queued password check: send what is
+    /// buffered; process again when the worker is woken (see
+    /// [`Session::is_waiting`]).
+    Waiting,
     /// Close, after sending what is buffered when `flush` is true (else only what
     /// memcached would already have sent, see [`Session::discard_unflushed`]).
     Close {
@@ -221,6 +225,12 @@ impl Session {
     /// queued log lines ([`Session::fill_watch`]).
     pub fn is_watching(&self) -> bool {
         self.watch.is_some()
+    }
+
+    /// Whether a request waits for a queued password check: the worker drives the
+    /// connection again when its waker fires.
+    pub fn is_waiting(&self) -> bool {
+        self.auth.is_waiting()
     }
 
     /// Starts a worker turn: the per-turn limits count from zero.
@@ -483,6 +493,16 @@ impl Session {
         // Set when a value could not get its room from the budget: the request is
         // parsed again with only the present buffer as room, which refuses it.
         let mut no_room = false;
+        if self.auth.is_waiting() {
+            match self.auth.resume(counters, &mut self.wbuf, self.id) {
+                None => return Stop::Waiting,
+                Some(Flow::Close) => {
+                    self.flush_mark = self.wbuf.len();
+                    return Stop::Close { flush: true };
+                }
+                Some(_) => self.flush_mark = self.wbuf.len(),
+            }
+        }
         loop {
             if self.dump.is_some() {
                 if let Some(stop) = self.pump_dump(shared) {
@@ -702,6 +722,10 @@ impl Session {
                             }
                             return Stop::Blocked;
                         }
+                        Flow::Wait => {
+                            self.rpos += used;
+                            return Stop::Waiting;
+                        }
                     }
                 }
             }
@@ -801,7 +825,7 @@ impl Session {
                     | binary::Command::SaslAuth { .. }
                     | binary::Command::SaslStep { .. } => {
                         self.auth
-                            .binary(&req, shared, counters, &mut self.wbuf, self.id)
+                            .binary(&req, shared, counters, &mut self.wbuf, self.id, ctx.waker)
                     }
                     _ => binary_exec::execute(req, shared, counters, &mut self.wbuf, &mut room),
                 };
@@ -823,6 +847,9 @@ impl Session {
                 if flow == Flow::Close {
                     self.closing = true;
                     return Some(Err(Stop::Close { flush: true }));
+                }
+                if flow == Flow::Wait {
+                    return Some(Err(Stop::Waiting));
                 }
                 Some(Ok(()))
             }

@@ -138,7 +138,13 @@ impl Shared {
                 }
             }));
         }
-        let cluster = cluster::ClusterState::new(cfg.cluster_config_readonly);
+        let cluster = cluster::ClusterState::new(cfg.cluster_config_writable);
+        if cfg.cluster_config_writable && !cfg.sasl && cfg.auth_file.is_none() {
+            log::warn!(
+                "--cluster-config-writable without -S or -Y: any client that can connect \
+                 can change the node list discovery clients follow"
+            );
+        }
         if let Some(path) = &cfg.cluster_config {
             match cluster.load_file(path) {
                 Ok(v) => log::info!("cluster config {}: version {v}", path.display()),

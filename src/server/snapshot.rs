@@ -4,14 +4,22 @@
 //! - Start ([`restore_at_start`], before any connection is accepted): `--restore FILE`,
 //!   else `-e FILE`, is loaded. The `-e` file is then consumed, as memcached removes
 //!   its `.meta` file at start: removed when it loaded cleanly, renamed to
-//!   `FILE.bad` when it was refused or damaged (kept for a look), so a crash later
-//!   never brings back an old copy. A `--restore` file is left alone.
+//!   `FILE.bad` when it was refused or damaged, whatever it is (a FIFO, a directory,
+//!   a symlink: the name itself is renamed), so a crash later never brings back an
+//!   old copy and a bad file never stops the next start. A `--restore` file is left
+//!   alone.
 //! - Graceful stop (SIGUSR1, `shutdown graceful`) with `-e FILE`: after the workers
 //!   have stopped, the cache is saved to FILE ([`save_at_stop`]). SIGTERM/SIGINT do not
 //!   save, as in memcached.
 //! - Online (`snapshot [<name>]` with `--snapshot-dir DIR`, SIGUSR2): a request is
 //!   taken by the maintenance thread, which starts a thread that writes
 //!   `DIR/<name>` while the server keeps serving; one at a time; `stats` shows it.
+//!   Names are `[A-Za-z0-9._+-]`, at most 200 bytes, not starting with `.` nor
+//!   ending in `.tmp`. The directory holds at most `--snapshot-limit` snapshot files
+//!   (default 8; files that start with the snapshot magic, symlinks not followed):
+//!   a snapshot that would add one more is refused (`SERVER_ERROR snapshot limit
+//!   reached`; replacing an existing name is allowed), so clients cannot fill the
+//!   disk: it holds at most that many snapshots of at most the cache's size each.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -88,12 +96,13 @@ pub fn restore_at_start(shared: &Shared) {
         );
     }
     if consume {
-        let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
         if rep.error.is_none() {
             if let Err(e) = std::fs::remove_file(&path) {
                 log::warn!("warm restart: cannot remove {}: {e}", path.display());
             }
-        } else if regular {
+        } else {
+            // Whatever it is (a FIFO, a directory, a symlink: rename moves the name,
+            // following nothing): the next start must not meet it again.
             let bad = bad_path(&path);
             match std::fs::rename(&path, &bad) {
                 Ok(()) => log::warn!("warm restart: the file was moved to {}", bad.display()),
@@ -154,17 +163,47 @@ fn finish(st: &SnapStats, r: &Result<snapshot::SaveReport, String>) -> bool {
     ok
 }
 
-/// A snapshot file name a client may ask for: a plain name (no `/`, not starting with
-/// `.`), at most 200 bytes of UTF-8.
+/// A snapshot file name a client may ask for: 1 to 200 of `[A-Za-z0-9._+-]`, not
+/// starting with `.` (no hidden files, no `..`) nor ending in `.tmp` (the name of a
+/// save in progress). No `/`, no control characters, nothing a shell or a log line
+/// would read differently.
 fn valid_name(name: &[u8]) -> Option<&str> {
-    let s = std::str::from_utf8(name).ok()?;
-    let ok = !s.is_empty()
-        && s.len() <= 200
-        && !s.starts_with('.')
-        && !s.contains('/')
-        && !s.contains('\0');
-    ok.then_some(s)
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name[0] != b'.'
+        && !name.ends_with(b".tmp")
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'));
+    if ok {
+        std::str::from_utf8(name).ok()
+    } else {
+        None
+    }
 }
+
+/// Snapshot files in `dir` (see [`snapshot::is_snapshot_file`]), at most `cap + 1`
+/// looked at.
+fn snapshot_files(dir: &Path, cap: usize) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| snapshot::is_snapshot_file(&e.path()))
+        .take(cap + 1)
+        .count()
+}
+
+/// Whether one more snapshot may be written to `path`: the directory holds fewer
+/// than `--snapshot-limit` snapshot files, or `path` is one of them (replaced).
+fn within_limit(shared: &Shared, dir: &Path, path: &Path) -> bool {
+    let limit = shared.config.snapshot_limit as usize;
+    snapshot::is_snapshot_file(path) || snapshot_files(dir, limit) < limit
+}
+
+/// The reply (and log line) of a snapshot refused by `--snapshot-limit`.
+pub const LIMIT_REACHED: &str = "SERVER_ERROR snapshot limit reached";
 
 /// The default name: `ferrocache-<unix seconds>.snap`.
 fn default_name(shared: &Shared) -> String {
@@ -184,6 +223,14 @@ pub fn command(shared: &Shared, name: Option<&[u8]>) -> String {
         },
     };
     let path = dir.join(&name);
+    if !within_limit(shared, dir, &path) {
+        log::warn!(
+            "snapshot {name}: refused: {} already holds --snapshot-limit {} snapshot files",
+            dir.display(),
+            shared.config.snapshot_limit
+        );
+        return LIMIT_REACHED.into();
+    }
     if shared.snapshots.request(path) {
         format!("OK {name}")
     } else {
@@ -197,7 +244,14 @@ pub fn on_signal(shared: &Shared) {
         None => log::warn!("SIGUSR2: no --snapshot-dir: no snapshot written"),
         Some(dir) => {
             let path = dir.join(default_name(shared));
-            if !shared.snapshots.request(path.clone()) {
+            if !within_limit(shared, dir, &path) {
+                log::warn!(
+                    "SIGUSR2: no snapshot written: {} already holds --snapshot-limit {} \
+                     snapshot files",
+                    dir.display(),
+                    shared.config.snapshot_limit
+                );
+            } else if !shared.snapshots.request(path.clone()) {
                 log::warn!("SIGUSR2: a snapshot is in progress");
             } else {
                 log::info!("SIGUSR2: writing a snapshot to {}", path.display());

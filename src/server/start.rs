@@ -53,6 +53,12 @@ impl Server {
         if cfg.auth_file.is_some() && credentials.ascii.is_none() {
             return Err("ASCII authentication (-Y) requested without an auth file".into());
         }
+        if let Some(db) = &credentials.sasl {
+            // PLAIN checks that need PBKDF2 wait their turn on a thread of their own
+            // instead of failing when the budget is spent (no account lock-out).
+            db.defer_derivations()
+                .map_err(|e| format!("cannot start the password-check thread: {e}"))?;
+        }
         let listener_info = listeners.info();
         let (shared, stop_rx) = Shared::new(cfg, credentials, listener_info);
         // Before any worker or the acceptor runs: connections are accepted once the

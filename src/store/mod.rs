@@ -1943,7 +1943,9 @@ impl Store {
         // and the items saved are valid after it.
         let pending = ol != 0 && ol > self.ctx.clock.now();
         SnapMeta {
-            cas_counter: self.cas.load(Ordering::Acquire),
+            // Uniques are handed out modulo 2^48: the counter's place in that cycle
+            // (a file never claims more than a store keeps).
+            cas_counter: self.cas.load(Ordering::Acquire) & item::CAS_MASK,
             flush_at: if pending { ps + i64::from(ol) } else { 0 },
             flush_cas: self.ctx.oldest_cas.load(Ordering::Acquire),
             cas_enabled: self.cfg.cas_enabled,
@@ -1953,13 +1955,20 @@ impl Store {
     /// Takes over a snapshot's store-wide facts (before its items are restored): the
     /// CAS counter never goes back, and a `flush_all` point that was ahead at the save
     /// is kept at the same wall time (if it passed during the downtime, the items
-    /// it invalidates are not restored).
+    /// it invalidates are not restored). CAS values above 2^48 - 1 (which no store
+    /// hands out; the snapshot reader refuses them) are taken modulo 2^48.
     pub fn restore_meta(&self, m: &SnapMeta) {
-        self.cas.fetch_max(m.cas_counter, Ordering::AcqRel);
+        self.cas
+            .fetch_max(m.cas_counter & item::CAS_MASK, Ordering::AcqRel);
         let clock = &self.ctx.clock;
         if m.flush_at != 0 {
-            let rel = (m.flush_at - clock.process_started()).clamp(1, i64::from(u32::MAX));
-            self.ctx.oldest_cas.store(m.flush_cas, Ordering::Release);
+            let rel = m
+                .flush_at
+                .saturating_sub(clock.process_started())
+                .clamp(1, i64::from(u32::MAX));
+            self.ctx
+                .oldest_cas
+                .store(m.flush_cas & item::CAS_MASK, Ordering::Release);
             self.ctx.oldest_live.store(rel as u32, Ordering::Release);
         }
     }
@@ -2052,9 +2061,9 @@ impl Store {
         } else if it.exptime <= clock.unix_time() {
             return Restored::Expired;
         } else {
-            (it.exptime - ps).clamp(1, i64::from(u32::MAX)) as u32
+            it.exptime.saturating_sub(ps).clamp(1, i64::from(u32::MAX)) as u32
         };
-        let time = (it.atime - ps).clamp(0, i64::from(clock.now())) as u32;
+        let time = it.atime.saturating_sub(ps).clamp(0, i64::from(clock.now())) as u32;
         let oldest = ctx.oldest_live.load(Ordering::Acquire);
         if oldest != 0 && oldest <= clock.now() && time <= oldest {
             // Stored before a flush_all point that passed during the downtime.

@@ -50,7 +50,18 @@
 //! # Rules
 //! - Saving writes `<file>.tmp`, fsyncs it, renames it over `<file>` and fsyncs the
 //!   directory: a crash (or `kill -9`) during a save leaves the previous `<file>`
-//!   whole.
+//!   whole. The temporary file is created new (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode
+//!   0600) after a stale one is unlinked: a symlink planted there is never followed
+//!   (the save fails instead), and the rename replaces a link at `<file>` itself.
+//! - A file is untrusted input. It is opened without blocking (a FIFO or device is
+//!   refused as "not a regular file", never waited on); every count it gives bounds
+//!   nothing it allocates: block lengths are checked against the rest of the file
+//!   and the format's largest block ([`MAX_BLOCK`]) before a buffer is made, and the
+//!   index is pre-sized from the end block's record count only as far as the file's
+//!   length and `-m` could hold that many items. CAS uniques (the header's counter
+//!   and flush mark, each record's) are below 2^48, what the store keeps: a header
+//!   claiming more is refused, a record claiming more is malformed (the load ends
+//!   with an error; nothing is cut to 48 bits).
 //! - Loading verifies every block's CRC. Another magic, another format version, a bad
 //!   header: nothing is loaded (the reason is logged and counted). A block that fails
 //!   its CRC, a short block or a missing end block ends the load there: the items of
@@ -90,6 +101,14 @@ const KIND_END: u8 = 2;
 const BLOCK_TARGET: usize = 1 << 20;
 /// Segment bytes copied under one shard lock during a snapshot.
 const COPY_BATCH: usize = 1 << 20;
+/// The largest block payload a file may hold: a block is closed once it reaches
+/// [`BLOCK_TARGET`], so it holds less than that plus one record, and a record is at
+/// most a 250-byte key and a value of memcached's largest `-I` (1 GiB). A longer
+/// block is corrupt, and no buffer is made for it.
+pub const MAX_BLOCK: usize = BLOCK_TARGET + RECORD_HDR + 255 + (1 << 30);
+/// The smallest an item can take in a store (a 9-byte header and a 1-byte key):
+/// no `-m` holds more items than `-m` / this.
+const MIN_ITEM_BYTES: u64 = 10;
 
 const R_FREQ: u8 = 0x03;
 const R_FETCHED: u8 = 0x04;
@@ -227,14 +246,21 @@ impl Header {
         if rd_u32(b, 12) as usize != HEADER_LEN || rd_u32(b, 92) != crc32(&[&b[..92]]) {
             return Err("corrupt header (checksum mismatch)".into());
         }
+        let (cas_counter, flush_cas) = (rd_u64(b, 24), rd_u64(b, 40));
+        if cas_counter > item::CAS_MASK || flush_cas > item::CAS_MASK {
+            return Err(format!(
+                "corrupt header (CAS counter {cas_counter} or flush mark {flush_cas} \
+                 above 2^48 - 1, the largest unique a store keeps)"
+            ));
+        }
         let v = &b[56..88];
         let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
         Ok(Header {
             saved_at: rd_u64(b, 16) as i64,
             meta: SnapMeta {
-                cas_counter: rd_u64(b, 24),
+                cas_counter,
                 flush_at: rd_u64(b, 32) as i64,
-                flush_cas: rd_u64(b, 40),
+                flush_cas,
                 cas_enabled: rd_u32(b, 48) & 1 != 0,
             },
             shards: rd_u32(b, 52),
@@ -282,7 +308,8 @@ pub fn encode_record(out: &mut Vec<u8>, it: &SnapItem<'_>) {
 }
 
 /// Reads the record at the start of `b`: the item and the bytes it took, or `None`
-/// when `b` does not hold a whole, well-formed record.
+/// when `b` does not hold a whole, well-formed record (a CAS unique above 2^48 - 1,
+/// which no store hands out, is not well-formed).
 pub fn decode_record(b: &[u8]) -> Option<(SnapItem<'_>, usize)> {
     if b.len() < RECORD_HDR {
         return None;
@@ -291,7 +318,7 @@ pub fn decode_record(b: &[u8]) -> Option<(SnapItem<'_>, usize)> {
     let klen = b[1] as usize;
     let vlen = rd_u32(b, 2) as usize;
     let end = RECORD_HDR.checked_add(klen)?.checked_add(vlen)?;
-    if klen == 0 || end > b.len() {
+    if klen == 0 || end > b.len() || rd_u64(b, 26) > item::CAS_MASK {
         return None;
     }
     let mut marks = 0;
@@ -336,14 +363,58 @@ pub fn temp_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Creates the temporary file anew: a stale one (a crash during an earlier save) is
+/// unlinked first, and the create refuses to follow a symlink or to open anything
+/// that exists (`O_CREAT|O_EXCL|O_NOFOLLOW`): something planted at the name makes the
+/// save fail, it is never written through.
 fn open_tmp(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o600)
         .open(path)
+}
+
+/// Opens a file to read a snapshot from: without blocking (a FIFO has no writer to
+/// wait for) and only when it is a regular file.
+fn open_for_load(path: &Path) -> Result<File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    match file.metadata() {
+        Ok(m) if m.is_dir() => Err("is a directory".into()),
+        Ok(m) if !m.is_file() => Err("not a regular file".into()),
+        Ok(_) => Ok(file),
+        Err(e) => Err(format!("cannot read: {e}")),
+    }
+}
+
+/// Whether `path` is a snapshot file: a regular file (not followed through a
+/// symlink) that starts with [`MAGIC`]. What `--snapshot-limit` counts.
+pub fn is_snapshot_file(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let Ok(mut f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return false;
+    };
+    let mut magic = [0u8; 8];
+    matches!(read_full(&mut f, &mut magic), Ok(8)) && magic == MAGIC
 }
 
 /// Writes a snapshot of `store` to `path` while it may keep serving: shards are
@@ -641,12 +712,11 @@ fn load_inner(store: &Store, path: &Path, threads: usize, start: Instant) -> Loa
         rep.error = Some(msg);
         rep
     };
-    let mut file = match File::open(path) {
+    let mut file = match open_for_load(path) {
         Ok(f) => f,
-        Err(e) => return refuse(rep, format!("cannot open: {e}")),
+        Err(e) => return refuse(rep, e),
     };
     let len = match file.metadata() {
-        Ok(m) if m.is_dir() => return refuse(rep, "is a directory".into()),
         Ok(m) => m.len(),
         Err(e) => return refuse(rep, format!("cannot read: {e}")),
     };
@@ -681,7 +751,13 @@ fn load_inner(store: &Store, path: &Path, threads: usize, start: Instant) -> Loa
     };
     store.restore_meta(&header.meta);
     if let (Some(e), true) = (end, fits) {
-        store.reserve(e.records);
+        // The count is the file's word: pre-size the index only for as many items
+        // as the file's bytes could encode and -m could hold (a crafted count of
+        // 2^40 must not become an allocation). The end block is checked against
+        // the blocks at the end of the pass.
+        let by_file = len / (RECORD_HDR as u64 + 1);
+        let by_memory = limit / MIN_ITEM_BYTES;
+        store.reserve(e.records.min(by_file).min(by_memory));
     }
     let counts = Counts::default();
     let threads = threads.max(1);
@@ -769,9 +845,9 @@ fn load_pass(
                 Err(e) => break Some(format!("read: {e}")),
             }
             let len = rd_u32(&bh, 4) as usize;
-            // A length past the end of the file is a torn or corrupt header: never
-            // allocate for it.
-            if len as u64 > file_len.saturating_sub(read + BLOCK_HDR as u64) {
+            // A length past the end of the file, or beyond the largest block the
+            // format has, is a torn or corrupt header: never allocate for it.
+            if len as u64 > file_len.saturating_sub(read + BLOCK_HDR as u64) || len > MAX_BLOCK {
                 break Some(format!("truncated or corrupt block at byte {read}"));
             }
             let mut blk = free_rx.try_recv().unwrap_or_default();

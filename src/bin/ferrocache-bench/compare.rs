@@ -8,8 +8,9 @@
 //! With `--tls` both servers run with `-Z` (memcached's TLS flags, a certificate made
 //! with `openssl` at run time unless `--cert/--key` are given), every connection of
 //! the load generator is a rustls client, workload (b) also runs on ferrocache without
-//! TLS (its own TCP baseline), workload `h` measures full handshakes, and the summary
-//! holds the TLS targets.
+//! TLS (its own TCP baseline), workload `h` measures full handshakes, workload `g` the
+//! gets of established connections while a handshake flood of a fixed rate runs (the
+//! same offered flood for both servers), and the summary holds the TLS targets.
 //!
 //! Servers are fresh per workload, not per round: a restart per round would repeat the
 //! preload (up to 160 MB in (d)) for every round and throw away the state (e) needs to
@@ -26,8 +27,8 @@ use std::time::Duration;
 /// Options of `compare`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Workloads to run, comma-separated, from a,b,c,d,e,f and (with --tls) h
-    /// [default: a,b,c,d,e,f; with --tls: a,b,h].
+    /// Workloads to run, comma-separated, from a,b,c,d,e,f and (with --tls) h, g
+    /// [default: a,b,c,d,e,f; with --tls: a,b,h,g].
     #[arg(long)]
     pub workloads: Option<String>,
     /// Server threads (-t for both servers).
@@ -81,6 +82,11 @@ pub struct Args {
 
 /// Connections of workload (h).
 const H_CONNS: usize = 16;
+/// Workload (g): established connections measured, the flood's handshakes a second
+/// (what issue #24 measured against memcached -Z), and the flood's connection slots.
+const G_CONNS: usize = 4;
+const G_RATE: f64 = 1350.0;
+const G_FLOOD_SLOTS: usize = 64;
 
 /// Memory of workload (e), MiB.
 const E_MEM_MB: usize = 64;
@@ -153,7 +159,20 @@ fn workload(name: char, addr: std::net::SocketAddr, smoke: bool) -> Result<Workl
                  (no resumption), version, close"
             )
         }
-        other => return Err(format!("--workloads: unknown workload {other:?} (a..f, h)")),
+        'g' => {
+            c.conns = G_CONNS;
+            c.get_ratio = 1.0;
+            format!(
+                "{G_CONNS} established conns, request/response gets, 10k keys, 100 B values, \
+                 during a flood of {G_RATE} full TLS handshakes/s ({G_FLOOD_SLOTS} slots: \
+                 connect, handshake, version, close)"
+            )
+        }
+        other => {
+            return Err(format!(
+                "--workloads: unknown workload {other:?} (a..f, h, g)"
+            ))
+        }
     };
     let mut desc: String = desc;
     if smoke && name != 'h' {
@@ -176,6 +195,8 @@ struct Run {
     /// CPU time of this process (the load generator) over the measured window, as a
     /// percentage of one core: near 100 when pinned means the generator is the limit.
     gen_cpu_pct: f64,
+    /// Workload (g): handshakes a second the flood completed.
+    flood_per_sec: Option<f64>,
 }
 
 /// Medians over the rounds of one server.
@@ -347,14 +368,49 @@ fn own_cpu_time() -> std::time::Duration {
     }
 }
 
-fn run_one(srv: &ServerProc, cfg: &LoadConfig, handshakes: bool) -> Result<Run, String> {
+/// The handshake flood of workload (g) beside `cfg`'s load: [`G_RATE`] a second
+/// from [`G_FLOOD_SLOTS`] slots, over the load's warm-up and measured time.
+fn flood_config(cfg: &LoadConfig) -> LoadConfig {
+    let mut f = cfg.clone();
+    f.conns = G_FLOOD_SLOTS;
+    f.threads = 1;
+    f.handshake_rate = G_RATE;
+    f.warmup = Duration::ZERO;
+    f.duration = cfg.warmup + cfg.duration;
+    f.max_ops = None;
+    f.progress = false;
+    f
+}
+
+fn run_one(srv: &ServerProc, cfg: &LoadConfig, name: char) -> Result<Run, String> {
     let mut before = None;
     let mut hook = || before = Some((srv.cpu_time(), own_cpu_time(), std::time::Instant::now()));
-    let res = if handshakes {
-        crate::handshake::run_handshakes_with(cfg, &mut hook)?
+    let flood = if name == 'g' {
+        let f = flood_config(cfg);
+        Some(
+            std::thread::Builder::new()
+                .name("flood".into())
+                .spawn(move || crate::handshake::run_handshakes_with(&f, &mut || {}))
+                .map_err(|e| format!("spawn: {e}"))?,
+        )
     } else {
-        load::run_load_with(cfg, &mut hook)?
+        None
     };
+    let res = if name == 'h' {
+        crate::handshake::run_handshakes_with(cfg, &mut hook)
+    } else {
+        load::run_load_with(cfg, &mut hook)
+    };
+    let flood_per_sec = match flood {
+        Some(h) => Some(
+            h.join()
+                .map_err(|_| "the handshake flood panicked".to_string())?
+                .map_err(|e| format!("handshake flood: {e}"))?
+                .ops_per_sec,
+        ),
+        None => None,
+    };
+    let res = res?;
     let (after, own_after, end) = (srv.cpu_time(), own_cpu_time(), std::time::Instant::now());
     let (srv_before, own_before, start) = before.unwrap_or((after, own_after, end));
     let cpu = after.saturating_sub(srv_before);
@@ -373,6 +429,7 @@ fn run_one(srv: &ServerProc, cfg: &LoadConfig, handshakes: bool) -> Result<Run, 
         res,
         cpu_us_per_op,
         gen_cpu_pct,
+        flood_per_sec,
     })
 }
 
@@ -462,8 +519,7 @@ fn run_workload(
             c.warmup = warmup;
             c.seed = round as u64 + 1;
             c.progress = false;
-            let r =
-                run_one(&srv[i], &c, w.name == 'h').map_err(|e| format!("{}: {e}", sl.label))?;
+            let r = run_one(&srv[i], &c, w.name).map_err(|e| format!("{}: {e}", sl.label))?;
             println!(
                 "  round {} {:<width$} {:>9.0} ops/s  p50 {:.3}  p99 {:.3}  p99.9 {:.3} ms  \
                  srv cpu {:.2} us/op  gen core {:.0}%  hits {} misses {}  errors {}",
@@ -481,6 +537,9 @@ fn run_workload(
             );
             if let Some(e) = &r.res.first_error {
                 println!("    first error: {e}");
+            }
+            if let Some(f) = r.flood_per_sec {
+                println!("    flood: {f:.0} handshakes/s completed (offered {G_RATE})");
             }
             runs[i].push(r);
         }
@@ -689,6 +748,13 @@ fn tls_targets(results: &[WorkloadResult]) -> Vec<Target> {
         true,
         0.7,
     );
+    ratio(
+        "p50 of established gets during a handshake flood (g)",
+        'g',
+        |m| m.p50_us,
+        true,
+        2.0,
+    );
     // ferrocache -Z against ferrocache over plain TCP, same run, (b).
     let v = find('b').and_then(|w| w.tls_over_tcp(|m| m.cpu_us_per_op));
     let mut over = Target::new(
@@ -705,7 +771,7 @@ fn tls_targets(results: &[WorkloadResult]) -> Vec<Target> {
         }
     });
     t.push(over);
-    for n in ['a', 'b', 'h'] {
+    for n in ['a', 'b', 'h', 'g'] {
         if let Some(w) = find(n) {
             t.push(gen_target(w));
         }
@@ -823,11 +889,11 @@ fn parse_workloads(list: &str, tls: bool) -> Result<Vec<char>, String> {
     for n in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let mut ch = n.chars();
         match (ch.next(), ch.next()) {
-            (Some('h'), None) if !tls => {
-                return Err("--workloads: h (handshakes) needs --tls".into())
+            (Some(c @ ('h' | 'g')), None) if !tls => {
+                return Err(format!("--workloads: {c} (handshakes) needs --tls"))
             }
-            (Some(c), None) if ('a'..='f').contains(&c) || c == 'h' => v.push(c),
-            _ => return Err(format!("--workloads: unknown workload {n:?} (a..f, h)")),
+            (Some(c), None) if ('a'..='f').contains(&c) || c == 'h' || c == 'g' => v.push(c),
+            _ => return Err(format!("--workloads: unknown workload {n:?} (a..f, h, g)")),
         }
     }
     if v.is_empty() {
@@ -845,7 +911,7 @@ pub fn main(a: Args) -> Result<(), String> {
         }
         (v, 1, 1.0, 0.3)
     } else {
-        let default = if a.tls { "a,b,h" } else { "a,b,c,d,e,f" };
+        let default = if a.tls { "a,b,h,g" } else { "a,b,c,d,e,f" };
         let v = parse_workloads(a.workloads.as_deref().unwrap_or(default), a.tls)?;
         (v, a.rounds, a.duration, a.warmup)
     };

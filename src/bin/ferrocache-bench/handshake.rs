@@ -3,7 +3,9 @@
 //! resumption), sends `version\r\n`, reads the `VERSION ...` reply, sends close_notify
 //! and closes, then starts over. Non-blocking, one `mio` poller per client thread like
 //! the request engine; one op = one such connection, its latency from the connect call
-//! to the parsed reply.
+//! to the parsed reply. With a rate (`run --handshakes --rate R`, the flood of workload
+//! `g`), a free slot starts its next connection only when the schedule (R a second
+//! over all threads) allows: an open-loop flood the same for every server.
 
 use crate::hist::Hist;
 use crate::load::{self, LoadConfig, LoadResult, Shared, Totals};
@@ -60,6 +62,8 @@ pub fn run_handshakes_with(
             measure_start,
             deadline,
             quota: load::quota(cfg, t, threads),
+            interval: (cfg.handshake_rate > 0.0)
+                .then(|| Duration::from_secs_f64(threads as f64 / cfg.handshake_rate)),
         };
         handles.push(
             std::thread::Builder::new()
@@ -87,6 +91,8 @@ struct HsWorker {
     measure_start: Instant,
     deadline: Instant,
     quota: Option<u64>,
+    /// With a rate: the time between two connection starts of this thread.
+    interval: Option<Duration>,
 }
 
 impl HsWorker {
@@ -123,9 +129,17 @@ impl HsWorker {
     fn run_inner(&self, totals: &mut Totals) -> Result<(), String> {
         let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
         let mut slots: Vec<Option<Hs>> = Vec::with_capacity(self.slots);
+        // With a rate: when the next connection may start, and the slots waiting.
+        let mut next_start = Instant::now();
+        let mut free: Vec<usize> = Vec::new();
         for i in 0..self.slots {
             if self.quota.is_some_and(|q| i as u64 >= q) {
                 slots.push(None);
+                continue;
+            }
+            if self.interval.is_some() {
+                slots.push(None);
+                free.push(i);
                 continue;
             }
             match self.open(poll.registry(), Token(i)) {
@@ -152,7 +166,7 @@ impl HsWorker {
             if now >= self.deadline || self.shared.stop.load(Ordering::Relaxed) {
                 break;
             }
-            if slots.iter().all(Option::is_none) {
+            if slots.iter().all(Option::is_none) && (self.interval.is_none() || free.is_empty()) {
                 break; // quota reached, or every slot failed
             }
             if measuring && now.duration_since(last_publish) >= Duration::from_millis(200) {
@@ -160,10 +174,28 @@ impl HsWorker {
                 local.clear();
                 last_publish = now;
             }
-            let timeout = self
+            if let Some(iv) = self.interval {
+                // Start what the schedule allows (a schedule more than a second
+                // behind is not caught up in a burst).
+                if now.saturating_duration_since(next_start) > Duration::from_secs(1) {
+                    next_start = now;
+                }
+                while now >= next_start {
+                    let Some(i) = free.pop() else { break };
+                    match self.open(poll.registry(), Token(i)) {
+                        Ok(h) => slots[i] = Some(h),
+                        Err(e) => self.shared.error(e),
+                    }
+                    next_start += iv;
+                }
+            }
+            let mut timeout = self
                 .deadline
                 .saturating_duration_since(now)
                 .min(Duration::from_millis(50));
+            if self.interval.is_some() && !free.is_empty() {
+                timeout = timeout.min(next_start.saturating_duration_since(now));
+            }
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -200,7 +232,9 @@ impl HsWorker {
                     Some(q) => measured_done + (slots.iter().flatten().count() as u64) < q,
                     None => true,
                 };
-                if more && Instant::now() < self.deadline {
+                if more && self.interval.is_some() {
+                    free.push(i); // started when the schedule says
+                } else if more && Instant::now() < self.deadline {
                     match self.open(poll.registry(), Token(i)) {
                         Ok(h) => slots[i] = Some(h),
                         Err(e) => self.shared.error(e),

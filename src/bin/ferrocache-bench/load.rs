@@ -111,6 +111,10 @@ pub struct Args {
     /// connection (with --tls).
     #[arg(long, requires = "tls")]
     pub handshakes: bool,
+    /// With --handshakes: start at most this many handshakes a second (0 = each
+    /// connection starts the next as soon as one ends).
+    #[arg(long, requires = "handshakes", default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 /// Key popularity.
@@ -163,6 +167,9 @@ pub struct LoadConfig {
     pub progress: bool,
     /// Connect over TLS with this client (None = plain TCP).
     pub tls: Option<TlsClient>,
+    /// Handshake load: handshakes started per second, all threads together (0 = as
+    /// fast as the connections finish them).
+    pub handshake_rate: f64,
 }
 
 impl LoadConfig {
@@ -188,6 +195,7 @@ impl LoadConfig {
             seed: 1,
             progress: false,
             tls: None,
+            handshake_rate: 0.0,
         }
     }
 
@@ -218,6 +226,9 @@ impl LoadConfig {
         }
         if self.pipeline > 4096 || self.conns > 100_000 || self.idle_conns > 100_000 {
             return Err("--pipeline <= 4096, --conns and --idle-conns <= 100000".into());
+        }
+        if !(0.0..=1_000_000.0).contains(&self.handshake_rate) {
+            return Err("--rate must be within 0..=1000000".into());
         }
         Ok(())
     }
@@ -397,6 +408,7 @@ impl TryFrom<&Args> for LoadConfig {
             seed: a.seed,
             progress: !a.quiet,
             tls,
+            handshake_rate: a.rate,
         };
         cfg.check()?;
         Ok(cfg)

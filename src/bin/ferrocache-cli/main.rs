@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
 use ferrocache::client::discovery::ConfigClient;
 use ferrocache::client::ring::{parse_servers, Distribution, NodeSpec};
 use ferrocache::client::{Client, ClientConfig, ConnOptions, Protocol, SaslAuth, TlsOptions};
-use ferrocache::protocol::cluster::{ClusterConfig, ClusterNode};
+use ferrocache::protocol::cluster::{ClusterConfig, ClusterNode, MAX_VERSION};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -153,7 +153,8 @@ enum Cmd {
         wait: u64,
     },
     /// Show or change the cluster configuration (`config get|set cluster`) the nodes
-    /// serve for auto discovery.
+    /// serve for auto discovery (a change needs nodes that take changes over the
+    /// wire: ferrocache started with its cluster-config-writable option).
     Cluster {
         #[command(subcommand)]
         action: ClusterCmd,
@@ -564,8 +565,19 @@ fn cluster(out: &mut impl Write, cli: &Cli, action: &ClusterCmd) -> Result<u8, S
             highest = highest.max(c.version);
         }
     }
+    // A version no client could follow after it is never sent: the nodes would
+    // refuse it anyway (`CLIENT_ERROR cluster configuration version too high`).
+    let version = highest
+        .checked_add(1)
+        .filter(|&v| v < MAX_VERSION)
+        .ok_or_else(|| {
+            format!(
+                "the fleet's configuration version is {highest}: a change would reach \
+                 {MAX_VERSION}, after which no discovery client could follow another"
+            )
+        })?;
     let config = ClusterConfig {
-        version: highest.saturating_add(1),
+        version,
         nodes: new_nodes,
     };
     // The endpoints or --servers too: pollers may read them though they are not
