@@ -30,6 +30,7 @@ use std::sync::Arc;
 use ferrocache::auth::{AuthDb, AuthFile, Credentials, LiveAuthFile};
 use ferrocache::config::{self, Config, Invocation, EX_OSERR, EX_USAGE};
 use ferrocache::daemon;
+use ferrocache::server::snapshot_dirs::EX_CANTCREAT;
 use ferrocache::server::{Server, Shared, StopReason};
 
 fn exit(code: i32) -> ExitCode {
@@ -139,6 +140,11 @@ fn main() -> ExitCode {
     if let Err((msg, code)) = daemon::drop_privileges_for(&cfg) {
         return fail(&msg, code);
     }
+    // As memcached refuses an -e file it cannot open: the directories the cache is
+    // saved into must take files from the -u user (exit 73, EX_CANTCREAT).
+    if let Err(msg) = ferrocache::server::snapshot_dirs::check(&cfg) {
+        return fail(&format!("ERROR: {msg}"), EX_CANTCREAT);
+    }
     if cfg.daemonize {
         if let Err(msg) = daemon::daemonize(cfg.verbose > 0) {
             return fail(&msg, EX_OSERR);
@@ -212,16 +218,20 @@ fn main() -> ExitCode {
     let state = handle.stopper();
     handle.stop();
     log::debug!("all threads stopped");
-    // memcached's -e: a graceful stop saves the cache (nothing is served any more).
-    if why.graceful() {
-        ferrocache::server::snapshot::save_at_stop(&state);
-    }
+    // memcached's -e: a graceful stop saves the cache (nothing is served any more). A
+    // save that failed is no success: exit 73 (EX_CANTCREAT), so that systemd and
+    // scripts see the cache was lost.
+    let saved = !why.graceful() || ferrocache::server::snapshot::save_at_stop(&state);
     sig_handle.close();
     let _ = sig_thread.join();
     if let Some(path) = pid_file {
         let _ = daemon::remove_pid_file(&path);
     }
-    ExitCode::SUCCESS
+    if saved {
+        ExitCode::SUCCESS
+    } else {
+        exit(EX_CANTCREAT)
+    }
 }
 
 /// Installs the logger. env_logger itself passes every level and `log::max_level()`
