@@ -177,7 +177,7 @@ fn reference(
                 "ring_reference.py {mode}: client library missing under CI: {}",
                 run.stderr
             );
-            eprintln!("NOTICE: skipping {mode} reference: {}", run.stderr.trim());
+            common::skip(&format!("{mode} reference: {}", run.stderr.trim()));
             return None;
         }
         other => panic!(
