@@ -972,6 +972,24 @@ fn v1_client_certificate(dir: &Scratch) -> Option<(String, String, String)> {
     Some((p("ca2.pem"), p("v1.pem"), p("v1.key")))
 }
 
+/// Presents one certificate whatever the server asks (rustls' own
+/// `with_client_auth_cert` parses the certificate first and refuses version 1).
+#[derive(Debug)]
+struct Present(std::sync::Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Present {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// A client presenting `cert`/`key`, trusting `pki`'s CA for the server.
 fn client_with(pki: &Pki, cert: &str, key: &str) -> std::sync::Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
@@ -986,13 +1004,19 @@ fn client_with(pki: &Pki, cert: &str, key: &str) -> std::sync::Arc<rustls::Clien
         .collect();
     let key = PrivateKeyDer::from_pem_file(key).expect("key");
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .expect("signing key");
+    let presented = Present(std::sync::Arc::new(rustls::sign::CertifiedKey::new(
+        certs, signing,
+    )));
     std::sync::Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_root_certificates(roots)
-            .with_client_auth_cert(certs, key)
-            .expect("client auth"),
+            .with_client_cert_resolver(std::sync::Arc::new(presented)),
     )
 }
 
