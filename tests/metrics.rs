@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, require_tool, run_bounded_input, targeting_reference, Client, Server};
+use common::{free_port, run_bounded_input, targeting_reference, Client, Server};
 
 const PYTHON: &str = "/usr/bin/python3";
 

@@ -818,7 +818,11 @@ fn warm_restart_drop_in_command_lines_save_and_load() {
         "{got:?}"
     );
     let mut c = common::Client::connect(port);
-    assert_eq!(c.line("get k199\r\n"), "VALUE k199 0 3\r\n");
+    c.send(b"get k199\r\n");
+    assert_eq!(
+        c.read_until(b"END\r\n"),
+        b"VALUE k199 0 3\r\nv99\r\nEND\r\n"
+    );
     assert!(!Path::new(&file).exists(), "the file was consumed");
     assert!(
         !Path::new(&format!("{file}.loading")).exists(),

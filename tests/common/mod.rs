@@ -117,6 +117,25 @@ pub fn parent_pid() -> u32 {
 /// of `cargo test` (`tests/zz_skip_summary.rs`, which fails under `CI=true` if any test
 /// skipped). The caller returns (or leaves out the part) itself.
 pub fn skip(why: &str) {
+    record_skip(why, false);
+}
+
+/// As [`skip`], for a check that CI may leave out too (a reference that is not
+/// installed there, e.g. the spymemcached ring): listed in the summary as optional, it
+/// does not fail a `CI=true` run.
+pub fn skip_optional(why: &str) {
+    record_skip(why, true);
+}
+
+/// The line of the skip summary, where `OPTIONAL_SKIP` marks one allowed under CI.
+pub const OPTIONAL_SKIP: &str = "(optional) ";
+
+fn record_skip(why: &str, optional: bool) {
+    let why = if optional {
+        format!("{OPTIONAL_SKIP}{why}")
+    } else {
+        why.to_string()
+    };
     let binary = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))

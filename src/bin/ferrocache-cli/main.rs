@@ -145,8 +145,8 @@ enum Cmd {
     /// Read keys (one per line) on standard input; print `key,host:port` for each.
     Locate,
     /// Ask every node (ferrocache serving snapshots into its snapshot directory) for
-    /// an online snapshot, wait until each has written it, print what was written
-    /// (over TLS with --tls).
+    /// an online snapshot, wait until each has written it, print what was written;
+    /// with --tls over TLS.
     Snapshot {
         /// File name inside the node's --snapshot-dir (default: one with the time).
         name: Option<String>,
