@@ -273,7 +273,10 @@ fn the_client_example_runs_against_a_server() {
     assert_eq!(run.stdout, "user:42 = Some(\"Ada\")\nuser:43 = None\n");
     let mut c = server.connect();
     c.send(b"get user:42\r\n");
-    assert_eq!(c.read_until(b"END\r\n"), b"VALUE user:42 0 3\r\nAda\r\nEND\r\n");
+    assert_eq!(
+        c.read_until(b"END\r\n"),
+        b"VALUE user:42 0 3\r\nAda\r\nEND\r\n"
+    );
 }
 
 /// Warm restart signals one instance (its pid file, systemctl), never every one on the
