@@ -33,6 +33,7 @@ use std::sync::Arc;
 use ferrocache::auth::{AuthDb, AuthFile, Credentials, LiveAuthFile};
 use ferrocache::config::{self, Config, Invocation, EX_OSERR, EX_USAGE};
 use ferrocache::daemon;
+use ferrocache::server::snapshot_dirs::EX_CANTCREAT;
 use ferrocache::server::{Server, Shared, StopReason};
 
 fn exit(code: i32) -> ExitCode {
@@ -90,6 +91,10 @@ fn main() -> ExitCode {
             eprintln!("{w}");
         }
         for o in &cfg.ignored {
+            // With -Z the ssl_* options are served (logged with the TLS settings).
+            if cfg.tls && o.starts_with("-o ssl_") {
+                continue;
+            }
             log::info!("option {o} is accepted for compatibility and has no effect here");
         }
         if cfg.udp_port != 0 {
@@ -155,6 +160,11 @@ fn main() -> ExitCode {
     if let Err((msg, code)) = daemon::drop_privileges_for(&cfg) {
         return fail(&msg, code);
     }
+    // As memcached refuses an -e file it cannot open: the directories the cache is
+    // saved into must take files from the -u user (exit 73, EX_CANTCREAT).
+    if let Err(msg) = ferrocache::server::snapshot_dirs::check(&cfg) {
+        return fail(&format!("ERROR: {msg}"), EX_CANTCREAT);
+    }
     if cfg.daemonize {
         if let Err(msg) = daemon::daemonize(cfg.verbose > 0) {
             return fail(&msg, EX_OSERR);
@@ -184,11 +194,12 @@ fn main() -> ExitCode {
         }
     }
     let pid_file = cfg.pid_file.clone();
+    let listener_tls = listeners.tls_flags();
     let handle = match Server::start(cfg, listeners, credentials) {
         Ok(h) => h,
         Err(e) => return fail(&format!("failed to start: {e}"), EX_OSERR),
     };
-    log_startup(handle.shared());
+    log_startup(handle.shared(), &listener_tls);
     ferrocache::notify::ready(); // systemd Type=notify: every listener is bound
     let shared = handle.stopper();
     let sig_handle = signals.handle();
@@ -228,16 +239,20 @@ fn main() -> ExitCode {
     let state = handle.stopper();
     handle.stop();
     log::debug!("all threads stopped");
-    // memcached's -e: a graceful stop saves the cache (nothing is served any more).
-    if why.graceful() {
-        ferrocache::server::snapshot::save_at_stop(&state);
-    }
+    // memcached's -e: a graceful stop saves the cache (nothing is served any more). A
+    // save that failed is no success: exit 73 (EX_CANTCREAT), so that systemd and
+    // scripts see the cache was lost.
+    let saved = !why.graceful() || ferrocache::server::snapshot::save_at_stop(&state);
     sig_handle.close();
     let _ = sig_thread.join();
     if let Some(path) = pid_file {
         let _ = daemon::remove_pid_file(&path);
     }
-    ExitCode::SUCCESS
+    if saved {
+        ExitCode::SUCCESS
+    } else {
+        exit(EX_CANTCREAT)
+    }
 }
 
 /// Installs the logger. env_logger itself passes every level and `log::max_level()`
@@ -318,7 +333,7 @@ fn size_text(bytes: u64) -> String {
 /// operator checks first (version, listeners, threads, memory, protocol, how clients
 /// authenticate) and, at `-vv`, memcached's listener lines and the store's layout in
 /// place of the slab classes (items are stored at their exact size).
-fn log_startup(shared: &Arc<Shared>) {
+fn log_startup(shared: &Arc<Shared>, listener_tls: &[(String, bool)]) {
     let cfg = &shared.config;
     log::info!(
         "{}, pid {}",
@@ -329,8 +344,17 @@ fn log_startup(shared: &Arc<Shared>) {
     if shared.listener_info.is_empty() {
         log::info!("no listener: -p 0 without -l or -s");
     }
-    for (_, name) in &shared.listener_info {
-        log::info!("listening on {name} ({protocol})");
+    for (name, tls) in listener_tls {
+        // With -Z each listener says whether it speaks TLS (`-l notls:` does not).
+        let tls = match (cfg.tls, tls) {
+            (false, _) => "",
+            (true, true) => ", TLS",
+            (true, false) => ", notls",
+        };
+        log::info!("listening on {name} ({protocol}{tls})");
+    }
+    if let Some(tls) = &shared.credentials.tls {
+        log::info!("{}", tls.describe());
     }
     log::info!(
         "{} worker threads, at most {} connections, {} requests per turn",
@@ -365,7 +389,18 @@ fn log_startup(shared: &Arc<Shared>) {
                 .unwrap_or_default(),
             file.len()
         ),
-        (None, None) => log::info!("authentication: none"),
+        (None, None) => match &shared.credentials.tls {
+            Some(tls) if tls.requires_client_certificates() => log::info!(
+                "authentication: TLS client certificates (ssl_verify_mode=2) on TLS \
+                 listeners{}",
+                if listener_tls.iter().any(|(_, t)| !t) {
+                    "; none on the notls listeners"
+                } else {
+                    ""
+                }
+            ),
+            _ => log::info!("authentication: none"),
+        },
     }
     if cfg.idle_timeout > 0 {
         log::info!("idle connections closed after {} s", cfg.idle_timeout);

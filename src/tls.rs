@@ -124,6 +124,40 @@ impl TlsContext {
         })
     }
 
+    /// The settings in force, as one line for the start-up log at `-v`.
+    pub fn describe(&self) -> String {
+        let s = &self.settings;
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+        let clients = match s.verify_mode {
+            0 => "not asked for".to_string(),
+            2 => format!("required, verified against {}", show(&s.ca)),
+            m => format!(
+                "verified against {} when sent (ssl_verify_mode={m})",
+                show(&s.ca)
+            ),
+        };
+        format!(
+            "TLS (-Z): certificate chain {}, key {} ({}), client certificates {clients}, {}, \
+             TLS 1.2 ciphers {}, session cache {}, write buffer {} bytes",
+            show(&s.chain),
+            show(&s.key),
+            if s.keyformat == 2 { "DER" } else { "PEM" },
+            if s.min_version >= 3 {
+                "TLS 1.3 only"
+            } else {
+                "TLS 1.2 and 1.3"
+            },
+            s.ciphers.as_deref().unwrap_or("default"),
+            if s.session_cache { "on" } else { "off" },
+            self.buffer_limit()
+        )
+    }
+
+    /// True when every client must present a certificate (`ssl_verify_mode=2`).
+    pub fn requires_client_certificates(&self) -> bool {
+        self.settings.verify_mode == 2
+    }
+
     /// The configuration a new connection gets.
     pub fn config(&self) -> Arc<ServerConfig> {
         self.current.read().clone()
@@ -156,6 +190,31 @@ impl TlsContext {
     pub fn buffer_limit(&self) -> usize {
         self.settings.wbuf_size.max(MIN_TLS_BUFFER)
     }
+}
+
+/// Why a TLS handshake failed, for the log at `-v`: rustls' reason, with what to do
+/// about a client certificate rustls refuses where memcached (OpenSSL) accepts it.
+pub fn handshake_failure(e: &rustls::Error) -> String {
+    let text = e.to_string();
+    if text.contains("UnsupportedCertVersion") {
+        format!(
+            "TLS handshake refused: {text}: the client certificate is an X.509 version 1 \
+             certificate; ferrocache's TLS (rustls/webpki) accepts only version 3 \
+             certificates (memcached with OpenSSL accepts version 1): issue the client a \
+             version 3 certificate"
+        )
+    } else {
+        format!("TLS handshake refused: {text}")
+    }
+}
+
+/// True for the handshake failures an operator acts on (a client certificate refused
+/// or missing), which are logged at `-v`; others (scanners, garbage) at `-vv`.
+pub fn is_certificate_failure(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+    )
 }
 
 /// Start-up refusals of settings this server cannot honour (exit 64), before any

@@ -8,7 +8,7 @@ use common::*;
 
 fn server() -> Option<Server> {
     if targeting_reference() {
-        eprintln!("NOTICE: debugtime is ferrocache-only; skipping");
+        common::skip("debugtime is ferrocache-only");
         return None;
     }
     Some(Server::ferrocache(&["-o", "debugtime"]))

@@ -14,7 +14,7 @@ use common::*;
 /// Ferrocache only: these groups are ours.
 fn ours() -> bool {
     if targeting_reference() {
-        eprintln!("NOTICE: stats hotkeys/sizing/misses are ferrocache-only; skipping");
+        common::skip("stats hotkeys/sizing/misses are ferrocache-only");
         return false;
     }
     true

@@ -95,7 +95,7 @@ fn python_client(script: &str) {
         if in_ci() {
             panic!("{script}: python client module missing under CI");
         }
-        eprintln!("NOTICE: {script}: client module not installed; skipping");
+        common::skip(&format!("{script}: client module not installed"));
         return;
     }
     assert!(run.status.is_some(), "{script} did not finish in 60 s");

@@ -281,7 +281,7 @@ fn bad_flags_exit_nonzero_like_memcached() {
 #[test]
 fn root_without_user_flag_refuses_like_memcached() {
     if !is_root() {
-        eprintln!("NOTICE: not root; skipping");
+        common::skip("not root");
         return;
     }
     if !require_tool(MEMCACHED) {
@@ -305,7 +305,7 @@ fn root_without_user_flag_refuses_like_memcached() {
 #[test]
 fn config_file_sets_port_and_settings() {
     if targeting_reference() {
-        eprintln!("NOTICE: --config is ferrocache-only; skipping");
+        common::skip("--config is ferrocache-only");
         return;
     }
     let port = free_port();
@@ -351,7 +351,7 @@ fn debugtime_moves_the_clock_only_when_enabled() {
     assert_eq!(c.line("debugtime 101\r\n"), "ERROR\r\n");
     drop(plain);
     if targeting_reference() {
-        eprintln!("NOTICE: -o debugtime is ferrocache-only; skipping the rest");
+        common::skip("-o debugtime is ferrocache-only (the rest)");
         return;
     }
     let server = Server::ferrocache(&["-o", "debugtime"]);

@@ -358,7 +358,7 @@ fn pipelined_quiet_batch_is_one_write() {
 #[test]
 fn ttl_driven_recache_with_debugtime() {
     if targeting_reference() {
-        eprintln!("NOTICE: debugtime is ferrocache-only; skipping");
+        common::skip("debugtime is ferrocache-only");
         return;
     }
     let s = Server::ferrocache(&["-o", "debugtime"]);

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, require_tool, run_bounded_input, targeting_reference, Client, Server};
+use common::{free_port, run_bounded_input, targeting_reference, Client, Server};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -216,7 +216,7 @@ fn traffic(c: &mut Client, port: u16) {
 
 #[test]
 fn metrics_parse_as_prometheus_text_with_memcached_exporter_names_and_ours() {
-    if targeting_reference() || !require_tool(PYTHON) {
+    if targeting_reference() || !common::require_python_module("prometheus_client") {
         return;
     }
     let (s, mport) = server(&["-o", "latency_sample=1"]);
@@ -834,4 +834,60 @@ fn stats_latency_also_answers_the_binary_protocol() {
     assert_eq!(get("binary:requests"), Some("3"));
     assert_eq!(get("binary:timed"), Some("2"));
     assert_eq!(rows.len(), 1 + 7 * 7);
+}
+
+/// Which nodes run ferrocache (`version` stays 1.6.18): `stats` rows of our own at the
+/// end (`ferrocache_version`, `ferrocache_commit`, `ferrocache_build`) and
+/// `ferrocache_build_info` on `/metrics` with the same values as labels.
+#[test]
+fn build_info_names_this_ferrocache_in_stats_and_metrics() {
+    if targeting_reference() {
+        common::skip("ferrocache_* rows are ferrocache-only");
+        return;
+    }
+    let (s, mport) = server(&[]);
+    let mut c = s.connect();
+    let rows = c.stats("");
+    let names: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        &names[names.len() - 3..],
+        [
+            "ferrocache_version",
+            "ferrocache_commit",
+            "ferrocache_build"
+        ],
+        "our rows come last"
+    );
+    let row = |n: &str| {
+        rows.iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(row("version"), "1.6.18");
+    assert_eq!(row("ferrocache_version"), env!("CARGO_PKG_VERSION"));
+    let build = row("ferrocache_build");
+    assert!(
+        build.starts_with("release-") || build.starts_with("debug-"),
+        "{build}"
+    );
+    assert!(!row("ferrocache_commit").is_empty());
+    let (code, _, body) = http(mport, b"GET /metrics HTTP/1.0\r\n\r\n");
+    assert_eq!(code, 200);
+    let body = String::from_utf8_lossy(&body);
+    let want = format!(
+        "ferrocache_build_info{{version=\"{}\",commit=\"{}\",build=\"{build}\"}} 1",
+        row("ferrocache_version"),
+        row("ferrocache_commit")
+    );
+    assert!(
+        body.lines().any(|l| l == want),
+        "no {want:?} in /metrics:\n{}",
+        body.lines()
+            .filter(|l| l.contains("build_info") || l.contains("memcached_version"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(body.contains("# TYPE ferrocache_build_info gauge"));
+    assert!(body.contains("memcached_version{version=\"1.6.18\"} 1"));
 }

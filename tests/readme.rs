@@ -3,6 +3,7 @@
 //! its install and replace-memcached steps name files that exist. Its Rust examples are
 //! compiled as doctests (`ReadmeDoctests` in src/lib.rs).
 
+mod common;
 mod help_flags;
 
 use std::collections::BTreeSet;
@@ -117,7 +118,10 @@ fn set_up_is_two_commands_and_ci_runs_the_second() {
         .collect();
     assert_eq!(
         commands,
-        ["cargo run --release -- -u nobody", "cargo test --release"],
+        [
+            "cargo run --release -- -l 127.0.0.1 -u nobody",
+            "cargo test --release --no-fail-fast"
+        ],
         "README's set-up commands changed"
     );
     assert!(
@@ -225,4 +229,62 @@ fn cli_options_are_in_the_client_section() {
             "the README's client section does not name {opt}"
         );
     }
+}
+
+/// The README's whole client program is `examples/client_quickstart.rs`, verbatim (so
+/// what a reader pastes into a new `main.rs` is what CI builds and runs).
+#[test]
+fn the_client_program_is_the_example_verbatim() {
+    let example = include_str!("../examples/client_quickstart.rs");
+    let body = example
+        .split_once("\n\n")
+        .map(|(_doc, body)| body)
+        .expect("the example starts with its doc comment");
+    let blocks = code_blocks(section("Cluster client and `ferrocache-cli`"), "rust");
+    assert!(
+        blocks.iter().any(|b| b == body),
+        "no rust block of the client section is examples/client_quickstart.rs"
+    );
+    assert!(body.contains("fn main()"));
+}
+
+/// The example, built by `cargo test` with the other targets, run against a server.
+#[test]
+fn the_client_example_runs_against_a_server() {
+    let exe = std::env::current_exe().expect("test binary");
+    // target/<profile>/deps/readme-<hash> -> target/<profile>/examples/client_quickstart
+    let example = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|p| p.join("examples/client_quickstart"))
+        .expect("target dir");
+    assert!(example.exists(), "{} was not built", example.display());
+    let server = common::Server::ferrocache(&[]);
+    let run = common::run_bounded(
+        std::process::Command::new(&example).arg(format!("127.0.0.1:{}", server.port)),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "the example failed: {}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.stdout, "user:42 = Some(\"Ada\")\nuser:43 = None\n");
+    let mut c = server.connect();
+    c.send(b"get user:42\r\n");
+    assert_eq!(
+        c.read_until(b"END\r\n"),
+        b"VALUE user:42 0 3\r\nAda\r\nEND\r\n"
+    );
+}
+
+/// Warm restart signals one instance (its pid file, systemctl), never every one on the
+/// host (`pidof`).
+#[test]
+fn no_pidof_in_the_readme() {
+    assert!(!README.contains("pidof"), "README signals through pidof");
+    let warm = section("Warm restart and snapshots");
+    assert!(warm.contains("kill -USR1 \"$(cat /run/ferrocache/ferrocache.pid)\""));
+    assert!(warm.contains("systemctl kill -s USR1 ferrocache"));
 }

@@ -63,7 +63,7 @@ impl Drop for TempDir {
 /// The tests exercise our `--sasl-pwdb` and `passwd`; the reference has neither.
 fn skip_for_reference() -> bool {
     if targeting_reference() {
-        eprintln!("NOTICE: FERRO_TEST_SERVER is set; SASL interop tests use ferrocache's --sasl-pwdb; skipping");
+        common::skip("FERRO_TEST_SERVER is set; SASL interop tests use ferrocache's --sasl-pwdb");
         return true;
     }
     false
@@ -174,7 +174,7 @@ fn run_script(script: &str, server: &Server, args: &[&str]) -> Option<Run> {
         if in_ci() {
             panic!("{script}: python client module missing under CI");
         }
-        eprintln!("NOTICE: {script}: client module not installed; skipping");
+        common::skip(&format!("{script}: client module not installed"));
         return None;
     }
     assert!(

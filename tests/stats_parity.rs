@@ -283,3 +283,69 @@ fn reassign_refusal_is_memcacheds() {
         );
     }
 }
+
+/// With `-o idle_timeout`, `stats` has memcached's `idle_kicks` in its place, and it
+/// counts the connections closed for idling (memcached's `t/idle-timeout.t` runs in
+/// `tests/memcached_suite.rs`).
+#[test]
+fn idle_kicks_where_memcached_has_it_and_counting() {
+    let args = ["-o", "idle_timeout=1"];
+    let Some(mc) = Server::memcached(&args) else {
+        return;
+    };
+    let fc = Server::ferrocache(&args);
+    for s in [&mc, &fc] {
+        let mut c = s.connect();
+        let names: Vec<String> = c.stats("").into_iter().map(|(k, _)| k).collect();
+        let at = names.iter().position(|n| n == "idle_kicks");
+        assert!(
+            at.is_some_and(|i| names[i - 1] == "auth_errors" && names[i + 1] == "bytes_read"),
+            "port {}: idle_kicks not between auth_errors and bytes_read: {names:?}",
+            s.port
+        );
+        assert_eq!(c.stat("idle_kicks").as_deref(), Some("0"));
+        // One connection idles; this one keeps asking (bounded: 10 s).
+        let idle = s.connect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while c.stat("idle_kicks").as_deref() != Some("1") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {}: the idle connection was not kicked",
+                s.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        drop(idle);
+    }
+    // Without -o idle_timeout neither prints it.
+    let Some(mc) = Server::memcached(&[]) else {
+        return;
+    };
+    let fc = Server::ferrocache(&[]);
+    for s in [&mc, &fc] {
+        assert_eq!(s.connect().stat("idle_kicks"), None, "port {}", s.port);
+    }
+}
+
+/// `cache_memlimit` moves `stats settings` maxbytes as it moves `limit_maxbytes`.
+#[test]
+fn maxbytes_follows_cache_memlimit_as_in_memcached() {
+    let Some(mc) = Server::memcached(&[]) else {
+        return;
+    };
+    let fc = Server::ferrocache(&[]);
+    let mut seen = Vec::new();
+    for s in [&mc, &fc] {
+        let mut c = s.connect();
+        assert_eq!(c.line("cache_memlimit 100\r\n"), "OK\r\n");
+        let settings = c.stats("settings");
+        let maxbytes = settings
+            .iter()
+            .find(|(k, _)| k == "maxbytes")
+            .map(|(_, v)| v.clone());
+        seen.push((maxbytes, c.stat("limit_maxbytes")));
+    }
+    let want = Some("104857600".to_string());
+    assert_eq!(seen[0], (want.clone(), want.clone()), "memcached");
+    assert_eq!(seen[1], seen[0], "ferrocache beside memcached");
+}

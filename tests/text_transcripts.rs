@@ -301,6 +301,8 @@ fn stats_general_shape() {
                 "cluster_config_",
                 "cmd_config_",
                 "curr_config",
+                // Which ferrocache this is (issue #25), last.
+                "ferrocache_",
             ]
             .iter()
             .any(|p| n.starts_with(p))

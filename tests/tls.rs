@@ -892,3 +892,224 @@ fn tls_clients_that_never_read_their_replies_cost_what_plain_ones_do() {
     assert!(tls < plain + (40 << 20), "TLS +{tls} bytes, plain +{plain}");
     assert!(tls_wait < Duration::from_secs(1));
 }
+
+/// A second CA and an X.509 version 1 client certificate signed by it (`openssl x509
+/// -req` without extensions writes version 1): (CA PEM, client cert PEM, key PEM).
+fn v1_client_certificate(dir: &Scratch) -> Option<(String, String, String)> {
+    if !require_tool(OPENSSL) {
+        return None;
+    }
+    let p = |n: &str| dir.path(n);
+    let steps: [Vec<String>; 3] = [
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &p("ca2.key"),
+            "-out",
+            &p("ca2.pem"),
+            "-subj",
+            "/CN=v1 test CA",
+            "-days",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec(),
+        [
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &p("v1.key"),
+            "-out",
+            &p("v1.csr"),
+            "-subj",
+            "/CN=v1 client",
+        ]
+        .map(String::from)
+        .to_vec(),
+        [
+            "x509",
+            "-req",
+            "-in",
+            &p("v1.csr"),
+            "-CA",
+            &p("ca2.pem"),
+            "-CAkey",
+            &p("ca2.key"),
+            "-out",
+            &p("v1.pem"),
+            "-days",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for s in &steps {
+        let run = run_bounded(Command::new(OPENSSL).args(s), Duration::from_secs(30));
+        assert!(
+            run.status.is_some_and(|st| st.success()),
+            "openssl {s:?}: {}",
+            run.stderr
+        );
+    }
+    let text = run_bounded(
+        Command::new(OPENSSL).args(["x509", "-noout", "-text", "-in", &p("v1.pem")]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        text.stdout.contains("Version: 1 (0x0)"),
+        "not v1:\n{}",
+        text.stdout
+    );
+    for f in ["ca2.pem", "v1.pem", "v1.key"] {
+        set_mode(std::path::Path::new(&p(f)), 0o644);
+    }
+    Some((p("ca2.pem"), p("v1.pem"), p("v1.key")))
+}
+
+/// Presents one certificate whatever the server asks (rustls' own
+/// `with_client_auth_cert` parses the certificate first and refuses version 1).
+#[derive(Debug)]
+struct Present(std::sync::Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Present {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A client presenting `cert`/`key`, trusting `pki`'s CA for the server.
+fn client_with(pki: &Pki, cert: &str, key: &str) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(pki.ca_der.clone()))
+        .expect("CA");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("cert")
+        .map(|c| c.expect("cert"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .expect("signing key");
+    let presented = Present(std::sync::Arc::new(rustls::sign::CertifiedKey::new(
+        certs, signing,
+    )));
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(std::sync::Arc::new(presented)),
+    )
+}
+
+/// Whether `version` is served to a client presenting `cfg`'s certificate.
+fn served(port: u16, cfg: std::sync::Arc<rustls::ClientConfig>) -> bool {
+    let Ok(mut s) = connect_tls(port, cfg) else {
+        return false;
+    };
+    if s.write_all(b"version\r\n").is_err() {
+        return false;
+    }
+    read_quiet_stream(&mut s, PATIENCE, QUIET, PATIENCE).0 == b"VERSION 1.6.18\r\n"
+}
+
+/// `-v` says what TLS does (not "accepted for compatibility" for the ssl_* options),
+/// which listener speaks TLS, how clients authenticate under `ssl_verify_mode=2`; a
+/// version 1 client certificate, which memcached -Z accepts and rustls refuses, is
+/// refused with the reason logged at `-v`.
+#[test]
+fn verbose_start_up_tells_tls_and_a_version_1_client_certificate_is_refused_with_its_reason() {
+    let pki = Pki::new("tls-v1");
+    let Some((ca2, v1, v1_key)) = v1_client_certificate(&pki.dir) else {
+        return;
+    };
+    let cas = pki.dir.file(
+        "cas.pem",
+        &format!(
+            "{}{}",
+            std::fs::read_to_string(&pki.ca).expect("ca"),
+            std::fs::read_to_string(&ca2).expect("ca2")
+        ),
+    );
+    let args = tls_args(&pki, &format!("ssl_verify_mode=2,ssl_ca_cert={cas}"));
+    // memcached (OpenSSL) serves the version 1 certificate.
+    if let Some(mc) = start(true, &args) {
+        assert!(
+            served(mc.port, client_with(&pki, &v1, &v1_key)),
+            "memcached refused v1"
+        );
+    }
+    let (port, notls) = (free_port(), free_port());
+    let log = pki.dir.path("ferrocache.log");
+    let mut cmd = Command::new(ferrocache_bin());
+    cmd.args(["-v", "-U", "0", "-l"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-l")
+        .arg(format!("notls:127.0.0.1:{notls}"))
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    if is_root() {
+        cmd.args(["-u", "nobody"]);
+    }
+    let mut child = cmd.spawn().expect("spawn ferrocache");
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "ferrocache -Z did not come up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let v3_served = served(port, client_config(&pki, true, &[]));
+    let v1_served = served(port, client_with(&pki, &v1, &v1_key));
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        v3_served,
+        "a version 3 client certificate was refused:\n{said}"
+    );
+    assert!(
+        !v1_served,
+        "ferrocache served a version 1 certificate:\n{said}"
+    );
+    for want in [
+        format!("listening on tcp:127.0.0.1:{port} (auto-negotiate, TLS)"),
+        format!("listening on tcp:127.0.0.1:{notls} (auto-negotiate, notls)"),
+        format!(
+            "TLS (-Z): certificate chain {}, key {}",
+            pki.server_cert, pki.server_key
+        ),
+        format!("client certificates required, verified against {cas}"),
+        "authentication: TLS client certificates (ssl_verify_mode=2) on TLS listeners; none on \
+         the notls listeners"
+            .to_string(),
+        "TLS handshake refused: invalid peer certificate".to_string(),
+        "X.509 version 1 certificate".to_string(),
+    ] {
+        assert!(said.contains(&want), "-v lacks {want:?}:\n{said}");
+    }
+    assert!(!said.contains("authentication: none\n"), "{said}");
+    assert!(!said.contains("accepted for compatibility"), "{said}");
+}

@@ -448,6 +448,23 @@ impl ConfigClient {
         let mut c = NodeConn::connect(node, &self.conn, self.tls.as_ref())?;
         c.config_set(&config.payload())
     }
+
+    /// Sends one text-protocol command `line` (without its `\r\n`) to `node` over the
+    /// client's transport (plain or TLS, its timeouts) and returns the one-line reply
+    /// (an `ERROR`/`CLIENT_ERROR`/`SERVER_ERROR` line too): what `ferrocache-cli
+    /// snapshot` sends. Text protocol, without SASL.
+    pub fn text_command(&self, node: &NodeSpec, line: &str) -> Result<String> {
+        let opts = ConnOptions {
+            protocol: Protocol::Text,
+            auth: None,
+            ..self.conn.clone()
+        };
+        let mut c = NodeConn::connect(node, &opts, self.tls.as_ref())?;
+        c.out.extend_from_slice(line.as_bytes());
+        c.out.extend_from_slice(b"\r\n");
+        c.flush_out()?;
+        Ok(String::from_utf8_lossy(&c.read_line()?).into_owned())
+    }
 }
 
 #[cfg(test)]

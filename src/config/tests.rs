@@ -455,6 +455,13 @@ fn sub_options() {
             _ => o.to_string(),
         };
         let a = format!("-t 4 -o {v}");
+        if EXTSTORE_SUBOPTS.contains(o) {
+            // Accepted by memcached, refused here: no flash tier is served.
+            let (msg, code) = fail(&a);
+            assert_eq!(code, EX_USAGE, "{a}");
+            assert!(msg.starts_with(&format!("-o {v}: extstore")), "{a}: {msg}");
+            continue;
+        }
         let c = cfg(&a);
         assert_eq!(c.extended.len(), 1, "{a}");
     }

@@ -391,7 +391,33 @@ pub fn is_error_reply(reply: Option<&[u8]>) -> bool {
 }
 
 /// Parses the request at the front of `buf` for a connection in SASL state `gate`.
+///
+/// memcached keeps the number of body bytes it discards in an `int`: a count of 2 GiB
+/// or more is negative there and nothing is discarded, so the error reply goes out at
+/// once and the bytes that follow are read as the next request. A storage request
+/// whose header announces such a value (a 4 GiB body) is `Too large.` that way.
 pub fn parse_gated<'a>(buf: &'a [u8], limits: &Limits, gate: SaslGate) -> Parse<'a> {
+    match parse_frame(buf, limits, gate) {
+        Parse::Error {
+            header,
+            status,
+            consumed,
+            swallow,
+            close,
+            unlink,
+        } if swallow > i32::MAX as usize => Parse::Error {
+            header,
+            status,
+            consumed,
+            swallow: 0,
+            close,
+            unlink,
+        },
+        parsed => parsed,
+    }
+}
+
+fn parse_frame<'a>(buf: &'a [u8], limits: &Limits, gate: SaslGate) -> Parse<'a> {
     let Some(hb) = buf.get(..HEADER_LEN) else {
         return Parse::Incomplete;
     };

@@ -139,6 +139,18 @@ impl Listeners {
             .collect()
     }
 
+    /// Each listener's name and whether it speaks TLS (`-Z` and not `notls:`; a unix
+    /// socket never does), for the start-up log.
+    pub fn tls_flags(&self) -> Vec<(String, bool)> {
+        self.list
+            .iter()
+            .map(|l| match l {
+                Listener::Tcp(_, n, tls) => (n.clone(), *tls),
+                Listener::Unix(_, n, _) => (n.clone(), false),
+            })
+            .collect()
+    }
+
     /// Bound TCP addresses.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.list

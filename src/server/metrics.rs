@@ -781,6 +781,23 @@ fn general_extra(rows: &Rows, ex: &mut Exposition) {
             "1".into(),
         );
     }
+    if let Some(v) = row(rows, "ferrocache_version") {
+        let labels = [
+            ("version", v),
+            (
+                "commit",
+                row(rows, "ferrocache_commit").unwrap_or("unknown"),
+            ),
+            ("build", row(rows, "ferrocache_build").unwrap_or("unknown")),
+        ];
+        ex.sample(
+            "ferrocache_build_info",
+            Kind::Gauge,
+            "Which ferrocache serves (memcached_version stays the protocol's 1.6.18).",
+            &labels,
+            "1".into(),
+        );
+    }
     let cas = ["cas_misses", "cas_hits", "cas_badval"]
         .iter()
         .map(|n| num(rows, n))

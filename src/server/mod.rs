@@ -40,6 +40,7 @@ mod metrics_http;
 pub mod session;
 mod shared;
 pub mod snapshot;
+pub mod snapshot_dirs;
 mod start;
 mod stats_exec;
 pub mod transport;

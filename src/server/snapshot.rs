@@ -2,12 +2,15 @@
 //! per-shard copy are in [`crate::store::snapshot`]).
 //!
 //! - Start ([`restore_at_start`], before any connection is accepted): `--restore FILE`,
-//!   else `-e FILE`, is loaded. The `-e` file is then consumed, as memcached removes
-//!   its `.meta` file at start: removed when it loaded cleanly, renamed to
-//!   `FILE.bad` when it was refused or damaged, whatever it is (a FIFO, a directory,
-//!   a symlink: the name itself is renamed), so a crash later never brings back an
-//!   old copy and a bad file never stops the next start. A `--restore` file is left
-//!   alone.
+//!   else `-e FILE`, is loaded. The `-e` file is consumed, as memcached removes its
+//!   `.meta` file at start: renamed to `FILE.loading` before it is read (a start that
+//!   dies while loading does not load it again: no restart loop), then removed when
+//!   it loaded cleanly or renamed to `FILE.bad` when it was refused or damaged,
+//!   whatever it is (a FIFO, a directory, a symlink: the name itself is renamed), so a
+//!   crash later never brings back an old copy and a bad file never stops the next
+//!   start. A `--restore` file is left alone. While it loads, the service manager is
+//!   told once a second that the start goes on (`EXTEND_TIMEOUT_USEC`,
+//!   [`crate::notify::still_loading`]).
 //! - Graceful stop (SIGUSR1, `shutdown graceful`) with `-e FILE`: after the workers
 //!   have stopped, the cache is saved to FILE ([`save_at_stop`]). SIGTERM/SIGINT do not
 //!   save, as in memcached.
@@ -43,9 +46,40 @@ fn all_threads() -> usize {
 
 /// `FILE.bad`.
 fn bad_path(p: &Path) -> PathBuf {
+    suffixed(p, ".bad")
+}
+
+/// `FILE<suffix>`.
+fn suffixed(p: &Path, suffix: &str) -> PathBuf {
     let mut s = p.as_os_str().to_owned();
-    s.push(".bad");
+    s.push(suffix);
     PathBuf::from(s)
+}
+
+/// Loads `source` (the snapshot named `shown`) into the store, telling the service
+/// manager once a second that the start goes on (`EXTEND_TIMEOUT_USEC`), so that a
+/// large restore is not killed by the unit's start timeout.
+fn load_notifying(shared: &Shared, source: &Path, shown: &Path) -> snapshot::LoadReport {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let status = format!("restoring the cache from {}", shown.display());
+    std::thread::scope(|s| {
+        let status = &status;
+        s.spawn(move || loop {
+            crate::notify::still_loading(status);
+            match done_rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => break,
+            }
+        });
+        let rep = snapshot::load(
+            &shared.store,
+            source,
+            all_threads(),
+            &shared.snapshots.stats,
+        );
+        drop(done_tx);
+        rep
+    })
 }
 
 /// Loads `--restore FILE` or the `-e FILE` into the store of a server that does not
@@ -64,8 +98,22 @@ pub fn restore_at_start(shared: &Shared) {
         );
         return;
     }
-    let st = &shared.snapshots.stats;
-    let rep = snapshot::load(&shared.store, &path, all_threads(), st);
+    // The -e file is consumed before it is read: a start that dies while loading
+    // (killed at a timeout, out of memory) leaves it as FILE.loading and the next start
+    // is empty, instead of loading it again in a restart loop.
+    let source = if consume {
+        let loading = suffixed(&path, ".loading");
+        match std::fs::rename(&path, &loading) {
+            Ok(()) => loading,
+            Err(e) => {
+                log::warn!("warm restart: cannot move {} aside: {e}", path.display());
+                path.clone()
+            }
+        }
+    } else {
+        path.clone()
+    };
+    let rep = load_notifying(shared, &source, &path);
     let what = if consume { "warm restart" } else { "restore" };
     match (&rep.error, rep.refused) {
         (Some(e), true) => log::error!("{what}: {} refused: {e}; starting empty", path.display()),
@@ -97,14 +145,14 @@ pub fn restore_at_start(shared: &Shared) {
     }
     if consume {
         if rep.error.is_none() {
-            if let Err(e) = std::fs::remove_file(&path) {
-                log::warn!("warm restart: cannot remove {}: {e}", path.display());
+            if let Err(e) = std::fs::remove_file(&source) {
+                log::warn!("warm restart: cannot remove {}: {e}", source.display());
             }
         } else {
             // Whatever it is (a FIFO, a directory, a symlink: rename moves the name,
             // following nothing): the next start must not meet it again.
             let bad = bad_path(&path);
-            match std::fs::rename(&path, &bad) {
+            match std::fs::rename(&source, &bad) {
                 Ok(()) => log::warn!("warm restart: the file was moved to {}", bad.display()),
                 Err(e) => log::warn!("warm restart: cannot move {} aside: {e}", path.display()),
             }

@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use super::flow::PROTOCOL_VERSION;
+use super::flow::{build_text, FERROCACHE_COMMIT, FERROCACHE_VERSION, PROTOCOL_VERSION};
 use super::insight_stats;
 use super::shared::{Shared, STATE_NAMES};
 use crate::protocol::text::Keys;
@@ -183,6 +183,8 @@ fn settings_stats(shared: &Shared, out: &mut dyn StatSink) {
                 f64::from_bits(shared.slab_automove_ratio.load(Ordering::Relaxed))
             ),
             "detail_enabled" => if shared.prefix.enabled() { "yes" } else { "no" }.to_string(),
+            // `cache_memlimit` moves it, as in memcached.
+            "maxbytes" => shared.store.mem_limit().to_string(),
             _ => value,
         };
         stat_line(out, name, value);
@@ -282,6 +284,10 @@ fn general_stats(shared: &Shared, out: &mut dyn StatSink) {
     stat_line(out, "store_no_memory", s.store_no_memory);
     stat_line(out, "auth_cmds", s.auth_cmds);
     stat_line(out, "auth_errors", s.auth_errors);
+    // memcached prints it only with `-o idle_timeout` (connections closed for idling).
+    if shared.config.idle_timeout > 0 {
+        stat_line(out, "idle_kicks", s.idle_kicks);
+    }
     stat_line(out, "bytes_read", s.bytes_read);
     stat_line(out, "bytes_written", s.bytes_written);
     stat_line(out, "limit_maxbytes", st.limit_maxbytes);
@@ -362,6 +368,15 @@ fn general_stats(shared: &Shared, out: &mut dyn StatSink) {
     }
     snapshot_stats(shared, out);
     cluster_stats(shared, out);
+    build_stats(out);
+}
+
+/// Ours, last: which ferrocache this node runs (`version` stays memcached's 1.6.18,
+/// which clients check), exported on `/metrics` as `ferrocache_build_info`.
+fn build_stats(out: &mut dyn StatSink) {
+    stat_line(out, "ferrocache_version", FERROCACHE_VERSION);
+    stat_line(out, "ferrocache_commit", FERROCACHE_COMMIT);
+    stat_line(out, "ferrocache_build", build_text());
 }
 
 /// Ours (ElastiCache's names, CloudWatch's `CmdConfigGet`, `CmdConfigSet`,

@@ -221,7 +221,11 @@ impl Transport {
                 Ok(_) => {
                     let handshaking = tls.is_handshaking();
                     if let Err(e) = tls.process_new_packets() {
-                        log::debug!("TLS error: {e}");
+                        if handshaking && crate::tls::is_certificate_failure(&e) {
+                            log::info!("{}", crate::tls::handshake_failure(&e));
+                        } else {
+                            log::debug!("TLS error: {e}");
+                        }
                         self.tls_failed = true;
                         self.handshake_failed = handshaking;
                         // The alert rustls queued for the peer, if the socket takes it.

@@ -489,6 +489,7 @@ impl Worker {
             .collect();
         for i in idle {
             log::info!("worker {}: closing idle connection", self.id);
+            crate::stats::bump(&self.counters.idle_kicks, 1);
             if let Some(Some(c)) = self.conns.get_mut(i) {
                 c.set_close_reason(super::watch::CloseReason::IdleTimeout);
             }

@@ -74,7 +74,14 @@ enum Cmd {
     LatencyCheck(latcheck::Args),
 }
 
+#[path = "../common/docs.rs"]
+mod docs;
+
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = docs::answer(<Cli as clap::CommandFactory>::command(), &args) {
+        return code;
+    }
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run(a) => run_command(a),

@@ -13,6 +13,8 @@
 //! ```
 //!
 //! Exit status: 0 done, 1 "not found" / not stored, 2 usage or connection errors.
+//! `ferrocache-cli --man` prints the man page, `--completions bash|zsh|fish` a
+//! completion script (as the sole arguments).
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, Read, Write};
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ferrocache::client::discovery::ConfigClient;
 use ferrocache::client::ring::{parse_servers, Distribution, NodeSpec};
 use ferrocache::client::{Client, ClientConfig, ConnOptions, Protocol, SaslAuth, TlsOptions};
@@ -143,8 +145,8 @@ enum Cmd {
     /// Read keys (one per line) on standard input; print `key,host:port` for each.
     Locate,
     /// Ask every node (ferrocache serving snapshots into its snapshot directory) for
-    /// an online snapshot, wait until each has written it, print what was written.
-    /// Plain TCP only (not TLS).
+    /// an online snapshot, wait until each has written it, print what was written;
+    /// with --tls over TLS.
     Snapshot {
         /// File name inside the node's --snapshot-dir (default: one with the time).
         name: Option<String>,
@@ -185,8 +187,15 @@ enum ClusterCmd {
     },
 }
 
+#[path = "../common/docs.rs"]
+mod docs;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = docs::answer(Cli::command(), &args) {
+        return code;
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -292,13 +301,10 @@ fn run(cli: Cli) -> Result<u8, String> {
             0
         }
         Cmd::Stats { group } => stats_table(&mut out, &c, group.as_deref().unwrap_or("")),
-        Cmd::Snapshot { name, wait } => snapshot(
-            &mut out,
-            &c,
-            name.as_deref(),
-            *wait,
-            Duration::from_millis(cli.timeout_ms.max(1)),
-        ),
+        Cmd::Snapshot { name, wait } => {
+            let admin = ConfigClient::new(&conn_options(&cli)).map_err(|e| e.to_string())?;
+            snapshot(&mut out, &c, &admin, name.as_deref(), *wait)
+        }
         Cmd::Cluster { .. } => unreachable!("handled above"),
         Cmd::Locate => {
             // Keys are bytes: one per line, a CR before the LF dropped, not UTF-8-checked.
@@ -413,38 +419,26 @@ fn stats_table(out: &mut impl Write, c: &Client, group: &str) -> u8 {
     u8::from(failed) * 2
 }
 
-/// `snapshot [NAME]` on each node (one text connection each), then `stats` until no
-/// node has one in progress. Exit 0 when every node wrote its snapshot.
+/// `snapshot [NAME]` on each node (one text connection each, plain or TLS as the
+/// options say), then `stats` until no node has one in progress. Exit 0 when every
+/// node wrote its snapshot.
 fn snapshot(
     out: &mut impl Write,
     c: &Client,
+    admin: &ConfigClient,
     name: Option<&str>,
     wait: u64,
-    timeout: Duration,
 ) -> u8 {
-    use std::net::{TcpStream, ToSocketAddrs};
-    let nodes: Vec<String> = c.stats("").into_iter().map(|(n, _)| n).collect();
+    let cmd = match name {
+        Some(n) => format!("snapshot {n}"),
+        None => "snapshot".to_string(),
+    };
     let mut asked = Vec::new();
     let mut failed = false;
-    for node in &nodes {
-        let reply = (|| -> std::io::Result<String> {
-            let addr = node
-                .to_socket_addrs()?
-                .next()
-                .ok_or_else(|| std::io::Error::other("no address"))?;
-            let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-            s.set_read_timeout(Some(timeout))?;
-            let cmd = match name {
-                Some(n) => format!("snapshot {n}\r\n"),
-                None => "snapshot\r\n".to_string(),
-            };
-            s.write_all(cmd.as_bytes())?;
-            let mut line = String::new();
-            std::io::BufReader::new(s).read_line(&mut line)?;
-            Ok(line.trim_end().to_string())
-        })();
-        match reply {
-            Ok(r) if r.starts_with("OK") => asked.push(node.clone()),
+    for spec in c.servers() {
+        let node = spec.name();
+        match admin.text_command(&spec, &cmd) {
+            Ok(r) if r.starts_with("OK") => asked.push(node),
             Ok(r) => {
                 failed = true;
                 let _ = writeln!(out, "{node}  {r}");
