@@ -128,7 +128,7 @@ impl Coin {
 
     /// The next 64 random bits.
     #[inline]
-    pub fn next(&mut self) -> u64 {
+    pub fn draw(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -140,7 +140,7 @@ impl Coin {
     /// True with probability `num / den` (always when `num >= den`).
     #[inline]
     pub fn chance(&mut self, num: usize, den: usize) -> bool {
-        num >= den || (self.next() % den.max(1) as u64) < num as u64
+        num >= den || (self.draw() % den.max(1) as u64) < num as u64
     }
 }
 

@@ -240,3 +240,61 @@ fn cache_down_still_serves_the_loader() {
     assert_eq!(v.as_deref(), Some(&b"fresh"[..]));
     assert!(c.node_status()[0].errors >= 1);
 }
+
+/// Set-on-write between two writers: writer 1 commits v1, writer 2 commits v2 and
+/// caches it, then writer 1's cache write arrives. A plain set would leave v1 cached
+/// (older than the database); `write_through` finds the item changed since it looked
+/// and deletes it instead, whether the key was cached before or not.
+fn write_through_conflict(protocol: Protocol) {
+    let srv = Server::ferrocache(&[]);
+    let c = client(&[&srv], protocol);
+    let cache = c.cache_aside(60);
+    for cached_before in [true, false] {
+        c.flush_all(0).expect("flush");
+        if cached_before {
+            c.set(b"row", b"v0", 0, 60).expect("set");
+        }
+        let db = std::cell::RefCell::new(Vec::new());
+        let stored = cache
+            .write_through_with(b"row", || {
+                db.borrow_mut().push("v1"); // writer 1 commits
+                cache // writer 2, start to end
+                    .write_through(b"row", b"v2", |_| {
+                        db.borrow_mut().push("v2");
+                        Ok::<_, String>(())
+                    })
+                    .expect("writer 2");
+                assert_eq!(c.get(b"row").expect("get").expect("hit").value, b"v2");
+                Ok::<_, String>(b"v1".to_vec())
+            })
+            .expect("writer 1");
+        assert_eq!(stored, b"v1");
+        assert_eq!(*db.borrow(), ["v1", "v2"]);
+        assert_eq!(
+            c.get(b"row").expect("get"),
+            None,
+            "{protocol:?}, cached before: {cached_before}: v1 must not stay cached"
+        );
+        // Without a concurrent writer the new value is cached.
+        cache
+            .write_through(b"row", b"v3", |_| Ok::<_, String>(()))
+            .expect("write");
+        assert_eq!(c.get(b"row").expect("get").expect("hit").value, b"v3");
+    }
+    assert_eq!(c.node_status()[0].errors, 0);
+}
+
+#[test]
+fn write_through_conflict_text() {
+    write_through_conflict(Protocol::Text);
+}
+
+#[test]
+fn write_through_conflict_binary() {
+    write_through_conflict(Protocol::Binary);
+}
+
+#[test]
+fn write_through_conflict_meta() {
+    write_through_conflict(Protocol::Meta);
+}

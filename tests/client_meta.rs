@@ -499,3 +499,63 @@ fn text_cache_aside_has_no_placeholder() {
     assert!(cache.mark_stale(b"t").expect("delete"));
     assert_eq!(c.get(b"t").expect("get"), None);
 }
+
+// ---- invalidation while a lease is held (the stale-set race) --------------------
+
+/// A reader wins the lease on a missing key and reads the database (the loader); a
+/// writer then updates the row and invalidates the key before the reader stores.
+/// The reader's value is older than the database: it must not be cached, whatever
+/// the writer did to the key (delete, mark stale, or set the new value).
+fn lease_invalidated_while_loading(srv: &Server) {
+    let c = client(srv);
+    c.flush_all(0).expect("flush");
+    let cache = c.cache_aside(60);
+    let wait = Duration::from_secs(10);
+    type Writer = fn(&Client, &[u8]);
+    let writers: [(&str, Writer); 3] = [
+        ("delete", |c, k| {
+            assert!(c.delete(k).expect("md"), "the placeholder was there");
+        }),
+        ("mark stale", |c, k| {
+            assert!(c.cache_aside(60).mark_stale(k).expect("md I"));
+        }),
+        ("set the new row", |c, k| {
+            c.set(k, b"v2", 0, 60).expect("ms")
+        }),
+    ];
+    for (what, writer) in writers {
+        let key = format!("row:{}", what.replace(' ', "-"));
+        let key = key.as_bytes();
+        std::thread::scope(|s| {
+            let (loader, started, release) = gated(Ok("v1"));
+            let reader = s.spawn(|| cache.get_or_load(key, loader));
+            started.recv_timeout(wait).expect("reader loading");
+            writer(&c, key);
+            release.send(()).expect("release");
+            // The reader still answers with what it read.
+            assert_eq!(
+                reader.join().expect("join").expect("reader"),
+                Some(b"v1".to_vec()),
+                "{what}"
+            );
+        });
+        let cached = c.get(key).expect("get").map(|i| i.value);
+        assert_ne!(cached.as_deref(), Some(&b"v1"[..]), "{what}: v1 was cached");
+        // The next reader reads the database again (or gets the writer's value).
+        let next = cache
+            .get_or_load(key, || Ok::<_, String>(Some(b"v2".to_vec())))
+            .expect("next reader");
+        assert_eq!(next.as_deref(), Some(&b"v2"[..]), "{what}");
+    }
+}
+
+#[test]
+fn lease_invalidated_while_loading_against_memcached() {
+    let Some(mc) = memcached() else { return };
+    lease_invalidated_while_loading(&mc);
+}
+
+#[test]
+fn lease_invalidated_while_loading_against_ferrocache() {
+    lease_invalidated_while_loading(&Server::ferrocache(&[]));
+}

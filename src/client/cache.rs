@@ -23,9 +23,10 @@
 //!   ├─ hit, no W/Z ──────────────────────────────▶ the value
 //!   ├─ W (won: a miss created an empty placeholder, the remaining TTL fell below R,
 //!   │     or the item was marked stale) ─▶ loader() ─▶ ms key F T C<cas> ─▶ loaded value
-//!   │        (EX: someone stored since, theirs stays; NF: the item went, stored
-//!   │         with ms ME; loader None without negative caching: md key C<cas>;
-//!   │         loader error on a placeholder: md key C<cas>, so a waiter can win)
+//!   │        (EX or NF: the item changed or went since the lease, a writer
+//!   │         invalidated it: nothing is stored; loader None without negative
+//!   │         caching: md key C<cas>; loader error on a placeholder: md key C<cas>,
+//!   │         so a waiter can win)
 //!   ├─ Z with a value (valid in the R window, or X stale) ─▶ that value, no loader
 //!   └─ Z on the placeholder (0 bytes, flags 0): the winner is loading
 //!        ─▶ sleep 5, 10, 20, 40, 50, 50... ms and mg again (with N: if the
@@ -42,11 +43,38 @@
 //!   recache once the item's remaining TTL, in the node's whole seconds, is below
 //!   it, while everyone else keeps getting the still-valid value. With a 2 s TTL,
 //!   `recache_window(2)` reloads during the last second and the key never misses.
-//! - [`CacheAside::mark_stale`] (`md I`) makes the cached value stale: it keeps being
+//! - [`CacheAside::mark_stale`] (`md I`, the item's expiry kept) makes the cached
+//!   value stale: it keeps being
 //!   served to others while the first reader reloads it.
 //! - A value of 0 bytes with client flags 0 under `Z` is taken for a placeholder
 //!   (with [`CacheAside::flags`] 0, an empty loaded value is waited on like one).
 //!   Plain [`Client::get`]s see a placeholder as an empty value with flags 0.
+//!
+//! ## Invalidation and the stale-set race
+//!
+//! A reader misses, reads row v1; a writer commits v2 and deletes the key; the reader
+//! then caches v1, which stays until its TTL although the write finished long before.
+//! Plain get/set cache-aside (and [`CacheAside::get_or_load`] over text and binary)
+//! has this race. Over [`Protocol::Meta`] the lease closes it: the reader's `mg N`
+//! takes the lease *before* it reads the database, and it stores only over the item
+//! it leased (`ms C<cas>`). A delete (`md`) removes that item, a `md I`
+//! ([`CacheAside::mark_stale`]) or a store gives it a new CAS: either way the late
+//! store of v1 is refused. A lease taken after the invalidation reads the database
+//! after the commit. No placeholder (`mg` failed, or the node had no memory for one):
+//! the loaded value is returned and not cached.
+//!
+//! Set-on-write races the same way between two writers (the cache writes arrive in
+//! the other order than the commits): [`CacheAside::write_through`] caches only over
+//! the item it saw before writing, and deletes the key when that changed.
+//!
+//! What this client recommends: read with `get_or_load` over [`Protocol::Meta`], and
+//! after each committed update delete the key ([`Client::delete`],
+//! [`CacheAside::delete_through`]): no read that starts after the delete returns the
+//! old value. [`CacheAside::mark_stale`] instead lets the other readers of a hot key
+//! keep the old value while one reloads it (no wait, no stampede, stale for one
+//! reload); [`CacheAside::write_through`] warms the cache on writes at one more round
+//! trip. `tests/db_cache.rs` measures all of them over SQLite under concurrent
+//! readers and writers.
 //!
 //! ```no_run
 //! use ferrocache::client::{Client, ClientConfig};
@@ -200,17 +228,12 @@ impl CacheAside<'_> {
         loop {
             let lease = match self.client.lease(key, self.vivify_ttl, self.recache_window) {
                 Ok(Some(lease)) => lease,
-                // A miss the node would not create a placeholder for (out of memory).
-                Ok(None) => {
-                    let loaded = loader()?;
-                    self.store_loaded(key, &loaded, None);
-                    return Ok(loaded);
-                }
+                // A miss the node would not create a placeholder for (out of memory):
+                // without a lease a store could race an invalidation, so none is made.
+                Ok(None) => return loader(),
                 Err(e) => {
-                    log::warn!("cache-aside: mg failed, loading anyway: {e}");
-                    let loaded = loader()?;
-                    self.store_loaded(key, &loaded, None);
-                    return Ok(loaded);
+                    log::warn!("cache-aside: mg failed, loading without caching: {e}");
+                    return loader();
                 }
             };
             let cas = lease.item.cas;
@@ -253,7 +276,10 @@ impl CacheAside<'_> {
     }
 
     /// Caches what the loader returned. With `over` (meta: the CAS of the item the
-    /// lease was on) only that item is replaced: `ms C<cas>`, or `ms ME` if it went.
+    /// lease was on) only that item is replaced (`ms C<cas>`): if it changed (`EX`) or
+    /// went (`NF`) since the lease was given, a writer invalidated it (or another
+    /// caller stored) while the loader ran, so what the loader read may be older than
+    /// the database and is not cached (see "Invalidation and the stale-set race").
     fn store_loaded(&self, key: &[u8], loaded: &Option<Vec<u8>>, over: Option<u64>) {
         let (value, flags, ttl) = match loaded {
             Some(v) => (v.as_slice(), self.flags, self.ttl),
@@ -272,9 +298,8 @@ impl CacheAside<'_> {
             None => self.client.set(key, value, flags, ttl),
             Some(cas) => match self.client.cas(key, value, flags, ttl, cas) {
                 Ok(StoreOutcome::Stored) => Ok(()),
-                Ok(StoreOutcome::NotFound) => self.client.add(key, value, flags, ttl).map(|_| ()),
                 Ok(other) => {
-                    log::debug!("cache-aside: {other:?}: a newer value was stored meanwhile");
+                    log::debug!("cache-aside: {other:?}: the lease was invalidated; not cached");
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -285,32 +310,85 @@ impl CacheAside<'_> {
         }
     }
 
-    /// Makes the cached value stale. Over [`Protocol::Meta`] `md <key> I T<ttl>`: it
-    /// is still served (to callers that lose the recache) for at most `ttl` more
-    /// seconds while the first [`CacheAside::get_or_load`] reloads it. Over text and
-    /// binary: deleted. False when the key was not cached.
+    /// Makes the cached value stale. Over [`Protocol::Meta`] `md <key> I`: it keeps
+    /// being served to the callers that lose the recache while the first
+    /// [`CacheAside::get_or_load`] reloads it, and keeps the expiry it was cached
+    /// with, so a stale value is never served past that TTL (a new TTL with each
+    /// invalidation would let a key that is written faster than it reloads serve its
+    /// old value indefinitely). Over text and binary: deleted. False when the key was
+    /// not cached.
     pub fn mark_stale(&self, key: &[u8]) -> super::Result<bool> {
         if self.client.config().conn.protocol == Protocol::Meta {
-            self.client.mark_stale(key, self.ttl)
+            self.client.mark_stale(key)
         } else {
             self.client.delete(key)
         }
     }
 
-    /// Writes `value` to the system of record with `write`, then to the cache. If
-    /// the cache write fails the key is deleted (best effort) so no stale value stays.
+    /// Writes `value` to the system of record with `write`, then to the cache, only
+    /// over the item that was cached before the write (see
+    /// [`CacheAside::write_through_with`]).
     pub fn write_through<E>(
         &self,
         key: &[u8],
         value: &[u8],
         write: impl FnOnce(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        write(value)?;
-        if let Err(e) = self.client.set(key, value, self.flags, self.ttl) {
-            log::warn!("write-through: cache set failed ({e}); deleting the key");
-            let _ = self.client.delete(key);
+        self.write_through_with(key, || write(value).map(|()| value.to_vec()))
+            .map(|_| ())
+    }
+
+    /// Writes to the system of record with `write`, which returns the value as
+    /// written (with the version or timestamp the database gave it, say), then caches
+    /// that value; returns it. The cache write is conditional, so that it cannot put
+    /// back an older value:
+    ///
+    /// ```text
+    ///  get key (CAS c, or a miss) ─▶ write() ─▶ cas key <value> c   (or add, after a miss)
+    ///                                            └ not stored ─▶ delete key
+    /// ```
+    ///
+    /// Two writers that commit v1 then v2 but reach the cache in the other order would
+    /// leave v1 cached with a plain `set`; here the second cache write finds the item
+    /// changed since its `get` and deletes it instead, and the next read loads v2. A
+    /// reader's lease placeholder is replaced the same way (its store then fails).
+    /// The cost is one more round trip per write. When the cache cannot be reached,
+    /// the write still succeeds (logged); only `write`'s own errors are errors.
+    pub fn write_through_with<E>(
+        &self,
+        key: &[u8],
+        write: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Vec<u8>, E> {
+        let before = match self.client.get(key) {
+            Ok(item) => Some(item.map(|i| i.cas)),
+            Err(e) => {
+                log::warn!("write-through: cache get failed ({e}); the key will be deleted");
+                None
+            }
+        };
+        let value = write()?;
+        let stored = match before {
+            Some(Some(cas)) => self
+                .client
+                .cas(key, &value, self.flags, self.ttl, cas)
+                .map(|o| o == StoreOutcome::Stored),
+            Some(None) => self.client.add(key, &value, self.flags, self.ttl),
+            None => Ok(false),
+        };
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                log::debug!("write-through: the cached item changed meanwhile; deleting it");
+                if let Err(e) = self.client.delete(key) {
+                    log::warn!("write-through: cache delete failed: {e}");
+                }
+            }
+            Err(e) => {
+                log::warn!("write-through: cache write failed ({e}); deleting the key");
+                let _ = self.client.delete(key);
+            }
         }
-        Ok(())
+        Ok(value)
     }
 
     /// Deletes from the system of record with `remove`, then from the cache.

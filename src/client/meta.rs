@@ -5,7 +5,7 @@
 //!  get_many     mg <key> v f c q O<i> ... mn         VA <n> f c O<i> (hits only) ... MN
 //!  set/add/...  ms <key> <n> F<flags> T<ttl> [M<E|R|A|P>] [C<cas>]   HD / NS / EX / NF
 //!  delete       md <key> [C<cas>]                    HD / NF / EX
-//!  mark stale   md <key> I T<ttl>                    HD / NF
+//!  mark stale   md <key> I                           HD / NF
 //!  incr/decr    ma <key> D<delta> M<I|D> v           VA <n> <number> / NF
 //!  touch        mg <key> T<ttl>                      HD / EN
 //!  lease        mg <key> v f c N<vivify> [R<window>] VA <n> f c [W] [X] [Z]
@@ -223,10 +223,10 @@ impl NodeConn {
         }
     }
 
-    /// `md <key> I T<ttl>`: marks the item stale (it is served with `X`, and the next
-    /// `mg` with `N`/`R` wins the recache); false when missing.
-    pub(super) fn meta_mark_stale(&mut self, key: &[u8], ttl: u32) -> Result<bool> {
-        self.meta_send(b"md", key, format_args!(" I T{ttl}"))?;
+    /// `md <key> I`: marks the item stale (it is served with `X`, and the next `mg`
+    /// with `N`/`R` wins the recache), its expiry unchanged; false when missing.
+    pub(super) fn meta_mark_stale(&mut self, key: &[u8]) -> Result<bool> {
+        self.meta_send(b"md", key, format_args!(" I"))?;
         let r = self.meta_reply()?;
         match &r.code {
             b"HD" => Ok(true),

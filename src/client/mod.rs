@@ -576,10 +576,10 @@ impl Client {
         self.on_key(key, |c| c.meta_delete(key, Some(cas)))
     }
 
-    /// `md <key> I T<ttl>` ([`Protocol::Meta`] only): marks the item stale.
-    pub(crate) fn mark_stale(&self, key: &[u8], ttl: u32) -> Result<bool> {
+    /// `md <key> I` ([`Protocol::Meta`] only): marks the item stale (its expiry stays).
+    pub(crate) fn mark_stale(&self, key: &[u8]) -> Result<bool> {
         self.require_meta()?;
-        self.on_key(key, |c| c.meta_mark_stale(key, ttl))
+        self.on_key(key, |c| c.meta_mark_stale(key))
     }
 
     fn require_meta(&self) -> Result<()> {

@@ -16,10 +16,14 @@
 //!   measurements less the round trip (issue #17's accuracy target).
 //! - `insight`: accuracy of `stats sizing` (estimates at -m 16 against real runs at 32
 //!   and 64) and of `stats hotkeys` (recall of the true top 10) on Zipf traces.
+//! - `dbload`: the load a cache takes off a database (examples/db_cache's application
+//!   threads against SQLite or PostgreSQL with no cache, memcached, ferrocache):
+//!   database queries/s, reads without the database, p50/p99, stale reads.
 //! - `snapshot`: warm restart (save/load time beside `dd`, RSS) and workload (a) during online snapshots.
 #![forbid(unsafe_code)]
 
 mod compare;
+mod dbload;
 mod handshake;
 mod hist;
 mod hitratio;
@@ -72,6 +76,8 @@ enum Cmd {
     Snapshot(snapshot::Args),
     /// `stats latency` against what a client measures (less the round trip).
     LatencyCheck(latcheck::Args),
+    /// Database load with no cache, memcached and ferrocache: queries/s, latency, stale reads.
+    Dbload(dbload::Args),
 }
 
 #[path = "../common/docs.rs"]
@@ -92,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Insight(a) => insight::main(a),
         Cmd::Snapshot(a) => snapshot::main(a),
         Cmd::LatencyCheck(a) => latcheck::main(a),
+        Cmd::Dbload(a) => dbload::main(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
