@@ -233,16 +233,7 @@ impl Db {
     pub fn get_item(&mut self, id: i64) -> DbResult<Option<Vec<u8>>> {
         self.queries += 1;
         let sql = format!("SELECT version, payload FROM {} WHERE id = $1", self.items);
-        let row: Option<(i64, String)> = match &mut self.conn {
-            Conn::Sqlite(c) => {
-                use rusqlite::OptionalExtension;
-                c.prepare_cached(&sql)?
-                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?
-            }
-            Conn::Postgres(c) => c.query_opt(&sql, &[&id])?.map(|r| (r.get(0), r.get(1))),
-        };
-        Ok(row.map(|(v, p)| item_value(v, &p)))
+        self.item_row(&sql, id)
     }
 
     /// `UPDATE` of one item (one more on its version), committed: its new cached form
@@ -253,14 +244,20 @@ impl Db {
             "UPDATE {} SET version = version + 1 WHERE id = $1 RETURNING version, payload",
             self.items
         );
+        self.item_row(&sql, id)
+    }
+
+    /// Runs `sql` (one `$1` parameter, the id; answers `version, payload` or no row)
+    /// and gives the row's cached form.
+    fn item_row(&mut self, sql: &str, id: i64) -> DbResult<Option<Vec<u8>>> {
         let row: Option<(i64, String)> = match &mut self.conn {
             Conn::Sqlite(c) => {
                 use rusqlite::OptionalExtension;
-                c.prepare_cached(&sql)?
+                c.prepare_cached(sql)?
                     .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
             }
-            Conn::Postgres(c) => c.query_opt(&sql, &[&id])?.map(|r| (r.get(0), r.get(1))),
+            Conn::Postgres(c) => c.query_opt(sql, &[&id])?.map(|r| (r.get(0), r.get(1))),
         };
         Ok(row.map(|(v, p)| item_value(v, &p)))
     }

@@ -450,26 +450,13 @@ const SUBOPTS: &[&str] = &[
     "slab_automove_freeratio",
 ];
 
-/// memcached's extstore options (its flash tier, built into Debian's memcached).
-/// ferrocache serves no flash tier, so a start with any of them is refused: the
-/// operator would otherwise get a server with only `-m` of the capacity configured.
-const EXTSTORE_SUBOPTS: &[&str] = &[
-    "ext_path",
-    "ext_page_size",
-    "ext_wbuf_size",
-    "ext_threads",
-    "ext_io_depth",
-    "ext_item_size",
-    "ext_item_age",
-    "ext_low_ttl",
-    "ext_recache_rate",
-    "ext_compact_under",
-    "ext_drop_under",
-    "ext_max_sleep",
-    "ext_max_frag",
-    "ext_drop_unread",
-    "slab_automove_freeratio",
-];
+/// memcached's extstore options (its flash tier, built into Debian's memcached): the
+/// `ext_*` entries of [`SUBOPTS`] and `slab_automove_freeratio`. ferrocache serves no
+/// flash tier, so a start with any of them is refused: the operator would otherwise
+/// get a server with only `-m` of the capacity configured.
+fn is_extstore_subopt(name: &str) -> bool {
+    name.starts_with("ext_") || name == "slab_automove_freeratio"
+}
 
 /// The message a start with an extstore option stops with (exit 64, `EX_USAGE`).
 fn extstore_refusal(token: &str) -> String {
@@ -869,7 +856,7 @@ impl Config {
                 return Err((format!("Illegal suboption \"{token}\""), 1));
             }
             self.apply_subopt(st, name, value)?;
-            if EXTSTORE_SUBOPTS.contains(&name) {
+            if is_extstore_subopt(name) {
                 return Err((extstore_refusal(token), EX_USAGE));
             }
             self.extended

@@ -455,7 +455,7 @@ fn sub_options() {
             _ => o.to_string(),
         };
         let a = format!("-t 4 -o {v}");
-        if EXTSTORE_SUBOPTS.contains(o) {
+        if is_extstore_subopt(o) {
             // Accepted by memcached, refused here: no flash tier is served.
             let (msg, code) = fail(&a);
             assert_eq!(code, EX_USAGE, "{a}");
