@@ -13,6 +13,7 @@
 //! of the store or the server. Each part is off by a flag (`-o no_hotkeys`,
 //! `-o no_sizing`, `-o no_miss_reasons`, `-o no_insight` for all three).
 
+pub mod hot_rows;
 pub mod hotkeys;
 pub mod sizing;
 

@@ -12,12 +12,10 @@
 
 use std::fmt::Display;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
 
 use super::shared::Shared;
-use crate::insight::{escape_key, hotkeys, sizing};
+use crate::insight::hot_rows::{yes_no, HotRows};
+use crate::insight::sizing;
 use crate::stats;
 
 /// Where rows go: (name, value).
@@ -28,116 +26,37 @@ pub(super) const HOTKEYS_DEFAULT: usize = 10;
 /// Most keys `stats hotkeys N` lists.
 pub(super) const HOTKEYS_MAX: usize = 1000;
 
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
 
 /// `stats hotkeys [n]`: the sketch's figures, then the `n` hottest keys. A key is
 /// printed escaped ([`escape_key`]: `%XX` for any byte but letters, digits and
 /// `-._~:/`), so it never breaks a row. The rows come from [`HotRowsCache`].
 pub(super) fn hotkeys_rows(shared: &Shared, n: usize, out: Emit<'_>) {
-    match shared.hot_rows.get(shared, n) {
+    match hot_rows(shared, n) {
         Some(rows) => {
-            for (k, v) in rows.rows.iter() {
-                out(k, v);
+            for (k, v) in rows.rows() {
+                out(k, &v);
             }
         }
         None => out("hotkeys_enabled", &"no"),
     }
 }
 
+/// The rows of `stats hotkeys n` from the cache (None: hot keys are off).
+fn hot_rows(shared: &Shared, n: usize) -> Option<Arc<HotRows>> {
+    let i = shared.store.insight().filter(|i| i.config().hotkeys)?;
+    Some(
+        shared
+            .hot_rows
+            .get(&i.hot, n.min(HOTKEYS_MAX), shared.clock.now()),
+    )
+}
+
 /// `stats hotkeys <n>` in the text protocol: its `STAT` lines appended to `out` (the
 /// rendered text is cached with the rows).
 pub(super) fn hotkeys_text(shared: &Shared, n: usize, out: &mut Vec<u8>) {
-    match shared.hot_rows.get(shared, n) {
-        Some(rows) => out.extend_from_slice(&rows.text),
+    match hot_rows(shared, n) {
+        Some(rows) => out.extend_from_slice(rows.text()),
         None => out.extend_from_slice(b"STAT hotkeys_enabled no\r\n"),
-    }
-}
-
-/// How long rendered `stats hotkeys` rows are reused at most (in real time; never
-/// across a second of server time).
-const HOT_ROWS_FOR: Duration = Duration::from_secs(1);
-
-/// Rendered `stats hotkeys` rows, reused while they are fresh.
-pub(super) struct HotRows {
-    /// Server time (relative seconds) they were made at.
-    now: u32,
-    made: Instant,
-    /// The sketches' epoch then ([`hotkeys::HotKeys::epoch`]).
-    epoch: u64,
-    /// Keys asked for.
-    n: usize,
-    /// (name, value) in order.
-    rows: Vec<(String, String)>,
-    /// The same as text `STAT` lines.
-    text: Vec<u8>,
-}
-
-/// The last `stats hotkeys N` rows (issue #24, point 8). Making them merges every
-/// worker's sketch (about 0.4 ms) and formats up to 5,000 rows (about 1.8 ms for
-/// N = 1000): clients looping it made every other client of the server several
-/// times slower. A report is a rate over seconds of server time, so rows made in the
-/// same second of server time (and under a second ago in real time, for `-o
-/// debugtime`), for the same N, with no switch or `stats reset` since, are served
-/// again: a looping client costs a copy per request and one report per second.
-#[derive(Default)]
-pub(crate) struct HotRowsCache(Mutex<Option<Arc<HotRows>>>);
-
-impl HotRowsCache {
-    /// The rows of `stats hotkeys n` (None: hot keys are off, `-o no_hotkeys`).
-    fn get(&self, shared: &Shared, n: usize) -> Option<Arc<HotRows>> {
-        let i = shared.store.insight().filter(|i| i.config().hotkeys)?;
-        let n = n.min(HOTKEYS_MAX);
-        let now = shared.clock.now();
-        let epoch = i.hot.epoch();
-        if let Some(r) = &*self.0.lock() {
-            if r.now == now && r.n == n && r.epoch == epoch && r.made.elapsed() < HOT_ROWS_FOR {
-                return Some(r.clone());
-            }
-        }
-        // Made without the lock held: a concurrent request makes its own.
-        let rep = i.hot.report(n, now);
-        let mut rows: Vec<(String, String)> = Vec::with_capacity(8 + 5 * rep.top.len());
-        let mut row = |k: &str, v: &dyn Display| rows.push((k.to_string(), v.to_string()));
-        row("hotkeys_enabled", &yes_no(i.hot.enabled()));
-        row("hotkeys_sample_every", &hotkeys::SAMPLE_EVERY);
-        row("hotkeys_counters", &hotkeys::COUNTERS);
-        row("hotkeys_half_life", &hotkeys::HALF_LIFE);
-        row("hotkeys_sketches", &rep.sketches);
-        row("hotkeys_memory", &rep.bytes);
-        row("hotkeys_sampled", &rep.sampled);
-        row("hotkeys_total_rate", &format_args!("{:.1}", rep.total_rate));
-        for (r, k) in rep.top.iter().enumerate() {
-            let p = format!("hotkey:{}", r + 1);
-            row(&format!("{p}:key"), &escape_key(&k.key));
-            row(&format!("{p}:rate"), &format_args!("{:.1}", k.rate));
-            row(&format!("{p}:share"), &format_args!("{:.4}", k.share));
-            row(&format!("{p}:count"), &k.count);
-            row(&format!("{p}:error"), &k.error);
-        }
-        let mut text = Vec::with_capacity(rows.iter().map(|(k, v)| k.len() + v.len() + 8).sum());
-        for (k, v) in &rows {
-            text.extend_from_slice(b"STAT ");
-            text.extend_from_slice(k.as_bytes());
-            text.push(b' ');
-            text.extend_from_slice(v.as_bytes());
-            text.extend_from_slice(b"\r\n");
-        }
-        let made = Arc::new(HotRows {
-            now,
-            made: Instant::now(),
-            epoch,
-            n,
-            rows,
-            text,
-        });
-        *self.0.lock() = Some(made.clone());
-        Some(made)
     }
 }
 

@@ -103,7 +103,7 @@ pub struct Shared {
     /// cluster`).
     pub cluster: cluster::ClusterState,
     /// The last `stats hotkeys N` rows, reused for a moment.
-    pub(crate) hot_rows: super::insight_stats::HotRowsCache,
+    pub(crate) hot_rows: crate::insight::hot_rows::HotRowsCache,
     stop_tx: Sender<StopReason>,
 }
 
