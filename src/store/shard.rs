@@ -609,19 +609,21 @@ impl Shard {
     /// Marks an item as read now: its counter goes up by one read per
     /// [`policy::READ_BYTES`] of its size ([`policy::read_counts`]).
     pub fn bump(&mut self, ctx: &Ctx, l: Loc, now: u32) {
-        let (total, full) = {
-            let c = self.chunk(l);
-            (item::total_of(c, ctx.cas_on), c[0] & FREQ == FREQ)
+        let (sid, off) = split(l);
+        // The item's segment, borrowed apart from the policy's fields (one lookup).
+        let seg = match self.segs.get_mut(sid) {
+            Some(Some(s)) => s,
+            _ => unreachable_seg(),
         };
+        let used = seg.used;
+        let c = &mut seg.data[off..used];
+        let total = item::total_of(c, ctx.cas_on);
         self.lifetimes[Band::of(total).index()].read(total);
-        let counts = full || policy::read_counts(total, &mut self.coin);
-        let c = self.chunk_mut(l);
         let b = c[0];
-        c[0] = if b & FREQ == FREQ || !counts {
-            b
-        } else {
-            b + FREQ_ONE
-        } | FETCHED;
+        if b & FREQ != FREQ && policy::read_counts(total, &mut self.coin) {
+            c[0] = b + FREQ_ONE;
+        }
+        c[0] |= FETCHED;
         if item::rd32(c, item::OFF_TIME) != now {
             item::wr32(c, item::OFF_TIME, now);
         }
