@@ -26,10 +26,10 @@ pub(super) const HOTKEYS_DEFAULT: usize = 10;
 /// Most keys `stats hotkeys N` lists.
 pub(super) const HOTKEYS_MAX: usize = 1000;
 
-
 /// `stats hotkeys [n]`: the sketch's figures, then the `n` hottest keys. A key is
-/// printed escaped ([`escape_key`]: `%XX` for any byte but letters, digits and
-/// `-._~:/`), so it never breaks a row. The rows come from [`HotRowsCache`].
+/// printed escaped ([`crate::insight::escape_key`]: `%XX` for any byte but letters,
+/// digits and `-._~:/`), so it never breaks a row. The rows come from
+/// [`crate::insight::hot_rows::HotRowsCache`].
 pub(super) fn hotkeys_rows(shared: &Shared, n: usize, out: Emit<'_>) {
     match hot_rows(shared, n) {
         Some(rows) => {
