@@ -980,7 +980,7 @@ impl Store {
 
     /// Looks a key up and runs `f` on the item under the shard lock.
     pub fn get<R>(&self, key: &[u8], f: impl FnOnce(&ItemRef<'_>) -> R) -> Result<R, Miss> {
-        copied(self.lookup(key, None, ReplyValue::COPY, |it, _| f(it)))
+        copied(self.get_reply(key, None, ReplyValue::COPY, |it, _| f(it)))
     }
 
     /// A lookup for a reply ([`Store::get`], or [`Store::get_and_touch`] with
@@ -988,16 +988,6 @@ impl Store {
     /// `lease.rs` and [`ReplyValue`]): `f` is told so (`true`) and writes the reply
     /// without the value, which the caller then streams with [`Store::read_lease`].
     pub fn get_reply<R>(
-        &self,
-        key: &[u8],
-        touch: Option<i64>,
-        rv: ReplyValue,
-        f: impl FnOnce(&ItemRef<'_>, bool) -> R,
-    ) -> Result<Reply<R>, Miss> {
-        self.lookup(key, touch, rv, f)
-    }
-
-    fn lookup<R>(
         &self,
         key: &[u8],
         touch: Option<i64>,
@@ -1148,12 +1138,12 @@ impl Store {
         exptime: i64,
         f: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Result<R, Miss> {
-        copied(self.lookup(key, Some(exptime), ReplyValue::COPY, |it, _| f(it)))
+        copied(self.get_reply(key, Some(exptime), ReplyValue::COPY, |it, _| f(it)))
     }
 
     /// Sets a new expiry on an existing item.
     pub fn touch(&self, key: &[u8], exptime: i64) -> Result<(), Miss> {
-        copied(self.lookup(key, Some(exptime), ReplyValue::COPY, |_, _| ()))
+        copied(self.get_reply(key, Some(exptime), ReplyValue::COPY, |_, _| ()))
     }
 
     /// Stores a value. `exptime` is as the client sent it.
