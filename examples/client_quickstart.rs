@@ -1,6 +1,6 @@
 //! The README's first client example, as a program: `cargo run --release --example
 //! client_quickstart -- 127.0.0.1:11211` (the nodes, comma-separated; default
-//! 127.0.0.1:11211). `tests/readme.rs` builds and runs it against a server and holds
+//! 127.0.0.1:11211). `tests/suite/readme.rs` builds and runs it against a server and holds
 //! the README's code block to this file.
 
 use ferrocache::client::{Client, ClientConfig};

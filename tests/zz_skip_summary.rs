@@ -1,12 +1,17 @@
 //! The last test binary of a `cargo test` run (cargo runs integration tests in the
-//! order of their names; hence `zz_`): prints which tests skipped and why, from the
-//! records `common::skip` left under the target directory during this run (those of
-//! other runs are removed), and fails under `CI=true` if any test skipped (but for
-//! the optional checks, `common::skip_optional`).
+//! order of their names: `suite`, then this; hence `zz_`): prints which tests skipped
+//! and why, from the records `common::skip` left under the target directory during this
+//! run (those of other runs are removed), and fails under `CI=true` if any test skipped
+//! (but for the optional checks, `common::skip_optional`). A binary of its own because
+//! it must run after every test of `suite` has finished.
 //!
 //! Run alone (`cargo test --test zz_skip_summary`) it reports the skips of that
 //! invocation only, that is none.
 
+/// The skip records of the suite's harness (`tests/suite/common/skips.rs`) alone:
+/// this binary neither starts servers nor links more of the harness.
+#[allow(dead_code)]
+#[path = "suite/common/skips.rs"]
 mod common;
 
 use std::io::Write;

@@ -20,7 +20,7 @@
 //!   stale-while-revalidate), and a session store shared by several processes;
 //! - `load` (`load.rs`): application threads under a Zipf read-mostly load through one
 //!   pattern; database queries, latency, stale reads (`ferrocache-bench dbload` and
-//!   `tests/db_cache.rs` run it);
+//!   `tests/suite/db_cache.rs` run it);
 //! - `session-worker`: one application process of the session store (`sessions.rs`).
 #![forbid(unsafe_code)]
 

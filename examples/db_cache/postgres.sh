@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts Debian's PostgreSQL (the newest installed postgresql-NN, cluster "main") on
 # its defaults, 127.0.0.1:5432 (and ::1) and the unix socket in /var/run/postgresql,
-# and creates the role and database examples/db_cache and tests/db_cache.rs use:
+# and creates the role and database examples/db_cache and tests/suite/db_cache.rs use:
 #   host=127.0.0.1 user=ferrocache password=ferrocache dbname=ferrocache
 # Idempotent; run as root (sudo). Needs `apt-get install postgresql`. Stop it with
 #   pg_ctlcluster <version> main stop

@@ -10,7 +10,7 @@ one file per candidate:
           lines of a case, concatenated; `args -I`/`-C` picked up), the string literals
           holding "\\r\\n" in the text-protocol tests, some split variants;
 - binary: packets built here (every opcode, quiet pipelines, too large, SASL);
-- auth:   the -Y framing strings of tests/ascii_auth.rs, -Y and SASL credential
+- auth:   the -Y framing strings of tests/suite/ascii_auth.rs, -Y and SASL credential
           files, PLAIN/SCRAM messages, and valid-client configurations;
 - snapshot: snapshot files in the format of src/store/snapshot.rs (items, CAS values
           at the 48-bit edge, an end block's counts, expiries), sealed and not;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches memcached 1.6.18's own test suite (t/) from Debian's source package into
-# DEST (default: target/memcached-src), for tests/memcached_suite.rs. The package
+# DEST (default: target/memcached-src), for tests/suite/memcached_suite.rs. The package
 # lists are kept in DEST too: the machine's apt configuration is not changed.
 set -euo pipefail
 DEST="${1:-$(dirname "$0")/../../target/memcached-src}"

@@ -9,7 +9,7 @@ Every case below is a list of steps. Each case gets its own memcached process on
 127.0.0.1 with a random port (so CAS counters start fresh), each step's bytes are sent
 in one write, and whatever the server answers until the connection has been quiet for
 a while is recorded. The result goes to tests/data/transcripts/<family>.txt, which
-tests/text_transcripts.rs replays against ferrocache (and against memcached, so a
+tests/suite/text_transcripts.rs replays against ferrocache (and against memcached, so a
 stale golden fails).
 
 Golden file format (one file per command family):
