@@ -73,7 +73,7 @@
 //! old value. [`CacheAside::mark_stale`] instead lets the other readers of a hot key
 //! keep the old value while one reloads it (no wait, no stampede, stale for one
 //! reload); [`CacheAside::write_through`] warms the cache on writes at one more round
-//! trip. `tests/db_cache.rs` measures all of them over SQLite under concurrent
+//! trip. `tests/suite/db_cache.rs` measures all of them over SQLite under concurrent
 //! readers and writers.
 //!
 //! ```no_run

@@ -1,5 +1,5 @@
 //! `soak`: a bounded soak test of one server. Real clients, evictions, expiries, the
-//! connection fault patterns of `tests/overload.rs`, SIGHUP and `flush_all` all run at
+//! connection fault patterns of `tests/suite/overload.rs`, SIGHUP and `flush_all` all run at
 //! once for `--duration` seconds; a monitor checks the invariants every `--interval`
 //! seconds and prints one line per check; the command exits non-zero if any invariant
 //! failed at any time. A documented command, not run in CI.
