@@ -211,7 +211,7 @@ fn main() -> ExitCode {
                 continue;
             }
             if sig == signal_hook::consts::SIGUSR2 {
-                ferrocache::server::snapshot::on_signal(&shared);
+                ferrocache::server::snapshot::on_signal(shared.snapshot());
                 continue;
             }
             let why = if sig == signal_hook::consts::SIGUSR1 {
@@ -242,7 +242,7 @@ fn main() -> ExitCode {
     // memcached's -e: a graceful stop saves the cache (nothing is served any more). A
     // save that failed is no success: exit 73 (EX_CANTCREAT), so that systemd and
     // scripts see the cache was lost.
-    let saved = !why.graceful() || ferrocache::server::snapshot::save_at_stop(&state);
+    let saved = !why.graceful() || ferrocache::server::snapshot::save_at_stop(state.snapshot());
     sig_handle.close();
     let _ = sig_thread.join();
     if let Some(path) = pid_file {

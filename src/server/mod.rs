@@ -22,32 +22,36 @@
 //! close first, workers flush what they have buffered, threads are joined. With
 //! `--metrics-listen`, one more thread serves Prometheus' `/metrics` (`metrics_http`,
 //! rendered from the `stats` rows by `metrics`).
+//!
+//! The folders, bottom to top (no file imports one above it):
+//! - `budget.rs`, `flow.rs`: the buffer budget of all connections; what an executor
+//!   tells the connection (`Flow`) and the version strings.
+//! - `admin/`: state and streams an operator drives: the cluster configuration
+//!   (`cluster`), `lru_crawler` and `metadump` (`dump`), `watch`, snapshots
+//!   (`snapshot`, `snapshot_dirs`).
+//! - `shared.rs`: `Shared`, what every thread holds.
+//! - `stats/`: `stats` rows (`rows`), `stats hotkeys|sizing|misses` (`insight`),
+//!   `/metrics` (`metrics`), the `-vv` log (`vlog`).
+//! - `exec/`: executors of a parsed request against the store: `text`, `meta`, `binary`.
+//! - `session/`: a connection's protocol state free of I/O, its authentication (`auth`).
+//! - `net/`: listeners, workers, connections over a `transport`, the in-memory
+//!   `loopback` peer, the `/metrics` HTTP listener.
+//! - `start.rs`: `Server`, `ServerHandle`, the maintenance thread.
 
-mod binary_exec;
+mod admin;
 pub mod budget;
-pub mod cluster;
-mod conn;
-mod conn_auth;
-pub mod dump;
 mod exec;
 mod flow;
-mod insight_stats;
-mod listener;
-pub mod loopback;
-mod meta_exec;
-mod metrics;
-mod metrics_http;
+mod net;
 pub mod session;
 mod shared;
-pub mod snapshot;
-pub mod snapshot_dirs;
 mod start;
-mod stats_exec;
-pub mod transport;
-pub mod vlog;
-pub mod watch;
-mod worker;
+mod stats;
 
-pub use listener::Listeners;
+pub use admin::{cluster, dump, snapshot, snapshot_dirs, watch};
+pub use net::{loopback, transport};
+pub use stats::vlog;
+
+pub use net::listener::Listeners;
 pub use shared::{store_config, ConnInfo, Shared, StopReason, STATE_NAMES};
 pub use start::{Server, ServerHandle};

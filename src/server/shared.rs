@@ -1,17 +1,18 @@
 //! What every thread of a server shares ([`Shared`]), what `stats conns` shows of a
 //! connection ([`ConnInfo`]), and why a server stops ([`StopReason`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use super::{budget, cluster, dump, watch};
+use super::admin::snapshot::{Snapshot, Snapshots};
+use super::admin::{cluster, dump, watch};
+use super::budget;
 use crate::auth::Credentials;
 use crate::config::Config;
 use crate::stats::{ConnCounters, Counters, PrefixStats};
-use crate::store::snapshot::SnapStats;
 use crate::store::{Clock, Store, StoreConfig};
 
 /// Why the server is stopping.
@@ -179,6 +180,16 @@ impl Shared {
         (shared, stop_rx)
     }
 
+    /// What snapshots and warm restarts work with.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            config: &self.config,
+            store: &self.store,
+            clock: &self.clock,
+            state: &self.snapshots,
+        }
+    }
+
     /// Asks the main thread to stop the server.
     pub fn request_stop(&self, why: StopReason) {
         let _ = self.stop_tx.send(why);
@@ -203,61 +214,4 @@ pub fn store_config(cfg: &Config) -> StoreConfig {
         evict: !cfg.disable_evictions,
         shards,
     }
-}
-
-/// Snapshot state of a server: figures for `stats` and a requested online snapshot.
-#[derive(Debug, Default)]
-pub struct Snapshots {
-    /// Progress and results, for `stats`.
-    pub stats: SnapStats,
-    requested: Mutex<Option<std::path::PathBuf>>,
-}
-
-impl Snapshots {
-    /// Takes the online snapshot asked for, if any (the maintenance thread starts it).
-    pub(super) fn take_request(&self) -> Option<std::path::PathBuf> {
-        self.requested.lock().take()
-    }
-
-    /// Asks for an online snapshot to `path`; false when one is in progress.
-    pub fn request(&self, path: std::path::PathBuf) -> bool {
-        if self
-            .stats
-            .in_progress
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
-        self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
-        self.stats.bytes_written.store(0, Ordering::Relaxed);
-        self.stats.items_written.store(0, Ordering::Relaxed);
-        *self.requested.lock() = Some(path);
-        true
-    }
-
-    /// Waits until no snapshot is in progress, then marks one as in progress (for the
-    /// save at stop). Bounded: gives up after ten minutes.
-    pub(super) fn acquire(&self) -> bool {
-        for _ in 0..(10 * 60 * 20) {
-            if self
-                .stats
-                .in_progress
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-pub(super) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-use super::dump::BusyGuard;
-use super::listener::{self, Listeners};
-use super::shared::{Shared, StopReason};
-use super::worker;
 use crate::auth::Credentials;
 use crate::config::Config;
+use crate::server::admin::dump::BusyGuard;
+use crate::server::net::listener::{self, Listeners};
+use crate::server::net::worker;
+use crate::server::shared::{Shared, StopReason};
 
 /// A running server.
 pub struct ServerHandle {
@@ -63,7 +63,7 @@ impl Server {
         let (shared, stop_rx) = Shared::new(cfg, credentials, listener_info);
         // Before any worker or the acceptor runs: connections are accepted once the
         // snapshot is loaded (clients connecting meanwhile wait in the backlog).
-        super::snapshot::restore_at_start(&shared);
+        crate::server::admin::snapshot::restore_at_start(shared.snapshot());
         let threads_n = shared.counters.len();
         let n_listeners = shared.listener_info.len() as u64;
         shared
@@ -81,7 +81,7 @@ impl Server {
         // Bound before anything starts, so that a bad address stops the start.
         let metrics = match &shared.config.metrics_listen {
             Some((host, port)) => Some(
-                super::metrics_http::MetricsServer::bind(host, *port, shared.clone())
+                crate::server::net::metrics_http::MetricsServer::bind(host, *port, shared.clone())
                     .map_err(|e| format!("--metrics-listen {host}:{port}: {e}"))?,
             ),
             None => None,
@@ -146,7 +146,7 @@ fn maintenance(shared: Arc<Shared>) {
             shared.store.crawl_expired(10_000);
         }
         start_requested_crawl(&shared);
-        super::snapshot::start_requested(&shared);
+        crate::server::admin::snapshot::start_requested(&shared, Shared::snapshot);
     }
 }
 

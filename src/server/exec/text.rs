@@ -5,15 +5,15 @@
 
 use std::sync::atomic::Ordering;
 
-use super::dump::Dump;
-pub use super::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
-use super::shared::{Shared, StopReason};
-use super::vlog;
-use super::watch::{GetStatus, StoreStatus, FETCHERS, MUTATIONS};
 use crate::protocol::cluster::{CLUSTER_KEY, LEGACY_KEY};
 use crate::protocol::text::{
     reply as compose, Command, ConfigCmd, CrawlerCmd, DebugTimeArg, Keys, ShutdownMode,
 };
+use crate::server::admin::dump::Dump;
+use crate::server::admin::watch::{GetStatus, StoreStatus, FETCHERS, MUTATIONS};
+pub use crate::server::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
+use crate::server::shared::{Shared, StopReason};
+use crate::server::stats::vlog;
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::stats::{count_miss, count_store};
 use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, Reply, StoreOp, StoreOutcome};
@@ -311,14 +311,14 @@ pub fn execute(
             Flow::Continue
         }
         Command::Stats { args } => {
-            super::stats_exec::stats_command(shared, args, out);
+            crate::server::stats::rows::stats_command(shared, args, out);
             Flow::Continue
         }
         Command::Snapshot { name, bad } => {
             let text = if bad {
                 "ERROR".to_string()
             } else {
-                super::snapshot::command(shared, name)
+                crate::server::admin::snapshot::command(shared.snapshot(), name)
             };
             line(out, &text);
             Flow::Continue
@@ -491,7 +491,7 @@ struct Resume {
 }
 
 /// get / gets / gat / gats.
-/// `config get|set|delete <key>` (ElastiCache's auto discovery, [`super::cluster`]).
+/// `config get|set|delete <key>` (ElastiCache's auto discovery, [`crate::server::admin::cluster`]).
 fn config_command(shared: &Shared, cmd: ConfigCmd<'_>, out: &mut Vec<u8>) {
     let cluster = &shared.cluster;
     match cmd {
@@ -513,7 +513,11 @@ fn config_command(shared: &Shared, cmd: ConfigCmd<'_>, out: &mut Vec<u8>) {
             key, data, noreply, ..
         } => {
             if key != CLUSTER_KEY {
-                reply(out, noreply, super::cluster::replies::UNKNOWN_KEY);
+                reply(
+                    out,
+                    noreply,
+                    crate::server::admin::cluster::replies::UNKNOWN_KEY,
+                );
                 return;
             }
             match cluster.set(data) {

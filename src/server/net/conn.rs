@@ -22,13 +22,13 @@ use std::sync::Arc;
 
 use mio::Waker;
 
-use super::budget::{WorkerBuffers, OUT_HIGH};
-use super::session::{Ctx, Session, Stop, ST_MWRITE, ST_WAITING, TURN_BYTES};
-use super::shared::{ConnInfo, Shared};
-use super::transport::{Read, Transport, Write};
-use super::vlog;
-use super::watch::{CloseReason, WatchHub, CONNEVENTS};
 use crate::config::ProtocolMode;
+use crate::server::admin::watch::{CloseReason, WatchHub, CONNEVENTS};
+use crate::server::budget::{WorkerBuffers, OUT_HIGH};
+use crate::server::net::transport::{Read, Transport, Write};
+use crate::server::session::{Ctx, Session, Stop, ST_MWRITE, ST_WAITING, TURN_BYTES};
+use crate::server::shared::{ConnInfo, Shared};
+use crate::server::stats::vlog;
 use crate::stats::{bump, Counters};
 
 /// What the worker should do with a connection after `drive`.

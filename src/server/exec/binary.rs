@@ -3,13 +3,13 @@
 //! forms suppress successes (and get misses), errors are always sent, error packets
 //! carry CAS 0, and the same `stats` counters as the text protocol move.
 
-use super::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
-use super::shared::Shared;
-use super::stats_exec::{self, StatSink};
 use crate::protocol::binary::{
     write_error, write_hit, write_hit_head, write_key_miss, write_ok, write_stat, Command, Header,
     Request, Status, StoreKind,
 };
+use crate::server::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
+use crate::server::shared::Shared;
+use crate::server::stats::rows::{self as stats_exec, StatSink};
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::store::{Delta, DeltaOutcome, Guarded, Reply, ReplyValue, StoreOp, StoreOutcome};
 
@@ -198,10 +198,13 @@ fn config(shared: &Shared, out: &mut Vec<u8>, h: &Header, key: &[u8], cmd: &Comm
                 log::info!("config set cluster (binary): version {v}");
                 write_ok(out, h, &[], 0);
             }
-            Err(super::cluster::Refusal::ReadOnly) => write_error(out, h, Status::NotStored),
-            Err(super::cluster::Refusal::Bad(_) | super::cluster::Refusal::TooHigh(_)) => {
-                write_error(out, h, Status::Einval)
+            Err(crate::server::admin::cluster::Refusal::ReadOnly) => {
+                write_error(out, h, Status::NotStored)
             }
+            Err(
+                crate::server::admin::cluster::Refusal::Bad(_)
+                | crate::server::admin::cluster::Refusal::TooHigh(_),
+            ) => write_error(out, h, Status::Einval),
         },
         Command::ConfigDelete if is_cluster => match cluster.delete() {
             Ok(true) => write_ok(out, h, &[], 0),

@@ -1,5 +1,5 @@
 //! `--metrics-listen`: a tiny HTTP/1.x server for Prometheus on a thread of its own
-//! (its own `mio` poll; never a worker), serving [`super::metrics::render`].
+//! (its own `mio` poll; never a worker), serving [`crate::server::stats::metrics::render`].
 //!
 //! ```text
 //!   accept ─▶ Reading: head into a buffer (≤ HEAD_MAX) ─▶ parse ─▶ Writing: response
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::shared::Shared;
+use crate::server::shared::Shared;
 
 /// Largest request head (request line and headers) read: beyond it, 431.
 pub const HEAD_MAX: usize = 8 << 10;
@@ -60,7 +60,7 @@ struct HttpConn {
 }
 
 /// The metrics listener and its connections.
-pub(super) struct MetricsServer {
+pub(crate) struct MetricsServer {
     poll: Poll,
     listener: TcpListener,
     waker: Arc<Waker>,
@@ -71,7 +71,7 @@ pub(super) struct MetricsServer {
 
 impl MetricsServer {
     /// Binds `host:port` (the first address it resolves to).
-    pub(super) fn bind(host: &str, port: u16, shared: Arc<Shared>) -> std::io::Result<Self> {
+    pub(crate) fn bind(host: &str, port: u16, shared: Arc<Shared>) -> std::io::Result<Self> {
         let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
             std::io::Error::new(ErrorKind::NotFound, "the host resolves to no address")
         })?;
@@ -92,17 +92,17 @@ impl MetricsServer {
     }
 
     /// The bound address.
-    pub(super) fn local_addr(&self) -> std::io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// Wakes the thread (to see that the server stops).
-    pub(super) fn waker(&self) -> Arc<Waker> {
+    pub(crate) fn waker(&self) -> Arc<Waker> {
         self.waker.clone()
     }
 
     /// Serves until the server stops.
-    pub(super) fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(64);
         while !self.shared.stopping.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -314,7 +314,7 @@ fn answer(head: &[u8], shared: &Shared) -> Vec<u8> {
         Ok(head_only) => {
             // A bug while rendering costs this response, not the thread.
             let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                super::metrics::render(shared)
+                crate::server::stats::metrics::render(shared)
             }));
             match rendered {
                 Ok(body) => response(200, "OK", &[], body.as_bytes(), head_only),

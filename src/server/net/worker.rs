@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::budget::{WorkerBuffers, WorkerMem};
-use super::conn::{Conn, Status};
-use super::listener::{Mailbox, NewConn};
-use super::shared::{ConnInfo, Shared};
-use super::transport::Transport;
+use crate::server::budget::{WorkerBuffers, WorkerMem};
+use crate::server::net::conn::{Conn, Status};
+use crate::server::net::listener::{Mailbox, NewConn};
+use crate::server::net::transport::Transport;
+use crate::server::shared::{ConnInfo, Shared};
 use crate::stats::Counters;
 
 const WAKER: Token = Token(usize::MAX);
@@ -491,7 +491,7 @@ impl Worker {
             log::info!("worker {}: closing idle connection", self.id);
             crate::stats::bump(&self.counters.idle_kicks, 1);
             if let Some(Some(c)) = self.conns.get_mut(i) {
-                c.set_close_reason(super::watch::CloseReason::IdleTimeout);
+                c.set_close_reason(crate::server::admin::watch::CloseReason::IdleTimeout);
             }
             self.close(i);
         }

@@ -10,14 +10,14 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use super::flow::{build_text, FERROCACHE_COMMIT, FERROCACHE_VERSION, PROTOCOL_VERSION};
-use super::insight_stats;
-use super::shared::{Shared, STATE_NAMES};
 use crate::protocol::text::Keys;
+use crate::server::flow::{build_text, FERROCACHE_COMMIT, FERROCACHE_VERSION, PROTOCOL_VERSION};
+use crate::server::shared::{Shared, STATE_NAMES};
+use crate::server::stats::insight as insight_stats;
 use crate::stats;
 
 /// Where stats rows go: text `STAT` lines or binary STAT packets render the same rows.
-pub(super) trait StatSink {
+pub(crate) trait StatSink {
     /// One row.
     fn stat(&mut self, name: &str, value: &dyn std::fmt::Display);
 }
@@ -38,7 +38,7 @@ fn stat_line(out: &mut dyn StatSink, name: &str, value: impl std::fmt::Display) 
 
 /// The rows of a stats group served by both protocols (`""`, `settings`, `items`,
 /// `slabs`, `sizes`); false for another group.
-pub(super) fn stat_rows(shared: &Shared, group: &str, out: &mut dyn StatSink) -> bool {
+pub(crate) fn stat_rows(shared: &Shared, group: &str, out: &mut dyn StatSink) -> bool {
     match group {
         "" => general_stats(shared, out),
         "settings" => settings_stats(shared, out),
@@ -76,7 +76,7 @@ fn rusage() -> (String, String) {
 }
 
 /// `stats [group]` (also the source of the binary protocol's STAT packets).
-pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
     let mut words = Keys(args).map(|w| std::str::from_utf8(w).unwrap_or("\u{fffd}"));
     let group = words.next().unwrap_or("");
     match group {
@@ -130,7 +130,7 @@ pub(super) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The quantiles `stats latency` prints per family: (row suffix, q).
-pub(super) const LATENCY_QUANTILES: [(&str, f64); 4] =
+pub(crate) const LATENCY_QUANTILES: [(&str, f64); 4] =
     [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
 
 /// Nanoseconds as microseconds with three decimals (`12.288`).
@@ -196,7 +196,7 @@ fn settings_stats(shared: &Shared, out: &mut dyn StatSink) {
 /// the budget left it no more room for replies), `read_buf_*` read buffers
 /// (`read_buf_oom`: values refused and connections closed for lack of budget).
 fn buffer_stats(shared: &Shared, out: &mut dyn StatSink) {
-    let sum = |f: fn(&super::budget::BufferStats) -> &std::sync::atomic::AtomicUsize| {
+    let sum = |f: fn(&crate::server::budget::BufferStats) -> &std::sync::atomic::AtomicUsize| {
         shared
             .buffer_stats
             .iter()

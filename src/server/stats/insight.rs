@@ -13,24 +13,24 @@
 use std::fmt::Display;
 use std::sync::Arc;
 
-use super::shared::Shared;
 use crate::insight::hot_rows::{yes_no, HotRows};
 use crate::insight::sizing;
+use crate::server::shared::Shared;
 use crate::stats;
 
 /// Where rows go: (name, value).
-pub(super) type Emit<'a> = &'a mut dyn FnMut(&str, &dyn Display);
+pub(crate) type Emit<'a> = &'a mut dyn FnMut(&str, &dyn Display);
 
 /// Keys `stats hotkeys` lists when no count is given.
-pub(super) const HOTKEYS_DEFAULT: usize = 10;
+pub(crate) const HOTKEYS_DEFAULT: usize = 10;
 /// Most keys `stats hotkeys N` lists.
-pub(super) const HOTKEYS_MAX: usize = 1000;
+pub(crate) const HOTKEYS_MAX: usize = 1000;
 
 /// `stats hotkeys [n]`: the sketch's figures, then the `n` hottest keys. A key is
 /// printed escaped ([`crate::insight::escape_key`]: `%XX` for any byte but letters,
 /// digits and `-._~:/`), so it never breaks a row. The rows come from
 /// [`crate::insight::hot_rows::HotRowsCache`].
-pub(super) fn hotkeys_rows(shared: &Shared, n: usize, out: Emit<'_>) {
+pub(crate) fn hotkeys_rows(shared: &Shared, n: usize, out: Emit<'_>) {
     match hot_rows(shared, n) {
         Some(rows) => {
             for (k, v) in rows.rows() {
@@ -53,7 +53,7 @@ fn hot_rows(shared: &Shared, n: usize) -> Option<Arc<HotRows>> {
 
 /// `stats hotkeys <n>` in the text protocol: its `STAT` lines appended to `out` (the
 /// rendered text is cached with the rows).
-pub(super) fn hotkeys_text(shared: &Shared, n: usize, out: &mut Vec<u8>) {
+pub(crate) fn hotkeys_text(shared: &Shared, n: usize, out: &mut Vec<u8>) {
     match hot_rows(shared, n) {
         Some(rows) => out.extend_from_slice(rows.text()),
         None => out.extend_from_slice(b"STAT hotkeys_enabled no\r\n"),
@@ -61,7 +61,7 @@ pub(super) fn hotkeys_text(shared: &Shared, n: usize, out: &mut Vec<u8>) {
 }
 
 /// `stats sizing`: the estimated miss ratio at 0.25x..8x the current `-m`.
-pub(super) fn sizing_rows(shared: &Shared, out: Emit<'_>) {
+pub(crate) fn sizing_rows(shared: &Shared, out: Emit<'_>) {
     let store = &shared.store;
     let limit = store.mem_limit();
     let rep = store
@@ -94,7 +94,7 @@ pub(super) fn sizing_rows(shared: &Shared, out: Emit<'_>) {
 }
 
 /// `stats misses`: why get misses missed.
-pub(super) fn misses_rows(shared: &Shared, out: Emit<'_>) {
+pub(crate) fn misses_rows(shared: &Shared, out: Emit<'_>) {
     let s = stats::sum(shared.counters.iter().map(|a| &**a));
     let on = shared
         .store
@@ -109,7 +109,7 @@ pub(super) fn misses_rows(shared: &Shared, out: Emit<'_>) {
 }
 
 /// `stats hotkeys on|off`: sampling switched at run time (false: no such word).
-pub(super) fn hotkeys_switch(shared: &Shared, word: &str) -> Option<&'static str> {
+pub(crate) fn hotkeys_switch(shared: &Shared, word: &str) -> Option<&'static str> {
     let on = match word {
         "on" => true,
         "off" => false,

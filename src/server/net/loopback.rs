@@ -15,11 +15,11 @@
 
 use std::sync::Arc;
 
-use super::budget::{WorkerBuffers, WorkerMem};
-use super::session::{Ctx, Session, Stop};
-use super::shared::{ConnInfo, Shared};
 use crate::auth::Credentials;
 use crate::config::{parse_args_as, Invocation};
+use crate::server::budget::{WorkerBuffers, WorkerMem};
+use crate::server::session::{Ctx, Session, Stop};
+use crate::server::shared::{ConnInfo, Shared};
 use crate::stats::Counters;
 
 /// One server's state and one worker's buffers, with no thread started.

@@ -25,13 +25,13 @@ use std::sync::Arc;
 
 use mio::Waker;
 
-use super::exec::Flow;
-use super::shared::Shared;
 use crate::auth::{AuthSession, Notify, Step, MAX_FAILURES_PER_CONNECTION};
 use crate::protocol::binary::{
     self, write_error, write_header, write_ok, Command, Request, SaslGate, Status,
 };
 use crate::protocol::text::auth::{AUTH_FAILURE, AUTH_SUCCESS};
+use crate::server::exec::text::Flow;
+use crate::server::shared::Shared;
 use crate::stats::{bump, Counters};
 
 /// One connection's authentication state.

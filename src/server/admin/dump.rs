@@ -19,7 +19,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::watch::uriencode;
+use crate::server::admin::watch::uriencode;
 use crate::store::{DumpCursor, ItemMeta, Store};
 
 /// Items examined under one shard lock.

@@ -10,12 +10,12 @@
 //!         0      wpos     len
 //! ```
 //!
-//! A `Session` never touches a socket or a timer: the connection (`super::conn`) moves
+//! A `Session` never touches a socket or a timer: the connection (`crate::server::net::conn`) moves
 //! bytes between it and its transport, and tests feed it bytes directly. It holds:
 //!
 //! - **framing**: `Undecided` until the first byte says text or binary (or `-B`
 //!   decides), then for good;
-//! - **authentication** (`-S`, `-Y`), kept by `conn_auth::ConnAuth`;
+//! - **authentication** (`-S`, `-Y`), kept by `auth::ConnAuth`;
 //! - the states memcached keeps between requests: a data block being swallowed after
 //!   a refusal (and the reply that follows it), a suspended multi-get, the replies a
 //!   binary connection has already "sent" (what it still gets when closed for a bad
@@ -27,11 +27,13 @@
 //! [`Session::process`] serves every complete request in the buffer and says why it
 //! stopped ([`Stop`]): more input needed, its turn used up (`-R` requests or
 //! [`TURN_BYTES`] of replies), too many replies waiting, or close. Buffers are
-//! counted against the worker's share of the buffer budget (see [`super::budget`]):
+//! counted against the worker's share of the buffer budget (see [`crate::server::budget`]):
 //! a value larger than the read buffer is reserved whole when its request line
 //! arrives (or borrowed from `-m`, `store::loan`), or refused as memcached refuses a
 //! store it cannot allocate; a value longer than the replies may hold is streamed
 //! from the store a piece at a time (`store::lease`).
+
+pub mod auth;
 
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
@@ -39,16 +41,6 @@ use std::sync::Arc;
 
 use mio::Waker;
 
-use super::binary_exec;
-use super::budget::{WorkerBuffers, WorkerMem, OUT_FLOOR, OUT_HIGH, READ_BUF};
-use super::conn_auth::ConnAuth;
-use super::dump::{Dump, DUMP_LOW};
-use super::exec::{self, ExecCtx};
-use super::flow::{Flow, ReplyRoom, Streamed};
-use super::meta_exec;
-use super::shared::{ConnInfo, Shared};
-use super::vlog;
-use super::watch::{self, WatchHandle};
 use crate::config::ProtocolMode;
 use crate::latency::Family;
 use crate::protocol::ascii::{self, Parse, Request};
@@ -57,6 +49,16 @@ use crate::protocol::frame::{Limits, StoreRefusal};
 use crate::protocol::meta::MetaKind;
 use crate::protocol::text;
 use crate::protocol::text::auth::{parse_auth, AuthParse};
+use crate::server::admin::dump::{Dump, DUMP_LOW};
+use crate::server::admin::watch::{self, WatchHandle};
+use crate::server::budget::{WorkerBuffers, WorkerMem, OUT_FLOOR, OUT_HIGH, READ_BUF};
+use crate::server::exec::binary as binary_exec;
+use crate::server::exec::meta as meta_exec;
+use crate::server::exec::text::{self as exec, ExecCtx};
+use crate::server::flow::{Flow, ReplyRoom, Streamed};
+use crate::server::session::auth::ConnAuth;
+use crate::server::shared::{ConnInfo, Shared};
+use crate::server::stats::vlog;
 use crate::stats::{bump, Counters};
 use crate::store::Loan;
 
@@ -1073,8 +1075,8 @@ fn max_request(shared: &Shared) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::loopback::Loopback;
     use super::*;
+    use crate::server::net::loopback::Loopback;
 
     fn rig(args: &[&str]) -> Loopback {
         Loopback::new(args).expect("arguments")

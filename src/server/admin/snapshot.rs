@@ -28,8 +28,25 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::shared::{unix_ms, Shared};
+use parking_lot::Mutex;
+
+use crate::config::Config;
 use crate::store::snapshot::{self, SnapStats};
+use crate::store::{Clock, Store};
+
+/// What snapshots and warm restarts work with: the settings, the store, the clock and
+/// the snapshot state (`Shared::snapshot` lends them).
+#[derive(Clone, Copy)]
+pub struct Snapshot<'a> {
+    /// Settings (`-e`, `--restore`, `--snapshot-dir`, `--snapshot-limit`).
+    pub config: &'a Config,
+    /// The item store.
+    pub store: &'a Store,
+    /// The clock (file times, default names).
+    pub clock: &'a Clock,
+    /// Progress, figures, the requested online snapshot.
+    pub state: &'a Snapshots,
+}
 
 /// An online snapshot rests this many times as long as it worked after each block:
 /// at most a third of a core per snapshot thread, so the workers keep theirs
@@ -59,7 +76,7 @@ fn suffixed(p: &Path, suffix: &str) -> PathBuf {
 /// Loads `source` (the snapshot named `shown`) into the store, telling the service
 /// manager once a second that the start goes on (`EXTEND_TIMEOUT_USEC`), so that a
 /// large restore is not killed by the unit's start timeout.
-fn load_notifying(shared: &Shared, source: &Path, shown: &Path) -> snapshot::LoadReport {
+fn load_notifying(snap: Snapshot<'_>, source: &Path, shown: &Path) -> snapshot::LoadReport {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let status = format!("restoring the cache from {}", shown.display());
     std::thread::scope(|s| {
@@ -71,12 +88,7 @@ fn load_notifying(shared: &Shared, source: &Path, shown: &Path) -> snapshot::Loa
                 _ => break,
             }
         });
-        let rep = snapshot::load(
-            &shared.store,
-            source,
-            all_threads(),
-            &shared.snapshots.stats,
-        );
+        let rep = snapshot::load(snap.store, source, all_threads(), &snap.state.stats);
         drop(done_tx);
         rep
     })
@@ -84,8 +96,8 @@ fn load_notifying(shared: &Shared, source: &Path, shown: &Path) -> snapshot::Loa
 
 /// Loads `--restore FILE` or the `-e FILE` into the store of a server that does not
 /// serve yet; logs what happened (progress at `-v`), counts it in `stats`.
-pub fn restore_at_start(shared: &Shared) {
-    let cfg = &shared.config;
+pub fn restore_at_start(snap: Snapshot<'_>) {
+    let cfg = &snap.config;
     let (path, consume) = match (&cfg.restore_file, &cfg.memory_file) {
         (Some(r), _) => (r.clone(), false),
         (None, Some(e)) => (e.clone(), true),
@@ -113,7 +125,7 @@ pub fn restore_at_start(shared: &Shared) {
     } else {
         path.clone()
     };
-    let rep = load_notifying(shared, &source, &path);
+    let rep = load_notifying(snap, &source, &path);
     let what = if consume { "warm restart" } else { "restore" };
     match (&rep.error, rep.refused) {
         (Some(e), true) => log::error!("{what}: {} refused: {e}; starting empty", path.display()),
@@ -162,22 +174,16 @@ pub fn restore_at_start(shared: &Shared) {
 
 /// With `-e FILE`: saves the cache to FILE (the server has stopped serving).
 /// Returns false when the save failed (logged).
-pub fn save_at_stop(shared: &Shared) -> bool {
-    let Some(path) = &shared.config.memory_file else {
+pub fn save_at_stop(snap: Snapshot<'_>) -> bool {
+    let Some(path) = &snap.config.memory_file else {
         return true;
     };
-    let st = &shared.snapshots.stats;
-    if !st_acquire(shared) {
+    let st = &snap.state.stats;
+    if !snap.state.acquire() {
         log::error!("warm restart: a snapshot did not finish; not saved");
         return false;
     }
-    let r = snapshot::save(
-        &shared.store,
-        path,
-        shared.clock.unix_time(),
-        all_threads(),
-        st,
-    );
+    let r = snapshot::save(snap.store, path, snap.clock.unix_time(), all_threads(), st);
     let ok = finish(st, &r);
     match r {
         Ok(rep) => log::info!(
@@ -190,10 +196,6 @@ pub fn save_at_stop(shared: &Shared) -> bool {
         Err(e) => log::error!("warm restart: saving to {} failed: {e}", path.display()),
     }
     ok
-}
-
-fn st_acquire(shared: &Shared) -> bool {
-    shared.snapshots.acquire()
 }
 
 /// Records the end of a snapshot in `stats`.
@@ -245,8 +247,8 @@ fn snapshot_files(dir: &Path, cap: usize) -> usize {
 
 /// Whether one more snapshot may be written to `path`: the directory holds fewer
 /// than `--snapshot-limit` snapshot files, or `path` is one of them (replaced).
-fn within_limit(shared: &Shared, dir: &Path, path: &Path) -> bool {
-    let limit = shared.config.snapshot_limit as usize;
+fn within_limit(snap: Snapshot<'_>, dir: &Path, path: &Path) -> bool {
+    let limit = snap.config.snapshot_limit as usize;
     snapshot::is_snapshot_file(path) || snapshot_files(dir, limit) < limit
 }
 
@@ -254,32 +256,32 @@ fn within_limit(shared: &Shared, dir: &Path, path: &Path) -> bool {
 pub const LIMIT_REACHED: &str = "SERVER_ERROR snapshot limit reached";
 
 /// The default name: `ferrocache-<unix seconds>.snap`.
-fn default_name(shared: &Shared) -> String {
-    format!("ferrocache-{}.snap", shared.clock.unix_time())
+fn default_name(snap: Snapshot<'_>) -> String {
+    format!("ferrocache-{}.snap", snap.clock.unix_time())
 }
 
 /// The `snapshot [<name>]` command: its reply line.
-pub fn command(shared: &Shared, name: Option<&[u8]>) -> String {
-    let Some(dir) = &shared.config.snapshot_dir else {
+pub fn command(snap: Snapshot<'_>, name: Option<&[u8]>) -> String {
+    let Some(dir) = &snap.config.snapshot_dir else {
         return "ERROR: snapshot not enabled".into();
     };
     let name = match name {
-        None => default_name(shared),
+        None => default_name(snap),
         Some(n) => match valid_name(n) {
             Some(s) => s.to_string(),
             None => return "CLIENT_ERROR bad snapshot name".into(),
         },
     };
     let path = dir.join(&name);
-    if !within_limit(shared, dir, &path) {
+    if !within_limit(snap, dir, &path) {
         log::warn!(
             "snapshot {name}: refused: {} already holds --snapshot-limit {} snapshot files",
             dir.display(),
-            shared.config.snapshot_limit
+            snap.config.snapshot_limit
         );
         return LIMIT_REACHED.into();
     }
-    if shared.snapshots.request(path) {
+    if snap.state.request(path) {
         format!("OK {name}")
     } else {
         "BUSY snapshot in progress".into()
@@ -287,19 +289,19 @@ pub fn command(shared: &Shared, name: Option<&[u8]>) -> String {
 }
 
 /// SIGUSR2: an online snapshot named by the time, with `--snapshot-dir`.
-pub fn on_signal(shared: &Shared) {
-    match &shared.config.snapshot_dir {
+pub fn on_signal(snap: Snapshot<'_>) {
+    match &snap.config.snapshot_dir {
         None => log::warn!("SIGUSR2: no --snapshot-dir: no snapshot written"),
         Some(dir) => {
-            let path = dir.join(default_name(shared));
-            if !within_limit(shared, dir, &path) {
+            let path = dir.join(default_name(snap));
+            if !within_limit(snap, dir, &path) {
                 log::warn!(
                     "SIGUSR2: no snapshot written: {} already holds --snapshot-limit {} \
                      snapshot files",
                     dir.display(),
-                    shared.config.snapshot_limit
+                    snap.config.snapshot_limit
                 );
-            } else if !shared.snapshots.request(path.clone()) {
+            } else if !snap.state.request(path.clone()) {
                 log::warn!("SIGUSR2: a snapshot is in progress");
             } else {
                 log::info!("SIGUSR2: writing a snapshot to {}", path.display());
@@ -309,22 +311,24 @@ pub fn on_signal(shared: &Shared) {
 }
 
 /// Called by the maintenance thread: starts a requested online snapshot on a thread
-/// of its own (fewer threads than the machine has: the server keeps serving).
-pub fn start_requested(shared: &Arc<Shared>) {
-    let Some(path) = shared.snapshots.take_request() else {
+/// of its own (fewer threads than the machine has: the server keeps serving). `owner`
+/// keeps what `parts` lends alive on that thread.
+pub fn start_requested<T: Send + Sync + 'static>(owner: &Arc<T>, parts: fn(&T) -> Snapshot<'_>) {
+    let Some(path) = parts(owner).state.take_request() else {
         return;
     };
-    let sh = shared.clone();
+    let owner2 = owner.clone();
     let threads = (all_threads() / 2).max(1);
     let spawned = std::thread::Builder::new()
         .name("snapshot".into())
         .spawn(move || {
-            let st = &sh.snapshots.stats;
+            let snap = parts(&owner2);
+            let st = &snap.state.stats;
             st.started_ms.store(unix_ms(), Ordering::Relaxed);
             let r = snapshot::save_paced(
-                &sh.store,
+                snap.store,
                 &path,
-                sh.clock.unix_time(),
+                snap.clock.unix_time(),
                 threads,
                 ONLINE_PACE,
                 st,
@@ -343,8 +347,65 @@ pub fn start_requested(shared: &Arc<Shared>) {
         });
     if let Err(e) = spawned {
         log::error!("snapshot: cannot start a thread: {e}");
-        let st = &shared.snapshots.stats;
+        let st = &parts(owner).state.stats;
         st.failed.fetch_add(1, Ordering::Relaxed);
         st.in_progress.store(false, Ordering::Release);
     }
+}
+
+/// Snapshot state of a server: figures for `stats` and a requested online snapshot.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    /// Progress and results, for `stats`.
+    pub stats: SnapStats,
+    requested: Mutex<Option<std::path::PathBuf>>,
+}
+
+impl Snapshots {
+    /// Takes the online snapshot asked for, if any (the maintenance thread starts it).
+    pub(crate) fn take_request(&self) -> Option<std::path::PathBuf> {
+        self.requested.lock().take()
+    }
+
+    /// Asks for an online snapshot to `path`; false when one is in progress.
+    pub fn request(&self, path: std::path::PathBuf) -> bool {
+        if self
+            .stats
+            .in_progress
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
+        self.stats.bytes_written.store(0, Ordering::Relaxed);
+        self.stats.items_written.store(0, Ordering::Relaxed);
+        *self.requested.lock() = Some(path);
+        true
+    }
+
+    /// Waits until no snapshot is in progress, then marks one as in progress (for the
+    /// save at stop). Bounded: gives up after ten minutes.
+    pub(crate) fn acquire(&self) -> bool {
+        for _ in 0..(10 * 60 * 20) {
+            if self
+                .stats
+                .in_progress
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.stats.started_ms.store(unix_ms(), Ordering::Relaxed);
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

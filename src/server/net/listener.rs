@@ -13,10 +13,10 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::shared::Shared;
-use super::transport::{Stream, Transport};
 use crate::config::Config;
 use crate::daemon::{ListenError, ListenKind};
+use crate::server::net::transport::{Stream, Transport};
+use crate::server::shared::Shared;
 
 /// A connection accepted and on its way to a worker.
 pub struct NewConn {

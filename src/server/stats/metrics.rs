@@ -24,9 +24,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::shared::Shared;
-use super::stats_exec::{stat_rows, StatSink};
 use crate::latency::{bucket_upper_ns, Family, LatencySnapshot, BUCKETS};
+use crate::server::shared::Shared;
+use crate::server::stats::rows::{stat_rows, StatSink};
 
 /// A metric's type, as `# TYPE` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -896,7 +896,7 @@ fn latency(shared: &Shared, ex: &mut Exposition) {
 }
 
 /// The `/metrics` page.
-pub(super) fn render(shared: &Shared) -> String {
+pub(crate) fn render(shared: &Shared) -> String {
     let mut ex = Exposition::default();
     for spec in GROUPS {
         let mut rows = Rows::default();

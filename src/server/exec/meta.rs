@@ -7,10 +7,10 @@
 //! counts `cmd_set` and the `cas_*` outcomes, `md` `delete_*`, `ma` `incr_*`/`decr_*`,
 //! `me` `cmd_meta`.
 
-use super::flow::{Flow, ReplyRoom, Streamed};
-use super::shared::Shared;
 use crate::protocol::meta::{base64_encode, MetaKind, MetaRequest, SetMode, MAX_OPAQUE};
 use crate::protocol::text::reply::{i64_dec, line, u64_dec};
+use crate::server::flow::{Flow, ReplyRoom, Streamed};
+use crate::server::shared::Shared;
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::stats::{count_miss, count_store};
 use crate::store::item::{MARK_KEY_BINARY, MARK_STALE, MARK_WON};
