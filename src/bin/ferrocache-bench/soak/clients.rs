@@ -7,7 +7,6 @@ use ferrocache::client::{Client, ClientConfig, Error as ClientError, Protocol};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-
 /// One real-client thread: its client, random state and expectations.
 pub(super) struct Worker<'s> {
     pub(super) sh: &'s Shared<'s>,

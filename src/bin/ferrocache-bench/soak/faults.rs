@@ -7,7 +7,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-
 /// Connections per burst of the close patterns.
 pub(super) const BURST: usize = 8;
 

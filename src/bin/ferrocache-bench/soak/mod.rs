@@ -111,7 +111,6 @@ pub struct Args {
     pid: Option<u32>,
 }
 
-
 /// `curr_connections` (seen by a new connection) and the server's open descriptors.
 fn probe_counts(sh: &Shared) -> Result<(u64, Option<usize>), String> {
     let mut p = Probe::connect(sh, IO_TIMEOUT)?;

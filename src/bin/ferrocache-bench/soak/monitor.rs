@@ -5,7 +5,6 @@ use crate::textconn::stat_u64;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-
 /// SIGHUP every 20 s, flush_all every 60 s (first at 30 s).
 pub(super) fn chaos_thread(sh: &Shared) {
     let mut next_hup = sh.start + SIGHUP_EVERY;

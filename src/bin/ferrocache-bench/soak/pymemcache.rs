@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-
 /// The pymemcache loop: argv = host, port, seconds. Values are
 /// `key|len|crc32 hex|payload` and every hit is checked; exit 1 on any corruption or
 /// error, 0 otherwise.

@@ -54,7 +54,6 @@ pub(super) const MAX_KEPT: usize = 3;
 
 pub(super) const MIB: f64 = (1u64 << 20) as f64;
 
-
 /// What kind of failure, for the counters of the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Fail {

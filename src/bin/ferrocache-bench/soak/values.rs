@@ -5,7 +5,6 @@ use super::state::*;
 use crate::zipf::Rng;
 use std::io::Write;
 
-
 /// FNV-1a 64 of `key|payload`.
 pub(super) fn fnv64(key: &[u8], payload: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
