@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::ct_eq;
+use super::scram::ct_eq;
 
 /// The loaded `-Y` file.
 #[derive(Clone, Debug, Default)]

@@ -142,7 +142,7 @@ pub type Notify = Arc<dyn Fn() + Send + Sync>;
 /// A derived key's check: what to derive and what it must equal.
 pub(super) struct Derivation {
     /// The salted entry's hash.
-    pub hash: super::ScramHash,
+    pub hash: super::scram::ScramHash,
     /// The password the client sent.
     pub password: String,
     /// The entry's salt.
@@ -277,7 +277,7 @@ fn work(fresh: &Receiver<Arc<Job>>, retry: &Receiver<Arc<Job>>) {
         let ok = w
             .hash
             .derive(&w.password, &w.salt, w.iterations)
-            .is_some_and(|k| super::ct_eq(&k, &w.key));
+            .is_some_and(|k| super::scram::ct_eq(&k, &w.key));
         job.result
             .store(if ok { MATCHED } else { WRONG }, Ordering::Release);
         (job.notify)();
@@ -310,11 +310,11 @@ mod tests {
 
     fn derivation(password: &str) -> Derivation {
         let salt = b"0123456789abcdef".to_vec();
-        let key = super::super::ScramHash::Sha256
+        let key = super::super::scram::ScramHash::Sha256
             .derive("right", &salt, 64)
             .expect("derive");
         Derivation {
-            hash: super::super::ScramHash::Sha256,
+            hash: super::super::scram::ScramHash::Sha256,
             password: password.into(),
             salt,
             iterations: 64,

@@ -4,7 +4,8 @@ use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::process::ExitCode;
 
-use super::{make_salted, split_line, ScramHash, DEFAULT_ITERATIONS, MAX_ITERATIONS};
+use super::db::{make_salted, split_line};
+use super::scram::{ScramHash, DEFAULT_ITERATIONS, MAX_ITERATIONS};
 
 const USAGE: &str = "usage: ferrocache passwd [--file FILE] [--mech scram-sha-256|scram-sha-1]... \
 [--iterations N] USER\n\

@@ -1,9 +1,14 @@
 //! Unit tests: credentials parsing, PLAIN, SCRAM against the `sasl` crate's client.
 
+use super::db::*;
+use super::scram::*;
+use super::session::*;
 use super::*;
 use sasl::client::mechanisms::{Plain as PlainClient, Scram as ScramClient};
 use sasl::client::Mechanism as ClientMech;
 use sasl::common::scram::ScramProvider;
+use sasl::common::scram::{Sha1, Sha256};
+use sasl::common::ChannelBinding;
 
 fn db(text: &str) -> AuthDb {
     match AuthDb::from_str(text, "pwdb") {
