@@ -95,7 +95,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Client, Item, Protocol, StoreOutcome};
+use super::cluster::Client;
+use super::node::{Item, Protocol, StoreOutcome};
 
 /// Client flags that mark a cached "not found" (stored with an empty value).
 pub const NEGATIVE_FLAGS: u32 = 0x4e46_0000;
@@ -317,7 +318,7 @@ impl CacheAside<'_> {
     /// invalidation would let a key that is written faster than it reloads serve its
     /// old value indefinitely). Over text and binary: deleted. False when the key was
     /// not cached.
-    pub fn mark_stale(&self, key: &[u8]) -> super::Result<bool> {
+    pub fn mark_stale(&self, key: &[u8]) -> super::error::Result<bool> {
         if self.client.config().conn.protocol == Protocol::Meta {
             self.client.mark_stale(key)
         } else {
