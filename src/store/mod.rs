@@ -74,7 +74,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::insight::{Event, Insight, InsightConfig, StoreShape};
-use crate::protocol::frame;
+use crate::limits;
 
 use shard::{DumpPlace, Found, Mem, Shard};
 
@@ -657,45 +657,6 @@ fn hash_key(key: &[u8]) -> u64 {
     h ^ (h >> 33)
 }
 
-/// memcached's `safe_strtoull` applied to an item value followed by `\r\n`.
-fn parse_u64(v: &[u8]) -> Option<u64> {
-    let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
-    let mut i = 0;
-    while i < v.len() && ws(v[i]) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < v.len() && (v[i] == b'+' || v[i] == b'-') {
-        neg = v[i] == b'-';
-        i += 1;
-    }
-    let start = i;
-    let mut n: u64 = 0;
-    let mut overflow = false;
-    while i < v.len() && v[i].is_ascii_digit() {
-        match n
-            .checked_mul(10)
-            .and_then(|x| x.checked_add((v[i] - b'0') as u64))
-        {
-            Some(x) => n = x,
-            None => overflow = true,
-        }
-        i += 1;
-    }
-    if i == start || overflow {
-        return None;
-    }
-    // After the number: end of value (then "\r\n"), whitespace or NUL.
-    if i < v.len() && !(ws(v[i]) || v[i] == 0) {
-        return None;
-    }
-    let n = if neg { n.wrapping_neg() } else { n };
-    if neg && (n as i64) < 0 {
-        return None;
-    }
-    Some(n)
-}
-
 fn build_classes(cfg: &StoreConfig) -> (Vec<usize>, Vec<usize>) {
     let hdr = item::BASE + if cfg.cas_enabled { item::CAS_BYTES } else { 0 };
     let max = cfg.item_size_max.max(1024);
@@ -970,11 +931,11 @@ impl Store {
     }
 
     /// Exactly memcached 1.6's boundary for "object too large for cache": its item size
-    /// ([`frame::item_size`], the protocols' rule) above `-I`, or a key longer than
+    /// ([`limits::item_size`], the protocols' rule) above `-I`, or a key longer than
     /// memcached's 250 bytes.
     pub fn too_large_flags(&self, key_len: usize, flags: u32, value_len: usize) -> bool {
-        key_len > frame::KEY_MAX_LENGTH
-            || frame::item_size(key_len, flags, value_len + 2, self.cfg.cas_enabled)
+        key_len > limits::KEY_MAX_LENGTH
+            || limits::item_size(key_len, flags, value_len + 2, self.cfg.cas_enabled)
                 > self.cfg.item_size_max
     }
 
@@ -1553,7 +1514,7 @@ impl Store {
             if guard != 0 && (!cas_on || hd.cas != guard) {
                 return (DeltaOutcome::Exists, 0);
             }
-            let Some(v) = parse_u64(&c[hd.value_at()..hd.total()]) else {
+            let Some(v) = crate::num::strtoull(&c[hd.value_at()..hd.total()]) else {
                 return (DeltaOutcome::NonNumeric, 0);
             };
             let hit = match delta {

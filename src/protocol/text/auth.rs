@@ -18,7 +18,7 @@
 //!
 //! Like the rest of the parser this is pure: the executor checks the credentials.
 
-use super::num::strtoul;
+use crate::num::strtoul;
 use super::Tokens;
 
 /// Longest line without a `\n` before the connection is closed.
