@@ -44,9 +44,9 @@ pub mod daemon;
 pub mod insight;
 #[cfg(feature = "server")]
 pub mod latency;
+pub mod limits;
 #[cfg(feature = "server")]
 pub mod notify;
-pub mod limits;
 #[cfg(any(feature = "server", feature = "client"))]
 pub mod num;
 pub mod op;

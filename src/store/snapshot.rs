@@ -738,7 +738,7 @@ fn load_inner(store: &Store, path: &Path, threads: usize, start: Instant) -> Loa
         None => len,
     };
     let limit = store.stats().limit_maxbytes;
-    let slack = (store.shards() as u64) * 2 * (super::shard::SEG_BYTES as u64);
+    let slack = (store.shards() as u64) * 2 * (super::segment::SEG_BYTES as u64);
     let fits = need.saturating_mul(103) / 100 + slack <= limit;
     let passes: Vec<Option<u8>> = if fits {
         vec![None]
@@ -937,7 +937,7 @@ fn store_block(store: &Store, mut b: &[u8], tier: Option<u8>, c: &Counts) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Clock, StoreConfig, StoreOp};
+    use crate::store::{Clock, Guard, NewItem, StoreConfig, StoreOp};
     use std::sync::Arc;
 
     fn store(mb: usize) -> Store {
@@ -966,9 +966,19 @@ mod tests {
         let a = store(64);
         for i in 0..20_000u32 {
             let k = format!("key:{i:08}");
-            a.store(StoreOp::Set, k.as_bytes(), i, 0, format!("v{i}").as_bytes());
+            a.store(
+                StoreOp::Set,
+                k.as_bytes(),
+                NewItem::new(i, 0, format!("v{i}").as_bytes()),
+                Guard::NONE,
+            );
         }
-        a.store(StoreOp::Set, b"ttl", 0, 1000, b"x");
+        a.store(
+            StoreOp::Set,
+            b"ttl",
+            NewItem::new(0, 1000, b"x"),
+            Guard::NONE,
+        );
         let d = dir("rt");
         let p = d.join("s");
         let st = SnapStats::default();
@@ -985,7 +995,7 @@ mod tests {
         let (_, _, cas_a) = get(&a, "ttl").expect("ttl");
         assert_eq!(get(&b, "ttl").map(|x| x.2), Some(cas_a));
         // The counter goes on from where it was.
-        b.store(StoreOp::Set, b"new", 0, 0, b"1");
+        b.store(StoreOp::Set, b"new", NewItem::new(0, 0, b"1"), Guard::NONE);
         assert!(get(&b, "new").expect("new").2 > cas_a);
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -995,7 +1005,12 @@ mod tests {
         let a = store(64);
         let v = vec![b'v'; 100];
         for i in 0..30_000u32 {
-            a.store(StoreOp::Set, format!("key:{i:08}").as_bytes(), 0, 0, &v);
+            a.store(
+                StoreOp::Set,
+                format!("key:{i:08}").as_bytes(),
+                NewItem::new(0, 0, &v),
+                Guard::NONE,
+            );
         }
         let d = dir("bad");
         let p = d.join("s");
@@ -1032,8 +1047,13 @@ mod tests {
     fn items_above_a_smaller_item_size_are_dropped_and_counted() {
         let a = store(64);
         let big = vec![b'b'; 600 << 10];
-        a.store(StoreOp::Set, b"big", 0, 0, &big);
-        a.store(StoreOp::Set, b"small", 0, 0, b"s");
+        a.store(StoreOp::Set, b"big", NewItem::new(0, 0, &big), Guard::NONE);
+        a.store(
+            StoreOp::Set,
+            b"small",
+            NewItem::new(0, 0, b"s"),
+            Guard::NONE,
+        );
         let d = dir("large");
         let p = d.join("s");
         let st = SnapStats::default();
@@ -1056,7 +1076,12 @@ mod tests {
         let a = store(64);
         let v = vec![b'v'; 1000];
         for i in 0..40_000u32 {
-            a.store(StoreOp::Set, format!("key:{i:08}").as_bytes(), 0, 0, &v);
+            a.store(
+                StoreOp::Set,
+                format!("key:{i:08}").as_bytes(),
+                NewItem::new(0, 0, &v),
+                Guard::NONE,
+            );
         }
         for i in 0..2_000u32 {
             for _ in 0..3 {
