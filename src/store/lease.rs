@@ -28,7 +28,6 @@
 use std::sync::Arc;
 
 use super::held::{Held, Hold};
-use super::shards::Shards;
 
 /// What pins a segment: leases hold it, the shard keeps a weak reference. The
 /// segment's bytes are held ([`super::held`]) until the last lease drops it.
@@ -98,12 +97,12 @@ pub enum Reply<R> {
 /// A big item's value pinned for a reply that streams it.
 #[derive(Debug)]
 pub struct ValueLease {
-    shard: usize,
-    sid: u32,
-    pin: Arc<PinToken>,
+    pub(super) shard: usize,
+    pub(super) sid: u32,
+    pub(super) pin: Arc<PinToken>,
     /// The value's offset in the segment, and its length.
-    at: usize,
-    len: usize,
+    pub(super) at: usize,
+    pub(super) len: usize,
 }
 
 impl ValueLease {
@@ -131,60 +130,5 @@ impl ValueLease {
     /// Whether the value is empty (never: only long values are leased).
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-}
-
-impl Shards {
-    /// Changes whenever memory connections held (lent or pinned) is given back: a
-    /// request told to wait ([`Reply::Wait`]) tries again then.
-    pub(super) fn released(&self) -> u64 {
-        self.ctx.held.released()
-    }
-
-    /// Bytes pinned by replies streaming values now.
-    pub(super) fn pinned(&self) -> usize {
-        self.ctx.held.bytes(Hold::Pinned)
-    }
-
-    /// Appends up to `max` bytes of the leased value, from offset `from`, to `out`
-    /// (one shard lock). Returns the bytes appended; 0 when `from` is at the end, or
-    /// when the lease does not match its segment (which would be a bug: the caller
-    /// then closes the connection rather than send a wrong value).
-    pub(super) fn read_lease(
-        &self,
-        lease: &ValueLease,
-        from: usize,
-        max: usize,
-        out: &mut Vec<u8>,
-    ) -> usize {
-        let n = max.min(lease.len.saturating_sub(from));
-        if n == 0 {
-            return 0;
-        }
-        let Some(sh) = self.shards.get(lease.shard) else {
-            return 0;
-        };
-        let sh = sh.lock();
-        let start = lease.at + from;
-        match sh
-            .leased(lease.sid, &lease.pin)
-            .and_then(|d| d.get(start..start + n))
-        {
-            Some(b) => {
-                out.extend_from_slice(b);
-                n
-            }
-            None => 0,
-        }
-    }
-
-    /// The reply is done with the value: the segment is unpinned, and freed at once
-    /// if its item is gone and no other lease holds it.
-    pub(super) fn end_lease(&self, lease: ValueLease) {
-        let shard = lease.shard;
-        drop(lease);
-        if let Some(sh) = self.shards.get(shard) {
-            sh.lock().reap_orphans(&self.ctx);
-        }
     }
 }

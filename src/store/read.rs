@@ -5,6 +5,7 @@
 
 use super::alloc::Mem;
 use super::classes::ClassOp;
+use super::held::Hold;
 use super::item;
 use super::lease::{LeaseTry, Reply, ReplyValue, ValueLease};
 use super::outcome::Miss;
@@ -293,5 +294,61 @@ impl Shards {
                 exptime: hd.exptime,
             }))
         })
+    }
+}
+
+/// The reads of a value a reply streams (see `lease.rs`).
+impl Shards {
+    /// Changes whenever memory connections held (lent or pinned) is given back: a
+    /// request told to wait ([`Reply::Wait`]) tries again then.
+    pub(super) fn released(&self) -> u64 {
+        self.ctx.held.released()
+    }
+
+    /// Bytes pinned by replies streaming values now.
+    pub(super) fn pinned(&self) -> usize {
+        self.ctx.held.bytes(Hold::Pinned)
+    }
+
+    /// Appends up to `max` bytes of the leased value, from offset `from`, to `out`
+    /// (one shard lock). Returns the bytes appended; 0 when `from` is at the end, or
+    /// when the lease does not match its segment (which would be a bug: the caller
+    /// then closes the connection rather than send a wrong value).
+    pub(super) fn read_lease(
+        &self,
+        lease: &ValueLease,
+        from: usize,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        let n = max.min(lease.len.saturating_sub(from));
+        if n == 0 {
+            return 0;
+        }
+        let Some(sh) = self.shards.get(lease.shard) else {
+            return 0;
+        };
+        let sh = sh.lock();
+        let start = lease.at + from;
+        match sh
+            .leased(lease.sid, &lease.pin)
+            .and_then(|d| d.get(start..start + n))
+        {
+            Some(b) => {
+                out.extend_from_slice(b);
+                n
+            }
+            None => 0,
+        }
+    }
+
+    /// The reply is done with the value: the segment is unpinned, and freed at once
+    /// if its item is gone and no other lease holds it.
+    pub(super) fn end_lease(&self, lease: ValueLease) {
+        let shard = lease.shard;
+        drop(lease);
+        if let Some(sh) = self.shards.get(shard) {
+            sh.lock().reap_orphans(&self.ctx);
+        }
     }
 }
