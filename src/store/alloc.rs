@@ -73,7 +73,7 @@ impl Shard {
             let [fs, fm] = self.ghost.from[r.band.index()];
             bq.small_share = policy::adapt_small_share(bq.small_share, r.queue, fs, fm);
             self.large_share
-                .returned(r.band, r.distance, self.slab_bytes);
+                .returned(r.band, r.distance, self.segment_bytes);
         }
         let q = policy::admit(back.map(|r| r.queue));
         if total > BIG_ITEM {
@@ -192,7 +192,7 @@ impl Shard {
         // is 3 at most and nothing reads while the shard is locked).
         let max_steps = 5 * (self.closed_segments() + 2) + 16;
         let mut steps = 0usize;
-        let poor = ctx.evict && (self.slab_bytes as usize) < ctx.share() / 2;
+        let poor = ctx.evict && (self.segment_bytes as usize) < ctx.share() / 2;
         let mut stole = false;
         let mut compactions = 0;
         let got = loop {
@@ -312,9 +312,9 @@ impl Shard {
             born: 0,
             place: Place::Evicting,
         });
-        self.slab_bytes += bytes as u64;
-        self.nslabs += 1;
-        ctx.set_owned(self.id, self.slab_bytes);
+        self.segment_bytes += bytes as u64;
+        self.nsegments += 1;
+        ctx.set_owned(self.id, self.segment_bytes);
         Some(sid)
     }
 
@@ -326,9 +326,9 @@ impl Shard {
         };
         self.pins.remove(&(sid as u32));
         self.free_ids.push((sid as u32, s.gen));
-        self.slab_bytes -= s.data.len() as u64;
-        self.nslabs -= 1;
-        ctx.set_owned(self.id, self.slab_bytes);
+        self.segment_bytes -= s.data.len() as u64;
+        self.nsegments -= 1;
+        ctx.set_owned(self.id, self.segment_bytes);
         s.data.len()
     }
 
@@ -336,6 +336,6 @@ impl Shard {
     /// (replaced, deleted or expired items not yet walked over): then a segment is
     /// compacted before the shard takes more memory.
     pub(super) fn garbage_heavy(&self) -> bool {
-        self.closed_segments() >= 2 && (self.bytes as usize) * 2 < self.slab_bytes as usize
+        self.closed_segments() >= 2 && (self.bytes as usize) * 2 < self.segment_bytes as usize
     }
 }

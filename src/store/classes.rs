@@ -20,11 +20,11 @@ pub(super) fn build_classes(cfg: &StoreConfig) -> (Vec<usize>, Vec<usize>) {
         let next = ((size as f64 * g) as usize).max(size + 8);
         size = next.min(max);
     }
-    let slabs = sizes
+    let pages = sizes
         .iter()
         .map(|&c| if c <= SEG_BYTES { SEG_BYTES / c * c } else { c })
         .collect();
-    (sizes, slabs)
+    (sizes, pages)
 }
 
 /// Store-wide figures for `stats`.
@@ -44,7 +44,7 @@ pub struct StoreStats {
     pub expired_unfetched: u64,
     /// Items evicted before they were ever fetched.
     pub evicted_unfetched: u64,
-    /// Pages (1 MiB) handed to slab classes.
+    /// Segments owned (`total_pages`: memcached counts its 1 MiB pages here).
     pub total_pages: u64,
     /// Item memory limit in bytes.
     pub limit_maxbytes: u64,
@@ -52,7 +52,7 @@ pub struct StoreStats {
     pub outofmemory: u64,
     /// Items removed by the background expiry crawler.
     pub crawler_reclaimed: u64,
-    /// Bytes of item memory (slabs) allocated now (memcached's `total_malloced`).
+    /// Bytes of segments allocated now (memcached's `total_malloced`).
     pub total_malloced: u64,
     /// Bytes held by the hash index (not part of `-m`, as in memcached).
     pub hash_bytes: u64,
@@ -76,11 +76,11 @@ pub struct ClassStats {
     pub id: usize,
     /// Chunk size in bytes.
     pub chunk_size: u64,
-    /// Chunks per slab ("page").
+    /// Items of the class's size one segment holds (`chunks_per_page`).
     pub chunks_per_page: u64,
     /// Slabs of this class.
     pub total_pages: u64,
-    /// Chunks in those slabs.
+    /// Items of the class (`total_chunks`: an item is its own chunk).
     pub total_chunks: u64,
     /// Chunks holding an item.
     pub used_chunks: u64,

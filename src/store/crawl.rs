@@ -44,7 +44,7 @@ impl Shard {
             n += 1;
             let l = loc(sid, self.crawl_off);
             let (hd, live) = {
-                let c = self.chunk(l);
+                let c = self.item_at(l);
                 (Hdr::read(c, ctx.cas_on), c[0] & LIVE != 0)
             };
             self.crawl_off += hd.total().max(1);
@@ -55,7 +55,7 @@ impl Shard {
                 }
             }
             if live && ctx.invalid(&hd).is_some() {
-                let c = self.chunk(l);
+                let c = self.item_at(l);
                 let h = ctx.hash(&c[hd.key_at..hd.key_at + hd.klen]);
                 // The segment may be emptied and reused: finish it next call.
                 let last = self.seg(sid).live == 1;
@@ -189,7 +189,7 @@ impl Shard {
     /// evicted (only when a sink is installed: one atomic load otherwise).
     pub(super) fn note_eviction(&self, ctx: &Ctx, l: Loc, hd: &Hdr) {
         if let Some(sink) = ctx.eviction_sink() {
-            let c = self.chunk(l);
+            let c = self.item_at(l);
             sink(&Self::meta_of(ctx, c, hd));
         }
     }

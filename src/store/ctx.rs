@@ -17,7 +17,7 @@ pub struct StoreConfig {
     pub mem_limit: usize,
     /// Largest item in bytes (`-I`).
     pub item_size_max: usize,
-    /// Slab chunk size growth factor (`-f`).
+    /// Size class growth factor (`-f`): the classes `stats slabs` shows.
     pub growth_factor: f64,
     /// Minimum space for key + value + flags (`-n`).
     pub chunk_min: usize,

@@ -246,7 +246,7 @@ impl Shard {
                 // Cannot happen: the survivors fit the segment they came from.
                 continue;
             };
-            self.chunk_mut(new)[..total].copy_from_slice(&moved[at..at + total]);
+            self.item_at_mut(new)[..total].copy_from_slice(&moved[at..at + total]);
             if moved[at] & MARKED != 0 {
                 if let Some(m) = self.marks.remove(&old) {
                     self.marks.insert(new, m);

@@ -474,9 +474,9 @@ impl Store {
         self.core.crawl_pass(batch, max_per_shard, pause)
     }
 
-    /// One step of background expiry: examines a bounded number of chunks per shard
+    /// One step of background expiry: examines a bounded number of items per shard
     /// (in batches, so no lock is held long) and frees expired or flushed items; returns
-    /// how many. `max` bounds the chunks examined per shard per call.
+    /// how many. `max` bounds the items examined per shard per call.
     pub fn crawl_expired(&self, max: usize) -> usize {
         self.core.crawl_expired(max)
     }

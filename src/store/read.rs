@@ -60,7 +60,7 @@ impl Shards {
                     }
                 }
             }
-            let c = sh.chunk(l);
+            let c = sh.item_at(l);
             let hd = item::Hdr::read(c, ctx.cas_on);
             let f = f.take().expect("lookup: f runs once");
             let r = f(
@@ -97,6 +97,7 @@ impl Shards {
 
     /// The lease a reply takes on the item at `l`: `Some(None)` to copy the value,
     /// `Some(Some(lease))` to stream it, `None` to wait (see [`ReplyValue`]).
+    #[inline]
     pub(super) fn lease_for(
         &self,
         sh: &mut Shard,
@@ -104,7 +105,7 @@ impl Shards {
         l: Loc,
         rv: ReplyValue,
     ) -> Option<Option<ValueLease>> {
-        let hd = item::Hdr::read(sh.chunk(l), self.ctx.cas_on);
+        let hd = item::Hdr::read(sh.item_at(l), self.ctx.cas_on);
         if hd.vlen <= rv.lease_over {
             return Some(None);
         }
@@ -122,7 +123,7 @@ impl Shards {
         }
     }
 
-    /// Moves the item at `l` to a chunk with room for an expiry field and sets it to
+    /// Moves the item at `l` to an extent with room for an expiry field and sets it to
     /// `exp`. `Err(Some(l))`: no memory (the item is still at `l`, without the new
     /// expiry; the caller removes it rather than let it outlive its expiry).
     /// `Err(None)`: finding memory evicted the item itself.
@@ -136,8 +137,8 @@ impl Shards {
         mem: &Mem<'_>,
     ) -> Result<Loc, Option<Loc>> {
         let ctx = &self.ctx;
-        let hd = item::Hdr::read(sh.chunk(l), ctx.cas_on);
-        let old = sh.chunk(l)[hd.key_at..hd.total()].to_vec();
+        let hd = item::Hdr::read(sh.item_at(l), ctx.cas_on);
+        let old = sh.item_at(l)[hd.key_at..hd.total()].to_vec();
         let total = item::total_size(hd.klen, hd.vlen, hd.flags, exp, ctx.cas_on);
         if ctx.class_for(total).is_none() {
             return Err(Some(l));
@@ -146,13 +147,22 @@ impl Shards {
             return Err(sh.find_raw(ctx, h, key));
         };
         let Some(cur) = sh.find_raw(ctx, h, key) else {
-            sh.free_chunk(ctx, new);
+            sh.free_extent(ctx, new);
             return Err(None);
         };
-        let bits = sh.chunk(cur)[0];
-        let c = sh.chunk_mut(new);
+        let bits = sh.item_at(cur)[0];
+        let c = sh.item_at_mut(new);
         let at = item::write_header(
-            c, hd.klen, hd.vlen, hd.flags, exp, hd.time, ctx.cas_on, hd.cas,
+            c,
+            &item::Head {
+                klen: hd.klen,
+                vlen: hd.vlen,
+                flags: hd.flags,
+                exptime: exp,
+                time: hd.time,
+                cas: hd.cas,
+            },
+            ctx.cas_on,
         );
         c[0] |= bits & (item::FREQ | item::FETCHED);
         c[at..at + old.len()].copy_from_slice(&old);
@@ -215,8 +225,19 @@ impl Shards {
                     };
                     let now = ctx.clock.now();
                     let cas = self.next_cas();
-                    let c = sh.chunk_mut(new);
-                    let at = item::write_header(c, key.len(), 0, 0, 0, now, cas_on, cas);
+                    let c = sh.item_at_mut(new);
+                    let at = item::write_header(
+                        c,
+                        &item::Head {
+                            klen: key.len(),
+                            vlen: 0,
+                            flags: 0,
+                            exptime: 0,
+                            time: now,
+                            cas,
+                        },
+                        cas_on,
+                    );
                     c[at..at + key.len()].copy_from_slice(key);
                     let old = sh.find_raw(ctx, h, key);
                     sh.link(ctx, h, new, old);
@@ -226,7 +247,7 @@ impl Shards {
             };
             let lease = lease_got.take();
             let (r, up) = {
-                let c = sh.chunk(l);
+                let c = sh.item_at(l);
                 let hd = item::Hdr::read(c, cas_on);
                 let view = MetaItem {
                     key: &c[hd.key_at..hd.key_at + hd.klen],
@@ -284,7 +305,7 @@ impl Shards {
                 Found::Live(l) => l,
                 Found::Miss(m) => return Err(m),
             };
-            let c = sh.chunk(l);
+            let c = sh.item_at(l);
             let hd = item::Hdr::read(c, ctx.cas_on);
             Ok(f(&ItemRef {
                 key: &c[hd.key_at..hd.key_at + hd.klen],

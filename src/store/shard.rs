@@ -119,9 +119,9 @@ pub struct Shard {
     /// Bytes of linked items.
     pub bytes: u64,
     /// Bytes of segments owned.
-    pub slab_bytes: u64,
+    pub segment_bytes: u64,
     /// Segments owned.
-    pub nslabs: u64,
+    pub nsegments: u64,
 }
 
 /// Validity of an item found in the index.
@@ -172,8 +172,8 @@ impl Shard {
             orphans: Vec::new(),
             total_items: 0,
             bytes: 0,
-            slab_bytes: 0,
-            nslabs: 0,
+            segment_bytes: 0,
+            nsegments: 0,
         }
     }
 
@@ -191,7 +191,7 @@ impl Shard {
     /// How far back, in bytes of its band's evictions, a key counts as recently
     /// evicted: as many bytes as the shard holds.
     pub(super) fn ghost_horizon(&self) -> u64 {
-        self.slab_bytes.max(SEG_BYTES as u64)
+        self.segment_bytes.max(SEG_BYTES as u64)
     }
 
     /// The queues of `band`, queue `q`.
@@ -244,23 +244,23 @@ impl Shard {
 
     /// The bytes the item at `l` takes (header, key, value).
     pub fn footprint(&self, ctx: &Ctx, l: Loc) -> usize {
-        Hdr::read(self.chunk(l), ctx.cas_on).total()
+        Hdr::read(self.item_at(l), ctx.cas_on).total()
     }
 
     /// The bytes of the item at `l`, and after it what its segment holds (the header
     /// says how many are the item's: [`Hdr::total`]). Right after [`Shard::alloc`]
     /// this is exactly the space allocated.
     #[inline]
-    pub fn chunk(&self, l: Loc) -> &[u8] {
+    pub fn item_at(&self, l: Loc) -> &[u8] {
         let (sid, off) = split(l);
         let s = self.seg(sid);
         &s.data[off..s.used]
     }
 
-    /// The bytes of the item at `l`, mutable (see [`Shard::chunk`]): only the item's
+    /// The bytes of the item at `l`, mutable (see [`Shard::item_at`]): only the item's
     /// own bytes may be written.
     #[inline]
-    pub fn chunk_mut(&mut self, l: Loc) -> &mut [u8] {
+    pub fn item_at_mut(&mut self, l: Loc) -> &mut [u8] {
         let (sid, off) = split(l);
         let s = self.seg_mut(sid);
         let used = s.used;
@@ -281,7 +281,7 @@ impl Shard {
         let Some(l) = self.find_raw(ctx, h, key) else {
             return Found::Miss(Miss::Absent);
         };
-        let hd = Hdr::read(self.chunk(l), ctx.cas_on);
+        let hd = Hdr::read(self.item_at(l), ctx.cas_on);
         match ctx.invalid(&hd) {
             None => Found::Live(l),
             Some(m) => {
@@ -318,7 +318,7 @@ impl Shard {
     /// a read is for eviction (one more on its counter), without making it "fetched"
     /// (memcached's `fetched` counts reads only).
     pub fn wrote(&mut self, l: Loc) {
-        let c = self.chunk_mut(l);
+        let c = self.item_at_mut(l);
         if c[0] & FREQ != FREQ {
             c[0] += FREQ_ONE;
         }
@@ -328,9 +328,9 @@ impl Shard {
     /// append, prepend or arithmetic that needed a new extent): the key is in use, so
     /// the new item keeps the old one's counter, plus one for this access.
     pub fn rewrote(&mut self, from: Loc, to: Loc) {
-        let f = self.chunk(from)[0] & FREQ;
+        let f = self.item_at(from)[0] & FREQ;
         let n = if f == FREQ { f } else { f + FREQ_ONE };
-        let c = self.chunk_mut(to);
+        let c = self.item_at_mut(to);
         c[0] = (c[0] & !FREQ) | n;
     }
 
@@ -338,7 +338,7 @@ impl Shard {
     /// field (stored without one) and `exp` is not 0: the caller moves it to a new
     /// extent with the field ([`Store::regrow`](super::Store)).
     pub fn set_exptime(&mut self, _ctx: &Ctx, l: Loc, exp: u32) -> bool {
-        let c = self.chunk_mut(l);
+        let c = self.item_at_mut(l);
         let at = item::exp_at(c);
         if c[0] & item::HAS_EXP != 0 {
             item::wr32(c, at, exp);
@@ -354,7 +354,7 @@ impl Shard {
 
     /// Counts an operation on the item at `l` in its class's figures.
     pub(crate) fn count(&mut self, ctx: &Ctx, l: Loc, op: ClassOp) {
-        let total = Hdr::read(self.chunk(l), ctx.cas_on).total();
+        let total = Hdr::read(self.item_at(l), ctx.cas_on).total();
         self.count_class(Self::class_of(ctx, total), op);
     }
 
@@ -370,7 +370,7 @@ impl Shard {
         if let Ok(e) = self.tables[sub_of(h)].find_entry(table_hash(h), |&s| s == l) {
             e.remove();
         }
-        let hd = Hdr::read(self.chunk(l), ctx.cas_on);
+        let hd = Hdr::read(self.item_at(l), ctx.cas_on);
         let now = ctx.clock.now();
         if why == Why::Evict {
             self.note_eviction(ctx, l, &hd);
@@ -404,7 +404,7 @@ impl Shard {
         }
         self.bytes = self.bytes.saturating_sub(hd.total() as u64);
         self.band_count(hd.total(), false);
-        self.free_chunk(ctx, l);
+        self.free_extent(ctx, l);
     }
 
     /// Removes the item with this key, if any, without counting (no validity check).
@@ -425,7 +425,7 @@ impl Shard {
 
     /// The meta marks of the item at `l` (0 when none).
     pub fn marks(&self, l: Loc) -> u8 {
-        if self.chunk(l)[0] & MARKED == 0 {
+        if self.item_at(l)[0] & MARKED == 0 {
             return 0;
         }
         self.marks.get(&l).copied().unwrap_or(0)
@@ -435,10 +435,10 @@ impl Shard {
     pub fn set_marks(&mut self, l: Loc, m: u8) {
         if m == 0 {
             self.marks.remove(&l);
-            self.chunk_mut(l)[0] &= !MARKED;
+            self.item_at_mut(l)[0] &= !MARKED;
         } else {
             self.marks.insert(l, m);
-            self.chunk_mut(l)[0] |= MARKED;
+            self.item_at_mut(l)[0] |= MARKED;
         }
     }
 
@@ -451,12 +451,12 @@ impl Shard {
 
     /// Frees an extent that is not (or no longer) in the index: its bytes stay in the
     /// segment as a dead item until the segment is emptied.
-    pub fn free_chunk(&mut self, ctx: &Ctx, l: Loc) {
-        if self.chunk(l)[0] & MARKED != 0 {
+    pub fn free_extent(&mut self, ctx: &Ctx, l: Loc) {
+        if self.item_at(l)[0] & MARKED != 0 {
             self.marks.remove(&l);
         }
-        let total = Hdr::read(self.chunk(l), ctx.cas_on).total();
-        self.chunk_mut(l)[0] &= !(LIVE | MARKED);
+        let total = Hdr::read(self.item_at(l), ctx.cas_on).total();
+        self.item_at_mut(l)[0] &= !(LIVE | MARKED);
         let (sid, _) = split(l);
         let s = self.seg_mut(sid);
         s.live -= 1;
@@ -559,7 +559,7 @@ impl Shard {
 
     /// Links a freshly written item: replaces `old` in the index (freeing it) or inserts.
     pub fn link(&mut self, ctx: &Ctx, h: u64, new: Loc, old: Option<Loc>) {
-        let hd = Hdr::read(self.chunk(new), ctx.cas_on);
+        let hd = Hdr::read(self.item_at(new), ctx.cas_on);
         let st = &mut self.classes[Self::class_of(ctx, hd.total())];
         st.number += 1;
         st.requested += hd.total() as u64;
@@ -570,13 +570,13 @@ impl Shard {
         if let Some(o) = old {
             if let Some(s) = self.tables[t].find_mut(table_hash(h), |&s| s == o) {
                 *s = new;
-                let ohd = Hdr::read(self.chunk(o), ctx.cas_on);
+                let ohd = Hdr::read(self.item_at(o), ctx.cas_on);
                 let st = &mut self.classes[Self::class_of(ctx, ohd.total())];
                 st.number = st.number.saturating_sub(1);
                 st.requested = st.requested.saturating_sub(ohd.total() as u64);
                 self.bytes = self.bytes.saturating_sub(ohd.total() as u64);
                 self.band_count(ohd.total(), false);
-                self.free_chunk(ctx, o);
+                self.free_extent(ctx, o);
                 return;
             }
         }

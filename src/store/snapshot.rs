@@ -766,7 +766,15 @@ fn load_inner(store: &Store, path: &Path, threads: usize, start: Instant) -> Loa
             rep.error = Some(format!("seek: {e}"));
             break;
         }
-        let (err, read) = load_pass(store, &mut file, len, end, tier, threads, &counts, start);
+        let load = Load {
+            store,
+            file_len: len,
+            end,
+            threads,
+            counts: &counts,
+            start,
+        };
+        let (err, read) = load_pass(&load, &mut file, tier);
         rep.bytes_read = read;
         if let Some(e) = err {
             rep.error.get_or_insert(e);
@@ -801,19 +809,29 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// One pass over the blocks: this thread reads and verifies, `threads` threads store.
-/// Returns the problem that ended the pass early, if any, and the bytes read.
-#[allow(clippy::too_many_arguments)]
-fn load_pass(
-    store: &Store,
-    file: &mut File,
+/// What every pass of a load shares: the store, the file's length and end block,
+/// the storing threads, the counts, when the load started.
+struct Load<'a> {
+    store: &'a Store,
     file_len: u64,
     end: Option<EndInfo>,
-    tier: Option<u8>,
     threads: usize,
-    counts: &Counts,
+    counts: &'a Counts,
     start: Instant,
-) -> (Option<String>, u64) {
+}
+
+/// One pass over the blocks (only the items of access counter `tier`, when given):
+/// this thread reads and verifies, `load.threads` threads store. Returns the problem
+/// that ended the pass early, if any, and the bytes read.
+fn load_pass(load: &Load<'_>, file: &mut File, tier: Option<u8>) -> (Option<String>, u64) {
+    let Load {
+        store,
+        file_len,
+        end,
+        threads,
+        counts,
+        start,
+    } = *load;
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(threads * 2);
     let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(threads * 3);
     std::thread::scope(|s| {

@@ -48,8 +48,8 @@ impl Shards {
             s.curr_items += m.len() as u64;
             s.total_items += m.total_items;
             s.bytes += m.bytes;
-            s.total_pages += m.nslabs;
-            s.total_malloced += m.slab_bytes;
+            s.total_pages += m.nsegments;
+            s.total_malloced += m.segment_bytes;
             s.hash_bytes += m.index_bytes() as u64;
             m.class_stats(&self.ctx, &mut cls, false);
         }
@@ -371,7 +371,7 @@ impl Shards {
         self.with(key, |sh, h, _| {
             let old = sh.find_raw(ctx, h, key);
             if let Some(o) = old {
-                if !cas_on || item::Hdr::read(sh.chunk(o), cas_on).cas >= cas {
+                if !cas_on || item::Hdr::read(sh.item_at(o), cas_on).cas >= cas {
                     return Restored::Duplicate;
                 }
             }
@@ -379,16 +379,18 @@ impl Shards {
             let Some(new) = sh.restore_alloc(ctx, it.main, total) else {
                 return Restored::NoMemory;
             };
-            let c = sh.chunk_mut(new);
+            let c = sh.item_at_mut(new);
             let at = item::write_header(
                 c,
-                key.len(),
-                it.value.len(),
-                it.flags,
-                exp,
-                time,
+                &item::Head {
+                    klen: key.len(),
+                    vlen: it.value.len(),
+                    flags: it.flags,
+                    exptime: exp,
+                    time,
+                    cas,
+                },
                 cas_on,
-                cas,
             );
             c[0] |= (it.freq.min(3) << 6) | if it.fetched { item::FETCHED } else { 0 };
             c[at..at + key.len()].copy_from_slice(key);

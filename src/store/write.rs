@@ -68,7 +68,7 @@ impl Shards {
                 (StoreOp::Cas(_), Found::Miss(_)) => return (StoreOutcome::NotFound, 0),
                 (StoreOp::Cas(c), Found::Live(l)) => {
                     // With CAS disabled memcached answers EXISTS to every cas on a present key.
-                    let hd = item::Hdr::read(sh.chunk(*l), cas_on);
+                    let hd = item::Hdr::read(sh.item_at(*l), cas_on);
                     if cas_on && hd.cas != c && invalidate && c < hd.cas {
                         marks |= item::MARK_STALE | (sh.marks(*l) & item::MARK_WON);
                         (flags, hd.exptime)
@@ -81,7 +81,7 @@ impl Shards {
                     }
                 }
                 (StoreOp::Append | StoreOp::Prepend, Found::Live(l)) => {
-                    let c = sh.chunk(*l);
+                    let c = sh.item_at(*l);
                     let hd = item::Hdr::read(c, cas_on);
                     if guard != 0 && (!cas_on || hd.cas != guard) {
                         return (StoreOutcome::Exists, 0);
@@ -116,7 +116,7 @@ impl Shards {
             let old = sh.find_raw(ctx, h, key);
             let needs_old = !matches!(op, StoreOp::Set | StoreOp::Add);
             if needs_old && old.is_none() {
-                sh.free_chunk(ctx, new);
+                sh.free_extent(ctx, new);
                 return match op {
                     StoreOp::Cas(_) => (StoreOutcome::NotFound, 0),
                     _ => (StoreOutcome::NotStored, 0),
@@ -124,8 +124,19 @@ impl Shards {
             }
             let now = ctx.clock.now();
             let cas = self.next_cas();
-            let c = sh.chunk_mut(new);
-            let at = item::write_header(c, key.len(), vlen, nflags, nexp, now, cas_on, cas);
+            let c = sh.item_at_mut(new);
+            let at = item::write_header(
+                c,
+                &item::Head {
+                    klen: key.len(),
+                    vlen,
+                    flags: nflags,
+                    exptime: nexp,
+                    time: now,
+                    cas,
+                },
+                cas_on,
+            );
             c[at..at + key.len()].copy_from_slice(key);
             let v = at + key.len();
             c[v..v + first.len()].copy_from_slice(first);
@@ -164,7 +175,7 @@ impl Shards {
                 Found::Live(l) => l,
                 Found::Miss(m) => return MetaDelete::Miss(m),
             };
-            let hd = item::Hdr::read(sh.chunk(l), cas_on);
+            let hd = item::Hdr::read(sh.item_at(l), cas_on);
             if let Some(g) = guard {
                 if hd.cas != g {
                     return MetaDelete::Exists;
@@ -180,7 +191,7 @@ impl Shards {
             sh.set_marks(l, m);
             if cas_on {
                 let cas = self.next_cas();
-                item::write_cas(sh.chunk_mut(l), hd.cas_at(), cas);
+                item::write_cas(sh.item_at_mut(l), hd.cas_at(), cas);
             }
             if let Some(t) = ttl {
                 let exp = ctx.clock.realtime(t);
@@ -204,7 +215,7 @@ impl Shards {
             match sh.find(ctx, h, key) {
                 Found::Live(l) => {
                     if guard != 0
-                        && (!ctx.cas_on || item::Hdr::read(sh.chunk(l), true).cas != guard)
+                        && (!ctx.cas_on || item::Hdr::read(sh.item_at(l), true).cas != guard)
                     {
                         return DeleteOutcome::Exists;
                     }
@@ -236,7 +247,7 @@ impl Shards {
                 Found::Live(l) => l,
                 Found::Miss(m) => return (DeltaOutcome::NotFound(m), 0),
             };
-            let c = sh.chunk(l);
+            let c = sh.item_at(l);
             let hd = item::Hdr::read(c, cas_on);
             // As memcached: an empty value is refused before the CAS guard is looked at.
             if hd.vlen == 0 {
@@ -262,7 +273,7 @@ impl Shards {
             let now = ctx.clock.now();
             if d.len() <= hd.vlen {
                 let cas = self.next_cas();
-                let c = sh.chunk_mut(l);
+                let c = sh.item_at_mut(l);
                 let va = hd.value_at();
                 c[va..va + d.len()].copy_from_slice(d);
                 c[va + d.len()..hd.total()].fill(b' ');
@@ -281,20 +292,22 @@ impl Shards {
                 return (DeltaOutcome::OutOfMemory, 0);
             };
             let Some(old) = sh.find_raw(ctx, h, key) else {
-                sh.free_chunk(ctx, new);
+                sh.free_extent(ctx, new);
                 return (DeltaOutcome::NotFound(Miss::Absent), 0);
             };
             let cas = self.next_cas();
-            let c = sh.chunk_mut(new);
+            let c = sh.item_at_mut(new);
             let at = item::write_header(
                 c,
-                key.len(),
-                d.len(),
-                hd.flags,
-                hd.exptime,
-                now,
+                &item::Head {
+                    klen: key.len(),
+                    vlen: d.len(),
+                    flags: hd.flags,
+                    exptime: hd.exptime,
+                    time: now,
+                    cas,
+                },
                 cas_on,
-                cas,
             );
             c[at..at + key.len()].copy_from_slice(key);
             c[at + key.len()..at + key.len() + d.len()].copy_from_slice(d);
