@@ -87,12 +87,11 @@ impl Shards {
             }
             Ok(Reply::Done(r, lease))
         };
-        let r = if touch.is_none() {
+        if touch.is_none() {
             self.with(key, body)
         } else {
             self.with_retry(key, body)
-        };
-        r
+        }
     }
 
     /// The lease a reply takes on the item at `l`: `Some(None)` to copy the value,
@@ -288,12 +287,11 @@ impl Shards {
             }
             Ok(Reply::Done(r, lease))
         };
-        let r = if vivify {
+        if vivify {
             self.with_retry(key, body)
         } else {
             self.with(key, body)
-        };
-        r
+        }
     }
 
     /// Looks a key up without marking it read (what a watcher of fetchers is told of

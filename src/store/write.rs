@@ -51,7 +51,7 @@ impl Shards {
             .class_for(item::total_size(key.len(), value.len(), flags, 0, cas_on))
             .unwrap_or(0);
         let counted = std::cell::Cell::new(false);
-        let r = self.with_retry(key, |sh, h, mem| {
+        self.with_retry(key, |sh, h, mem| {
             seen.set(h, Event::Other);
             if !counted.replace(true) {
                 sh.count_class(sent_class, ClassOp::Set);
@@ -150,8 +150,7 @@ impl Shards {
             }
             seen.set(h, Event::Set(total));
             (StoreOutcome::Stored, if cas_on { cas } else { 0 })
-        });
-        r
+        })
     }
 
     /// The meta delete (`md`): with `guard`, only when the item's CAS unique equals it;
@@ -169,7 +168,7 @@ impl Shards {
         if key.is_empty() {
             return MetaDelete::Miss(Miss::Absent);
         }
-        let r = self.with(key, |sh, h, mem| {
+        self.with(key, |sh, h, mem| {
             seen.set(h, Event::Other);
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
@@ -202,15 +201,14 @@ impl Shards {
                 }
             }
             MetaDelete::Invalidated
-        });
-        r
+        })
     }
 
     /// Removes a key only if its CAS unique equals `guard` (any item when `guard` is
     /// 0); check and removal happen under one shard lock.
     pub(super) fn delete(&self, key: &[u8], guard: u64, seen: &Seen) -> DeleteOutcome {
         let ctx = &self.ctx;
-        let r = self.with(key, |sh, h, _| {
+        self.with(key, |sh, h, _| {
             seen.set(h, Event::Other);
             match sh.find(ctx, h, key) {
                 Found::Live(l) => {
@@ -226,8 +224,7 @@ impl Shards {
                 }
                 Found::Miss(m) => DeleteOutcome::NotFound(m),
             }
-        });
-        r
+        })
     }
 
     /// incr / decr (see [`super::Store::delta`]).
@@ -241,7 +238,7 @@ impl Shards {
     ) -> (DeltaOutcome, u64) {
         let ctx = &self.ctx;
         let cas_on = ctx.cas_on;
-        let r = self.with_retry(key, |sh, h, mem| {
+        self.with_retry(key, |sh, h, mem| {
             seen.set(h, Event::Other);
             let l = match sh.find(ctx, h, key) {
                 Found::Live(l) => l,
@@ -314,8 +311,7 @@ impl Shards {
             sh.rewrote(old, new);
             sh.link(ctx, h, new, Some(old));
             (DeltaOutcome::Value(n), if cas_on { cas } else { 0 })
-        });
-        r
+        })
     }
 
     /// `flush_all [delay]`: invalidates every item stored before the given time, with
