@@ -7,7 +7,7 @@
 //! sends from the item itself, holding a reference. Here a lookup for a reply
 //! ([`Store::get_reply`], [`Store::meta_get_reply`]) may instead *lease* a value longer
 //! than the reply may hold: the item's own segment is pinned (not reused or freed, even
-//! when the item goes: see `shard.rs`, "Leases"), and the connection copies the value
+//! when the item goes: see `pins.rs`), and the connection copies the value
 //! out a piece at a time ([`Store::read_lease`]) as its client reads, so it holds one
 //! piece, not the value. Pinned memory stays counted in `-m`; a lease is dropped when
 //! the reply is done ([`Store::end_lease`]) or the connection closes (the segment is

@@ -47,7 +47,7 @@
 //! takes memory from the other shards, the one that owns the most first: with
 //! `try_lock` under its own lock, then, if that is not enough, with its lock released,
 //! locking the others one at a time and running the operation again
-//! (`Store::with_retry`). Bytes freed for an allocation stay reserved in the budget for
+//! (`Shards::with_retry`). Bytes freed for an allocation stay reserved in the budget for
 //! it until they make up its segment, so concurrent allocations cannot take them. With
 //! `evict == false` only expired items are reclaimed and the store fails with
 //! `OutOfMemory`. A lowered limit is enforced as segments are freed by eviction and

@@ -38,7 +38,7 @@
 //!   bytes pass to it directly, not through the budget. When that is not enough, the
 //!   allocation fails with [`Mem::retrying`] set: the store releases this shard's lock,
 //!   takes the memory from the other shards locking one at a time, and runs the
-//!   operation again with it (see `Store::with_retry`).
+//!   operation again with it (see `Shards::with_retry`).
 
 use std::collections::HashMap;
 
