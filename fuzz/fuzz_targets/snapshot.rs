@@ -24,7 +24,7 @@ use std::sync::Arc;
 use ferrocache::store::snapshot::{
     crc32, decode_record, load, Header, SnapStats, BLOCK_HDR, HEADER_LEN,
 };
-use ferrocache::store::{Clock, SnapBuf, Store, StoreConfig, StoreOp};
+use ferrocache::store::{Clock, Guard, NewItem, SnapBuf, Store, StoreConfig, StoreOp};
 use libfuzzer_sys::fuzz_target;
 
 /// The largest unique a store keeps (48 bits).
