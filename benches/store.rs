@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ferrocache::store::{
-    Clock, Delta, DeltaOutcome, Miss, Store, StoreConfig, StoreOp, StoreOutcome,
+    Clock, DeleteOutcome, Delta, DeltaOutcome, Guard, Miss, NewItem, Store, StoreConfig, StoreOp,
+    StoreOutcome,
 };
 
 mod common;
@@ -45,7 +46,7 @@ fn keys(prefix: &str, n: usize) -> Vec<Vec<u8>> {
 }
 
 fn set(store: &Store, key: &[u8], value: &[u8]) {
-    let r = store.store(StoreOp::Set, key, 0, 0, value);
+    let (r, _) = store.store(StoreOp::Set, key, NewItem::new(0, 0, value), Guard::NONE);
     assert_eq!(r, StoreOutcome::Stored);
 }
 
@@ -136,7 +137,7 @@ fn bench_single(c: &mut Criterion) {
                 let n = left.min(KEYS);
                 let t = Instant::now();
                 for k in &warm[..n] {
-                    assert!(store.delete(black_box(k)).is_ok());
+                    assert_eq!(store.delete(black_box(k), 0), DeleteOutcome::Deleted);
                 }
                 total += t.elapsed();
                 for k in &warm[..n] {
@@ -152,7 +153,7 @@ fn bench_single(c: &mut Criterion) {
     set(&store, b"counter", b"1000000000");
     g.bench_function("incr", |b| {
         b.iter(|| {
-            let r = store.delta(black_box(b"counter"), Delta::Incr(1));
+            let (r, _) = store.delta(black_box(b"counter"), Delta::Incr(1), 0);
             assert!(matches!(r, DeltaOutcome::Value(_)));
         })
     });

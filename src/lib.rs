@@ -8,6 +8,8 @@
 //! - [`latency`]: per-command-family latency histograms (`stats latency`, `/metrics`).
 //! - [`insight`]: hot keys, the miss-ratio curve (`stats sizing`), why lookups missed.
 //! - [`notify`]: readiness and shutdown notices to systemd (`Type=notify`).
+//! - [`limits`]: memcached's key length, item header and item-size rule (bottom).
+//! - [`num`]: memcached's C number parsing (`safe_strto*`) (bottom).
 //! - [`op`]: the vocabulary store, protocol and client share (`StoreOp`, `Delta`).
 //! - [`policy`]: the eviction policy's rules, shared by the store and the sizing simulation.
 //! - [`protocol`]: pure parsers and reply composers (text, meta, binary).
@@ -42,8 +44,11 @@ pub mod daemon;
 pub mod insight;
 #[cfg(feature = "server")]
 pub mod latency;
+pub mod limits;
 #[cfg(feature = "server")]
 pub mod notify;
+#[cfg(any(feature = "server", feature = "client"))]
+pub mod num;
 pub mod op;
 #[cfg(feature = "server")]
 pub mod policy;

@@ -368,7 +368,7 @@ fn log_startup(shared: &Arc<Shared>, listener_tls: &[(String, bool)]) {
     };
     log::info!(
         "memory limit {}, largest item {}, evictions {}, CAS {}, connection buffers {}",
-        size_text(cfg.memory_limit_mb.saturating_mul(1 << 20)),
+        size_text(cfg.mem_limit_bytes() as u64),
         size_text(cfg.item_size_max as u64),
         if cfg.disable_evictions { "off" } else { "on" },
         if cfg.disable_cas { "off" } else { "on" },

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use ferrocache::store::snapshot::{
     crc32, decode_record, load, Header, SnapStats, BLOCK_HDR, HEADER_LEN,
 };
-use ferrocache::store::{Clock, SnapBuf, Store, StoreConfig, StoreOp};
+use ferrocache::store::{Clock, Guard, NewItem, SnapBuf, Store, StoreConfig, StoreOp};
 use libfuzzer_sys::fuzz_target;
 
 /// The largest unique a store keeps (48 bits).
@@ -85,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
         let counter = Header::decode(&file)
             .map(|h| h.meta.cas_counter)
             .unwrap_or(0);
-        store.store(StoreOp::Set, b"\xff-after-the-load", 0, 0, b"x");
+        store.store(StoreOp::Set, b"\xff-after-the-load", NewItem::new(0, 0, b"x"), Guard::NONE);
         let next = store.get(b"\xff-after-the-load", |it| it.cas).unwrap_or(0);
         let top = max_cas.max(counter & CAS_MASK) == CAS_MASK;
         assert!(

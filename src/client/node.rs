@@ -24,8 +24,8 @@ use super::error::{Error, Result};
 use super::ring::NodeSpec;
 use super::tls::{Connector, Stream, TlsOptions};
 
-/// Longest key memcached accepts.
-pub const KEY_MAX: usize = 250;
+/// Longest key memcached accepts ([`crate::limits::KEY_MAX_LENGTH`]).
+pub const KEY_MAX: usize = crate::limits::KEY_MAX_LENGTH;
 /// Longest reply line read (a `VALUE` header or a stats line).
 const LINE_MAX: usize = 64 * 1024;
 /// Largest value read back (memcached's `-I` maximum is 1 GiB).

@@ -501,7 +501,6 @@ struct State {
     udp_specified: bool,
     protocol_specified: bool,
     item_size_max: i64,
-    max_bytes: u64,
     slab_chunk_changed: bool,
     hot_lru_pct: i32,
     warm_lru_pct: i32,
@@ -552,7 +551,6 @@ pub fn parse_args_as(program: &str, args: &[String]) -> Invocation {
         udp_specified: false,
         protocol_specified: false,
         item_size_max: 1 << 20,
-        max_bytes: 64 << 20,
         slab_chunk_changed: false,
         hot_lru_pct: 20,
         warm_lru_pct: 40,
@@ -610,10 +608,8 @@ impl Config {
                 st.udp_specified = true;
             }
             'm' => {
-                // (size_t)atoi(optarg) * 1024 * 1024
-                let mb = c_atoi(arg) as i64 as u64;
-                self.memory_limit_mb = mb;
-                st.max_bytes = mb.wrapping_mul(1 << 20);
+                // (size_t)atoi(optarg): -1 is 2^64 - 1 megabytes
+                self.memory_limit_mb = c_atoi(arg) as i64 as u64;
             }
             'M' => self.disable_evictions = true,
             'c' => {
@@ -1067,7 +1063,7 @@ impl Config {
         if item < 1024 {
             return usage("Item max size cannot be less than 1024 bytes.".into());
         }
-        if item as u64 > st.max_bytes / 2 {
+        if item as u64 > self.mem_limit_bytes() as u64 / 2 {
             return usage("Cannot set item size limit higher than 1/2 of memory max.".into());
         }
         if item > 1024 * 1024 * 1024 {
@@ -1175,9 +1171,12 @@ impl Config {
         Ok(())
     }
 
-    /// Item memory in bytes (`-m` × 1 MiB, wrapping like memcached's `size_t`).
-    pub fn max_bytes(&self) -> u64 {
-        self.memory_limit_mb.wrapping_mul(1 << 20)
+    /// Item memory in bytes: `-m` × 1 MiB, the one conversion of `-m`. memcached's
+    /// `(size_t)atoi(optarg) * 1024 * 1024`, wrapping as its `size_t` does: `-m -1`
+    /// is 2^64 − 2^20 (memcached 1.6.18's `stats settings` prints
+    /// 18446744073708503040), and an `int` times 1 MiB never wraps otherwise.
+    pub fn mem_limit_bytes(&self) -> usize {
+        self.memory_limit_mb.wrapping_mul(1 << 20) as usize
     }
 
     /// Where to listen, from `-l` and `-p`: (host, port) pairs, the host
@@ -1241,7 +1240,7 @@ impl Config {
             self.threads
         };
         vec![
-            ("maxbytes", self.max_bytes().to_string()),
+            ("maxbytes", self.mem_limit_bytes().to_string()),
             ("maxconns", self.max_conns.to_string()),
             ("tcpport", self.port.to_string()),
             ("udpport", self.udp_port.to_string()),
@@ -1387,7 +1386,7 @@ impl Config {
         let bytes = match self.read_buf_mem_limit {
             Some(0) => return usize::MAX,
             Some(mb) => mb.saturating_mul(MIB),
-            None => (self.memory_limit_mb.saturating_mul(MIB) / 8).clamp(32 * MIB, 1024 * MIB),
+            None => (self.mem_limit_bytes() as u64 / 8).clamp(32 * MIB, 1024 * MIB),
         };
         usize::try_from(bytes).unwrap_or(usize::MAX)
     }
@@ -1720,25 +1719,14 @@ fn c_atof(s: &str) -> f64 {
         .map_or(0.0, |v| sign * v)
 }
 
-/// memcached's `safe_strtoul`: digits, then the end or a space; a negative
-/// value is rejected.
+/// memcached's `safe_strtoul` ([`crate::num::strtoul`]) on an option's value.
 fn safe_strtoul(s: &str) -> Option<u32> {
-    let (v, end) = c_strtol_end(s, 10);
-    let ok_end = end > 0 && s.as_bytes().get(end).map_or(true, |&b| is_c_space(b));
-    if !ok_end || (v < 0 && s.contains('-')) {
-        return None;
-    }
-    Some(v as u32)
+    crate::num::strtoul(s.as_bytes())
 }
 
-/// memcached's `safe_strtol`: like [`safe_strtoul`], signed, within `int`.
+/// memcached's `safe_strtol` ([`crate::num::strtol`]) on an option's value.
 fn safe_strtol(s: &str) -> Option<i32> {
-    let (v, end) = c_strtol_end(s, 10);
-    let ok_end = end > 0 && s.as_bytes().get(end).map_or(true, |&b| is_c_space(b));
-    if !ok_end || v > i32::MAX as i64 || v < i32::MIN as i64 {
-        return None;
-    }
-    Some(v as i32)
+    crate::num::strtol(s.as_bytes())
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ fn defaults() {
     assert_eq!(c.udp_port, 0);
     assert!(c.listen.is_empty());
     assert_eq!(c.memory_limit_mb, 64);
-    assert_eq!(c.max_bytes(), 64 << 20);
+    assert_eq!(c.mem_limit_bytes(), 64 << 20);
     assert_eq!(c.max_conns, 1024);
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
     assert_eq!(c.threads, cores);

@@ -1,13 +1,11 @@
 //! What the protocols' framing shares: memcached's limits and its one rule for the
-//! size of an item, which decides "object too large" before a value arrives (text,
-//! meta and binary parsers) and in the store.
+//! size of an item (from [`crate::limits`], where the store takes them too), which
+//! decides "object too large" before a value arrives (text, meta and binary parsers).
 
-/// Longest key memcached accepts (`KEY_MAX_LENGTH`).
-pub const KEY_MAX_LENGTH: usize = 250;
+pub use crate::limits::{item_size, ITEM_HEADER_SIZE, KEY_MAX_LENGTH};
+
 /// Without a `\n` in more than this many bytes, only a multi-get may keep reading.
 pub const MAX_LINE_WITHOUT_NEWLINE: usize = 2048;
-/// memcached's `sizeof(item)` on 64-bit hosts: the header counted in "too large".
-pub const ITEM_HEADER_SIZE: usize = 48;
 
 /// Limits the parser needs to decide a request's fate without the store.
 #[derive(Debug, Clone, Copy)]
@@ -20,19 +18,6 @@ pub struct Limits {
     /// buffer now; a storage request within `-I` but larger than this is refused as
     /// out of memory before its data arrives. `usize::MAX`: no such bound.
     pub buffer_room: usize,
-}
-
-/// memcached's size of an item ("ITEM_ntotal"): its header, the key and its NUL, the
-/// client flags when not 0, the value with its `\r\n` (`data_len`), and the CAS
-/// unique when CAS is on. An item is too large when this exceeds `-I`.
-#[inline]
-pub fn item_size(nkey: usize, flags: u32, data_len: usize, cas: bool) -> usize {
-    ITEM_HEADER_SIZE
-        + nkey
-        + 1
-        + if flags != 0 { 4 } else { 0 }
-        + data_len
-        + if cas { 8 } else { 0 }
 }
 
 /// What a parser made of the bytes at the front of the read buffer; `R` is its

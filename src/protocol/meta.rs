@@ -26,7 +26,7 @@
 pub use super::base64::{base64_decode, base64_encode};
 use super::frame::{errors, StoreRefusal, UnlinkKey};
 use super::frame::{item_size, Limits, KEY_MAX_LENGTH};
-use super::num;
+use crate::num;
 
 /// What the meta parser made of the bytes at the front of the read buffer.
 pub type Parse<'a> = super::frame::Parse<'a, MetaRequest<'a>>;

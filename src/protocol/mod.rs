@@ -8,5 +8,4 @@ pub mod binary;
 pub mod cluster;
 pub mod frame;
 pub mod meta;
-pub(crate) mod num;
 pub mod text;

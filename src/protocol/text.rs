@@ -56,7 +56,7 @@ pub use super::frame::{
     errors, Limits, StoreRefusal, UnlinkKey, ITEM_HEADER_SIZE, KEY_MAX_LENGTH,
     MAX_LINE_WITHOUT_NEWLINE,
 };
-use super::num;
+use crate::num;
 /// Which storage command: the store's own operation type (`set`, `add`, `replace`,
 /// `append`, `prepend`, `cas` with the client's unique), so the executor hands it over
 /// unchanged.

@@ -199,14 +199,14 @@ impl Shared {
 /// Builds the store settings from the command line.
 pub fn store_config(cfg: &Config) -> StoreConfig {
     // A shard addresses at most 4 GiB of items (32-bit locations): big caches get more.
-    let mem = (cfg.memory_limit_mb as usize).saturating_mul(1 << 20);
+    let mem = cfg.mem_limit_bytes();
     let by_mem = mem.div_ceil(2 << 30).next_power_of_two();
     let shards = (cfg.threads * 4)
         .next_power_of_two()
         .max(by_mem)
         .clamp(4, 256);
     StoreConfig {
-        mem_limit: (cfg.memory_limit_mb as usize).saturating_mul(1 << 20),
+        mem_limit: mem,
         item_size_max: cfg.item_size_max,
         growth_factor: cfg.growth_factor,
         chunk_min: cfg.chunk_min,

@@ -196,18 +196,35 @@ pub fn write_cas(c: &mut [u8], at: usize, cas: u64) {
     c[at..at + CAS_BYTES].copy_from_slice(&cas.to_le_bytes()[..CAS_BYTES]);
 }
 
-/// Writes a header for a new item; returns the key offset.
-#[allow(clippy::too_many_arguments)]
-pub fn write_header(
-    c: &mut [u8],
-    klen: usize,
-    vlen: usize,
-    flags: u32,
-    exptime: u32,
-    time: u32,
-    cas_on: bool,
-    cas: u64,
-) -> usize {
+/// The fields of a new item's header ([`write_header`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Head {
+    /// Key length.
+    pub klen: usize,
+    /// Value length (without `\r\n`).
+    pub vlen: usize,
+    /// Client flags.
+    pub flags: u32,
+    /// Relative expiry (0 = never).
+    pub exptime: u32,
+    /// Last access/update time, relative.
+    pub time: u32,
+    /// CAS unique (written only when the store keeps CAS).
+    pub cas: u64,
+}
+
+/// Writes a header for a new item (with a CAS field when `cas_on`); returns the key
+/// offset.
+#[inline]
+pub fn write_header(c: &mut [u8], h: &Head, cas_on: bool) -> usize {
+    let Head {
+        klen,
+        vlen,
+        flags,
+        exptime,
+        time,
+        cas,
+    } = *h;
     let big = vlen >= 1 << 24;
     c[0] = LIVE
         | if flags != 0 { HAS_FLAGS } else { 0 }

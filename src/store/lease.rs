@@ -7,7 +7,7 @@
 //! sends from the item itself, holding a reference. Here a lookup for a reply
 //! ([`Store::get_reply`], [`Store::meta_get_reply`]) may instead *lease* a value longer
 //! than the reply may hold: the item's own segment is pinned (not reused or freed, even
-//! when the item goes: see `shard.rs`, "Leases"), and the connection copies the value
+//! when the item goes: see `pins.rs`), and the connection copies the value
 //! out a piece at a time ([`Store::read_lease`]) as its client reads, so it holds one
 //! piece, not the value. Pinned memory stays counted in `-m`; a lease is dropped when
 //! the reply is done ([`Store::end_lease`]) or the connection closes (the segment is
@@ -28,7 +28,6 @@
 use std::sync::Arc;
 
 use super::held::{Held, Hold};
-use super::Store;
 
 /// What pins a segment: leases hold it, the shard keeps a weak reference. The
 /// segment's bytes are held ([`super::held`]) until the last lease drops it.
@@ -98,12 +97,12 @@ pub enum Reply<R> {
 /// A big item's value pinned for a reply that streams it.
 #[derive(Debug)]
 pub struct ValueLease {
-    shard: usize,
-    sid: u32,
-    pin: Arc<PinToken>,
+    pub(super) shard: usize,
+    pub(super) sid: u32,
+    pub(super) pin: Arc<PinToken>,
     /// The value's offset in the segment, and its length.
-    at: usize,
-    len: usize,
+    pub(super) at: usize,
+    pub(super) len: usize,
 }
 
 impl ValueLease {
@@ -131,180 +130,5 @@ impl ValueLease {
     /// Whether the value is empty (never: only long values are leased).
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-}
-
-impl Store {
-    /// Changes whenever memory connections held (lent or pinned) is given back: a
-    /// request told to wait ([`Reply::Wait`]) tries again then.
-    pub fn released(&self) -> u64 {
-        self.ctx.held.released()
-    }
-
-    /// Bytes pinned by replies streaming values now.
-    pub fn pinned(&self) -> usize {
-        self.ctx.held.bytes(Hold::Pinned)
-    }
-
-    /// Appends up to `max` bytes of the leased value, from offset `from`, to `out`
-    /// (one shard lock). Returns the bytes appended; 0 when `from` is at the end, or
-    /// when the lease does not match its segment (which would be a bug: the caller
-    /// then closes the connection rather than send a wrong value).
-    pub fn read_lease(
-        &self,
-        lease: &ValueLease,
-        from: usize,
-        max: usize,
-        out: &mut Vec<u8>,
-    ) -> usize {
-        let n = max.min(lease.len.saturating_sub(from));
-        if n == 0 {
-            return 0;
-        }
-        let Some(sh) = self.shards.get(lease.shard) else {
-            return 0;
-        };
-        let sh = sh.lock();
-        let start = lease.at + from;
-        match sh
-            .leased(lease.sid, &lease.pin)
-            .and_then(|d| d.get(start..start + n))
-        {
-            Some(b) => {
-                out.extend_from_slice(b);
-                n
-            }
-            None => 0,
-        }
-    }
-
-    /// The reply is done with the value: the segment is unpinned, and freed at once
-    /// if its item is gone and no other lease holds it.
-    pub fn end_lease(&self, lease: ValueLease) {
-        let shard = lease.shard;
-        drop(lease);
-        if let Some(sh) = self.shards.get(shard) {
-            sh.lock().reap_orphans(&self.ctx);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{Clock, StoreConfig, StoreOp, StoreOutcome};
-    use super::*;
-
-    fn store(mem_mb: usize) -> Store {
-        let cfg = StoreConfig {
-            mem_limit: mem_mb << 20,
-            item_size_max: 4 << 20,
-            shards: 4,
-            ..StoreConfig::default()
-        };
-        Store::new(cfg, Arc::new(Clock::starting_at(1_700_000_000)))
-    }
-
-    fn lease_rule() -> ReplyValue {
-        ReplyValue {
-            lease_over: 0,
-            copy_up_to: 0,
-        }
-    }
-
-    fn lease(s: &Store, key: &[u8]) -> Option<ValueLease> {
-        match s.get_reply(key, None, lease_rule(), |it, streamed| {
-            (it.value.len(), streamed)
-        }) {
-            Ok(Reply::Done((_, true), Some(l))) => Some(l),
-            _ => None,
-        }
-    }
-
-    fn read_all(s: &Store, l: &ValueLease) -> Vec<u8> {
-        let mut out = Vec::new();
-        while out.len() < l.len() {
-            let n = s.read_lease(l, out.len(), 100_000, &mut out);
-            assert!(n > 0, "a lease lost its value");
-        }
-        out
-    }
-
-    #[test]
-    fn a_leased_value_outlives_its_item_and_its_memory_comes_back_after() {
-        let s = store(16);
-        let a = vec![b'a'; 1_000_000];
-        assert_eq!(s.store(StoreOp::Set, b"k", 0, 0, &a), StoreOutcome::Stored);
-        let before = s.stats().total_malloced;
-        let l = lease(&s, b"k").expect("a value in a segment of its own is leased");
-        assert_eq!(s.pinned() as u64, before);
-        // Replaced, then deleted: the lease still reads the value it was given.
-        assert_eq!(
-            s.store(StoreOp::Set, b"k", 0, 0, &[b'b'; 1_000_000]),
-            StoreOutcome::Stored
-        );
-        assert_eq!(s.delete(b"k"), Ok(()));
-        // Pushing everything out leaves the pinned segment alone.
-        for i in 0..40 {
-            let key = format!("f{i}");
-            s.store(StoreOp::Set, key.as_bytes(), 0, 0, &[b'f'; 1_000_000]);
-        }
-        assert!(s.mem_used() <= 16 << 20);
-        assert_eq!(read_all(&s, &l), a);
-        let held = s.stats().total_malloced;
-        let e = s.released();
-        s.end_lease(l);
-        assert_ne!(s.released(), e);
-        assert_eq!(s.pinned(), 0);
-        assert_eq!(
-            s.stats().total_malloced + before,
-            held,
-            "the orphan is freed at once"
-        );
-    }
-
-    #[test]
-    fn small_values_are_copied_and_pins_past_a_quarter_of_the_limit_wait() {
-        let s = store(16);
-        assert_eq!(
-            s.store(StoreOp::Set, b"small", 0, 0, b"tiny"),
-            StoreOutcome::Stored
-        );
-        match s.get_reply(b"small", None, lease_rule(), |it, streamed| {
-            (it.value.len(), streamed)
-        }) {
-            Ok(Reply::Done((4, false), None)) => {}
-            other => panic!("a small item is copied: {other:?}"),
-        }
-        for i in 0..6u8 {
-            let v = vec![b'0' + i; 1_500_000];
-            assert_eq!(
-                s.store(StoreOp::Set, &[b'v', i], 0, 0, &v),
-                StoreOutcome::Stored
-            );
-        }
-        // 4 MiB may be pinned: two values of 1.5 MB, not three.
-        let l0 = lease(&s, b"v\x00").expect("first");
-        let l1 = lease(&s, b"v\x01").expect("second");
-        let third = s.get_reply(b"v\x02", None, lease_rule(), |_, _| ());
-        assert!(matches!(third, Ok(Reply::Wait)), "{third:?}");
-        // Copied when the reply may hold it.
-        let copy = ReplyValue {
-            lease_over: 0,
-            copy_up_to: 2_000_000,
-        };
-        match s.get_reply(b"v\x02", None, copy, |it, streamed| {
-            (it.value.len(), streamed)
-        }) {
-            Ok(Reply::Done((1_500_000, false), None)) => {}
-            other => panic!("copied past the pin cap: {other:?}"),
-        }
-        // A value pinned already costs nothing more.
-        assert!(lease(&s, b"v\x00").is_some());
-        drop(l0);
-        assert!(
-            lease(&s, b"v\x02").is_some(),
-            "room again once a lease is gone"
-        );
-        drop(l1);
     }
 }

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::held::{Held, Hold};
-use super::Store;
+use super::shards::Shards;
 
 /// Bytes of the item budget lent to a connection's read buffer; given back on drop.
 #[derive(Debug)]
@@ -60,9 +60,9 @@ impl Drop for Loan {
     }
 }
 
-impl Store {
+impl Shards {
     /// Bytes [`Store::lend`] may still give (before eviction decides).
-    pub fn lendable(&self) -> usize {
+    pub(super) fn lendable(&self) -> usize {
         let left = self
             .ctx
             .held_cap()
@@ -70,12 +70,12 @@ impl Store {
         if self.ctx.evict {
             left
         } else {
-            left.min(self.mem_limit().saturating_sub(self.mem_used()))
+            left.min(self.ctx.limit().saturating_sub(self.ctx.used()))
         }
     }
 
     /// Bytes lent now.
-    pub fn lent(&self) -> usize {
+    pub(super) fn lent(&self) -> usize {
         self.ctx.held.bytes(Hold::Lent)
     }
 
@@ -84,7 +84,7 @@ impl Store {
     /// first, locking one at a time). None when a quarter of the limit is lent
     /// already (`held.rs`) or the store cannot free them (with `-M`, only free
     /// budget is lent). Locks no shard while another is held.
-    pub fn lend(&self, n: usize) -> Option<Loan> {
+    pub(super) fn lend(&self, n: usize) -> Option<Loan> {
         if !self.ctx.held.take(Hold::Lent, n, self.ctx.held_cap()) {
             return None;
         }
@@ -109,47 +109,5 @@ impl Store {
             used: self.ctx.used.clone(),
             held: self.ctx.held.clone(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{Clock, StoreConfig, StoreOp, StoreOutcome};
-    use super::*;
-
-    #[test]
-    fn loans_evict_for_their_bytes_stay_within_a_quarter_and_are_given_back() {
-        let cfg = StoreConfig {
-            mem_limit: 16 << 20,
-            shards: 4,
-            ..StoreConfig::default()
-        };
-        let s = Store::new(cfg, Arc::new(Clock::starting_at(1_700_000_000)));
-        // Fill the cache: a loan must evict for its bytes.
-        for i in 0..200 {
-            let key = format!("k{i}");
-            s.store(StoreOp::Set, key.as_bytes(), 0, 0, &[b'x'; 100_000]);
-        }
-        let full = s.mem_used();
-        let a = s.lend(2 << 20).expect("lent by evicting");
-        assert!(s.mem_used() <= 16 << 20 && s.stats().total_malloced < full as u64);
-        let b = s.lend(2 << 20).expect("a quarter of 16 MiB is 4 MiB");
-        assert!(s.lend(1).is_none(), "past a quarter");
-        assert_eq!(s.lendable(), 0);
-        let used = s.mem_used();
-        let e = s.released();
-        drop(a);
-        assert_eq!(s.mem_used(), used - (2 << 20));
-        assert_ne!(s.released(), e);
-        let mut c = s.lend(1 << 20).expect("room again");
-        c.absorb(s.lend(1 << 20).expect("and again"));
-        assert_eq!(c.bytes(), 2 << 20);
-        assert!(s.lend(1).is_none());
-        drop((b, c));
-        assert_eq!(s.lent(), 0);
-        assert_eq!(
-            s.store(StoreOp::Set, b"after", 0, 0, b"v"),
-            StoreOutcome::Stored
-        );
     }
 }

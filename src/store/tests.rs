@@ -1,7 +1,14 @@
 //! Unit tests for the store; expected values were checked against memcached 1.6.18.
 
 use super::*;
+
+mod lease;
+mod loan;
+
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use super::ctx::hash_key;
 
 fn store_with(f: impl FnOnce(&mut StoreConfig)) -> Store {
     let mut cfg = StoreConfig::default();
@@ -21,7 +28,8 @@ fn get(s: &Store, k: &[u8]) -> Result<(Vec<u8>, u32, u64), Miss> {
 fn set_get_cas_numbering() {
     let s = store();
     assert_eq!(
-        s.store(StoreOp::Set, b"a", 0, 0, b"1"),
+        s.store(StoreOp::Set, b"a", NewItem::new(0, 0, b"1"), Guard::NONE)
+            .0,
         StoreOutcome::Stored
     );
     assert_eq!(get(&s, b"a"), Ok((b"1".to_vec(), 0, 1)));
@@ -29,13 +37,14 @@ fn set_get_cas_numbering() {
     s.flush_all(0);
     assert_eq!(get(&s, b"a"), Err(Miss::Flushed));
     assert_eq!(
-        s.store(StoreOp::Set, b"b", 7, 0, b"2"),
+        s.store(StoreOp::Set, b"b", NewItem::new(7, 0, b"2"), Guard::NONE)
+            .0,
         StoreOutcome::Stored
     );
     assert_eq!(get(&s, b"b"), Ok((b"2".to_vec(), 7, 3)));
     assert_eq!(get(&s, b"zz"), Err(Miss::Absent));
-    assert_eq!(s.delete(b"b"), Ok(()));
-    assert_eq!(s.delete(b"b"), Err(Miss::Absent));
+    assert_eq!(s.delete(b"b", 0), DeleteOutcome::Deleted);
+    assert_eq!(s.delete(b"b", 0), DeleteOutcome::NotFound(Miss::Absent));
     let st = s.stats();
     assert_eq!(st.curr_items, 0);
     assert_eq!(st.total_items, 2);
@@ -46,27 +55,48 @@ fn add_replace_append_prepend() {
     let s = store();
     let c = s.clock().clone();
     assert_eq!(
-        s.store(StoreOp::Replace, b"k", 0, 0, b"x"),
+        s.store(
+            StoreOp::Replace,
+            b"k",
+            NewItem::new(0, 0, b"x"),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::NotStored
     );
     assert_eq!(
-        s.store(StoreOp::Append, b"k", 0, 0, b"x"),
+        s.store(StoreOp::Append, b"k", NewItem::new(0, 0, b"x"), Guard::NONE)
+            .0,
         StoreOutcome::NotStored
     );
     assert_eq!(
-        s.store(StoreOp::Add, b"k", 5, 100, b"x"),
+        s.store(StoreOp::Add, b"k", NewItem::new(5, 100, b"x"), Guard::NONE)
+            .0,
         StoreOutcome::Stored
     );
     assert_eq!(
-        s.store(StoreOp::Add, b"k", 0, 0, b"y"),
+        s.store(StoreOp::Add, b"k", NewItem::new(0, 0, b"y"), Guard::NONE)
+            .0,
         StoreOutcome::NotStored
     );
     assert_eq!(
-        s.store(StoreOp::Append, b"k", 9, 0, b"yy"),
+        s.store(
+            StoreOp::Append,
+            b"k",
+            NewItem::new(9, 0, b"yy"),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Stored
     );
     assert_eq!(
-        s.store(StoreOp::Prepend, b"k", 7, 0, b"z"),
+        s.store(
+            StoreOp::Prepend,
+            b"k",
+            NewItem::new(7, 0, b"z"),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Stored
     );
     let (v, f, cas) = get(&s, b"k").unwrap();
@@ -74,14 +104,21 @@ fn add_replace_append_prepend() {
     // exptime kept from the add.
     assert_eq!(s.get(b"k", |it| it.exptime), Ok(c.now() + 100));
     assert_eq!(
-        s.store(StoreOp::Replace, b"k", 1, 100, b"r"),
+        s.store(
+            StoreOp::Replace,
+            b"k",
+            NewItem::new(1, 100, b"r"),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Stored
     );
     assert_eq!(get(&s, b"k").unwrap().0, b"r");
     c.advance(101);
     // Expired items count as absent for add.
     assert_eq!(
-        s.store(StoreOp::Add, b"k", 0, 0, b"n"),
+        s.store(StoreOp::Add, b"k", NewItem::new(0, 0, b"n"), Guard::NONE)
+            .0,
         StoreOutcome::Stored
     );
 }
@@ -90,21 +127,40 @@ fn add_replace_append_prepend() {
 fn cas_rules() {
     let s = store();
     assert_eq!(
-        s.store(StoreOp::Cas(1), b"k", 0, 0, b"x"),
+        s.store(StoreOp::Cas(1), b"k", NewItem::new(0, 0, b"x"), Guard::NONE)
+            .0,
         StoreOutcome::NotFound
     );
-    s.store(StoreOp::Set, b"k", 0, 0, b"x");
+    s.store(StoreOp::Set, b"k", NewItem::new(0, 0, b"x"), Guard::NONE);
     let cas = get(&s, b"k").unwrap().2;
     assert_eq!(
-        s.store(StoreOp::Cas(cas + 1), b"k", 0, 0, b"y"),
+        s.store(
+            StoreOp::Cas(cas + 1),
+            b"k",
+            NewItem::new(0, 0, b"y"),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Exists
     );
     assert_eq!(
-        s.store(StoreOp::Cas(cas), b"k", 0, 0, b"y"),
+        s.store(
+            StoreOp::Cas(cas),
+            b"k",
+            NewItem::new(0, 0, b"y"),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Stored
     );
     assert_eq!(
-        s.store(StoreOp::Cas(cas), b"k", 0, 0, b"z"),
+        s.store(
+            StoreOp::Cas(cas),
+            b"k",
+            NewItem::new(0, 0, b"z"),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Exists
     );
     // touch and gat keep the CAS unique.
@@ -113,21 +169,23 @@ fn cas_rules() {
     assert_eq!(s.get_and_touch(b"k", 50, |it| it.cas), Ok(cas));
     assert_eq!(get(&s, b"k").unwrap().2, cas);
     // incr changes it.
-    s.store(StoreOp::Set, b"n", 0, 0, b"1");
+    s.store(StoreOp::Set, b"n", NewItem::new(0, 0, b"1"), Guard::NONE);
     let c1 = get(&s, b"n").unwrap().2;
-    assert_eq!(s.delta(b"n", Delta::Incr(1)), DeltaOutcome::Value(2));
+    assert_eq!(s.delta(b"n", Delta::Incr(1), 0).0, DeltaOutcome::Value(2));
     assert!(get(&s, b"n").unwrap().2 > c1);
 
     let s = store_with(|c| c.cas_enabled = false);
-    s.store(StoreOp::Set, b"k", 0, 0, b"x");
+    s.store(StoreOp::Set, b"k", NewItem::new(0, 0, b"x"), Guard::NONE);
     assert_eq!(get(&s, b"k").unwrap().2, 0);
     // memcached -C: cas on a present key is always EXISTS.
     assert_eq!(
-        s.store(StoreOp::Cas(0), b"k", 0, 0, b"y"),
+        s.store(StoreOp::Cas(0), b"k", NewItem::new(0, 0, b"y"), Guard::NONE)
+            .0,
         StoreOutcome::Exists
     );
     assert_eq!(
-        s.store(StoreOp::Cas(5), b"q", 0, 0, b"y"),
+        s.store(StoreOp::Cas(5), b"q", NewItem::new(0, 0, b"y"), Guard::NONE)
+            .0,
         StoreOutcome::NotFound
     );
 }
@@ -136,8 +194,8 @@ fn cas_rules() {
 fn expiry_and_touch() {
     let s = store();
     let c = s.clock().clone();
-    s.store(StoreOp::Set, b"k", 0, 10, b"x");
-    s.store(StoreOp::Set, b"neg", 0, -1, b"x");
+    s.store(StoreOp::Set, b"k", NewItem::new(0, 10, b"x"), Guard::NONE);
+    s.store(StoreOp::Set, b"neg", NewItem::new(0, -1, b"x"), Guard::NONE);
     assert_eq!(get(&s, b"neg"), Err(Miss::Expired));
     c.advance(9);
     assert!(get(&s, b"k").is_ok());
@@ -155,26 +213,26 @@ fn flush_rules() {
     // With CAS: same-second items stored after the flush survive.
     let s = store();
     let c = s.clock().clone();
-    s.store(StoreOp::Set, b"a", 0, 0, b"1");
+    s.store(StoreOp::Set, b"a", NewItem::new(0, 0, b"1"), Guard::NONE);
     s.flush_all(0);
-    s.store(StoreOp::Set, b"b", 0, 0, b"2");
+    s.store(StoreOp::Set, b"b", NewItem::new(0, 0, b"2"), Guard::NONE);
     assert_eq!(get(&s, b"a"), Err(Miss::Flushed));
     assert!(get(&s, b"b").is_ok());
     // Delayed flush.
-    s.store(StoreOp::Set, b"d", 0, 0, b"1");
+    s.store(StoreOp::Set, b"d", NewItem::new(0, 0, b"1"), Guard::NONE);
     s.flush_all(2);
     assert!(get(&s, b"d").is_ok());
     // memcached: oldest_live = realtime(2) - 1, so the flush bites one second later.
     c.advance(1);
     assert_eq!(get(&s, b"d"), Err(Miss::Flushed));
     // Stored during the second the delayed flush takes effect: flushed too.
-    s.store(StoreOp::Set, b"e", 0, 0, b"1");
+    s.store(StoreOp::Set, b"e", NewItem::new(0, 0, b"1"), Guard::NONE);
     assert_eq!(get(&s, b"e"), Err(Miss::Flushed));
     c.advance(1);
-    s.store(StoreOp::Set, b"e", 0, 0, b"1");
+    s.store(StoreOp::Set, b"e", NewItem::new(0, 0, b"1"), Guard::NONE);
     assert!(get(&s, b"e").is_ok());
     // Flushed wins over expired.
-    s.store(StoreOp::Set, b"f", 0, 1, b"1");
+    s.store(StoreOp::Set, b"f", NewItem::new(0, 1, b"1"), Guard::NONE);
     c.advance(1);
     s.flush_all(0);
     assert_eq!(get(&s, b"f"), Err(Miss::Flushed));
@@ -182,15 +240,15 @@ fn flush_rules() {
     // Without CAS: items stored in the same second after the flush are flushed too.
     let s = store_with(|c| c.cas_enabled = false);
     let c = s.clock().clone();
-    s.store(StoreOp::Set, b"a", 0, 0, b"1");
+    s.store(StoreOp::Set, b"a", NewItem::new(0, 0, b"1"), Guard::NONE);
     s.flush_all(0);
-    s.store(StoreOp::Set, b"b", 0, 0, b"2");
+    s.store(StoreOp::Set, b"b", NewItem::new(0, 0, b"2"), Guard::NONE);
     assert_eq!(get(&s, b"b"), Err(Miss::Flushed));
     c.advance(1);
-    s.store(StoreOp::Set, b"b", 0, 0, b"2");
+    s.store(StoreOp::Set, b"b", NewItem::new(0, 0, b"2"), Guard::NONE);
     assert!(get(&s, b"b").is_ok());
     assert_eq!(
-        s.delta(b"zz", Delta::Incr(1)),
+        s.delta(b"zz", Delta::Incr(1), 0).0,
         DeltaOutcome::NotFound(Miss::Absent)
     );
 }
@@ -255,8 +313,8 @@ fn incr_decr_like_memcached() {
             (Delta::Incr(1), inc, after_inc),
             (Delta::Decr(1), dec, after_dec),
         ] {
-            s.store(StoreOp::Set, b"n", 3, 0, v);
-            let got = s.delta(b"n", d);
+            s.store(StoreOp::Set, b"n", NewItem::new(3, 0, v), Guard::NONE);
+            let got = s.delta(b"n", d, 0).0;
             match want {
                 Some(n) => assert_eq!(got, DeltaOutcome::Value(n), "{v:?} {d:?}"),
                 None => assert_eq!(got, DeltaOutcome::NonNumeric, "{v:?} {d:?}"),
@@ -266,12 +324,18 @@ fn incr_decr_like_memcached() {
             assert_eq!(flags, 3);
         }
     }
-    s.store(StoreOp::Set, b"n", 0, 0, b"100");
-    assert_eq!(s.delta(b"n", Delta::Decr(95)), DeltaOutcome::Value(5));
-    assert_eq!(s.delta(b"n", Delta::Incr(u64::MAX)), DeltaOutcome::Value(4));
-    assert_eq!(s.delta(b"n", Delta::Decr(1000)), DeltaOutcome::Value(0));
+    s.store(StoreOp::Set, b"n", NewItem::new(0, 0, b"100"), Guard::NONE);
+    assert_eq!(s.delta(b"n", Delta::Decr(95), 0).0, DeltaOutcome::Value(5));
     assert_eq!(
-        s.delta(b"n", Delta::Incr(100000)),
+        s.delta(b"n", Delta::Incr(u64::MAX), 0).0,
+        DeltaOutcome::Value(4)
+    );
+    assert_eq!(
+        s.delta(b"n", Delta::Decr(1000), 0).0,
+        DeltaOutcome::Value(0)
+    );
+    assert_eq!(
+        s.delta(b"n", Delta::Incr(100000), 0).0,
         DeltaOutcome::Value(100000)
     );
     assert_eq!(get(&s, b"n").unwrap().0, b"100000");
@@ -300,13 +364,25 @@ fn too_large_matches_memcached() {
         let key = vec![b'k'; klen];
         let val = vec![b'v'; vmax];
         assert_eq!(
-            s.store(StoreOp::Set, &key, flags, 0, &val),
+            s.store(
+                StoreOp::Set,
+                &key,
+                NewItem::new(flags, 0, &val),
+                Guard::NONE
+            )
+            .0,
             StoreOutcome::Stored
         );
         assert_eq!(get(&s, &key).unwrap().0.len(), vmax);
         let val = vec![b'v'; vmax + 1];
         assert_eq!(
-            s.store(StoreOp::Set, &key, flags, 0, &val),
+            s.store(
+                StoreOp::Set,
+                &key,
+                NewItem::new(flags, 0, &val),
+                Guard::NONE
+            )
+            .0,
             StoreOutcome::TooLarge
         );
         // A failed set removes the old value.
@@ -316,9 +392,20 @@ fn too_large_matches_memcached() {
     assert!(!store().too_large(1, 1048516));
     // Append past the limit: NOT_STORED, old value kept.
     let s = store();
-    s.store(StoreOp::Set, b"a", 0, 0, &vec![b'x'; 1048506]);
+    s.store(
+        StoreOp::Set,
+        b"a",
+        NewItem::new(0, 0, &vec![b'x'; 1048506]),
+        Guard::NONE,
+    );
     assert_eq!(
-        s.store(StoreOp::Append, b"a", 0, 0, &[b'y'; 20]),
+        s.store(
+            StoreOp::Append,
+            b"a",
+            NewItem::new(0, 0, &[b'y'; 20]),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::NotStored
     );
     assert_eq!(get(&s, b"a").unwrap().0.len(), 1048506);
@@ -334,7 +421,15 @@ fn no_evict_returns_out_of_memory() {
     let v = vec![b'v'; 1000];
     let mut oom = 0;
     for i in 0..5000 {
-        match s.store(StoreOp::Set, format!("k{i}").as_bytes(), 0, 0, &v) {
+        match s
+            .store(
+                StoreOp::Set,
+                format!("k{i}").as_bytes(),
+                NewItem::new(0, 0, &v),
+                Guard::NONE,
+            )
+            .0
+        {
             StoreOutcome::Stored => {}
             StoreOutcome::OutOfMemory => oom += 1,
             o => panic!("{o:?}"),
@@ -356,9 +451,8 @@ fn crawler_and_reclaim() {
         s.store(
             StoreOp::Set,
             format!("k{i}").as_bytes(),
-            0,
-            if i % 2 == 0 { 5 } else { 0 },
-            b"v",
+            NewItem::new(0, if i % 2 == 0 { 5 } else { 0 }, b"v"),
+            Guard::NONE,
         );
     }
     c.advance(10);
@@ -409,7 +503,7 @@ fn threads_no_lost_increments_no_torn_values() {
         c.mem_limit = 8 << 20;
         c.shards = 4;
     }));
-    s.store(StoreOp::Set, b"ctr", 0, 0, b"0");
+    s.store(StoreOp::Set, b"ctr", NewItem::new(0, 0, b"0"), Guard::NONE);
     const T: usize = 4;
     const N: usize = 3000;
     let hs: Vec<_> = (0..T)
@@ -419,13 +513,19 @@ fn threads_no_lost_increments_no_torn_values() {
                 let mut cas_wins = 0u64;
                 for i in 0..N {
                     assert!(matches!(
-                        s.delta(b"ctr", Delta::Incr(1)),
+                        s.delta(b"ctr", Delta::Incr(1), 0).0,
                         DeltaOutcome::Value(_)
                     ));
                     let k = format!("shared{}", i % 7);
                     let v = checked_value((t * N + i) as u64, 16 + (i * 37) % 3000);
                     assert_eq!(
-                        s.store(StoreOp::Set, k.as_bytes(), 0, 0, &v),
+                        s.store(
+                            StoreOp::Set,
+                            k.as_bytes(),
+                            NewItem::new(0, 0, &v),
+                            Guard::NONE
+                        )
+                        .0,
                         StoreOutcome::Stored
                     );
                     if let Ok(ok) = s.get(format!("shared{}", (i + 3) % 7).as_bytes(), |it| {
@@ -441,9 +541,21 @@ fn threads_no_lost_increments_no_torn_values() {
                         let n: u64 = std::str::from_utf8(&v).unwrap().trim().parse().unwrap();
                         let nv = (n + 1).to_string();
                         let r = if cas == 0 {
-                            s.store(StoreOp::Add, b"cc", 0, 0, nv.as_bytes())
+                            s.store(
+                                StoreOp::Add,
+                                b"cc",
+                                NewItem::new(0, 0, nv.as_bytes()),
+                                Guard::NONE,
+                            )
+                            .0
                         } else {
-                            s.store(StoreOp::Cas(cas), b"cc", 0, 0, nv.as_bytes())
+                            s.store(
+                                StoreOp::Cas(cas),
+                                b"cc",
+                                NewItem::new(0, 0, nv.as_bytes()),
+                                Guard::NONE,
+                            )
+                            .0
                         };
                         if r == StoreOutcome::Stored {
                             cas_wins += 1;
@@ -458,7 +570,7 @@ fn threads_no_lost_increments_no_torn_values() {
     let wins: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(wins, (T * N) as u64);
     assert_eq!(
-        s.delta(b"ctr", Delta::Incr(0)),
+        s.delta(b"ctr", Delta::Incr(0), 0).0,
         DeltaOutcome::Value((T * N) as u64)
     );
     assert_eq!(get(&s, b"cc").unwrap().0, (T * N).to_string().as_bytes());
@@ -481,7 +593,13 @@ fn overfill_ten_times() {
         let key = format!("key:{i}");
         let v = checked_value(i, len);
         assert_eq!(
-            s.store(StoreOp::Set, key.as_bytes(), 0, 0, &v),
+            s.store(
+                StoreOp::Set,
+                key.as_bytes(),
+                NewItem::new(0, 0, &v),
+                Guard::NONE
+            )
+            .0,
             StoreOutcome::Stored
         );
         assert!(s.mem_used() <= limit);
@@ -523,14 +641,25 @@ fn memory_moves_between_classes() {
     let limit = 16 << 20;
     let s = store_with(|c| c.mem_limit = limit);
     for i in 0..400_000u64 {
-        s.store(StoreOp::Set, format!("s{i}").as_bytes(), 0, 0, &[b'a'; 50]);
+        s.store(
+            StoreOp::Set,
+            format!("s{i}").as_bytes(),
+            NewItem::new(0, 0, &[b'a'; 50]),
+            Guard::NONE,
+        );
     }
     let small = s.stats().bytes;
     assert!(small > (limit as u64) * 7 / 10);
     let big = vec![b'b'; 100_000];
     for i in 0..2000u64 {
         assert_eq!(
-            s.store(StoreOp::Set, format!("b{i}").as_bytes(), 0, 0, &big),
+            s.store(
+                StoreOp::Set,
+                format!("b{i}").as_bytes(),
+                NewItem::new(0, 0, &big),
+                Guard::NONE
+            )
+            .0,
             StoreOutcome::Stored
         );
     }
@@ -552,12 +681,22 @@ fn memory_moves_between_classes() {
 fn lower_limit_gives_memory_back() {
     let s = store_with(|c| c.mem_limit = 32 << 20);
     for i in 0..300_000u64 {
-        s.store(StoreOp::Set, format!("k{i}").as_bytes(), 0, 0, &[b'a'; 100]);
+        s.store(
+            StoreOp::Set,
+            format!("k{i}").as_bytes(),
+            NewItem::new(0, 0, &[b'a'; 100]),
+            Guard::NONE,
+        );
     }
     assert!(s.mem_used() > 30 << 20);
     s.set_mem_limit(8 << 20);
     for i in 0..100_000u64 {
-        s.store(StoreOp::Set, format!("n{i}").as_bytes(), 0, 0, &[b'a'; 100]);
+        s.store(
+            StoreOp::Set,
+            format!("n{i}").as_bytes(),
+            NewItem::new(0, 0, &[b'a'; 100]),
+            Guard::NONE,
+        );
     }
     for _ in 0..100 {
         s.crawl_expired(1000);
@@ -574,7 +713,12 @@ fn size_per_item() {
     for i in 0..n {
         let k = format!("key:{i:08}");
         assert_eq!(k.len(), 12);
-        s.store(StoreOp::Set, k.as_bytes(), 0, 0, &v);
+        s.store(
+            StoreOp::Set,
+            k.as_bytes(),
+            NewItem::new(0, 0, &v),
+            Guard::NONE,
+        );
     }
     let st = s.stats();
     assert_eq!(st.curr_items, n);
@@ -596,7 +740,12 @@ fn touch_adds_an_expiry_field() {
     for len in 40..140usize {
         let k = format!("t{len}");
         let v = checked_value(len as u64, len);
-        s.store(StoreOp::Set, k.as_bytes(), 3, 0, &v);
+        s.store(
+            StoreOp::Set,
+            k.as_bytes(),
+            NewItem::new(3, 0, &v),
+            Guard::NONE,
+        );
         assert_eq!(s.get(k.as_bytes(), |it| it.exptime), Ok(0));
         let cas = get(&s, k.as_bytes()).unwrap().2;
         let bytes = s.stats().bytes;
@@ -687,7 +836,13 @@ fn zipf_cache_aside_sized(
             misses += 1;
             let v = &value[..len_of(k)];
             assert_eq!(
-                s.store(StoreOp::Set, key.as_bytes(), 0, 0, v),
+                s.store(
+                    StoreOp::Set,
+                    key.as_bytes(),
+                    NewItem::new(0, 0, v),
+                    Guard::NONE
+                )
+                .0,
                 StoreOutcome::Stored
             );
         }
@@ -736,20 +891,32 @@ fn zipf_hit_ratio_small() {
 #[test]
 fn cas_uniques_wrap_at_48_bits() {
     let s = store();
-    s.cas.store(item::CAS_MASK - 1, Ordering::Relaxed);
-    s.store(StoreOp::Set, b"a", 0, 0, b"1");
+    s.core.cas.store(item::CAS_MASK - 1, Ordering::Relaxed);
+    s.store(StoreOp::Set, b"a", NewItem::new(0, 0, b"1"), Guard::NONE);
     let ca = get(&s, b"a").unwrap().2;
     assert_eq!(ca, item::CAS_MASK);
     // The next unique would be 2^48 = 0 as stored: 0 means "none", so it is skipped.
-    s.store(StoreOp::Set, b"b", 0, 0, b"2");
+    s.store(StoreOp::Set, b"b", NewItem::new(0, 0, b"2"), Guard::NONE);
     let cb = get(&s, b"b").unwrap().2;
     assert_eq!(cb, 1);
     assert_eq!(
-        s.store(StoreOp::Cas(ca + 1), b"a", 0, 0, b"x"),
+        s.store(
+            StoreOp::Cas(ca + 1),
+            b"a",
+            NewItem::new(0, 0, b"x"),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Exists
     );
     assert_eq!(
-        s.store(StoreOp::Cas(ca), b"a", 0, 0, b"x"),
+        s.store(
+            StoreOp::Cas(ca),
+            b"a",
+            NewItem::new(0, 0, b"x"),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Stored
     );
     assert_eq!(get(&s, b"a").unwrap().2, 2);
@@ -759,28 +926,57 @@ fn cas_uniques_wrap_at_48_bits() {
 fn guarded_operations_check_and_act_under_one_lock() {
     let s = store();
     let cas_of = |k: &[u8]| s.get(k, |it| it.cas).unwrap_or(0);
-    let (o, c1) = s.store_guarded(StoreOp::Set, b"k", 0, 0, b"5", 0);
+    let (o, c1) = s.store(
+        StoreOp::Set,
+        b"k",
+        NewItem::new(0, 0, b"5"),
+        Guard {
+            cas: 0,
+            invalidate: false,
+        },
+    );
     assert_eq!((o, c1), (StoreOutcome::Stored, cas_of(b"k")));
-    let (_, c2) = s.store_guarded(StoreOp::Set, b"k", 0, 0, b"7", 0);
+    let (_, c2) = s.store(
+        StoreOp::Set,
+        b"k",
+        NewItem::new(0, 0, b"7"),
+        Guard {
+            cas: 0,
+            invalidate: false,
+        },
+    );
     assert!(c2 > c1 && c2 == cas_of(b"k"));
     // A stale guard changes nothing.
     assert_eq!(
-        s.store_guarded(StoreOp::Append, b"k", 0, 0, b"0", c1),
+        s.store(
+            StoreOp::Append,
+            b"k",
+            NewItem::new(0, 0, b"0"),
+            Guard {
+                cas: c1,
+                invalidate: false
+            }
+        ),
         (StoreOutcome::Exists, 0)
     );
-    assert_eq!(
-        s.delta_guarded(b"k", Delta::Incr(1), c1),
-        (DeltaOutcome::Exists, 0)
-    );
-    assert_eq!(s.delete_guarded(b"k", c1), Guarded::Exists);
+    assert_eq!(s.delta(b"k", Delta::Incr(1), c1), (DeltaOutcome::Exists, 0));
+    assert_eq!(s.delete(b"k", c1), DeleteOutcome::Exists);
     assert_eq!(s.get(b"k", |it| it.value.to_vec()), Ok(b"7".to_vec()));
     // The current CAS works, and each change returns the CAS a reader then sees.
-    let (o, c3) = s.store_guarded(StoreOp::Append, b"k", 0, 0, b"0", c2);
+    let (o, c3) = s.store(
+        StoreOp::Append,
+        b"k",
+        NewItem::new(0, 0, b"0"),
+        Guard {
+            cas: c2,
+            invalidate: false,
+        },
+    );
     assert_eq!((o, c3), (StoreOutcome::Stored, cas_of(b"k")));
-    let (d, c4) = s.delta_guarded(b"k", Delta::Incr(1), c3);
+    let (d, c4) = s.delta(b"k", Delta::Incr(1), c3);
     assert_eq!((d, c4), (DeltaOutcome::Value(71), cas_of(b"k")));
-    assert_eq!(s.delete_guarded(b"k", c4), Guarded::Done);
-    assert_eq!(s.delete_guarded(b"k", c4), Guarded::Miss(Miss::Absent));
+    assert_eq!(s.delete(b"k", c4), DeleteOutcome::Deleted);
+    assert_eq!(s.delete(b"k", c4), DeleteOutcome::NotFound(Miss::Absent));
 }
 
 fn marks_of(s: &Store, k: &[u8]) -> Option<u8> {
@@ -802,12 +998,25 @@ fn meta_marks_follow_the_item() {
     use super::item::{MARK_KEY_BINARY, MARK_STALE, MARK_WON};
     let s = store();
     // Marks set at store time, kept by a grow-for-expiry move, dropped by a new store.
-    let (o, _) = s.store_marked(StoreOp::Set, b"k", 0, 0, b"v", 0, false, MARK_KEY_BINARY);
+    let (o, _) = s.store(
+        StoreOp::Set,
+        b"k",
+        NewItem {
+            marks: MARK_KEY_BINARY,
+            ..NewItem::new(0, 0, b"v")
+        },
+        Guard::NONE,
+    );
     assert_eq!(o, StoreOutcome::Stored);
     assert_eq!(marks_of(&s, b"k"), Some(MARK_KEY_BINARY));
     for i in 0..50 {
         // Fill the class so the item's chunk has no spare room for an expiry field.
-        s.store(StoreOp::Set, format!("f{i}").as_bytes(), 0, 0, b"v");
+        s.store(
+            StoreOp::Set,
+            format!("f{i}").as_bytes(),
+            NewItem::new(0, 0, b"v"),
+            Guard::NONE,
+        );
     }
     s.touch(b"k", 100).unwrap();
     assert_eq!(marks_of(&s, b"k"), Some(MARK_KEY_BINARY));
@@ -816,7 +1025,7 @@ fn meta_marks_follow_the_item() {
         MetaDelete::Invalidated
     );
     assert_eq!(marks_of(&s, b"k"), Some(MARK_KEY_BINARY | MARK_STALE));
-    s.store(StoreOp::Set, b"k", 0, 0, b"new");
+    s.store(StoreOp::Set, b"k", NewItem::new(0, 0, b"new"), Guard::NONE);
     assert_eq!(marks_of(&s, b"k"), Some(0));
     // A CAS-invalidating store with an older unique keeps the win mark and TTL.
     let cas = s
@@ -831,17 +1040,25 @@ fn meta_marks_follow_the_item() {
             )
         })
         .unwrap();
-    let (o, _) = s.store_marked(StoreOp::Cas(cas - 1), b"w", 0, 0, b"x", 0, true, 0);
+    let (o, _) = s.store(
+        StoreOp::Cas(cas - 1),
+        b"w",
+        NewItem::new(0, 0, b"x"),
+        Guard {
+            cas: 0,
+            invalidate: true,
+        },
+    );
     assert_eq!(o, StoreOutcome::Stored);
     assert_eq!(marks_of(&s, b"w"), Some(MARK_WON | MARK_STALE));
     let exp = s.get(b"w", |it| it.exptime).unwrap();
     assert_eq!(exp, 1000);
     // Without `invalidate` an older unique is just EXISTS.
-    let (o, _) = s.store_marked(StoreOp::Cas(1), b"w", 0, 0, b"x", 0, false, 0);
+    let (o, _) = s.store(StoreOp::Cas(1), b"w", NewItem::new(0, 0, b"x"), Guard::NONE);
     assert_eq!(o, StoreOutcome::Exists);
     // Deleting frees the side-table entry: a new item in the same place has none.
-    s.delete(b"w").unwrap();
-    s.store(StoreOp::Set, b"w", 0, 0, b"y");
+    assert_eq!(s.delete(b"w", 0), DeleteOutcome::Deleted);
+    s.store(StoreOp::Set, b"w", NewItem::new(0, 0, b"y"), Guard::NONE);
     assert_eq!(marks_of(&s, b"w"), Some(0));
 }
 
@@ -891,7 +1108,15 @@ fn concurrent_big_stores_never_run_out_of_memory() {
                 for i in 0..N {
                     let key = format!("t{t}:{i}");
                     let v = &pool[i % pool.len()];
-                    match s.store(StoreOp::Set, key.as_bytes(), 0, 0, v) {
+                    match s
+                        .store(
+                            StoreOp::Set,
+                            key.as_bytes(),
+                            NewItem::new(0, 0, v),
+                            Guard::NONE,
+                        )
+                        .0
+                    {
                         StoreOutcome::Stored => {}
                         StoreOutcome::OutOfMemory => oom += 1,
                         r => panic!("{key}: {r:?}"),
@@ -928,15 +1153,21 @@ fn store_waits_for_a_busy_shard_instead_of_failing() {
     let in_shard = |want: usize, from: u64| {
         (from..)
             .map(|i| format!("k{i}"))
-            .find(|k| s.shard_of(hash_key(k.as_bytes())) == want)
+            .find(|k| s.core.shard_of(hash_key(k.as_bytes())) == want)
             .unwrap()
     };
     // Shard 1 takes all the memory.
     for i in 0..4000u64 {
         let k = format!("one{i}");
-        if s.shard_of(hash_key(k.as_bytes())) == 1 {
+        if s.core.shard_of(hash_key(k.as_bytes())) == 1 {
             assert_eq!(
-                s.store(StoreOp::Set, k.as_bytes(), 0, 0, &[b'a'; 1000]),
+                s.store(
+                    StoreOp::Set,
+                    k.as_bytes(),
+                    NewItem::new(0, 0, &[b'a'; 1000]),
+                    Guard::NONE
+                )
+                .0,
                 StoreOutcome::Stored
             );
         }
@@ -947,14 +1178,20 @@ fn store_waits_for_a_busy_shard_instead_of_failing() {
     let holder = {
         let s = s.clone();
         std::thread::spawn(move || {
-            let _busy = s.shards[1].lock();
+            let _busy = s.core.shards[1].lock();
             locked_tx.send(()).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(100));
         })
     };
     locked_rx.recv().unwrap();
     assert_eq!(
-        s.store(StoreOp::Set, key.as_bytes(), 0, 0, &[b'b'; 1000]),
+        s.store(
+            StoreOp::Set,
+            key.as_bytes(),
+            NewItem::new(0, 0, &[b'b'; 1000]),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Stored
     );
     holder.join().unwrap();
@@ -976,7 +1213,13 @@ fn hand_frees_one_chunk_slabs_of_hot_items() {
     while s.mem_used() + v.len() + 100 < limit {
         let k = format!("hot{n}");
         assert_eq!(
-            s.store(StoreOp::Set, k.as_bytes(), 0, 0, &v),
+            s.store(
+                StoreOp::Set,
+                k.as_bytes(),
+                NewItem::new(0, 0, &v),
+                Guard::NONE
+            )
+            .0,
             StoreOutcome::Stored
         );
         n += 1;
@@ -990,7 +1233,8 @@ fn hand_frees_one_chunk_slabs_of_hot_items() {
     assert_eq!(s.stats().evictions, 0);
     let w = vec![b'w'; 30_000];
     assert_eq!(
-        s.store(StoreOp::Set, b"other", 0, 0, &w),
+        s.store(StoreOp::Set, b"other", NewItem::new(0, 0, &w), Guard::NONE)
+            .0,
         StoreOutcome::Stored
     );
     assert!(get(&s, b"other").unwrap().0 == w);
@@ -1011,7 +1255,13 @@ fn large_values_after_a_load_are_stored_and_kept() {
         for (i, len) in big_lens(seed * 31 + 5, 3000, true).into_iter().enumerate() {
             let k = format!("load{i}");
             assert_eq!(
-                s.store(StoreOp::Set, k.as_bytes(), 0, 0, &buf[..len]),
+                s.store(
+                    StoreOp::Set,
+                    k.as_bytes(),
+                    NewItem::new(0, 0, &buf[..len]),
+                    Guard::NONE
+                )
+                .0,
                 StoreOutcome::Stored
             );
         }
@@ -1019,7 +1269,13 @@ fn large_values_after_a_load_are_stored_and_kept() {
             let k = format!("after:{i}");
             let v = checked_value(i as u64, 20_000 + i * 10_000);
             assert_eq!(
-                s.store(StoreOp::Set, k.as_bytes(), 0, 0, &v),
+                s.store(
+                    StoreOp::Set,
+                    k.as_bytes(),
+                    NewItem::new(0, 0, &v),
+                    Guard::NONE
+                )
+                .0,
                 StoreOutcome::Stored
             );
         }
@@ -1046,14 +1302,19 @@ fn poor_shard_takes_memory_from_the_richest() {
     let in_shard = |want: usize, prefix: &str| {
         (0u64..)
             .map(|i| format!("{prefix}{i}"))
-            .find(|k| s.shard_of(hash_key(k.as_bytes())) == want)
+            .find(|k| s.core.shard_of(hash_key(k.as_bytes())) == want)
             .unwrap()
     };
     // Shard 1 takes all the memory.
     for i in 0..4000u64 {
         let k = format!("one{i}");
-        if s.shard_of(hash_key(k.as_bytes())) == 1 {
-            s.store(StoreOp::Set, k.as_bytes(), 0, 0, &[b'a'; 1000]);
+        if s.core.shard_of(hash_key(k.as_bytes())) == 1 {
+            s.store(
+                StoreOp::Set,
+                k.as_bytes(),
+                NewItem::new(0, 0, &[b'a'; 1000]),
+                Guard::NONE,
+            );
         }
     }
     assert!(s.stats().evictions > 0);
@@ -1062,11 +1323,23 @@ fn poor_shard_takes_memory_from_the_richest() {
     let (x, y) = (in_shard(0, "x"), in_shard(0, "y"));
     let (vx, vy) = (checked_value(1, 20_000), checked_value(2, 40_000));
     assert_eq!(
-        s.store(StoreOp::Set, x.as_bytes(), 0, 0, &vx),
+        s.store(
+            StoreOp::Set,
+            x.as_bytes(),
+            NewItem::new(0, 0, &vx),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Stored
     );
     assert_eq!(
-        s.store(StoreOp::Set, y.as_bytes(), 0, 0, &vy),
+        s.store(
+            StoreOp::Set,
+            y.as_bytes(),
+            NewItem::new(0, 0, &vy),
+            Guard::NONE
+        )
+        .0,
         StoreOutcome::Stored
     );
     assert_eq!(get(&s, y.as_bytes()).map(|r| r.0 == vy), Ok(true), "y");
@@ -1105,7 +1378,12 @@ fn a_scan_does_not_evict_the_hot_set() {
     // A hot set of ~40 % of memory, read twice.
     let hot = 6_000u64;
     for i in 0..hot {
-        s.store(StoreOp::Set, format!("hot:{i}").as_bytes(), 0, 0, &v);
+        s.store(
+            StoreOp::Set,
+            format!("hot:{i}").as_bytes(),
+            NewItem::new(0, 0, &v),
+            Guard::NONE,
+        );
     }
     for _ in 0..2 {
         for i in 0..hot {
@@ -1114,7 +1392,12 @@ fn a_scan_does_not_evict_the_hot_set() {
     }
     // A scan writing 5x the memory, each key once, with the hot set still read.
     for i in 0..80_000u64 {
-        s.store(StoreOp::Set, format!("scan:{i}").as_bytes(), 0, 0, &v);
+        s.store(
+            StoreOp::Set,
+            format!("scan:{i}").as_bytes(),
+            NewItem::new(0, 0, &v),
+            Guard::NONE,
+        );
         let _ = get(&s, format!("hot:{}", i % hot).as_bytes());
     }
     let kept = (0..hot)
@@ -1139,9 +1422,8 @@ fn overwrites_do_not_grow_memory() {
             s.store(
                 StoreOp::Set,
                 format!("k{i}").as_bytes(),
-                round as u32,
-                0,
-                &v,
+                NewItem::new(round as u32, 0, &v),
+                Guard::NONE,
             );
         }
     }
@@ -1171,7 +1453,12 @@ fn expired_items_are_reclaimed_before_valid_ones_are_evicted() {
     let mut n = 0u64;
     while s.mem_used() + 64 * 1024 < limit {
         let ttl = if n % 2 == 0 { 10 } else { 0 };
-        s.store(StoreOp::Set, format!("e{n}").as_bytes(), 0, ttl, &v);
+        s.store(
+            StoreOp::Set,
+            format!("e{n}").as_bytes(),
+            NewItem::new(0, ttl, &v),
+            Guard::NONE,
+        );
         n += 1;
     }
     clock.advance(11);
@@ -1179,7 +1466,12 @@ fn expired_items_are_reclaimed_before_valid_ones_are_evicted() {
     s.crawl_expired(1 << 20);
     let before = s.stats().evictions;
     for i in 0..n / 4 {
-        s.store(StoreOp::Set, format!("new{i}").as_bytes(), 0, 0, &v);
+        s.store(
+            StoreOp::Set,
+            format!("new{i}").as_bytes(),
+            NewItem::new(0, 0, &v),
+            Guard::NONE,
+        );
     }
     assert_eq!(
         s.stats().evictions,
@@ -1198,15 +1490,19 @@ fn memory_follows_a_shift_of_value_sizes() {
     let limit = 16 << 20;
     let s = store_with(|c| c.mem_limit = limit);
     for i in 0..200_000u64 {
-        s.store(StoreOp::Set, format!("s{i}").as_bytes(), 0, 0, &[b's'; 100]);
+        s.store(
+            StoreOp::Set,
+            format!("s{i}").as_bytes(),
+            NewItem::new(0, 0, &[b's'; 100]),
+            Guard::NONE,
+        );
     }
     for i in 0..20_000u64 {
         s.store(
             StoreOp::Set,
             format!("l{i}").as_bytes(),
-            0,
-            0,
-            &[b'l'; 4000],
+            NewItem::new(0, 0, &[b'l'; 4000]),
+            Guard::NONE,
         );
         // The large items are the ones in use now.
         let _ = get(&s, format!("l{}", i.saturating_sub(100)).as_bytes());
@@ -1245,7 +1541,7 @@ fn budget_and_values_hold_under_random_mixed_workloads() {
                         };
                         match r.next() % 8 {
                             0 => {
-                                let _ = s.delete(key.as_bytes());
+                                let _ = s.delete(key.as_bytes(), 0);
                             }
                             1 => {
                                 let _ = s.touch(key.as_bytes(), (r.next() % 3) as i64);
@@ -1254,12 +1550,23 @@ fn budget_and_values_hold_under_random_mixed_workloads() {
                                 let v = checked_value(k, len);
                                 let ttl = (r.next() % 4) as i64;
                                 assert_ne!(
-                                    s.store(StoreOp::Set, key.as_bytes(), 0, ttl, &v),
+                                    s.store(
+                                        StoreOp::Set,
+                                        key.as_bytes(),
+                                        NewItem::new(0, ttl, &v),
+                                        Guard::NONE
+                                    )
+                                    .0,
                                     StoreOutcome::OutOfMemory
                                 );
                             }
                             4 => {
-                                let _ = s.store(StoreOp::Append, key.as_bytes(), 0, 0, b"");
+                                let _ = s.store(
+                                    StoreOp::Append,
+                                    key.as_bytes(),
+                                    NewItem::new(0, 0, b""),
+                                    Guard::NONE,
+                                );
                             }
                             _ => {
                                 if let Ok((v, _, _)) = get(&s, key.as_bytes()) {
@@ -1367,12 +1674,13 @@ fn stress_every_operation_checked() {
                         0..=2 => {
                             let v = checked_value(r.next(), len);
                             assert_ne!(
-                                s.store(StoreOp::Set, kb, 7, ttl, &v),
+                                s.store(StoreOp::Set, kb, NewItem::new(7, ttl, &v), Guard::NONE)
+                                    .0,
                                 StoreOutcome::OutOfMemory
                             );
                         }
                         3 => {
-                            let _ = s.delete(kb);
+                            let _ = s.delete(kb, 0);
                         }
                         4 => {
                             let _ = s.touch(kb, ttl);
@@ -1399,19 +1707,34 @@ fn stress_every_operation_checked() {
                         8 => {
                             // Counters on keys of their own.
                             let ck = format!("c{}", k % 50);
-                            if s.delta(ck.as_bytes(), Delta::Incr(r.next() % 1000))
+                            if s.delta(ck.as_bytes(), Delta::Incr(r.next() % 1000), 0).0
                                 == DeltaOutcome::NotFound(Miss::Absent)
                             {
-                                s.store(StoreOp::Set, ck.as_bytes(), 0, 0, b"9");
+                                s.store(
+                                    StoreOp::Set,
+                                    ck.as_bytes(),
+                                    NewItem::new(0, 0, b"9"),
+                                    Guard::NONE,
+                                );
                             }
                         }
                         9 => {
                             // Appends on keys of their own, values of one repeated byte.
                             let ak = format!("a{}", k % 100);
-                            if s.store(StoreOp::Append, ak.as_bytes(), 0, 0, &[b'z'; 300])
-                                != StoreOutcome::Stored
+                            if s.store(
+                                StoreOp::Append,
+                                ak.as_bytes(),
+                                NewItem::new(0, 0, &[b'z'; 300]),
+                                Guard::NONE,
+                            )
+                            .0 != StoreOutcome::Stored
                             {
-                                s.store(StoreOp::Set, ak.as_bytes(), 0, ttl, &[b'z'; 100]);
+                                s.store(
+                                    StoreOp::Set,
+                                    ak.as_bytes(),
+                                    NewItem::new(0, ttl, &[b'z'; 100]),
+                                    Guard::NONE,
+                                );
                             }
                             if let Ok(v) = s.get(ak.as_bytes(), |it| it.value.to_vec()) {
                                 assert!(v.iter().all(|&b| b == b'z'), "corrupt append {ak}");
@@ -1458,14 +1781,23 @@ fn crawler_starts_over_in_a_rewound_segment() {
             for i in 0..10 {
                 let k = format!("a{i}");
                 assert_eq!(
-                    s.store(StoreOp::Set, k.as_bytes(), 0, 0, &[b'a'; 100]),
+                    s.store(
+                        StoreOp::Set,
+                        k.as_bytes(),
+                        NewItem::new(0, 0, &[b'a'; 100]),
+                        Guard::NONE
+                    )
+                    .0,
                     StoreOutcome::Stored
                 );
             }
             // The crawler stops inside the open segment, after `skip` items.
             s.crawl_expired(skip);
             for i in 0..10 {
-                assert!(s.delete(format!("a{i}").as_bytes()).is_ok());
+                assert_eq!(
+                    s.delete(format!("a{i}").as_bytes(), 0),
+                    DeleteOutcome::Deleted
+                );
             }
             // The emptied segment starts over with items of another size.
             for i in 0..40 {
@@ -1473,7 +1805,13 @@ fn crawler_starts_over_in_a_rewound_segment() {
                 let v = vec![fill; 37 + i % 3];
                 let ttl = if i % 4 == 0 { 1 } else { 0 };
                 assert_eq!(
-                    s.store(StoreOp::Set, k.as_bytes(), 5, ttl, &v),
+                    s.store(
+                        StoreOp::Set,
+                        k.as_bytes(),
+                        NewItem::new(5, ttl, &v),
+                        Guard::NONE
+                    )
+                    .0,
                     StoreOutcome::Stored
                 );
             }
@@ -1533,7 +1871,12 @@ fn moving_hot_set(
         if s.get(key.as_bytes(), |_| ()).is_err() {
             misses += 1;
             let len = 200 + (k.wrapping_mul(2_654_435_761) >> 5) % 201;
-            s.store(StoreOp::Set, key.as_bytes(), 0, 0, &value[..len]);
+            s.store(
+                StoreOp::Set,
+                key.as_bytes(),
+                NewItem::new(0, 0, &value[..len]),
+                Guard::NONE,
+            );
         }
     }
     (misses - first) as f64 / requests as f64

@@ -19,7 +19,7 @@ use crate::trace::{push_key, value_of, value_pattern, Trace};
 use ferrocache::config::{parse_args_as, Invocation};
 use ferrocache::op::StoreOp;
 use ferrocache::server::store_config;
-use ferrocache::store::{Clock, Store, StoreOutcome};
+use ferrocache::store::{Clock, Guard, NewItem, Store, StoreOutcome};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,7 +95,8 @@ pub fn replay(
         if r.ttl > 0 {
             last_set.insert(r.key, now_s);
         }
-        if store.store(StoreOp::Set, &key, 0, i64::from(r.ttl), want) != StoreOutcome::Stored {
+        let item = NewItem::new(0, i64::from(r.ttl), want);
+        if store.store(StoreOp::Set, &key, item, Guard::NONE).0 != StoreOutcome::Stored {
             row.set_failures += 1;
         }
     }

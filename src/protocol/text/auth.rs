@@ -18,8 +18,8 @@
 //!
 //! Like the rest of the parser this is pure: the executor checks the credentials.
 
-use super::num::strtoul;
 use super::Tokens;
+use crate::num::strtoul;
 
 /// Longest line without a `\n` before the connection is closed.
 const LINE_MAX: usize = 2048;

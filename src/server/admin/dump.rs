@@ -101,7 +101,7 @@ pub fn parse_classes(arg: &[u8], hash_ok: bool, classes: usize) -> Result<Classe
     let mut set = vec![false; classes.max(max) + 1];
     let mut any = false;
     for piece in arg.split(|&b| b == b',').filter(|p| !p.is_empty()) {
-        match crate::protocol::num::strtoul(piece) {
+        match crate::num::strtoul(piece) {
             Some(id) if id >= 1 && (id as usize) <= max => {
                 set[id as usize] = true;
                 any = true;
@@ -254,7 +254,7 @@ fn line(out: &mut Vec<u8>, it: &ItemMeta<'_>, started: i64, cas_on: bool) {
     } else {
         i64::from(it.exptime) + started
     };
-    let size = crate::protocol::frame::item_size(it.key.len(), it.flags, it.value_len + 2, cas_on);
+    let size = crate::limits::item_size(it.key.len(), it.flags, it.value_len + 2, cas_on);
     let _ = writeln!(
         out,
         " exp={exp} la={} cas={} fetch={} cls={} size={size}",

@@ -11,7 +11,9 @@ use crate::server::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
 use crate::server::shared::Shared;
 use crate::server::stats::rows::{self as stats_exec, StatSink};
 use crate::stats::{bump, Counters, PrefixEvent};
-use crate::store::{Delta, DeltaOutcome, Guarded, Reply, ReplyValue, StoreOp, StoreOutcome};
+use crate::store::{
+    DeleteOutcome, Delta, DeltaOutcome, Guard, NewItem, Reply, ReplyValue, StoreOp, StoreOutcome,
+};
 
 /// The "do not create" expiry of INCREMENT/DECREMENT.
 const NO_CREATE: u32 = 0xffff_ffff;
@@ -119,10 +121,10 @@ pub fn execute(
         }
         Command::Delete => {
             shared.prefix.record(key, PrefixEvent::Delete);
-            let result = match store.delete_guarded(key, req_cas) {
-                Guarded::Done => Ok(()),
-                Guarded::Miss(_) => Err(Status::KeyEnoent),
-                Guarded::Exists => Err(Status::KeyEexists),
+            let result = match store.delete(key, req_cas) {
+                DeleteOutcome::Deleted => Ok(()),
+                DeleteOutcome::NotFound(_) => Err(Status::KeyEnoent),
+                DeleteOutcome::Exists => Err(Status::KeyEexists),
             };
             match result {
                 Ok(()) => {
@@ -239,8 +241,12 @@ fn store_cmd(
         StoreKind::Append => StoreOp::Append,
         StoreKind::Prepend => StoreOp::Prepend,
     };
-    let guard = if append { cas } else { 0 };
-    let (outcome, new_cas) = store.store_guarded(op, key, flags, exptime as i64, value, guard);
+    let guard = Guard {
+        cas: if append { cas } else { 0 },
+        invalidate: false,
+    };
+    let item = NewItem::new(flags, exptime as i64, value);
+    let (outcome, new_cas) = store.store(op, key, item, guard);
     crate::stats::count_store(c, op, outcome);
     let status = match outcome {
         StoreOutcome::Stored => Status::Success,
@@ -286,7 +292,7 @@ fn arith(
     } else {
         Delta::Decr(delta)
     };
-    let (outcome, new_cas) = store.delta_guarded(key, d, cas);
+    let (outcome, new_cas) = store.delta(key, d, cas);
     match outcome {
         DeltaOutcome::Value(v) => {
             bump(hits, 1);
@@ -297,7 +303,8 @@ fn arith(
         DeltaOutcome::Exists => write_error(out, h, Status::KeyEexists),
         DeltaOutcome::NotFound(_) if exptime != NO_CREATE => {
             let text = initial.to_string();
-            match store.store_guarded(StoreOp::Add, key, 0, exptime as i64, text.as_bytes(), 0) {
+            let item = NewItem::new(0, exptime as i64, text.as_bytes());
+            match store.store(StoreOp::Add, key, item, Guard::NONE) {
                 (StoreOutcome::Stored, new_cas) => {
                     if !quiet {
                         write_ok(out, h, &initial.to_be_bytes(), new_cas);

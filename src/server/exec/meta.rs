@@ -15,7 +15,8 @@ use crate::stats::{bump, Counters, PrefixEvent};
 use crate::stats::{count_miss, count_store};
 use crate::store::item::{MARK_KEY_BINARY, MARK_STALE, MARK_WON};
 use crate::store::{
-    Delta, DeltaOutcome, MetaDelete, MetaUpdate, Reply, ReplyValue, StoreOp, StoreOutcome,
+    Delta, DeltaOutcome, Guard, MetaDelete, MetaUpdate, NewItem, Reply, ReplyValue, StoreOp,
+    StoreOutcome,
 };
 
 const OPAQUE_TOO_LONG: &str = "CLIENT_ERROR opaque token too long";
@@ -271,15 +272,18 @@ fn set(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
         0
     };
     let key = req.key();
-    let (outcome, cas) = shared.store.store_marked(
+    let item = NewItem {
+        marks,
+        ..NewItem::new(f.client_flags, f.ttl.unwrap_or(0), req.data)
+    };
+    let (outcome, cas) = shared.store.store(
         op,
         key,
-        f.client_flags,
-        f.ttl.unwrap_or(0),
-        req.data,
-        guard,
-        invalidate,
-        marks,
+        item,
+        Guard {
+            cas: guard,
+            invalidate,
+        },
     );
     count_store(c, op, outcome);
     shared.prefix.record(key, PrefixEvent::Set);
@@ -368,7 +372,7 @@ fn arith(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>
         (&c.decr_hits, &c.decr_misses)
     };
     let bad_opaque = opaque_too_long(req);
-    let (number, created) = match store.delta_guarded(key, d, f.cas.unwrap_or(0)).0 {
+    let (number, created) = match store.delta(key, d, f.cas.unwrap_or(0)).0 {
         DeltaOutcome::Value(n) => {
             bump(hits, 1);
             (n, false)
@@ -377,7 +381,10 @@ fn arith(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>
             if f.vivify.is_some() {
                 let mut digits = Vec::with_capacity(20);
                 u64_dec(&mut digits, f.initial);
-                match store.store(StoreOp::Add, key, 0, 0, &digits) {
+                match store
+                    .store(StoreOp::Add, key, NewItem::new(0, 0, &digits), Guard::NONE)
+                    .0
+                {
                     StoreOutcome::Stored => (f.initial, true),
                     StoreOutcome::OutOfMemory | StoreOutcome::TooLarge => {
                         line(out, "SERVER_ERROR Out of memory allocating new item");

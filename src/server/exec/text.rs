@@ -16,7 +16,9 @@ use crate::server::shared::{Shared, StopReason};
 use crate::server::stats::vlog;
 use crate::stats::{bump, Counters, PrefixEvent};
 use crate::stats::{count_miss, count_store};
-use crate::store::{Delta, DeltaOutcome, ItemRef, Miss, Reply, StoreOp, StoreOutcome};
+use crate::store::{
+    DeleteOutcome, Delta, DeltaOutcome, Guard, ItemRef, Miss, NewItem, Reply, StoreOp, StoreOutcome,
+};
 
 fn line(out: &mut Vec<u8>, s: &str) {
     compose::line(out, s);
@@ -140,7 +142,8 @@ pub fn execute(
             noreply,
         } => {
             watch_lookup(shared, key, fd);
-            let outcome = store.store(op, key, flags, exptime, data);
+            let (outcome, _) =
+                store.store(op, key, NewItem::new(flags, exptime, data), Guard::NONE);
             count_store(c, op, outcome);
             if shared.watch.wants(MUTATIONS) {
                 watch_store(shared, op, key, flags, exptime, data, outcome, fd);
@@ -166,9 +169,9 @@ pub fn execute(
         }
         Command::Delete { key, noreply } => {
             watch_lookup(shared, key, fd);
-            let r = store.delete(key);
+            let r = store.delete(key, 0);
             shared.prefix.record(key, PrefixEvent::Delete);
-            if r.is_ok() {
+            if r == DeleteOutcome::Deleted {
                 bump(&c.delete_hits, 1);
                 reply(out, noreply, "DELETED");
             } else {
@@ -194,7 +197,7 @@ pub fn execute(
                 (&c.decr_hits, &c.decr_misses)
             };
             watch_lookup(shared, key, fd);
-            match store.delta(key, d) {
+            match store.delta(key, d, 0).0 {
                 DeltaOutcome::Value(v) => {
                     bump(hits, 1);
                     if vlog::on() {

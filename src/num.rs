@@ -1,6 +1,11 @@
 //! Number parsing exactly as memcached's `safe_strto*` helpers (util.c) do it on a
 //! 64-bit Linux host, applied to one token (memcached's tokens are NUL-terminated at
-//! the token's end, so "end of string" here is the end of the slice).
+//! the token's end, so "end of string" here is the end of the slice, or a NUL byte as
+//! in C: an item's value parsed by `incr` may hold one).
+//!
+//! A bottom module: it imports nothing from the crate. The protocols (request
+//! tokens), the configuration (`-o` values) and the store (`incr`/`decr` on a value)
+//! all parse with it.
 //!
 //! The C rules reproduced:
 //! - leading C whitespace (`' '`, `\t`, `\n`, `\v`, `\f`, `\r`) is skipped, then an
@@ -16,7 +21,7 @@
 
 /// C `isspace` in the "C" locale.
 #[inline]
-pub(crate) fn c_isspace(b: u8) -> bool {
+pub fn c_isspace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
@@ -57,7 +62,7 @@ fn scan(tok: &[u8]) -> Option<Scan> {
         return None; // no conversion: endptr == str
     }
     match tok.get(i) {
-        None => {}
+        None | Some(0) => {}
         Some(&b) if c_isspace(b) => {}
         Some(_) => return None,
     }
@@ -65,23 +70,24 @@ fn scan(tok: &[u8]) -> Option<Scan> {
 }
 
 /// `safe_strtoull`: a u64.
-pub(crate) fn strtoull(tok: &[u8]) -> Option<u64> {
+pub fn strtoull(tok: &[u8]) -> Option<u64> {
     let s = scan(tok)?;
     let mag = s.mag?; // ERANGE
     let v = if s.neg { mag.wrapping_neg() } else { mag };
-    if (v as i64) < 0 && tok.contains(&b'-') {
+    // `strchr(str, '-')`: the whole C string, up to a NUL.
+    if (v as i64) < 0 && tok.iter().take_while(|&&b| b != 0).any(|&b| b == b'-') {
         return None;
     }
     Some(v)
 }
 
 /// `safe_strtoul`: `strtoul` (64-bit) stored into a u32 (truncating).
-pub(crate) fn strtoul(tok: &[u8]) -> Option<u32> {
+pub fn strtoul(tok: &[u8]) -> Option<u32> {
     strtoull(tok).map(|v| v as u32)
 }
 
 /// `safe_strtoll`: an i64.
-pub(crate) fn strtoll(tok: &[u8]) -> Option<i64> {
+pub fn strtoll(tok: &[u8]) -> Option<i64> {
     let s = scan(tok)?;
     let mag = s.mag?;
     if s.neg {
@@ -95,14 +101,14 @@ pub(crate) fn strtoll(tok: &[u8]) -> Option<i64> {
 }
 
 /// `safe_strtol`: `strtol` (64-bit long) stored into an i32 (truncating).
-pub(crate) fn strtol(tok: &[u8]) -> Option<i32> {
+pub fn strtol(tok: &[u8]) -> Option<i32> {
     strtoll(tok).map(|v| v as i32)
 }
 
 /// `safe_strtod`, approximately: leading whitespace skipped, the number must end at the
 /// token's end or at whitespace. Uses Rust's float syntax (decimal, exponent, `inf`,
 /// `nan`); C's hexadecimal floats are not accepted.
-pub(crate) fn strtod(tok: &[u8]) -> Option<f64> {
+pub fn strtod(tok: &[u8]) -> Option<f64> {
     let mut i = 0;
     while i < tok.len() && c_isspace(tok[i]) {
         i += 1;
@@ -146,6 +152,9 @@ mod tests {
         assert_eq!(strtoul(b"4294967296"), Some(0));
         assert_eq!(strtoul(b"4294967297"), Some(1));
         assert_eq!(strtoul(b"-1"), None);
+        // A NUL ends the C string.
+        assert_eq!(strtoull(b"12\0junk"), Some(12));
+        assert_eq!(strtoull(b"\0"), None);
     }
 
     #[test]
