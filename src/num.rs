@@ -126,6 +126,83 @@ pub fn strtod(tok: &[u8]) -> Option<f64> {
     Some(v)
 }
 
+// The C library's lenient conversions the command line uses (memcached reads its
+// options with `atoi`, `atof` and `strtol`): a prefix is parsed, the rest ignored.
+
+/// C `strtol(s, NULL, base)` for base 8 or 10: leading spaces, a sign, the
+/// longest run of digits; saturates at the `long` range; 0 if no digits.
+/// Also returns how many bytes were used (0 if no digits).
+pub fn strtol_prefix(s: &str, base: u32) -> (i64, usize) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && c_isspace(b[i]) {
+        i += 1;
+    }
+    let mut neg = false;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        neg = b[i] == b'-';
+        i += 1;
+    }
+    let start = i;
+    let mut v: i128 = 0;
+    while i < b.len() {
+        let Some(d) = (b[i] as char).to_digit(base) else {
+            break;
+        };
+        v = (v * base as i128 + d as i128).min(i64::MAX as i128 + 1);
+        i += 1;
+    }
+    if i == start {
+        return (0, 0);
+    }
+    let v = if neg { -v } else { v };
+    (v.clamp(i64::MIN as i128, i64::MAX as i128) as i64, i)
+}
+
+/// C `strtol(s, NULL, base)`.
+pub fn strtol_base(s: &str, base: u32) -> i64 {
+    strtol_prefix(s, base).0
+}
+
+/// C `atoi`: glibc's `(int) strtol(s, NULL, 10)`, truncating.
+pub fn atoi(s: &str) -> i32 {
+    strtol_base(s, 10) as i32
+}
+
+/// C `atof` (decimal, `inf`/`nan`, and hex integers like `0x2`): the
+/// longest parsable prefix after leading spaces; 0.0 if none.
+pub fn atof(s: &str) -> f64 {
+    let t = s.trim_start_matches(|c: char| c.is_ascii() && c_isspace(c as u8));
+    let (sign, body) = match t.as_bytes().first() {
+        Some(b'-') => (-1.0, &t[1..]),
+        Some(b'+') => (1.0, &t[1..]),
+        _ => (1.0, t),
+    };
+    if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        let digits: String = hex.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+        if !digits.is_empty() {
+            return sign * u64::from_str_radix(&digits, 16).map_or(f64::INFINITY, |v| v as f64);
+        }
+    }
+    let lower = body.to_ascii_lowercase();
+    for word in ["infinity", "inf"] {
+        if lower.starts_with(word) {
+            return sign * f64::INFINITY;
+        }
+    }
+    if lower.starts_with("nan") {
+        return f64::NAN;
+    }
+    let len = body
+        .char_indices()
+        .take_while(|&(_, c)| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+        .count();
+    (1..=len)
+        .rev()
+        .find_map(|n| body[..n].parse::<f64>().ok())
+        .map_or(0.0, |v| sign * v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

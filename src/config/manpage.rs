@@ -5,7 +5,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Config, EXTENDED_HELP, EXTENDED_IGNORED, MEMCACHED_VERSION};
+use super::help::{EXTENDED_HELP, EXTENDED_IGNORED};
+use super::settings::{Config, MEMCACHED_VERSION};
 
 /// Escapes text for roff: backslashes, hyphens (so they stay hyphens, not
 /// typographic dashes, and `man` searches find the flags), and a leading `.` or `'`

@@ -1,7 +1,11 @@
 //! Expected messages and exit codes were taken from memcached 1.6.18 run
 //! with the same arguments (its `argv[0]` replaced by `memcached`).
 
-use super::*;
+use super::options::*;
+use super::parse::*;
+use super::settings::*;
+use crate::num::{atof as c_atof, atoi as c_atoi};
+use std::path::PathBuf;
 
 fn args(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
