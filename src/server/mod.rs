@@ -37,6 +37,7 @@ pub mod loopback;
 mod meta_exec;
 mod metrics;
 mod metrics_http;
+pub mod observe;
 pub mod session;
 mod shared;
 pub mod snapshot;

@@ -46,9 +46,10 @@ use super::dump::{Dump, DUMP_LOW};
 use super::exec::{self, ExecCtx};
 use super::flow::{Flow, ReplyRoom, Streamed};
 use super::meta_exec;
+use super::observe::{family_of, Obs, OpTap, Proto};
 use super::shared::{ConnInfo, Shared};
 use super::vlog;
-use super::watch::{self, WatchHandle};
+use super::watch::WatchHandle;
 use crate::config::ProtocolMode;
 use crate::latency::Family;
 use crate::protocol::ascii::{self, Parse, Request};
@@ -57,7 +58,7 @@ use crate::protocol::frame::{Limits, StoreRefusal};
 use crate::protocol::meta::MetaKind;
 use crate::protocol::text;
 use crate::protocol::text::auth::{parse_auth, AuthParse};
-use crate::stats::{bump, Counters};
+use crate::stats::Counters;
 use crate::store::Loan;
 
 /// Reply bytes one connection may produce, and request bytes it may have read, in
@@ -92,6 +93,9 @@ pub struct Ctx<'a> {
     pub bufs: &'a mut WorkerBuffers,
     /// This worker's waker (a watcher's producers wake the worker with it).
     pub waker: &'a Arc<Waker>,
+    /// Told every executed operation besides the server's own observation (tests:
+    /// `Loopback::tap`); `None` in the server.
+    pub tap: Option<&'a OpTap>,
 }
 
 /// Why [`Session::process`] stopped.
@@ -615,33 +619,16 @@ impl Session {
                         self.wbuf.extend_from_slice(b"\r\n");
                         self.unflushed = true;
                     }
-                    if let Some(key) = unlink.as_ref().and_then(|k| k.key()) {
-                        if refused == Some(StoreRefusal::TooLarge)
-                            && shared.watch.wants(watch::MUTATIONS)
-                        {
-                            shared.watch.item_store(
-                                &key,
-                                watch::StoreStatus::TooLarge,
-                                "set",
-                                0,
-                                0,
-                                self.id,
-                                0,
-                            );
-                        }
-                        shared.store.unlink(&key);
+                    let key = unlink.as_ref().and_then(|k| k.key());
+                    if key.is_some() || refused.is_some() {
+                        self.observer(ctx, Proto::Text).refused(key.as_deref(), refused);
                     }
-                    match refused {
-                        Some(StoreRefusal::NoMemory) => {
-                            bump(&counters.store_no_memory, 1);
-                            ctx.bufs
-                                .mem
-                                .global()
-                                .refused_values
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(StoreRefusal::TooLarge) => bump(&counters.store_too_large, 1),
-                        None => {}
+                    if refused == Some(StoreRefusal::NoMemory) {
+                        ctx.bufs
+                            .mem
+                            .global()
+                            .refused_values
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     self.rpos += consumed;
                     self.swallow = swallow;
@@ -665,7 +652,6 @@ impl Session {
                     let mut ectx = ExecCtx {
                         skip: std::mem::take(&mut self.skip_keys),
                         out_cap: out_cap.min(TURN_BYTES),
-                        fd: self.id,
                         pipelined: self.unflushed,
                         dump: None,
                         watch: None,
@@ -677,11 +663,16 @@ impl Session {
                         },
                     };
                     let before = self.wbuf.len();
+                    let proto = match &req {
+                        Request::Text(_) => Proto::Text,
+                        Request::Meta(_) => Proto::Meta,
+                    };
+                    let obs = self.observer(ctx, proto);
                     let wbuf = &mut self.wbuf;
                     let run = |ectx: &mut ExecCtx| match req {
-                        Request::Text(cmd) => exec::execute(cmd, shared, counters, wbuf, ectx),
+                        Request::Text(cmd) => exec::execute(cmd, shared, &obs, wbuf, ectx),
                         Request::Meta(m) => {
-                            meta_exec::execute(&m, shared, counters, wbuf, &mut ectx.room)
+                            meta_exec::execute(&m, shared, &obs, wbuf, &mut ectx.room)
                         }
                     };
                     let flow = if vlog::on() {
@@ -729,6 +720,17 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// What this connection's executors observe through.
+    fn observer<'a>(&self, ctx: &Ctx<'a>, proto: Proto) -> Obs<'a> {
+        Obs {
+            shared: ctx.shared,
+            counters: ctx.counters,
+            conn: self.id,
+            proto,
+            tap: ctx.tap,
         }
     }
 
@@ -788,7 +790,13 @@ impl Session {
                     self.flush_mark = self.wbuf.len();
                 }
                 if let Some(key) = unlink {
-                    shared.store.unlink(key);
+                    let refusal = match status {
+                        binary::Status::E2big => Some(StoreRefusal::TooLarge),
+                        binary::Status::Enomem => Some(StoreRefusal::NoMemory),
+                        _ => None,
+                    };
+                    self.observer(ctx, Proto::Binary)
+                        .refused(Some(key), refusal);
                 }
                 if status == binary::Status::Enomem {
                     ctx.bufs
@@ -827,7 +835,10 @@ impl Session {
                         self.auth
                             .binary(&req, shared, counters, &mut self.wbuf, self.id, ctx.waker)
                     }
-                    _ => binary_exec::execute(req, shared, counters, &mut self.wbuf, &mut room),
+                    _ => {
+                        let obs = self.observer(ctx, Proto::Binary);
+                        binary_exec::execute(req, shared, &obs, &mut self.wbuf, &mut room)
+                    }
                 };
                 if room.wait {
                     // Nothing was done: the request runs again later.
@@ -1034,22 +1045,6 @@ impl Session {
 struct ValueStream {
     value: Streamed,
     sent: usize,
-}
-
-/// The latency family of a text or meta request; `None` for the commands not timed
-/// (`stats`, `version`, `flush_all`, ...).
-fn family_of(req: &Request<'_>) -> Option<Family> {
-    match req {
-        Request::Meta(_) => Some(Family::Meta),
-        Request::Text(cmd) => match cmd {
-            text::Command::Get { .. } => Some(Family::Get),
-            text::Command::Gat { .. } | text::Command::Touch { .. } => Some(Family::Touch),
-            text::Command::Store { .. } => Some(Family::Set),
-            text::Command::Delete { .. } => Some(Family::Delete),
-            text::Command::Arith { .. } => Some(Family::IncrDecr),
-            _ => None,
-        },
-    }
 }
 
 /// Logs a text request line for `-vv` (`<fd line`, without its `\r\n`).
