@@ -45,6 +45,7 @@ pub mod snapshot_dirs;
 mod start;
 mod stats_exec;
 pub mod transport;
+mod turn;
 pub mod vlog;
 pub mod watch;
 mod worker;
