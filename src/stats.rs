@@ -168,10 +168,15 @@ impl PrefixStats {
 
     /// Records an event for the key's prefix (keys without the delimiter are not
     /// counted, as in memcached).
+    #[inline]
     pub fn record(&self, key: &[u8], ev: PrefixEvent) {
-        if !self.enabled() {
-            return;
+        if self.enabled() {
+            self.record_on(key, ev);
         }
+    }
+
+    #[cold]
+    fn record_on(&self, key: &[u8], ev: PrefixEvent) {
         let Some(end) = key.iter().position(|&b| b == self.delimiter) else {
             return;
         };

@@ -7,11 +7,11 @@ use super::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
 use super::observe::{outcome_of, store_outcome, Obs, Op};
 use super::shared::Shared;
 use super::stats_exec::{self, StatSink};
+use crate::op::{OpKind, Outcome};
 use crate::protocol::binary::{
     write_error, write_hit, write_hit_head, write_key_miss, write_ok, write_stat, Command, Header,
     Request, Status, StoreKind,
 };
-use crate::op::{OpKind, Outcome};
 use crate::store::{Delta, DeltaOutcome, Guarded, Reply, ReplyValue, StoreOp, StoreOutcome};
 
 /// The "do not create" expiry of INCREMENT/DECREMENT.
@@ -289,7 +289,8 @@ fn arith(
         DeltaOutcome::Exists => write_error(out, h, Status::KeyEexists),
         DeltaOutcome::NotFound(_) if exptime != NO_CREATE => {
             let text = initial.to_string();
-            let added = store.store_guarded(StoreOp::Add, key, 0, exptime as i64, text.as_bytes(), 0);
+            let added =
+                store.store_guarded(StoreOp::Add, key, 0, exptime as i64, text.as_bytes(), 0);
             done(
                 match added.0 {
                     StoreOutcome::Stored => Outcome::Created,

@@ -7,14 +7,14 @@ use std::sync::atomic::Ordering;
 
 use super::dump::Dump;
 pub use super::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
-use super::shared::{Shared, StopReason};
 use super::observe::{delta_outcome, outcome_of, store_outcome, Obs, Op};
+use super::shared::{Shared, StopReason};
 use super::vlog;
+use crate::op::{OpKind, Outcome};
 use crate::protocol::cluster::{CLUSTER_KEY, LEGACY_KEY};
 use crate::protocol::text::{
     reply as compose, Command, ConfigCmd, CrawlerCmd, DebugTimeArg, Keys, ShutdownMode,
 };
-use crate::op::{OpKind, Outcome};
 use crate::store::{Delta, DeltaOutcome, ItemRef, Reply, StoreOutcome};
 
 fn line(out: &mut Vec<u8>, s: &str) {
@@ -108,7 +108,11 @@ pub fn execute(
             obs.before(key);
             let r = store.delete(key);
             obs.emit(Op::new(OpKind::Delete, key, outcome_of(r)));
-            reply(out, noreply, if r.is_ok() { "DELETED" } else { "NOT_FOUND" });
+            reply(
+                out,
+                noreply,
+                if r.is_ok() { "DELETED" } else { "NOT_FOUND" },
+            );
             Flow::Continue
         }
         Command::Arith {
@@ -159,7 +163,11 @@ pub fn execute(
             let mut done = Op::new(OpKind::Touch, key, outcome_of(r));
             done.exptime = exptime;
             obs.emit(done);
-            reply(out, noreply, if r.is_ok() { "TOUCHED" } else { "NOT_FOUND" });
+            reply(
+                out,
+                noreply,
+                if r.is_ok() { "TOUCHED" } else { "NOT_FOUND" },
+            );
             Flow::Continue
         }
         Command::FlushAll { delay, noreply } => {
@@ -502,4 +510,3 @@ fn retrieve(
     out.extend_from_slice(b"END\r\n");
     Flow::Continue
 }
-

@@ -11,9 +11,9 @@
 use super::flow::{Flow, ReplyRoom, Streamed};
 use super::observe::{miss_cause, store_outcome, Obs, Op};
 use super::shared::Shared;
+use crate::op::{OpKind, Outcome};
 use crate::protocol::meta::{base64_encode, MetaKind, MetaRequest, SetMode, MAX_OPAQUE};
 use crate::protocol::text::reply::{i64_dec, line, u64_dec};
-use crate::op::{OpKind, Outcome};
 use crate::store::item::{MARK_KEY_BINARY, MARK_STALE, MARK_WON};
 use crate::store::{
     Delta, DeltaOutcome, MetaDelete, MetaUpdate, Reply, ReplyValue, StoreOp, StoreOutcome,
@@ -363,11 +363,7 @@ fn arith(req: &MetaRequest<'_>, shared: &Shared, obs: &Obs<'_>, out: &mut Vec<u8
     } else {
         Delta::Decr(f.delta)
     };
-    let kind = if req.incr {
-        OpKind::Incr
-    } else {
-        OpKind::Decr
-    };
+    let kind = if req.incr { OpKind::Incr } else { OpKind::Decr };
     let done = |outcome: Outcome, amount: u64| {
         let mut op = Op::new(kind, key, outcome);
         op.amount = amount;

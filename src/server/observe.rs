@@ -178,8 +178,9 @@ impl Obs<'_> {
         self.shared.watch.item_get(key, status, self.conn);
     }
 
-    /// Tells everything that watches operations about `op`.
-    #[inline]
+    /// Tells everything that watches operations about `op`. Inlined, so the `Op`
+    /// stays in registers unless a tap or a watcher takes it.
+    #[inline(always)]
     pub fn emit(&self, mut op: Op<'_>) {
         op.proto = self.proto;
         op.conn = self.conn;
@@ -234,7 +235,7 @@ fn miss_status(m: MissCause) -> GetStatus {
 
 /// The one place that bumps the operation counters, records prefix stats, queues
 /// watch lines and logs `-vv` hits.
-#[inline]
+#[inline(always)]
 pub fn observe(op: &Op<'_>, obs: &Obs<'_>) {
     let c = obs.counters;
     let shared = obs.shared;
@@ -322,7 +323,7 @@ pub fn observe(op: &Op<'_>, obs: &Obs<'_>) {
 /// by cause (`get_expired`, `get_flushed`; an absent key as `get_miss_evicted` when
 /// `evicted()` says it was evicted recently, else `get_miss_never_stored`, so the
 /// four causes sum to `get_misses`).
-#[inline]
+#[inline(always)]
 fn count_lookup(c: &Counters, op: &Op<'_>, evicted: impl FnOnce() -> bool) {
     let touch = op.kind == OpKind::Gat;
     match op.outcome {

@@ -21,7 +21,7 @@
 //!   binary connection has already "sent" (what it still gets when closed for a bad
 //!   magic byte), memcached's one reply slot for `-Y` refusals;
 //! - the two streams a request can start: an `lru_crawler metadump` produced a batch
-//!   at a time while few reply bytes wait ([`DUMP_LOW`]), and `watch`, after which the
+//!   at a time while few reply bytes wait ([`super::dump::DUMP_LOW`]), and `watch`, after which the
 //!   input is dropped and queued log lines are the only output.
 //!
 //! [`Session::process`] serves every complete request in the buffer and says why it
@@ -33,20 +33,24 @@
 //! store it cannot allocate; a value longer than the replies may hold is streamed
 //! from the store a piece at a time (`store::lease`).
 
+mod streams;
+
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::binary_exec;
 use super::budget::{WorkerBuffers, WorkerMem, OUT_FLOOR, OUT_HIGH, READ_BUF};
-use super::conn_auth::ConnAuth;
-use super::dump::{Dump, DUMP_LOW};
+use super::conn_auth::{AsciiStep, ConnAuth};
+use super::dump::Dump;
 use super::exec::{self, ExecCtx};
 use super::flow::{Flow, ReplyRoom, Streamed};
 use super::meta_exec;
 use super::observe::{family_of, Obs, Proto};
 use super::shared::{ConnInfo, Shared};
-pub use super::turn::{Ctx, Stop, ST_MWRITE, ST_NREAD, ST_PARSE, ST_SWALLOW, ST_WAITING, TURN_BYTES};
+pub use super::turn::{
+    Ctx, Stop, ST_MWRITE, ST_NREAD, ST_PARSE, ST_SWALLOW, ST_WAITING, TURN_BYTES,
+};
 use super::vlog;
 use super::watch::WatchHandle;
 use crate::config::ProtocolMode;
@@ -56,15 +60,12 @@ use crate::protocol::binary;
 use crate::protocol::frame::{Limits, StoreRefusal};
 use crate::protocol::meta::MetaKind;
 use crate::protocol::text;
-use crate::protocol::text::auth::{parse_auth, AuthParse};
 use crate::stats::Counters;
 use crate::store::Loan;
 
 /// Largest read buffer a connection that has not authenticated may have: room for a
 /// binary header with the longest key the header can announce.
 const RBUF_PREAUTH_MAX: usize = 24 + 255 + 65_535;
-/// Log lines a watcher's connection moves from its queue to its reply buffer at once.
-const WATCH_OUT: usize = 64 << 10;
 
 /// Which protocol the connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,12 +163,6 @@ impl Session {
     /// What `stats conns` shows of this connection.
     pub fn info(&self) -> &Arc<ConnInfo> {
         &self.info
-    }
-
-    /// The session has become a watcher: its input is dropped, its output is the
-    /// queued log lines ([`Session::fill_watch`]).
-    pub fn is_watching(&self) -> bool {
-        self.watch.is_some()
     }
 
     /// Whether a request waits for a queued password check: the worker drives the
@@ -352,21 +347,6 @@ impl Session {
         } else {
             ST_WAITING
         });
-    }
-
-    /// A watcher's turn: moves queued log lines into the output (its input is
-    /// dropped: memcached never reads a watcher's requests). True when the queue is
-    /// empty.
-    pub fn fill_watch(&mut self) -> bool {
-        self.drop_input();
-        self.drop_sent();
-        if self.wbuf.is_empty() && self.wbuf.capacity() > WATCH_OUT * 2 {
-            self.wbuf = Vec::new();
-        }
-        match &self.watch {
-            Some(h) => h.watcher.drain_into(&mut self.wbuf, WATCH_OUT),
-            None => true,
-        }
     }
 
     /// Drops the read buffer and what it holds (a watcher's input is never served).
@@ -685,10 +665,7 @@ impl Session {
             self.wbuf.extend_from_slice(b"\r\n");
             self.unflushed = true;
         }
-        if refused == Some(StoreRefusal::NoMemory) {
-            let global = ctx.bufs.mem.global();
-            global.refused_values.fetch_add(1, Ordering::Relaxed);
-        }
+        refused_value(ctx, refused);
     }
 
     /// What a text or meta request left for the connection: a dump or watch to
@@ -801,22 +778,16 @@ impl Session {
                     binary::write_error(&mut self.wbuf, &header, status);
                     self.flush_mark = self.wbuf.len();
                 }
+                let refusal = match status {
+                    binary::Status::E2big => Some(StoreRefusal::TooLarge),
+                    binary::Status::Enomem => Some(StoreRefusal::NoMemory),
+                    _ => None,
+                };
                 if let Some(key) = unlink {
-                    let refusal = match status {
-                        binary::Status::E2big => Some(StoreRefusal::TooLarge),
-                        binary::Status::Enomem => Some(StoreRefusal::NoMemory),
-                        _ => None,
-                    };
                     self.observer(ctx, Proto::Binary)
                         .refused(Some(key), refusal);
                 }
-                if status == binary::Status::Enomem {
-                    ctx.bufs
-                        .mem
-                        .global()
-                        .refused_values
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+                refused_value(ctx, refusal);
                 self.rpos += consumed;
                 self.swallow = swallow;
                 if close {
@@ -883,39 +854,20 @@ impl Session {
     /// to go on with the next request.
     fn ascii_auth(&mut self, shared: &Shared, c: &Counters) -> Option<Stop> {
         let input = &self.rbuf[self.rpos..self.rend];
-        // memcached writes every reply before authentication into one reply slot.
-        let slot = match self.ascii_auth_reply_at {
-            Some(at) if at >= self.wpos && at <= self.wbuf.len() => at,
-            _ => self.wbuf.len(),
-        };
-        let (flow, consumed) = match parse_auth(input) {
-            AuthParse::Incomplete => return Some(Stop::NeedInput),
-            AuthParse::Close => return Some(Stop::Close { flush: true }),
-            AuthParse::Refuse { reply, consumed } => {
-                self.wbuf.truncate(slot);
-                self.wbuf.extend_from_slice(reply.as_bytes());
-                self.wbuf.extend_from_slice(b"\r\n");
-                (Flow::Continue, consumed)
+        let slot = &mut self.ascii_auth_reply_at;
+        let (wbuf, wpos) = (&mut self.wbuf, self.wpos);
+        let step = self
+            .auth
+            .ascii_request(input, shared, c, wbuf, wpos, slot, self.id);
+        match step {
+            AsciiStep::NeedInput => Some(Stop::NeedInput),
+            AsciiStep::Close => Some(Stop::Close { flush: true }),
+            AsciiStep::Done { flow, consumed } => {
+                self.rpos += consumed;
+                self.closing = flow == Flow::Close;
+                self.closing.then_some(Stop::Close { flush: true })
             }
-            AuthParse::Credentials {
-                user,
-                password,
-                consumed,
-            } => {
-                self.wbuf.truncate(slot);
-                let flow = self
-                    .auth
-                    .ascii(user, password, shared, c, &mut self.wbuf, self.id);
-                (flow, consumed)
-            }
-        };
-        self.ascii_auth_reply_at = Some(slot);
-        self.rpos += consumed;
-        if flow == Flow::Close {
-            self.closing = true;
-            return Some(Stop::Close { flush: true });
         }
-        None
     }
 
     /// Copies the next pieces of the value being streamed into the reply buffer while
@@ -953,50 +905,6 @@ impl Session {
                 store.end_lease(st.value.lease);
             }
             return None;
-        }
-    }
-
-    /// Produces the dump being streamed while few reply bytes wait; `None` once it
-    /// is complete (the next requests are served), else why to stop now.
-    fn pump_dump(&mut self, shared: &Shared) -> Option<Stop> {
-        let started = shared.clock.process_started();
-        let cas_on = !shared.config.disable_cas;
-        loop {
-            if self.wbuf.len() >= DUMP_LOW {
-                return Some(Stop::WaitWritable);
-            }
-            if self.turn_out >= TURN_BYTES {
-                // Others get their turn; the worker comes back.
-                return Some(Stop::Yield);
-            }
-            let d = self.dump.as_mut()?;
-            if d.step(&shared.store, started, cas_on, &mut self.wbuf) {
-                self.dump = None;
-                self.unflushed = true;
-                return None;
-            }
-        }
-    }
-
-    /// `watch` accepted: registers the watcher (or says why not). Input after the
-    /// request is dropped, as memcached never reads a watcher's requests.
-    fn start_watch(&mut self, flags: u16, ctx: &Ctx<'_>) -> Stop {
-        let hub = &ctx.shared.watch;
-        match hub.add(flags, ctx.waker.clone()) {
-            Ok(w) => {
-                self.wbuf.extend_from_slice(b"OK\r\n");
-                self.watch = Some(WatchHandle::new(hub.clone(), w));
-                self.rpos = self.rend;
-                self.swallow = 0;
-                Stop::Yield
-            }
-            Err(_) => {
-                let r = "WATCHER_TOO_MANY log watcher limit reached";
-                vlog::reply(r, false);
-                self.wbuf.extend_from_slice(r.as_bytes());
-                self.wbuf.extend_from_slice(b"\r\n");
-                Stop::Blocked
-            }
         }
     }
 
@@ -1057,6 +965,15 @@ impl Session {
 struct ValueStream {
     value: Streamed,
     sent: usize,
+}
+
+/// Counts a value refused for lack of buffer room (`read_buf_oom`-like figures of
+/// the budget).
+fn refused_value(ctx: &Ctx<'_>, refused: Option<StoreRefusal>) {
+    if refused == Some(StoreRefusal::NoMemory) {
+        let global = ctx.bufs.mem.global();
+        global.refused_values.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Largest buffered request before a connection is dropped: one item plus room for a

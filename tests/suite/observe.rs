@@ -163,7 +163,11 @@ fn run(requests: Vec<Vec<u8>>, proto: Proto) -> (Vec<Seen>, ferrocache::stats::C
     let mut s = lb.session();
     for r in requests {
         let fed = lb.feed(&mut s, &r, &mut |_| usize::MAX);
-        assert!(!fed.closed, "{proto:?}: closed after {:?}", &r[..r.len().min(40)]);
+        assert!(
+            !fed.closed,
+            "{proto:?}: closed after {:?}",
+            &r[..r.len().min(40)]
+        );
     }
     let counters = ferrocache::stats::sum(lb.shared.counters.iter().map(|c| &**c));
     let ops = seen.lock().expect("sink").clone();
