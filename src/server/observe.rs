@@ -488,3 +488,66 @@ pub fn delta_outcome(r: &crate::store::DeltaOutcome) -> Outcome {
         crate::store::DeltaOutcome::Exists => Outcome::Exists,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::loopback::Loopback;
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn emit_all(lb: &Loopback, proto: Proto, ops: &[Op<'_>]) -> Counters {
+        let counters = Counters::default();
+        let obs = Obs {
+            shared: &lb.shared,
+            counters: &counters,
+            conn: 7,
+            proto,
+            tap: None,
+        };
+        for op in ops {
+            obs.emit(*op);
+        }
+        counters
+    }
+
+    #[test]
+    fn one_rule_per_operation_and_the_few_protocol_differences() {
+        let lb = Loopback::new(&[]).expect("arguments");
+        let absent = Outcome::Miss(MissCause::Absent);
+        let ops = [
+            Op::new(OpKind::Get, b"k", Outcome::Hit),
+            Op::new(OpKind::Get, b"k", absent),
+            Op::new(OpKind::Get, b"k", Outcome::Miss(MissCause::Expired)),
+            Op::new(OpKind::Gat, b"k", absent),
+            Op::new(OpKind::Store(StoreOp::Cas(3)), b"k", Outcome::Exists),
+            Op::new(OpKind::Store(StoreOp::Set), b"k", Outcome::TooLarge),
+            Op::new(OpKind::Delete, b"k", Outcome::Exists),
+            Op::new(OpKind::Incr, b"k", Outcome::Created),
+            Op::new(OpKind::Decr, b"k", absent),
+            Op::new(OpKind::Flush, b"", Outcome::Refused),
+            Op::new(OpKind::Inspect, b"k", absent),
+        ];
+        for proto in [Proto::Text, Proto::Meta, Proto::Binary] {
+            let c = emit_all(&lb, proto, &ops);
+            let got = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+            assert_eq!((got(&c.get_cmds), got(&c.get_hits)), (3, 1));
+            assert_eq!((got(&c.get_misses), got(&c.get_expired)), (2, 1));
+            assert_eq!(got(&c.get_miss_never_stored), 1);
+            assert_eq!((got(&c.touch_cmds), got(&c.touch_misses)), (1, 1));
+            // A refused `set` is not a `cmd_set`; the `cas` is.
+            assert_eq!((got(&c.set_cmds), got(&c.cas_badval)), (1, 1));
+            assert_eq!(got(&c.incr_hits) + got(&c.incr_misses), 0, "created");
+            assert_eq!(got(&c.decr_misses), 1);
+            assert_eq!((got(&c.flush_cmds), got(&c.meta_cmds)), (1, 1));
+            let binary = proto == Proto::Binary;
+            assert_eq!(got(&c.store_too_large), u64::from(!binary), "{proto:?}");
+            let meta = proto == Proto::Meta;
+            assert_eq!(got(&c.delete_misses), u64::from(meta), "{proto:?}");
+        }
+    }
+
+    #[test]
+    fn an_op_is_a_small_value() {
+        assert!(std::mem::size_of::<Op<'_>>() <= 112);
+    }
+}

@@ -641,7 +641,7 @@ impl Session {
                 } else if self.wbuf.len() > before {
                     self.unflushed = true;
                 }
-                Some(self.after_ascii(ctx, ectx, flow, used))
+                Some(self.after_ascii(ctx, &mut ectx, flow, used))
             }
         }
     }
@@ -673,7 +673,7 @@ impl Session {
     fn after_ascii(
         &mut self,
         ctx: &Ctx<'_>,
-        mut ectx: ExecCtx,
+        ectx: &mut ExecCtx,
         flow: Flow,
         used: usize,
     ) -> Result<(), Stop> {
