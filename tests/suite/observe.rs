@@ -48,7 +48,7 @@ const BIG: usize = 2 << 20;
 /// The operations, in text.
 fn text_requests() -> Vec<Vec<u8>> {
     let mut big = format!("set big 0 0 {BIG}\r\n").into_bytes();
-    big.extend(std::iter::repeat_n(b'x', BIG));
+    big.extend(vec![b'x'; BIG]);
     big.extend_from_slice(b"\r\n");
     vec![
         b"set k 5 0 3\r\nval\r\n".to_vec(),
@@ -74,7 +74,7 @@ fn text_requests() -> Vec<Vec<u8>> {
 /// The same operations, in meta commands.
 fn meta_requests() -> Vec<Vec<u8>> {
     let mut big = format!("ms big {BIG}\r\n").into_bytes();
-    big.extend(std::iter::repeat_n(b'x', BIG));
+    big.extend(vec![b'x'; BIG]);
     big.extend_from_slice(b"\r\n");
     vec![
         b"ms k 3 F5\r\nval\r\n".to_vec(),
