@@ -225,6 +225,14 @@ impl Obs<'_> {
     }
 }
 
+/// Tells the tap. Out of line and given the `Op` by value, so that on the hot path
+/// the `Op` is never stored whole (its fields stay in registers).
+#[cold]
+#[inline(never)]
+fn tell(tap: &OpTap, op: Op<'_>) {
+    tap(&op);
+}
+
 fn miss_status(m: MissCause) -> GetStatus {
     match m {
         MissCause::Absent => GetStatus::NotFound,
@@ -240,7 +248,7 @@ pub fn observe(op: &Op<'_>, obs: &Obs<'_>) {
     let c = obs.counters;
     let shared = obs.shared;
     if let Some(tap) = obs.tap {
-        tap(op);
+        tell(tap, *op);
     }
     let hit = matches!(op.outcome, Outcome::Hit | Outcome::Created);
     match op.kind {
@@ -282,7 +290,7 @@ pub fn observe(op: &Op<'_>, obs: &Obs<'_>) {
             count_store(c, sop, op);
             shared.prefix.record(op.key, PrefixEvent::Set);
             if shared.watch.wants(MUTATIONS) {
-                watch_store(shared, sop, op);
+                watch_store(shared, sop, *op);
             }
         }
         OpKind::Delete => {
@@ -309,7 +317,7 @@ pub fn observe(op: &Op<'_>, obs: &Obs<'_>) {
                             outcome: Outcome::Stored,
                             ..*op
                         };
-                        watch_store(shared, StoreOp::Add, &add);
+                        watch_store(shared, StoreOp::Add, add);
                     }
                 }
                 _ => {}
@@ -400,7 +408,8 @@ fn store_cmd_name(op: StoreOp) -> &'static str {
 /// `item_store` (mutations watched): what was stored, or what was offered when
 /// nothing was.
 #[cold]
-fn watch_store(shared: &Shared, sop: StoreOp, op: &Op<'_>) {
+#[inline(never)]
+fn watch_store(shared: &Shared, sop: StoreOp, op: Op<'_>) {
     let store = &shared.store;
     let now = shared.clock.now();
     let ttl_of = |exp: u32| if exp == 0 { 0 } else { exp.wrapping_sub(now) };
