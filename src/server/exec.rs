@@ -61,7 +61,6 @@ pub fn execute(
     out: &mut Vec<u8>,
     ctx: &mut ExecCtx,
 ) -> Flow {
-    let store = &shared.store;
     let more = Resume {
         skip: ctx.skip,
         out_cap: ctx.out_cap,
@@ -80,6 +79,24 @@ pub fn execute(
             more,
             &mut ctx.room,
         ),
+        cmd @ (Command::Store { .. }
+        | Command::Delete { .. }
+        | Command::Arith { .. }
+        | Command::Touch { .. }
+        | Command::FlushAll { .. }) => {
+            update(cmd, shared, obs, out);
+            Flow::Continue
+        }
+        cmd => admin(cmd, shared, out, ctx),
+    }
+}
+
+/// The commands that change items (storage, delete, incr/decr, touch, `flush_all`):
+/// memcached's lookup line first ([`Obs::before`]), the store call, the `Op`, the reply.
+#[inline(always)]
+fn update(cmd: Command<'_>, shared: &Shared, obs: &Obs<'_>, out: &mut Vec<u8>) {
+    let store = &shared.store;
+    match cmd {
         Command::Store {
             cmd: op,
             key,
@@ -102,7 +119,6 @@ pub fn execute(
                 StoreOutcome::OutOfMemory => "SERVER_ERROR out of memory storing object",
             };
             reply(out, noreply, text);
-            Flow::Continue
         }
         Command::Delete { key, noreply } => {
             obs.before(key);
@@ -113,7 +129,6 @@ pub fn execute(
                 noreply,
                 if r.is_ok() { "DELETED" } else { "NOT_FOUND" },
             );
-            Flow::Continue
         }
         Command::Arith {
             key,
@@ -151,7 +166,6 @@ pub fn execute(
                 // Text incr/decr carry no CAS guard.
                 DeltaOutcome::Exists => reply(out, noreply, "EXISTS"),
             }
-            Flow::Continue
         }
         Command::Touch {
             key,
@@ -168,7 +182,6 @@ pub fn execute(
                 noreply,
                 if r.is_ok() { "TOUCHED" } else { "NOT_FOUND" },
             );
-            Flow::Continue
         }
         Command::FlushAll { delay, noreply } => {
             // memcached counts a refused flush_all too.
@@ -182,7 +195,7 @@ pub fn execute(
             obs.emit(flush);
             if shared.config.disable_flush_all {
                 reply(out, noreply, "CLIENT_ERROR flush_all not allowed");
-                return Flow::Continue;
+                return;
             }
             match delay {
                 Some(d) => {
@@ -191,8 +204,19 @@ pub fn execute(
                 }
                 None => reply(out, noreply, "CLIENT_ERROR invalid exptime argument"),
             }
-            Flow::Continue
         }
+        // Lookups and the other commands are served by `retrieve` and `admin`.
+        _ => {}
+    }
+}
+
+/// The commands about the server rather than items: `version`, `verbosity`, `quit`,
+/// certificates, `shutdown`, `cache_memlimit`, `config`, `stats`, `snapshot`,
+/// `debugtime`, `slabs automove`, `lru_crawler`, `watch`.
+#[inline(never)]
+fn admin(cmd: Command<'_>, shared: &Shared, out: &mut Vec<u8>, ctx: &mut ExecCtx) -> Flow {
+    let store = &shared.store;
+    match cmd {
         Command::Version => {
             if vlog::on() {
                 vlog::reply(&format!("VERSION {PROTOCOL_VERSION}"), false);
@@ -316,6 +340,8 @@ pub fn execute(
             }
             Flow::Continue
         }
+        // Served by `retrieve` and `update`.
+        _ => Flow::Continue,
     }
 }
 
