@@ -4,7 +4,8 @@
 //! its own cache lines: no lock and no sharing on the request path); `stats` sums the
 //! blocks of all workers. `stats reset` zeroes them. Connection counters that the
 //! acceptor and workers both touch live in [`ConnCounters`]. Per-prefix statistics
-//! (`stats detail`) are kept only while switched on.
+//! (`stats detail`) are kept only while switched on. What moves the request counters
+//! is `server::observe`, the one place every executed operation is seen.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -12,7 +13,6 @@ use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use crate::latency::Latency;
-use crate::store::{Miss, StoreOp, StoreOutcome};
 
 macro_rules! counters {
     ($($name:ident),* $(,)?) => {
@@ -168,10 +168,15 @@ impl PrefixStats {
 
     /// Records an event for the key's prefix (keys without the delimiter are not
     /// counted, as in memcached).
+    #[inline]
     pub fn record(&self, key: &[u8], ev: PrefixEvent) {
-        if !self.enabled() {
-            return;
+        if self.enabled() {
+            self.record_on(key, ev);
         }
+    }
+
+    #[cold]
+    fn record_on(&self, key: &[u8], ev: PrefixEvent) {
         let Some(end) = key.iter().position(|&b| b == self.delimiter) else {
             return;
         };
@@ -218,35 +223,6 @@ impl PrefixStats {
         let mut t = self.table.lock();
         t.index.clear();
         t.rows.clear();
-    }
-}
-
-/// Counts a storage command as memcached does: `cmd_set` unless it was refused as too
-/// large, and the `cas_*` outcome of a `cas`. Shared by the text and binary executors.
-pub fn count_store(c: &Counters, op: StoreOp, outcome: StoreOutcome) {
-    if !matches!(outcome, StoreOutcome::TooLarge) {
-        bump(&c.set_cmds, 1);
-    }
-    if let StoreOp::Cas(_) = op {
-        match outcome {
-            StoreOutcome::Stored => bump(&c.cas_hits, 1),
-            StoreOutcome::Exists => bump(&c.cas_badval, 1),
-            StoreOutcome::NotFound => bump(&c.cas_misses, 1),
-            _ => {}
-        }
-    }
-}
-
-/// Counts a lookup miss (`get_misses`, and `get_expired` / `get_flushed` by cause;
-/// an absent key as `get_miss_evicted` when `evicted()` says it was evicted recently,
-/// else `get_miss_never_stored`, so the four causes sum to `get_misses`).
-pub fn count_miss(c: &Counters, m: Miss, evicted: impl FnOnce() -> bool) {
-    bump(&c.get_misses, 1);
-    match m {
-        Miss::Expired => bump(&c.get_expired, 1),
-        Miss::Flushed => bump(&c.get_flushed, 1),
-        Miss::Absent if evicted() => bump(&c.get_miss_evicted, 1),
-        Miss::Absent => bump(&c.get_miss_never_stored, 1),
     }
 }
 

@@ -32,8 +32,11 @@
 //! - `shared.rs`: `Shared`, what every thread holds.
 //! - `stats/`: `stats` rows (`rows`), `stats hotkeys|sizing|misses` (`insight`),
 //!   `/metrics` (`metrics`), the `-vv` log (`vlog`).
+//! - `observe.rs`: the one place every executed operation is seen (`Op`, `observe`):
+//!   counters, miss reasons, prefix stats, watch lines, `-vv`, a tap.
 //! - `exec/`: executors of a parsed request against the store: `text`, `meta`, `binary`.
-//! - `session/`: a connection's protocol state free of I/O, its authentication (`auth`).
+//! - `session/`: a connection's protocol state free of I/O (`turn`: what a turn of
+//!   it may do), its authentication (`auth`), its metadump and watch streams (`streams`).
 //! - `net/`: listeners, workers, connections over a `transport`, the in-memory
 //!   `loopback` peer, the `/metrics` HTTP listener.
 //! - `start.rs`: `Server`, `ServerHandle`, the maintenance thread.
@@ -43,6 +46,7 @@ pub mod budget;
 mod exec;
 mod flow;
 mod net;
+pub mod observe;
 pub mod session;
 mod shared;
 mod start;

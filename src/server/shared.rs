@@ -9,9 +9,9 @@ use parking_lot::Mutex;
 
 use super::admin::snapshot::{Snapshot, Snapshots};
 use super::admin::{cluster, dump, watch};
-use super::budget;
 use crate::auth::Credentials;
 use crate::config::Config;
+use crate::server::budget;
 use crate::stats::{ConnCounters, Counters, PrefixStats};
 use crate::store::{Clock, Store, StoreConfig};
 

@@ -40,6 +40,7 @@ mod memcached_suite;
 mod memory;
 mod meta_protocol;
 mod metrics;
+mod observe;
 mod overload;
 mod packaging;
 mod pipelining;

@@ -387,3 +387,124 @@ fn a_session_counts_its_input_and_closes_after_quit() {
     assert!(closed, "quit closes, and what follows it is not served");
     assert_eq!(s.pending_output(), 0);
 }
+
+/// The session's own cases (they were unit tests in `src/server/session.rs`).
+mod session_cases {
+    use ferrocache::server::loopback::Loopback;
+    use ferrocache::server::session::{Stop, TURN_BYTES};
+
+    fn rig(args: &[&str]) -> Loopback {
+        Loopback::new(args).expect("arguments")
+    }
+
+    /// A binary request without extras or value.
+    fn bin(op: u8, key: &[u8]) -> Vec<u8> {
+        let mut r = vec![0x80, op];
+        r.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        r.extend_from_slice(&[0; 4]);
+        r.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        r.extend_from_slice(&[0; 12]);
+        r.extend_from_slice(key);
+        r
+    }
+
+    #[test]
+    fn the_first_byte_decides_the_framing_for_good() {
+        let mut lb = rig(&[]);
+        let mut s = lb.session();
+        // NOOP, then text: on a binary connection 'v' is a bad magic byte (once a
+        // whole header's worth has arrived). As memcached 1.6.18 answers.
+        let mut input = bin(0x0a, b"");
+        input.extend_from_slice(&b"version\r\n".repeat(3));
+        let fed = lb.feed(&mut s, &input, &mut |_| usize::MAX);
+        assert!(fed.closed);
+        assert_eq!(fed.replies.len(), 24, "the NOOP's reply only");
+        assert_eq!(&fed.replies[..2], &[0x81, 0x0a]);
+        let mut t = lb.session();
+        let fed = lb.feed(&mut t, b"version\r\n", &mut |_| usize::MAX);
+        assert_eq!(fed.replies, b"VERSION 1.6.18\r\n");
+        assert!(!fed.closed);
+    }
+
+    #[test]
+    fn replies_memcached_had_not_sent_are_dropped_at_a_bad_magic_byte() {
+        let mut lb = rig(&[]);
+        let mut s = lb.session();
+        // A GET's miss (an error reply: sent at once), a NOOP (sent at once), then a
+        // VERSION reply that waits, then a header of garbage. As memcached 1.6.18.
+        let mut input = bin(0x00, b"nope");
+        input.extend(bin(0x0a, b""));
+        input.extend(bin(0x0b, b""));
+        input.extend([0x42; 24]);
+        let fed = lb.feed(&mut s, &input, &mut |_| usize::MAX);
+        assert!(fed.closed);
+        // 24 + "Not found" (9), then the NOOP's 24: the VERSION reply is dropped.
+        assert_eq!(fed.replies.len(), 24 + 9 + 24, "{:?}", fed.replies);
+        assert_eq!(lb.process(&mut s), Stop::Close { flush: true });
+        assert_eq!(s.pending_output(), 0);
+    }
+
+    #[test]
+    fn a_refused_data_block_is_swallowed_across_arrivals() {
+        let mut lb = rig(&["-I", "1k", "-o", "slab_chunk_max=512"]);
+        let mut s = lb.session();
+        let mut input = b"set k 0 0 3\r\nold\r\nset k 0 0 3000\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'z', 3000));
+        input.extend_from_slice(b"\r\nget k\r\n");
+        let fed = lb.feed(&mut s, &input, &mut |_| 7);
+        assert_eq!(
+            String::from_utf8_lossy(&fed.replies),
+            "STORED\r\nSERVER_ERROR object too large for cache\r\nEND\r\n"
+        );
+        assert_eq!(s.swallowing(), 0);
+    }
+
+    #[test]
+    fn a_multi_get_suspended_by_back_pressure_resumes_at_the_next_key() {
+        let mut lb = rig(&[]);
+        let mut s = lb.session();
+        let value = vec![b'v'; 20_000];
+        let mut input = Vec::new();
+        let mut keys = String::from("get");
+        for i in 0..40 {
+            input.extend_from_slice(format!("set k{i} 0 0 {}\r\n", value.len()).as_bytes());
+            input.extend_from_slice(&value);
+            input.extend_from_slice(b"\r\n");
+            keys.push_str(&format!(" k{i}"));
+        }
+        let stored = lb.feed(&mut s, &input, &mut |_| usize::MAX);
+        assert_eq!(stored.replies, b"STORED\r\n".repeat(40));
+        keys.push_str("\r\n");
+        let fed = lb.feed(&mut s, keys.as_bytes(), &mut |_| usize::MAX);
+        let mut want = Vec::new();
+        for i in 0..40 {
+            want.extend_from_slice(format!("VALUE k{i} 0 {}\r\n", value.len()).as_bytes());
+            want.extend_from_slice(&value);
+            want.extend_from_slice(b"\r\n");
+        }
+        want.extend_from_slice(b"END\r\n");
+        // 800 KB of replies: more than a turn (256 KiB), so it was suspended.
+        assert!(want.len() > 3 * TURN_BYTES);
+        assert!(fed.replies == want, "every value once, in order, one END");
+    }
+
+    #[test]
+    fn watch_turns_the_session_into_a_stream_of_log_lines() {
+        let mut lb = rig(&[]);
+        let mut w = lb.session();
+        let fed = lb.feed(&mut w, b"watch mutations\r\nget ignored\r\n", &mut |_| {
+            usize::MAX
+        });
+        assert_eq!(fed.replies, b"OK\r\n");
+        assert!(w.is_watching());
+        let mut c = lb.session();
+        let fed = lb.feed(&mut c, b"set wk 0 0 1\r\nx\r\n", &mut |_| usize::MAX);
+        assert_eq!(fed.replies, b"STORED\r\n");
+        assert!(w.fill_watch(), "the queue is empty after one line");
+        let line = String::from_utf8_lossy(w.output()).into_owned();
+        assert!(
+            line.starts_with("ts=") && line.contains("type=item_store key=wk status=stored"),
+            "{line}"
+        );
+    }
+}

@@ -3,14 +3,15 @@
 //! forms suppress successes (and get misses), errors are always sent, error packets
 //! carry CAS 0, and the same `stats` counters as the text protocol move.
 
+use crate::op::{OpKind, Outcome};
 use crate::protocol::binary::{
     write_error, write_hit, write_hit_head, write_key_miss, write_ok, write_stat, Command, Header,
     Request, Status, StoreKind,
 };
 use crate::server::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
+use crate::server::observe::{outcome_of, store_outcome, Obs, Op};
 use crate::server::shared::Shared;
 use crate::server::stats::rows::{self as stats_exec, StatSink};
-use crate::stats::{bump, Counters, PrefixEvent};
 use crate::store::{
     DeleteOutcome, Delta, DeltaOutcome, Guard, NewItem, Reply, ReplyValue, StoreOp, StoreOutcome,
 };
@@ -18,13 +19,11 @@ use crate::store::{
 /// The "do not create" expiry of INCREMENT/DECREMENT.
 const NO_CREATE: u32 = 0xffff_ffff;
 
-use crate::stats::count_miss;
-
 /// Runs one binary request.
 pub fn execute(
     req: Request<'_>,
     shared: &Shared,
-    c: &Counters,
+    obs: &Obs<'_>,
     out: &mut Vec<u8>,
     room: &mut ReplyRoom,
 ) -> Flow {
@@ -40,6 +39,7 @@ pub fn execute(
             with_value,
             exptime,
         } => {
+            let watching = obs.fetchers();
             let emit = |it: &crate::store::ItemRef<'_>, streamed: bool, out: &mut Vec<u8>| {
                 let k = with_key.then_some(key);
                 if streamed {
@@ -47,6 +47,8 @@ pub fn execute(
                 } else {
                     write_hit(out, h, it.flags, k, with_value.then_some(it.value), it.cas);
                 }
+                let class = if watching { store.class_of(it) } else { 0 };
+                (it.value.len(), class)
             };
             // Only a reply with the value may stream it.
             let rule = if with_value {
@@ -62,7 +64,7 @@ pub fn execute(
                     room.wait = true;
                     return Flow::Continue;
                 }
-                Ok(Reply::Done((), lease)) => {
+                Ok(Reply::Done(found, lease)) => {
                     if let Some(lease) = lease {
                         // The value follows from the store.
                         room.streamed = Some(Streamed {
@@ -70,28 +72,21 @@ pub fn execute(
                             trailer: b"",
                         });
                     }
-                    Ok(())
+                    Ok(found)
                 }
                 Err(m) => Err(m),
             };
-            shared.prefix.record(key, PrefixEvent::Get(r.is_ok()));
-            match (exptime.is_some(), r) {
-                (false, Ok(())) => {
-                    bump(&c.get_cmds, 1);
-                    bump(&c.get_hits, 1);
-                }
-                (true, Ok(())) => {
-                    bump(&c.touch_cmds, 1);
-                    bump(&c.touch_hits, 1);
-                }
-                (touch, Err(m)) => {
-                    if touch {
-                        bump(&c.touch_cmds, 1);
-                        bump(&c.touch_misses, 1);
-                    } else {
-                        bump(&c.get_cmds, 1);
-                        count_miss(c, m, || store.recently_evicted(key));
-                    }
+            let kind = if touch.is_some() {
+                OpKind::Gat
+            } else {
+                OpKind::Get
+            };
+            let mut done = Op::lookup(kind, key, r);
+            done.exptime = touch.unwrap_or(0);
+            obs.emit(done);
+            match r {
+                Ok(_) => {}
+                Err(_) => {
                     if !quiet {
                         if with_key {
                             write_key_miss(out, h, key);
@@ -108,8 +103,7 @@ pub fn execute(
             exptime,
             value,
         } => {
-            shared.prefix.record(key, PrefixEvent::Set);
-            let (status, cas) = store_cmd(shared, c, key, kind, flags, exptime, value, req_cas);
+            let (status, cas) = store_cmd(shared, obs, key, kind, flags, exptime, value, req_cas);
             match status {
                 Status::Success => {
                     if !quiet {
@@ -120,25 +114,20 @@ pub fn execute(
             }
         }
         Command::Delete => {
-            shared.prefix.record(key, PrefixEvent::Delete);
-            let result = match store.delete(key, req_cas) {
-                DeleteOutcome::Deleted => Ok(()),
-                DeleteOutcome::NotFound(_) => Err(Status::KeyEnoent),
-                DeleteOutcome::Exists => Err(Status::KeyEexists),
+            obs.before(key);
+            let (result, outcome) = match store.delete(key, req_cas) {
+                DeleteOutcome::Deleted => (Ok(()), Outcome::Hit),
+                DeleteOutcome::NotFound(m) => (Err(Status::KeyEnoent), outcome_of(Err(m))),
+                DeleteOutcome::Exists => (Err(Status::KeyEexists), Outcome::Exists),
             };
+            obs.emit(Op::new(OpKind::Delete, key, outcome));
             match result {
                 Ok(()) => {
-                    bump(&c.delete_hits, 1);
                     if !quiet {
                         write_ok(out, h, &[], 0);
                     }
                 }
-                Err(s) => {
-                    if s == Status::KeyEnoent {
-                        bump(&c.delete_misses, 1);
-                    }
-                    write_error(out, h, s);
-                }
+                Err(s) => write_error(out, h, s),
             }
         }
         Command::Arith {
@@ -147,7 +136,7 @@ pub fn execute(
             initial,
             exptime,
         } => arith(
-            shared, c, out, h, quiet, key, incr, delta, initial, exptime, req_cas,
+            shared, obs, out, h, quiet, key, incr, delta, initial, exptime, req_cas,
         ),
         Command::Quit => {
             if !quiet {
@@ -159,7 +148,9 @@ pub fn execute(
             if shared.config.disable_flush_all {
                 write_error(out, h, Status::AuthError);
             } else {
-                bump(&c.flush_cmds, 1);
+                let mut flush = Op::new(OpKind::Flush, b"", Outcome::Hit);
+                flush.exptime = delay as i64;
+                obs.emit(flush);
                 store.flush_all(delay as i64);
                 if !quiet {
                     write_ok(out, h, &[], 0);
@@ -222,7 +213,7 @@ fn config(shared: &Shared, out: &mut Vec<u8>, h: &Header, key: &[u8], cmd: &Comm
 #[allow(clippy::too_many_arguments)]
 fn store_cmd(
     shared: &Shared,
-    c: &Counters,
+    obs: &Obs<'_>,
     key: &[u8],
     kind: StoreKind,
     flags: u32,
@@ -245,9 +236,11 @@ fn store_cmd(
         cas: if append { cas } else { 0 },
         invalidate: false,
     };
+    obs.before(key);
     let item = NewItem::new(flags, exptime as i64, value);
     let (outcome, new_cas) = store.store(op, key, item, guard);
-    crate::stats::count_store(c, op, outcome);
+    let done = Op::new(OpKind::Store(op), key, store_outcome(outcome));
+    obs.emit(done.with_data(value, flags, exptime as i64));
     let status = match outcome {
         StoreOutcome::Stored => Status::Success,
         StoreOutcome::Exists => Status::KeyEexists,
@@ -258,10 +251,7 @@ fn store_cmd(
             _ => Status::NotStored,
         },
         StoreOutcome::TooLarge => Status::E2big,
-        StoreOutcome::OutOfMemory => {
-            bump(&c.store_no_memory, 1);
-            Status::Enomem
-        }
+        StoreOutcome::OutOfMemory => Status::Enomem,
     };
     (status, new_cas)
 }
@@ -270,7 +260,7 @@ fn store_cmd(
 #[allow(clippy::too_many_arguments)]
 fn arith(
     shared: &Shared,
-    c: &Counters,
+    obs: &Obs<'_>,
     out: &mut Vec<u8>,
     h: &Header,
     quiet: bool,
@@ -282,20 +272,25 @@ fn arith(
     cas: u64,
 ) {
     let store = &shared.store;
-    let (hits, misses) = if incr {
-        (&c.incr_hits, &c.incr_misses)
-    } else {
-        (&c.decr_hits, &c.decr_misses)
-    };
     let d = if incr {
         Delta::Incr(delta)
     } else {
         Delta::Decr(delta)
     };
+    let op_kind = if incr { OpKind::Incr } else { OpKind::Decr };
+    let done = |outcome: Outcome, amount: u64| {
+        let mut op = Op::new(op_kind, key, outcome);
+        op.amount = amount;
+        obs.emit(op);
+    };
+    obs.before(key);
     let (outcome, new_cas) = store.delta(key, d, cas);
+    let creates = matches!(outcome, DeltaOutcome::NotFound(_)) && exptime != NO_CREATE;
+    if !creates {
+        done(crate::server::observe::delta_outcome(&outcome), delta);
+    }
     match outcome {
         DeltaOutcome::Value(v) => {
-            bump(hits, 1);
             if !quiet {
                 write_ok(out, h, &v.to_be_bytes(), new_cas);
             }
@@ -304,7 +299,15 @@ fn arith(
         DeltaOutcome::NotFound(_) if exptime != NO_CREATE => {
             let text = initial.to_string();
             let item = NewItem::new(0, exptime as i64, text.as_bytes());
-            match store.store(StoreOp::Add, key, item, Guard::NONE) {
+            let added = store.store(StoreOp::Add, key, item, Guard::NONE);
+            done(
+                match added.0 {
+                    StoreOutcome::Stored => Outcome::Created,
+                    o => store_outcome(o),
+                },
+                initial,
+            );
+            match added {
                 (StoreOutcome::Stored, new_cas) => {
                     if !quiet {
                         write_ok(out, h, &initial.to_be_bytes(), new_cas);
@@ -316,10 +319,7 @@ fn arith(
                 _ => write_error(out, h, Status::NotStored),
             }
         }
-        DeltaOutcome::NotFound(_) => {
-            bump(misses, 1);
-            write_error(out, h, Status::KeyEnoent);
-        }
+        DeltaOutcome::NotFound(_) => write_error(out, h, Status::KeyEnoent),
         DeltaOutcome::NonNumeric => write_error(out, h, Status::DeltaBadval),
         DeltaOutcome::OutOfMemory => write_error(out, h, Status::Enomem),
     }

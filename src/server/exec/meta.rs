@@ -2,17 +2,18 @@
 //! their replies the way memcached 1.6.18 does: return flags in request order, `q`
 //! hiding only the nominal replies (`EN` of `mg`; `HD` of `ms`, `md`, `ma`), errors
 //! always sent, and the stale-while-revalidate marks (`W` win, `X` stale, `Z` win
-//! already sent) kept per item by the store. Counters move as memcached's do: `mg`
-//! counts `cmd_get`/`get_*` (or `cmd_touch`/`touch_hits` on a hit with `T`), `ms`
-//! counts `cmd_set` and the `cas_*` outcomes, `md` `delete_*`, `ma` `incr_*`/`decr_*`,
-//! `me` `cmd_meta`.
+//! already sent) kept per item by the store. Each command tells what it did as an
+//! `Op` (`super::observe`), which moves the counters as memcached's do: `mg` counts
+//! `cmd_get`/`get_*` (or `cmd_touch`/`touch_hits` on a hit with `T`: kind `Gat`), `ms`
+//! `cmd_set` and the `cas_*` outcomes, `md` `delete_*`, `ma` `incr_*`/`decr_*`, `me`
+//! `cmd_meta`; and queues memcached's watch lines for them.
 
+use crate::op::{OpKind, Outcome};
 use crate::protocol::meta::{base64_encode, MetaKind, MetaRequest, SetMode, MAX_OPAQUE};
 use crate::protocol::text::reply::{i64_dec, line, u64_dec};
 use crate::server::flow::{Flow, ReplyRoom, Streamed};
+use crate::server::observe::{miss_cause, store_outcome, Obs, Op};
 use crate::server::shared::Shared;
-use crate::stats::{bump, Counters, PrefixEvent};
-use crate::stats::{count_miss, count_store};
 use crate::store::item::{MARK_KEY_BINARY, MARK_STALE, MARK_WON};
 use crate::store::{
     Delta, DeltaOutcome, Guard, MetaDelete, MetaUpdate, NewItem, Reply, ReplyValue, StoreOp,
@@ -25,22 +26,22 @@ const OPAQUE_TOO_LONG: &str = "CLIENT_ERROR opaque token too long";
 pub fn execute(
     req: &MetaRequest<'_>,
     shared: &Shared,
-    c: &Counters,
+    obs: &Obs<'_>,
     out: &mut Vec<u8>,
     room: &mut ReplyRoom,
 ) -> Flow {
     match req.kind {
         MetaKind::Noop => out.extend_from_slice(b"MN\r\n"),
         MetaKind::Get => {
-            get(req, shared, c, out, room);
+            get(req, shared, obs, out, room);
             if room.wait {
                 return Flow::Suspend { keys_done: 0 };
             }
         }
-        MetaKind::Set => set(req, shared, c, out),
-        MetaKind::Delete => delete(req, shared, c, out),
-        MetaKind::Arith => arith(req, shared, c, out),
-        MetaKind::Debug => debug(req, shared, c, out),
+        MetaKind::Set => set(req, shared, obs, out),
+        MetaKind::Delete => delete(req, shared, obs, out),
+        MetaKind::Arith => arith(req, shared, obs, out),
+        MetaKind::Debug => debug(req, shared, obs, out),
     }
     Flow::Continue
 }
@@ -88,7 +89,7 @@ fn put_ttl(out: &mut Vec<u8>, exptime: u32, now: u32) {
 fn get(
     req: &MetaRequest<'_>,
     shared: &Shared,
-    c: &Counters,
+    obs: &Obs<'_>,
     out: &mut Vec<u8>,
     room: &mut ReplyRoom,
 ) {
@@ -100,6 +101,9 @@ fn get(
     let recache = f.recache.map(|t| clock.realtime(t));
     let bad_opaque = opaque_too_long(req);
     let mut ttl_set = false;
+    // The hit's value length and class, and whether `N` created it.
+    let mut found = (0, 0);
+    let mut created = false;
     let key = req.key();
     // Only a reply with the value may stream it.
     let rule = if f.value {
@@ -116,6 +120,8 @@ fn get(
                 bump: false,
             };
             let start = out.len();
+            found = (it.value.len(), it.class);
+            created = it.created;
             let mut exptime = it.exptime;
             let mut won = false;
             if f.value {
@@ -223,36 +229,34 @@ fn get(
         }
         written
     });
-    shared.prefix.record(key, PrefixEvent::Get(r.is_ok()));
+    // A `T` that hit makes it a get-and-touch; a miss touched nothing.
+    let kind = if ttl_set { OpKind::Gat } else { OpKind::Get };
+    let mut done = Op::lookup(kind, key, r.map(|_| found));
     match r {
-        Ok(false) => {}
-        Ok(true) => {
-            if ttl_set {
-                bump(&c.touch_cmds, 1);
-                bump(&c.touch_hits, 1);
-            } else {
-                bump(&c.get_cmds, 1);
-                bump(&c.get_hits, 1);
-            }
-        }
-        Err(m) => {
-            bump(&c.get_cmds, 1);
-            count_miss(c, m, || shared.store.recently_evicted(key));
-            if bad_opaque {
-                line(out, OPAQUE_TOO_LONG);
-            } else if !f.quiet {
-                out.extend_from_slice(b"EN");
-                put_opaque_key(out, req);
-                out.extend_from_slice(b"\r\n");
-            }
+        Ok(false) => done.outcome = Outcome::Refused,
+        Ok(true) if created => done.outcome = Outcome::Created,
+        _ => {}
+    }
+    if ttl_set {
+        done.exptime = f.ttl.unwrap_or(0);
+    }
+    obs.emit(done);
+    if r.is_err() {
+        if bad_opaque {
+            line(out, OPAQUE_TOO_LONG);
+        } else if !f.quiet {
+            out.extend_from_slice(b"EN");
+            put_opaque_key(out, req);
+            out.extend_from_slice(b"\r\n");
         }
     }
 }
 
-fn set(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) {
+fn set(req: &MetaRequest<'_>, shared: &Shared, obs: &Obs<'_>, out: &mut Vec<u8>) {
     let f = &req.flags;
     if req.bad_chunk {
-        bump(&c.set_cmds, 1);
+        let set = OpKind::Store(StoreOp::Set);
+        obs.emit(Op::new(set, req.key(), Outcome::Refused));
         line(out, "CLIENT_ERROR bad data chunk");
         return;
     }
@@ -272,6 +276,7 @@ fn set(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
         0
     };
     let key = req.key();
+    obs.before(key);
     let item = NewItem {
         marks,
         ..NewItem::new(f.client_flags, f.ttl.unwrap_or(0), req.data)
@@ -285,8 +290,8 @@ fn set(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
             invalidate,
         },
     );
-    count_store(c, op, outcome);
-    shared.prefix.record(key, PrefixEvent::Set);
+    let done = Op::new(OpKind::Store(op), key, store_outcome(outcome));
+    obs.emit(done.with_data(req.data, f.client_flags, f.ttl.unwrap_or(0)));
     let code: &[u8] = match outcome {
         StoreOutcome::Stored => {
             if f.quiet {
@@ -298,12 +303,10 @@ fn set(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
         StoreOutcome::Exists => b"EX",
         StoreOutcome::NotFound => b"NF",
         StoreOutcome::TooLarge => {
-            bump(&c.store_too_large, 1);
             line(out, "SERVER_ERROR object too large for cache");
             return;
         }
         StoreOutcome::OutOfMemory => {
-            bump(&c.store_no_memory, 1);
             line(out, "SERVER_ERROR out of memory storing object");
             return;
         }
@@ -326,37 +329,35 @@ fn set(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) 
     out.extend_from_slice(b"\r\n");
 }
 
-fn delete(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) {
+fn delete(req: &MetaRequest<'_>, shared: &Shared, obs: &Obs<'_>, out: &mut Vec<u8>) {
     let f = &req.flags;
     let key = req.key();
     let invalidate = f.invalidate.then_some(f.ttl);
+    obs.before(key);
     let r = shared.store.meta_delete(key, f.cas, invalidate);
-    shared.prefix.record(key, PrefixEvent::Delete);
+    let outcome = match r {
+        MetaDelete::Deleted => Outcome::Hit,
+        MetaDelete::Invalidated => Outcome::Invalidated,
+        MetaDelete::Exists => Outcome::Exists,
+        MetaDelete::Miss(m) => Outcome::Miss(miss_cause(m)),
+    };
+    obs.emit(Op::new(OpKind::Delete, key, outcome));
     let code: &[u8] = match r {
         MetaDelete::Deleted | MetaDelete::Invalidated => {
-            if r == MetaDelete::Deleted {
-                bump(&c.delete_hits, 1);
-            }
             if f.quiet {
                 return;
             }
             b"HD"
         }
-        MetaDelete::Exists => {
-            bump(&c.delete_misses, 1);
-            b"EX"
-        }
-        MetaDelete::Miss(_) => {
-            bump(&c.delete_misses, 1);
-            b"NF"
-        }
+        MetaDelete::Exists => b"EX",
+        MetaDelete::Miss(_) => b"NF",
     };
     out.extend_from_slice(code);
     put_opaque_key(out, req);
     out.extend_from_slice(b"\r\n");
 }
 
-fn arith(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) {
+fn arith(req: &MetaRequest<'_>, shared: &Shared, obs: &Obs<'_>, out: &mut Vec<u8>) {
     let f = &req.flags;
     let key = req.key();
     let store = &shared.store;
@@ -366,25 +367,36 @@ fn arith(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>
     } else {
         Delta::Decr(f.delta)
     };
-    let (hits, misses) = if req.incr {
-        (&c.incr_hits, &c.incr_misses)
-    } else {
-        (&c.decr_hits, &c.decr_misses)
+    let kind = if req.incr { OpKind::Incr } else { OpKind::Decr };
+    let done = |outcome: Outcome, amount: u64| {
+        let mut op = Op::new(kind, key, outcome);
+        op.amount = amount;
+        obs.emit(op);
     };
     let bad_opaque = opaque_too_long(req);
-    let (number, created) = match store.delta(key, d, f.cas.unwrap_or(0)).0 {
-        DeltaOutcome::Value(n) => {
-            bump(hits, 1);
-            (n, false)
-        }
+    obs.before(key);
+    let r = store.delta(key, d, f.cas.unwrap_or(0)).0;
+    match r {
+        DeltaOutcome::NotFound(_) if f.vivify.is_some() => {}
+        _ => done(crate::server::observe::delta_outcome(&r), f.delta),
+    }
+    let (number, created) = match r {
+        DeltaOutcome::Value(n) => (n, false),
         DeltaOutcome::NotFound(_) => {
             if f.vivify.is_some() {
                 let mut digits = Vec::with_capacity(20);
                 u64_dec(&mut digits, f.initial);
-                match store
+                let added = store
                     .store(StoreOp::Add, key, NewItem::new(0, 0, &digits), Guard::NONE)
-                    .0
-                {
+                    .0;
+                let created = added == StoreOutcome::Stored;
+                let outcome = if created {
+                    Outcome::Created
+                } else {
+                    store_outcome(added)
+                };
+                done(outcome, f.initial);
+                match added {
                     StoreOutcome::Stored => (f.initial, true),
                     StoreOutcome::OutOfMemory | StoreOutcome::TooLarge => {
                         line(out, "SERVER_ERROR Out of memory allocating new item");
@@ -393,7 +405,6 @@ fn arith(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>
                     _ => return no_item(req, out, b"NS", bad_opaque),
                 }
             } else {
-                bump(misses, 1);
                 return no_item(req, out, b"NF", bad_opaque);
             }
         }
@@ -488,7 +499,7 @@ fn no_item(req: &MetaRequest<'_>, out: &mut Vec<u8>, code: &[u8], bad_opaque: bo
     out.extend_from_slice(b"\r\n");
 }
 
-fn debug(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>) {
+fn debug(req: &MetaRequest<'_>, shared: &Shared, obs: &Obs<'_>, out: &mut Vec<u8>) {
     let now = shared.clock.now();
     let r = shared.store.meta_get(req.key(), false, |it| {
         out.extend_from_slice(b"ME ");
@@ -521,10 +532,10 @@ fn debug(req: &MetaRequest<'_>, shared: &Shared, c: &Counters, out: &mut Vec<u8>
             marks: it.marks,
             bump: false,
         };
-        ((), up)
+        ((it.value.len(), it.class), up)
     });
     if r.is_err() {
         out.extend_from_slice(b"EN\r\n");
     }
-    bump(&c.meta_cmds, 1);
+    obs.emit(Op::lookup(OpKind::Inspect, req.key(), r));
 }

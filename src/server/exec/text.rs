@@ -5,19 +5,18 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::op::{OpKind, Outcome};
 use crate::protocol::cluster::{CLUSTER_KEY, LEGACY_KEY};
 use crate::protocol::text::{
     reply as compose, Command, ConfigCmd, CrawlerCmd, DebugTimeArg, Keys, ShutdownMode,
 };
 use crate::server::admin::dump::Dump;
-use crate::server::admin::watch::{GetStatus, StoreStatus, FETCHERS, MUTATIONS};
 pub use crate::server::flow::{Flow, ReplyRoom, Streamed, PROTOCOL_VERSION};
+use crate::server::observe::{delete_outcome, delta_outcome, outcome_of, store_outcome, Obs, Op};
 use crate::server::shared::{Shared, StopReason};
 use crate::server::stats::vlog;
-use crate::stats::{bump, Counters, PrefixEvent};
-use crate::stats::{count_miss, count_store};
 use crate::store::{
-    DeleteOutcome, Delta, DeltaOutcome, Guard, ItemRef, Miss, NewItem, Reply, StoreOp, StoreOutcome,
+    DeleteOutcome, Delta, DeltaOutcome, Guard, ItemRef, NewItem, Reply, StoreOutcome,
 };
 
 fn line(out: &mut Vec<u8>, s: &str) {
@@ -40,8 +39,6 @@ pub struct ExecCtx {
     pub skip: usize,
     /// A multi-get is suspended between keys once the reply buffer holds more.
     pub out_cap: usize,
-    /// The connection (`cfd=` of watch lines).
-    pub fd: i32,
     /// Replies of earlier requests of this batch wait unsent (memcached's
     /// `resp_has_stack`): `metadump` and `watch` refuse to start then.
     pub pipelined: bool,
@@ -54,52 +51,6 @@ pub struct ExecCtx {
     pub room: ReplyRoom,
 }
 
-/// The watch status of a lookup result.
-fn get_status(r: &Result<Option<(usize, usize)>, Miss>) -> GetStatus {
-    match r {
-        Ok(Some((class, size))) => GetStatus::Found {
-            class: *class,
-            size: *size,
-        },
-        Ok(None) => GetStatus::NotFound,
-        Err(Miss::Absent) => GetStatus::NotFound,
-        Err(Miss::Expired) => GetStatus::Expired,
-        Err(Miss::Flushed) => GetStatus::Flushed,
-    }
-}
-
-/// Logs `item_get` for a key the way memcached's internal lookups do (a store,
-/// delete, touch or incr looks the key up first), when fetchers are watched.
-fn watch_lookup(shared: &Shared, key: &[u8], fd: i32) {
-    if shared.watch.wants(FETCHERS) {
-        let store = &shared.store;
-        let r = store.peek(key, |it| Some((store.class_of(it), it.value.len())));
-        shared.watch.item_get(key, get_status(&r), fd);
-    }
-}
-
-fn store_status(o: StoreOutcome) -> StoreStatus {
-    match o {
-        StoreOutcome::Stored => StoreStatus::Stored,
-        StoreOutcome::NotStored => StoreStatus::NotStored,
-        StoreOutcome::Exists => StoreStatus::Exists,
-        StoreOutcome::NotFound => StoreStatus::NotFound,
-        StoreOutcome::TooLarge => StoreStatus::TooLarge,
-        StoreOutcome::OutOfMemory => StoreStatus::NoMemory,
-    }
-}
-
-fn store_cmd_name(op: StoreOp) -> &'static str {
-    match op {
-        StoreOp::Set => "set",
-        StoreOp::Add => "add",
-        StoreOp::Replace => "replace",
-        StoreOp::Append => "append",
-        StoreOp::Prepend => "prepend",
-        StoreOp::Cas(_) => "cas",
-    }
-}
-
 fn write_value(out: &mut Vec<u8>, it: &ItemRef<'_>, with_cas: bool) {
     compose::value(out, it.key, it.flags, it.value, with_cas.then_some(it.cas));
 }
@@ -108,24 +59,21 @@ fn write_value(out: &mut Vec<u8>, it: &ItemRef<'_>, with_cas: bool) {
 pub fn execute(
     cmd: Command<'_>,
     shared: &Shared,
-    c: &Counters,
+    obs: &Obs<'_>,
     out: &mut Vec<u8>,
     ctx: &mut ExecCtx,
 ) -> Flow {
-    let store = &shared.store;
     let more = Resume {
         skip: ctx.skip,
         out_cap: ctx.out_cap,
-        fd: ctx.fd,
     };
-    let fd = ctx.fd;
     match cmd {
         Command::Get { keys, cas } => {
-            retrieve(shared, c, out, keys, None, cas, more, &mut ctx.room)
+            retrieve(shared, obs, out, keys, None, cas, more, &mut ctx.room)
         }
         Command::Gat { exptime, keys, cas } => retrieve(
             shared,
-            c,
+            obs,
             out,
             keys,
             Some(exptime),
@@ -133,6 +81,24 @@ pub fn execute(
             more,
             &mut ctx.room,
         ),
+        cmd @ (Command::Store { .. }
+        | Command::Delete { .. }
+        | Command::Arith { .. }
+        | Command::Touch { .. }
+        | Command::FlushAll { .. }) => {
+            update(cmd, shared, obs, out);
+            Flow::Continue
+        }
+        cmd => admin(cmd, shared, out, ctx),
+    }
+}
+
+/// The commands that change items (storage, delete, incr/decr, touch, `flush_all`):
+/// memcached's lookup line first ([`Obs::before`]), the store call, the `Op`, the reply.
+#[inline(always)]
+fn update(cmd: Command<'_>, shared: &Shared, obs: &Obs<'_>, out: &mut Vec<u8>) {
+    let store = &shared.store;
+    match cmd {
         Command::Store {
             cmd: op,
             key,
@@ -141,44 +107,35 @@ pub fn execute(
             data,
             noreply,
         } => {
-            watch_lookup(shared, key, fd);
+            obs.before(key);
             let (outcome, _) =
                 store.store(op, key, NewItem::new(flags, exptime, data), Guard::NONE);
-            count_store(c, op, outcome);
-            if shared.watch.wants(MUTATIONS) {
-                watch_store(shared, op, key, flags, exptime, data, outcome, fd);
-            }
-            shared.prefix.record(key, PrefixEvent::Set);
+            let done = Op::new(OpKind::Store(op), key, store_outcome(outcome));
+            obs.emit(done.with_data(data, flags, exptime));
             let text = match outcome {
                 StoreOutcome::Stored => "STORED",
                 StoreOutcome::NotStored => "NOT_STORED",
                 StoreOutcome::Exists => "EXISTS",
                 StoreOutcome::NotFound => "NOT_FOUND",
                 // On these two the store has removed the old value of a `set`.
-                StoreOutcome::TooLarge => {
-                    bump(&c.store_too_large, 1);
-                    "SERVER_ERROR object too large for cache"
-                }
-                StoreOutcome::OutOfMemory => {
-                    bump(&c.store_no_memory, 1);
-                    "SERVER_ERROR out of memory storing object"
-                }
+                StoreOutcome::TooLarge => "SERVER_ERROR object too large for cache",
+                StoreOutcome::OutOfMemory => "SERVER_ERROR out of memory storing object",
             };
             reply(out, noreply, text);
-            Flow::Continue
         }
         Command::Delete { key, noreply } => {
-            watch_lookup(shared, key, fd);
+            obs.before(key);
             let r = store.delete(key, 0);
-            shared.prefix.record(key, PrefixEvent::Delete);
-            if r == DeleteOutcome::Deleted {
-                bump(&c.delete_hits, 1);
-                reply(out, noreply, "DELETED");
-            } else {
-                bump(&c.delete_misses, 1);
-                reply(out, noreply, "NOT_FOUND");
-            }
-            Flow::Continue
+            obs.emit(Op::new(OpKind::Delete, key, delete_outcome(r)));
+            reply(
+                out,
+                noreply,
+                if r == DeleteOutcome::Deleted {
+                    "DELETED"
+                } else {
+                    "NOT_FOUND"
+                },
+            );
         }
         Command::Arith {
             key,
@@ -191,15 +148,14 @@ pub fn execute(
             } else {
                 Delta::Decr(delta)
             };
-            let (hits, misses) = if incr {
-                (&c.incr_hits, &c.incr_misses)
-            } else {
-                (&c.decr_hits, &c.decr_misses)
-            };
-            watch_lookup(shared, key, fd);
-            match store.delta(key, d, 0).0 {
+            let kind = if incr { OpKind::Incr } else { OpKind::Decr };
+            obs.before(key);
+            let r = store.delta(key, d, 0).0;
+            let mut done = Op::new(kind, key, delta_outcome(&r));
+            done.amount = delta;
+            obs.emit(done);
+            match r {
                 DeltaOutcome::Value(v) => {
-                    bump(hits, 1);
                     if vlog::on() {
                         vlog::reply(&v.to_string(), noreply);
                     }
@@ -207,10 +163,7 @@ pub fn execute(
                         compose::number(out, v);
                     }
                 }
-                DeltaOutcome::NotFound(_) => {
-                    bump(misses, 1);
-                    reply(out, noreply, "NOT_FOUND");
-                }
+                DeltaOutcome::NotFound(_) => reply(out, noreply, "NOT_FOUND"),
                 DeltaOutcome::NonNumeric => reply(
                     out,
                     noreply,
@@ -220,29 +173,36 @@ pub fn execute(
                 // Text incr/decr carry no CAS guard.
                 DeltaOutcome::Exists => reply(out, noreply, "EXISTS"),
             }
-            Flow::Continue
         }
         Command::Touch {
             key,
             exptime,
             noreply,
         } => {
-            bump(&c.touch_cmds, 1);
-            watch_lookup(shared, key, fd);
-            if store.touch(key, exptime).is_ok() {
-                bump(&c.touch_hits, 1);
-                reply(out, noreply, "TOUCHED");
-            } else {
-                bump(&c.touch_misses, 1);
-                reply(out, noreply, "NOT_FOUND");
-            }
-            Flow::Continue
+            obs.before(key);
+            let r = store.touch(key, exptime);
+            let mut done = Op::new(OpKind::Touch, key, outcome_of(r));
+            done.exptime = exptime;
+            obs.emit(done);
+            reply(
+                out,
+                noreply,
+                if r.is_ok() { "TOUCHED" } else { "NOT_FOUND" },
+            );
         }
         Command::FlushAll { delay, noreply } => {
-            bump(&c.flush_cmds, 1);
+            // memcached counts a refused flush_all too.
+            let done = match delay {
+                _ if shared.config.disable_flush_all => Outcome::Refused,
+                Some(_) => Outcome::Hit,
+                None => Outcome::Refused,
+            };
+            let mut flush = Op::new(OpKind::Flush, b"", done);
+            flush.exptime = delay.unwrap_or(0).max(0);
+            obs.emit(flush);
             if shared.config.disable_flush_all {
                 reply(out, noreply, "CLIENT_ERROR flush_all not allowed");
-                return Flow::Continue;
+                return;
             }
             match delay {
                 Some(d) => {
@@ -251,8 +211,19 @@ pub fn execute(
                 }
                 None => reply(out, noreply, "CLIENT_ERROR invalid exptime argument"),
             }
-            Flow::Continue
         }
+        // Lookups and the other commands are served by `retrieve` and `admin`.
+        _ => {}
+    }
+}
+
+/// The commands about the server rather than items: `version`, `verbosity`, `quit`,
+/// certificates, `shutdown`, `cache_memlimit`, `config`, `stats`, `snapshot`,
+/// `debugtime`, `slabs automove`, `lru_crawler`, `watch`.
+#[inline(never)]
+fn admin(cmd: Command<'_>, shared: &Shared, out: &mut Vec<u8>, ctx: &mut ExecCtx) -> Flow {
+    let store = &shared.store;
+    match cmd {
         Command::Version => {
             if vlog::on() {
                 vlog::reply(&format!("VERSION {PROTOCOL_VERSION}"), false);
@@ -376,57 +347,9 @@ pub fn execute(
             }
             Flow::Continue
         }
+        // Served by `retrieve` and `update`.
+        _ => Flow::Continue,
     }
-}
-
-/// `item_store` for a storage command (mutations watched): what was stored, or what
-/// was offered when nothing was.
-#[allow(clippy::too_many_arguments)]
-fn watch_store(
-    shared: &Shared,
-    op: StoreOp,
-    key: &[u8],
-    flags: u32,
-    exptime: i64,
-    data: &[u8],
-    outcome: StoreOutcome,
-    fd: i32,
-) {
-    let store = &shared.store;
-    let now = shared.clock.now();
-    let ttl_of = |exp: u32| if exp == 0 { 0 } else { exp.wrapping_sub(now) };
-    let stored = matches!(outcome, StoreOutcome::Stored)
-        .then(|| {
-            store
-                .peek(key, |it| (store.class_of(it), it.value.len(), it.exptime))
-                .ok()
-        })
-        .flatten();
-    let (class, size, ttl) = match (stored, outcome) {
-        (Some((class, size, exp)), _) => (class, size, ttl_of(exp)),
-        // memcached reports no item for these.
-        (None, StoreOutcome::TooLarge | StoreOutcome::OutOfMemory) => (0, 0, 0),
-        (None, _) => {
-            let exp = shared.clock.realtime(exptime);
-            let offered = ItemRef {
-                key,
-                flags,
-                value: data,
-                cas: 0,
-                exptime: exp,
-            };
-            (store.class_of(&offered), data.len(), ttl_of(exp))
-        }
-    };
-    shared.watch.item_store(
-        key,
-        store_status(outcome),
-        store_cmd_name(op),
-        ttl,
-        class,
-        fd,
-        size,
-    );
 }
 
 /// `lru_crawler ...`, answered as memcached 1.6.18 does.
@@ -490,7 +413,6 @@ fn lru_crawler(shared: &Shared, sub: CrawlerCmd<'_>, out: &mut Vec<u8>, ctx: &mu
 struct Resume {
     skip: usize,
     out_cap: usize,
-    fd: i32,
 }
 
 /// get / gets / gat / gats.
@@ -564,16 +486,21 @@ fn legacy_cluster_get(shared: &Shared, key: &[u8], out: &mut Vec<u8>) -> bool {
 #[allow(clippy::too_many_arguments)]
 fn retrieve(
     shared: &Shared,
-    c: &Counters,
+    obs: &Obs<'_>,
     out: &mut Vec<u8>,
     keys: Keys<'_>,
     touch: Option<i64>,
     with_cas: bool,
-    Resume { skip, out_cap, fd }: Resume,
+    Resume { skip, out_cap }: Resume,
     room: &mut ReplyRoom,
 ) -> Flow {
     let store = &shared.store;
-    let watching = shared.watch.wants(FETCHERS);
+    let watching = obs.fetchers();
+    let kind = if touch.is_some() {
+        OpKind::Gat
+    } else {
+        OpKind::Get
+    };
     for (i, key) in keys.enumerate().skip(skip) {
         if i > skip && out.len() > out_cap {
             return Flow::Suspend { keys_done: i };
@@ -588,7 +515,8 @@ fn retrieve(
             } else {
                 write_value(out, it, with_cas);
             }
-            watching.then(|| (store.class_of(it), it.value.len()))
+            let class = if watching { store.class_of(it) } else { 0 };
+            (it.value.len(), class)
         };
         let r = store.get_reply(key, touch, room.rule(out.len()), |it, streamed| {
             hit(it, streamed, out)
@@ -602,25 +530,10 @@ fn retrieve(
             }
             Err(m) => (Err(m), None),
         };
-        match touch {
-            None => bump(&c.get_cmds, 1),
-            Some(_) => bump(&c.touch_cmds, 1),
-        }
-        if r.is_ok() {
-            // Logged once the shard lock is released.
-            vlog::sending_key(key);
-        }
-        if watching {
-            shared.watch.item_get(key, get_status(&r), fd);
-        }
-        let r = r.map(|_| ());
-        shared.prefix.record(key, PrefixEvent::Get(r.is_ok()));
-        match (r, touch) {
-            (Ok(()), None) => bump(&c.get_hits, 1),
-            (Ok(()), Some(_)) => bump(&c.touch_hits, 1),
-            (Err(m), None) => count_miss(c, m, || shared.store.recently_evicted(key)),
-            (Err(_), Some(_)) => bump(&c.touch_misses, 1),
-        }
+        // Observed (counted, watched, `-vv` logged) once the shard lock is released.
+        let mut done = Op::lookup(kind, key, r);
+        done.exptime = touch.unwrap_or(0);
+        obs.emit(done);
         if let Some(lease) = lease {
             // The value follows from the store; the next keys after it.
             room.streamed = Some(Streamed {

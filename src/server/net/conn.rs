@@ -164,6 +164,7 @@ impl Conn {
                 counters,
                 bufs,
                 waker: &waker,
+                tap: None,
             };
             self.drive_batch(&mut ctx)
         };

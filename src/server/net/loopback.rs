@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::auth::Credentials;
 use crate::config::{parse_args_as, Invocation};
 use crate::server::budget::{WorkerBuffers, WorkerMem};
+use crate::server::observe::OpTap;
 use crate::server::session::{Ctx, Session, Stop};
 use crate::server::shared::{ConnInfo, Shared};
 use crate::stats::Counters;
@@ -32,6 +33,7 @@ pub struct Loopback {
     _poll: mio::Poll,
     waker: Arc<mio::Waker>,
     next_id: i32,
+    tap: Option<Box<OpTap>>,
 }
 
 /// What one [`Loopback::feed`] saw.
@@ -71,6 +73,7 @@ impl Loopback {
             _poll: poll,
             waker: Arc::new(waker),
             next_id: 100,
+            tap: None,
         })
     }
 
@@ -86,6 +89,13 @@ impl Loopback {
         Session::new(self.next_id, info, &self.shared)
     }
 
+    /// Tells `tap` every operation the sessions execute from now on, after the
+    /// server's own observation (counters, watch, ...): the one `Op` stream of
+    /// `server::observe`, whichever protocol carried the request.
+    pub fn tap(&mut self, tap: Box<OpTap>) {
+        self.tap = Some(tap);
+    }
+
     /// Serves `s` once more (after it closed: what it answers then).
     pub fn process(&mut self, s: &mut Session) -> Stop {
         let waker = self.waker.clone();
@@ -94,6 +104,7 @@ impl Loopback {
             counters: &self.counters,
             bufs: &mut self.bufs,
             waker: &waker,
+            tap: self.tap.as_deref(),
         };
         s.process(&mut ctx)
     }
@@ -113,6 +124,7 @@ impl Loopback {
             counters: &self.counters,
             bufs: &mut self.bufs,
             waker: &waker,
+            tap: self.tap.as_deref(),
         };
         let mut pos = 0;
         let mut arrival_end = 0;

@@ -29,6 +29,7 @@ use crate::auth::{AuthSession, Notify, Step, MAX_FAILURES_PER_CONNECTION};
 use crate::protocol::binary::{
     self, write_error, write_header, write_ok, Command, Request, SaslGate, Status,
 };
+use crate::protocol::text::auth::{parse_auth, AuthParse};
 use crate::protocol::text::auth::{AUTH_FAILURE, AUTH_SUCCESS};
 use crate::server::exec::text::Flow;
 use crate::server::shared::Shared;
@@ -192,6 +193,47 @@ impl ConnAuth {
         }
     }
 
+    /// Serves one request of a `-Y` connection that has not authenticated yet (its
+    /// bytes are `input`): memcached writes every reply before authentication into
+    /// one reply slot, so within one batch (replies from `wpos` on in `out`) each
+    /// such reply replaces the previous one (`slot` keeps where it starts).
+    #[allow(clippy::too_many_arguments)]
+    pub fn ascii_request(
+        &mut self,
+        input: &[u8],
+        shared: &Shared,
+        c: &Counters,
+        out: &mut Vec<u8>,
+        wpos: usize,
+        slot: &mut Option<usize>,
+        fd: i32,
+    ) -> AsciiStep {
+        let at = match *slot {
+            Some(at) if at >= wpos && at <= out.len() => at,
+            _ => out.len(),
+        };
+        let (flow, consumed) = match parse_auth(input) {
+            AuthParse::Incomplete => return AsciiStep::NeedInput,
+            AuthParse::Close => return AsciiStep::Close,
+            AuthParse::Refuse { reply, consumed } => {
+                out.truncate(at);
+                out.extend_from_slice(reply.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                (Flow::Continue, consumed)
+            }
+            AuthParse::Credentials {
+                user,
+                password,
+                consumed,
+            } => {
+                out.truncate(at);
+                (self.ascii(user, password, shared, c, out, fd), consumed)
+            }
+        };
+        *slot = Some(at);
+        AsciiStep::Done { flow, consumed }
+    }
+
     /// Checks `-Y` credentials; appends the reply line (with `\r\n`) to `out`.
     pub fn ascii(
         &mut self,
@@ -240,4 +282,20 @@ impl ConnAuth {
             Flow::Continue
         }
     }
+}
+
+/// What one request of a `-Y` connection that has not authenticated did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsciiStep {
+    /// The request is not complete.
+    NeedInput,
+    /// Close the connection.
+    Close,
+    /// Answered; `consumed` bytes taken.
+    Done {
+        /// What the connection does next.
+        flow: Flow,
+        /// Bytes of the request.
+        consumed: usize,
+    },
 }

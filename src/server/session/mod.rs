@@ -21,7 +21,7 @@
 //!   binary connection has already "sent" (what it still gets when closed for a bad
 //!   magic byte), memcached's one reply slot for `-Y` refusals;
 //! - the two streams a request can start: an `lru_crawler metadump` produced a batch
-//!   at a time while few reply bytes wait ([`DUMP_LOW`]), and `watch`, after which the
+//!   at a time while few reply bytes wait ([`crate::server::admin::dump::DUMP_LOW`]), and `watch`, after which the
 //!   input is dropped and queued log lines are the only output.
 //!
 //! [`Session::process`] serves every complete request in the buffer and says why it
@@ -34,12 +34,12 @@
 //! from the store a piece at a time (`store::lease`).
 
 pub mod auth;
+mod streams;
+mod turn;
 
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-use mio::Waker;
 
 use crate::config::ProtocolMode;
 use crate::latency::Family;
@@ -48,82 +48,24 @@ use crate::protocol::binary;
 use crate::protocol::frame::{Limits, StoreRefusal};
 use crate::protocol::meta::MetaKind;
 use crate::protocol::text;
-use crate::protocol::text::auth::{parse_auth, AuthParse};
-use crate::server::admin::dump::{Dump, DUMP_LOW};
-use crate::server::admin::watch::{self, WatchHandle};
+use crate::server::admin::dump::Dump;
+use crate::server::admin::watch::WatchHandle;
 use crate::server::budget::{WorkerBuffers, WorkerMem, OUT_FLOOR, OUT_HIGH, READ_BUF};
 use crate::server::exec::binary as binary_exec;
 use crate::server::exec::meta as meta_exec;
 use crate::server::exec::text::{self as exec, ExecCtx};
 use crate::server::flow::{Flow, ReplyRoom, Streamed};
-use crate::server::session::auth::ConnAuth;
+use crate::server::observe::{family_of, Obs, Proto};
 use crate::server::shared::{ConnInfo, Shared};
 use crate::server::stats::vlog;
-use crate::stats::{bump, Counters};
+use crate::stats::Counters;
 use crate::store::Loan;
+use auth::{AsciiStep, ConnAuth};
+pub use turn::{Ctx, Stop, ST_MWRITE, ST_NREAD, ST_PARSE, ST_SWALLOW, ST_WAITING, TURN_BYTES};
 
-/// Reply bytes one connection may produce, and request bytes it may have read, in
-/// one turn before the worker serves the others (besides `-R` requests): a client
-/// pulling or pushing large values through a fast socket cannot hold its worker for
-/// long.
-pub const TURN_BYTES: usize = 256 << 10;
 /// Largest read buffer a connection that has not authenticated may have: room for a
 /// binary header with the longest key the header can announce.
 const RBUF_PREAUTH_MAX: usize = 24 + 255 + 65_535;
-/// Log lines a watcher's connection moves from its queue to its reply buffer at once.
-const WATCH_OUT: usize = 64 << 10;
-
-/// `stats conns` state: waiting for input.
-pub const ST_WAITING: u32 = 0;
-/// `stats conns` state: parsing and executing.
-pub const ST_PARSE: u32 = 1;
-/// `stats conns` state: part of a request is buffered.
-pub const ST_NREAD: u32 = 2;
-/// `stats conns` state: swallowing a refused data block.
-pub const ST_SWALLOW: u32 = 3;
-/// `stats conns` state: waiting for the client to read replies.
-pub const ST_MWRITE: u32 = 4;
-
-/// What a session needs from its worker while it serves requests.
-pub struct Ctx<'a> {
-    /// Server state: settings, store, counters of all workers, watch hub.
-    pub shared: &'a Shared,
-    /// This worker's counters.
-    pub counters: &'a Counters,
-    /// This worker's spare read buffers and share of the buffer budget.
-    pub bufs: &'a mut WorkerBuffers,
-    /// This worker's waker (a watcher's producers wake the worker with it).
-    pub waker: &'a Arc<Waker>,
-}
-
-/// Why [`Session::process`] stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// Every complete request was served; more bytes are needed.
-    NeedInput,
-    /// The turn is used up (`-R` requests, or [`TURN_BYTES`] of replies): let the
-    /// worker serve other connections, then process again.
-    Yield,
-    /// Too many replies wait for the client: send some, then process again.
-    Blocked,
-    /// A value can be neither copied into the reply nor leased from the store now
-    /// (replies pin too much of `-m`): send what is buffered and process again
-    /// once the store gives memory back ([`crate::store::Store::released`]).
-    Wait,
-    /// A dump waits for its replies to leave: send them; process again once all
-    /// have gone.
-    WaitWritable,
-    /// A request's answer waits for a queued password check: send what is
-    /// buffered; process again when the worker is woken (see
-    /// [`Session::is_waiting`]).
-    Waiting,
-    /// Close, after sending what is buffered when `flush` is true (else only what
-    /// memcached would already have sent, see [`Session::discard_unflushed`]).
-    Close {
-        /// Send everything buffered first.
-        flush: bool,
-    },
-}
 
 /// Which protocol the connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,12 +165,6 @@ impl Session {
         &self.info
     }
 
-    /// The session has become a watcher: its input is dropped, its output is the
-    /// queued log lines ([`Session::fill_watch`]).
-    pub fn is_watching(&self) -> bool {
-        self.watch.is_some()
-    }
-
     /// Whether a request waits for a queued password check: the worker drives the
     /// connection again when its waker fires.
     pub fn is_waiting(&self) -> bool {
@@ -240,6 +176,12 @@ impl Session {
         self.served = 0;
         self.turn_out = 0;
         self.turn_in = 0;
+    }
+
+    /// Bytes of a refused data block still to be swallowed.
+    #[doc(hidden)]
+    pub fn swallowing(&self) -> usize {
+        self.swallow
     }
 
     /// Request bytes taken in during this turn.
@@ -407,21 +349,6 @@ impl Session {
         });
     }
 
-    /// A watcher's turn: moves queued log lines into the output (its input is
-    /// dropped: memcached never reads a watcher's requests). True when the queue is
-    /// empty.
-    pub fn fill_watch(&mut self) -> bool {
-        self.drop_input();
-        self.drop_sent();
-        if self.wbuf.is_empty() && self.wbuf.capacity() > WATCH_OUT * 2 {
-            self.wbuf = Vec::new();
-        }
-        match &self.watch {
-            Some(h) => h.watcher.drain_into(&mut self.wbuf, WATCH_OUT),
-            None => true,
-        }
-    }
-
     /// Drops the read buffer and what it holds (a watcher's input is never served).
     pub fn drop_input(&mut self) {
         self.rbuf = Vec::new();
@@ -479,13 +406,17 @@ impl Session {
         stop
     }
 
+    /// Serves requests until one of the [`Stop`] reasons: streams first, then what
+    /// the buffer holds, one request at a time (binary, `-Y` authentication, text or
+    /// meta).
     fn serve(&mut self, ctx: &mut Ctx<'_>) -> Stop {
         if self.closing {
             return Stop::Close { flush: true };
         }
-        let shared = ctx.shared;
-        let counters = ctx.counters;
-        let cfg = &shared.config;
+        if let Some(stop) = self.resume_auth(ctx.counters) {
+            return stop;
+        }
+        let cfg = &ctx.shared.config;
         let mut limits = Limits {
             item_size_max: cfg.item_size_max,
             cas_enabled: !cfg.disable_cas,
@@ -495,242 +426,300 @@ impl Session {
         // Set when a value could not get its room from the budget: the request is
         // parsed again with only the present buffer as room, which refuses it.
         let mut no_room = false;
-        if self.auth.is_waiting() {
-            match self.auth.resume(counters, &mut self.wbuf, self.id) {
-                None => return Stop::Waiting,
-                Some(Flow::Close) => {
-                    self.flush_mark = self.wbuf.len();
-                    return Stop::Close { flush: true };
-                }
-                Some(_) => self.flush_mark = self.wbuf.len(),
-            }
-        }
         loop {
-            if self.dump.is_some() {
-                if let Some(stop) = self.pump_dump(shared) {
-                    return stop;
-                }
+            if let Some(stop) = self.pump(ctx) {
+                return stop;
             }
-            if self.stream.is_some() {
-                if let Some(stop) = self.pump_stream(ctx) {
-                    return stop;
-                }
-            }
-            let held = self.rbuf.len().max(READ_BUF);
-            limits.buffer_room = if std::mem::take(&mut no_room) || !self.trusted() {
-                held
-            } else {
-                // A value may also be received into memory lent by the store.
-                held.saturating_add(ctx.bufs.mem.room())
-                    .saturating_add(shared.store.lendable())
-                    .min(max_request(shared))
-            };
+            limits.buffer_room = self.buffer_room(ctx, std::mem::take(&mut no_room));
             let out_cap = self.out_cap(&ctx.bufs.mem);
-            if self.swallow > 0 {
-                let k = self.swallow.min(self.rend - self.rpos);
-                self.rpos += k;
-                self.swallow -= k;
-                if self.swallow > 0 {
-                    return Stop::NeedInput;
-                }
-                // As memcached: the refusal is sent once the data block is gone.
-                if let Some(r) = self.after_swallow.take() {
-                    self.wbuf.extend_from_slice(r.as_bytes());
-                    self.wbuf.extend_from_slice(b"\r\n");
-                }
-                if let Some((header, status)) = self.bin_after_swallow.take() {
-                    binary::write_error(&mut self.wbuf, &header, status);
-                    self.flush_mark = self.wbuf.len();
-                }
-            }
-            if self.rpos == self.rend {
-                return Stop::NeedInput;
-            }
-            if self.wbuf.len() > out_cap {
-                return Stop::Blocked;
-            }
-            // -R requests, or a turn's worth of reply bytes: let the others go first.
-            if self.served >= cfg.reqs_per_event
-                || (self.served > 0 && self.turn_out + self.wbuf.len() > TURN_BYTES)
-            {
-                return Stop::Yield;
+            if let Some(stop) = self.next_request(ctx.shared, out_cap) {
+                return stop;
             }
             if !touched {
                 touched = true;
                 self.set_state(ST_PARSE);
-                self.info
-                    .last_cmd
-                    .store(shared.clock.now(), Ordering::Relaxed);
+                let now = ctx.shared.clock.now();
+                self.info.last_cmd.store(now, Ordering::Relaxed);
             }
             if self.framing == Framing::Undecided {
-                self.framing = self.decide_framing(shared);
+                self.framing = self.decide_framing(ctx.shared);
             }
-            if self.framing == Framing::Binary {
-                match self.serve_binary(ctx, &limits) {
-                    Some(Ok(())) => continue,
-                    Some(Err(stop)) => return stop,
-                    None => {
-                        no_room = true;
-                        continue;
+            let step = if self.framing == Framing::Binary {
+                self.serve_binary(ctx, &limits)
+            } else {
+                self.serve_ascii(ctx, &limits, out_cap)
+            };
+            match step {
+                Some(Ok(())) => {}
+                Some(Err(stop)) => return stop,
+                None => no_room = true,
+            }
+        }
+    }
+
+    /// A request waiting for a queued password check: its answer, if it is in.
+    fn resume_auth(&mut self, counters: &Counters) -> Option<Stop> {
+        if !self.auth.is_waiting() {
+            return None;
+        }
+        match self.auth.resume(counters, &mut self.wbuf, self.id) {
+            None => Some(Stop::Waiting),
+            Some(flow) => {
+                self.flush_mark = self.wbuf.len();
+                (flow == Flow::Close).then_some(Stop::Close { flush: true })
+            }
+        }
+    }
+
+    /// Moves a dump or a streamed value on; `Some` while it must go on first.
+    fn pump(&mut self, ctx: &Ctx<'_>) -> Option<Stop> {
+        if self.dump.is_some() {
+            if let Some(stop) = self.pump_dump(ctx.shared) {
+                return Some(stop);
+            }
+        }
+        if self.stream.is_some() {
+            return self.pump_stream(ctx);
+        }
+        None
+    }
+
+    /// Room a request's value may take: the read buffer, and (trusted, and not
+    /// refused once already) what the budget and the store can lend.
+    fn buffer_room(&self, ctx: &Ctx<'_>, no_room: bool) -> usize {
+        let held = self.rbuf.len().max(READ_BUF);
+        if no_room || !self.trusted() {
+            held
+        } else {
+            // A value may also be received into memory lent by the store.
+            held.saturating_add(ctx.bufs.mem.room())
+                .saturating_add(ctx.shared.store.lendable())
+                .min(max_request(ctx.shared))
+        }
+    }
+
+    /// Swallows what is left of a refused data block (then sends the refusal), and
+    /// says whether a next request may be served now: not without input, with too
+    /// many replies waiting, or once the turn is used up.
+    fn next_request(&mut self, shared: &Shared, out_cap: usize) -> Option<Stop> {
+        if self.swallow > 0 {
+            let k = self.swallow.min(self.rend - self.rpos);
+            self.rpos += k;
+            self.swallow -= k;
+            if self.swallow > 0 {
+                return Some(Stop::NeedInput);
+            }
+            // As memcached: the refusal is sent once the data block is gone.
+            if let Some(r) = self.after_swallow.take() {
+                self.wbuf.extend_from_slice(r.as_bytes());
+                self.wbuf.extend_from_slice(b"\r\n");
+            }
+            if let Some((header, status)) = self.bin_after_swallow.take() {
+                binary::write_error(&mut self.wbuf, &header, status);
+                self.flush_mark = self.wbuf.len();
+            }
+        }
+        if self.rpos == self.rend {
+            return Some(Stop::NeedInput);
+        }
+        if self.wbuf.len() > out_cap {
+            return Some(Stop::Blocked);
+        }
+        // -R requests, or a turn's worth of reply bytes: let the others go first.
+        if self.served >= shared.config.reqs_per_event
+            || (self.served > 0 && self.turn_out + self.wbuf.len() > TURN_BYTES)
+        {
+            return Some(Stop::Yield);
+        }
+        None
+    }
+
+    /// Serves one text or meta request (or a `-Y` authentication). `Some(Ok)`: go
+    /// on; `Some(Err)`: stop; `None`: a value could not get its room from the budget
+    /// (parse again without).
+    fn serve_ascii(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        limits: &Limits,
+        out_cap: usize,
+    ) -> Option<Result<(), Stop>> {
+        let shared = ctx.shared;
+        self.served += 1;
+        if self.auth.ascii_pending() {
+            return Some(self.ascii_auth(shared, ctx.counters).map_or(Ok(()), Err));
+        }
+        let input = &self.rbuf[self.rpos..self.rend];
+        let parsed = ascii::parse(input, limits);
+        if vlog::on() && matches!(parsed, Parse::Request(..) | Parse::Error { .. }) {
+            vlog::request(self.id, input);
+        }
+        match parsed {
+            Parse::Incomplete => {
+                self.served -= 1;
+                Some(Err(Stop::NeedInput))
+            }
+            Parse::Partial(frame) => {
+                self.served -= 1;
+                if self.make_room(frame, ctx) {
+                    Some(Err(Stop::NeedInput))
+                } else {
+                    None
+                }
+            }
+            Parse::Close => Some(Err(Stop::Close { flush: true })),
+            Parse::Error {
+                reply,
+                consumed,
+                swallow,
+                unlink,
+                refused,
+            } => {
+                // The seam unlinks the old value, counts and watches the refusal.
+                let key = unlink.as_ref().and_then(|k| k.key());
+                if key.is_some() || refused.is_some() {
+                    // `mg`, `ms`, ...: two letters from `m`.
+                    let meta = input.first() == Some(&b'm') && input.get(2) == Some(&b' ');
+                    let proto = if meta { Proto::Meta } else { Proto::Text };
+                    let obs = self.observer(ctx, proto);
+                    obs.refused(key.as_deref(), refused);
+                }
+                self.refuse(ctx, reply, swallow, refused);
+                self.rpos += consumed;
+                self.swallow = swallow;
+                Some(Ok(()))
+            }
+            Parse::Request(req, used) => {
+                // Timed from here (parsed) to the reply queued; a multi-get resumed
+                // after back-pressure was counted (and timed) in its first pass.
+                let family = family_of(&req);
+                let timer = match family {
+                    Some(f) if self.skip_keys == 0 => {
+                        ctx.counters.latency.begin(f, shared.config.latency_sample)
                     }
+                    _ => None,
+                };
+                let flushes = match &req {
+                    Request::Text(cmd) => {
+                        matches!(cmd, text::Command::Get { .. } | text::Command::Gat { .. })
+                    }
+                    Request::Meta(m) => m.kind == MetaKind::Noop,
+                };
+                let mut ectx = ExecCtx {
+                    skip: std::mem::take(&mut self.skip_keys),
+                    out_cap: out_cap.min(TURN_BYTES),
+                    pipelined: self.unflushed,
+                    dump: None,
+                    watch: None,
+                    room: ReplyRoom {
+                        cap: out_cap,
+                        most: self.out_most(&ctx.bufs.mem),
+                        streamed: None,
+                        wait: false,
+                    },
+                };
+                let before = self.wbuf.len();
+                let proto = match &req {
+                    Request::Text(_) => Proto::Text,
+                    Request::Meta(_) => Proto::Meta,
+                };
+                let obs = self.observer(ctx, proto);
+                let wbuf = &mut self.wbuf;
+                let run = |ectx: &mut ExecCtx| match req {
+                    Request::Text(cmd) => exec::execute(cmd, shared, &obs, wbuf, ectx),
+                    Request::Meta(m) => meta_exec::execute(&m, shared, &obs, wbuf, &mut ectx.room),
+                };
+                let flow = if vlog::on() {
+                    vlog::with_conn(self.id, || run(&mut ectx))
+                } else {
+                    run(&mut ectx)
+                };
+                if let (Some(f), Some(t)) = (family, timer) {
+                    ctx.counters.latency.end(f, t);
                 }
-            }
-            self.served += 1;
-            if self.auth.ascii_pending() {
-                match self.ascii_auth(shared, counters) {
-                    Some(stop) => return stop,
-                    None => continue,
+                if flushes {
+                    self.unflushed = false;
+                } else if self.wbuf.len() > before {
+                    self.unflushed = true;
                 }
+                Some(self.after_ascii(ctx, &mut ectx, flow, used))
             }
-            let input = &self.rbuf[self.rpos..self.rend];
-            let parsed = ascii::parse(input, &limits);
-            if vlog::on() && matches!(parsed, Parse::Request(..) | Parse::Error { .. }) {
-                vlog_request(self.id, input);
+        }
+    }
+
+    /// The reply of a text request refused by the parser: now, or once its data
+    /// block of `swallow` bytes is gone.
+    fn refuse(
+        &mut self,
+        ctx: &Ctx<'_>,
+        reply: Option<&'static str>,
+        swallow: usize,
+        refused: Option<StoreRefusal>,
+    ) {
+        if swallow > 0 {
+            self.after_swallow = reply;
+        } else if let Some(r) = reply {
+            if vlog::on() {
+                vlog::line('>', self.id, r.as_bytes());
             }
-            match parsed {
-                Parse::Incomplete => {
+            self.wbuf.extend_from_slice(r.as_bytes());
+            self.wbuf.extend_from_slice(b"\r\n");
+            self.unflushed = true;
+        }
+        refused_value(ctx, refused);
+    }
+
+    /// What a text or meta request left for the connection: a dump or watch to
+    /// start, a value to stream, a suspended multi-get, a close.
+    fn after_ascii(
+        &mut self,
+        ctx: &Ctx<'_>,
+        ectx: &mut ExecCtx,
+        flow: Flow,
+        used: usize,
+    ) -> Result<(), Stop> {
+        if let Some(d) = ectx.dump.take() {
+            self.dump = Some(d);
+        }
+        if let Some(v) = ectx.room.streamed.take() {
+            self.stream = Some(ValueStream { value: v, sent: 0 });
+        }
+        if let Some(flags) = ectx.watch.take() {
+            self.rpos += used;
+            return Err(self.start_watch(flags, ctx));
+        }
+        match flow {
+            Flow::Continue => {
+                self.rpos += used;
+                Ok(())
+            }
+            Flow::Close => {
+                self.rpos += used;
+                self.closing = true;
+                Err(Stop::Close { flush: true })
+            }
+            Flow::Suspend { keys_done } => {
+                self.skip_keys = keys_done;
+                if ectx.room.wait {
                     self.served -= 1;
-                    return Stop::NeedInput;
+                    return Err(Stop::Wait);
                 }
-                Parse::Partial(frame) => {
-                    self.served -= 1;
-                    if self.make_room(frame, ctx) {
-                        return Stop::NeedInput;
-                    }
-                    no_room = true;
-                }
-                Parse::Close => return Stop::Close { flush: true },
-                Parse::Error {
-                    reply,
-                    consumed,
-                    swallow,
-                    unlink,
-                    refused,
-                } => {
-                    if swallow > 0 {
-                        self.after_swallow = reply;
-                    } else if let Some(r) = reply {
-                        if vlog::on() {
-                            vlog::line('>', self.id, r.as_bytes());
-                        }
-                        self.wbuf.extend_from_slice(r.as_bytes());
-                        self.wbuf.extend_from_slice(b"\r\n");
-                        self.unflushed = true;
-                    }
-                    if let Some(key) = unlink.as_ref().and_then(|k| k.key()) {
-                        if refused == Some(StoreRefusal::TooLarge)
-                            && shared.watch.wants(watch::MUTATIONS)
-                        {
-                            shared.watch.item_store(
-                                &key,
-                                watch::StoreStatus::TooLarge,
-                                "set",
-                                0,
-                                0,
-                                self.id,
-                                0,
-                            );
-                        }
-                        shared.store.unlink(&key);
-                    }
-                    match refused {
-                        Some(StoreRefusal::NoMemory) => {
-                            bump(&counters.store_no_memory, 1);
-                            ctx.bufs
-                                .mem
-                                .global()
-                                .refused_values
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(StoreRefusal::TooLarge) => bump(&counters.store_too_large, 1),
-                        None => {}
-                    }
-                    self.rpos += consumed;
-                    self.swallow = swallow;
-                }
-                Parse::Request(req, used) => {
-                    // Timed from here (parsed) to the reply queued; a multi-get resumed
-                    // after back-pressure was counted (and timed) in its first pass.
-                    let family = family_of(&req);
-                    let timer = match family {
-                        Some(f) if self.skip_keys == 0 => {
-                            counters.latency.begin(f, cfg.latency_sample)
-                        }
-                        _ => None,
-                    };
-                    let flushes = match &req {
-                        Request::Text(cmd) => {
-                            matches!(cmd, text::Command::Get { .. } | text::Command::Gat { .. })
-                        }
-                        Request::Meta(m) => m.kind == MetaKind::Noop,
-                    };
-                    let mut ectx = ExecCtx {
-                        skip: std::mem::take(&mut self.skip_keys),
-                        out_cap: out_cap.min(TURN_BYTES),
-                        fd: self.id,
-                        pipelined: self.unflushed,
-                        dump: None,
-                        watch: None,
-                        room: ReplyRoom {
-                            cap: out_cap,
-                            most: self.out_most(&ctx.bufs.mem),
-                            streamed: None,
-                            wait: false,
-                        },
-                    };
-                    let before = self.wbuf.len();
-                    let wbuf = &mut self.wbuf;
-                    let run = |ectx: &mut ExecCtx| match req {
-                        Request::Text(cmd) => exec::execute(cmd, shared, counters, wbuf, ectx),
-                        Request::Meta(m) => {
-                            meta_exec::execute(&m, shared, counters, wbuf, &mut ectx.room)
-                        }
-                    };
-                    let flow = if vlog::on() {
-                        vlog::with_conn(self.id, || run(&mut ectx))
-                    } else {
-                        run(&mut ectx)
-                    };
-                    if let (Some(f), Some(t)) = (family, timer) {
-                        counters.latency.end(f, t);
-                    }
-                    if flushes {
-                        self.unflushed = false;
-                    } else if self.wbuf.len() > before {
-                        self.unflushed = true;
-                    }
-                    if let Some(d) = ectx.dump.take() {
-                        self.dump = Some(d);
-                    }
-                    if let Some(v) = ectx.room.streamed.take() {
-                        self.stream = Some(ValueStream { value: v, sent: 0 });
-                    }
-                    if let Some(flags) = ectx.watch.take() {
-                        self.rpos += used;
-                        return self.start_watch(flags, ctx);
-                    }
-                    match flow {
-                        Flow::Continue => self.rpos += used,
-                        Flow::Close => {
-                            self.rpos += used;
-                            self.closing = true;
-                            return Stop::Close { flush: true };
-                        }
-                        Flow::Suspend { keys_done } => {
-                            self.skip_keys = keys_done;
-                            if ectx.room.wait {
-                                self.served -= 1;
-                                return Stop::Wait;
-                            }
-                            return Stop::Blocked;
-                        }
-                        Flow::Wait => {
-                            self.rpos += used;
-                            return Stop::Waiting;
-                        }
-                    }
-                }
+                Err(Stop::Blocked)
             }
+            Flow::Wait => {
+                self.rpos += used;
+                Err(Stop::Waiting)
+            }
+        }
+    }
+
+    /// What this connection's executors observe through.
+    fn observer<'a>(&self, ctx: &Ctx<'a>, proto: Proto) -> Obs<'a> {
+        Obs {
+            shared: ctx.shared,
+            counters: ctx.counters,
+            conn: self.id,
+            proto,
+            tap: ctx.tap,
         }
     }
 
@@ -789,16 +778,16 @@ impl Session {
                     binary::write_error(&mut self.wbuf, &header, status);
                     self.flush_mark = self.wbuf.len();
                 }
+                let refusal = match status {
+                    binary::Status::E2big => Some(StoreRefusal::TooLarge),
+                    binary::Status::Enomem => Some(StoreRefusal::NoMemory),
+                    _ => None,
+                };
                 if let Some(key) = unlink {
-                    shared.store.unlink(key);
+                    self.observer(ctx, Proto::Binary)
+                        .refused(Some(key), refusal);
                 }
-                if status == binary::Status::Enomem {
-                    ctx.bufs
-                        .mem
-                        .global()
-                        .refused_values
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+                refused_value(ctx, refusal);
                 self.rpos += consumed;
                 self.swallow = swallow;
                 if close {
@@ -829,7 +818,10 @@ impl Session {
                         self.auth
                             .binary(&req, shared, counters, &mut self.wbuf, self.id, ctx.waker)
                     }
-                    _ => binary_exec::execute(req, shared, counters, &mut self.wbuf, &mut room),
+                    _ => {
+                        let obs = self.observer(ctx, Proto::Binary);
+                        binary_exec::execute(req, shared, &obs, &mut self.wbuf, &mut room)
+                    }
                 };
                 if room.wait {
                     // Nothing was done: the request runs again later.
@@ -862,39 +854,20 @@ impl Session {
     /// to go on with the next request.
     fn ascii_auth(&mut self, shared: &Shared, c: &Counters) -> Option<Stop> {
         let input = &self.rbuf[self.rpos..self.rend];
-        // memcached writes every reply before authentication into one reply slot.
-        let slot = match self.ascii_auth_reply_at {
-            Some(at) if at >= self.wpos && at <= self.wbuf.len() => at,
-            _ => self.wbuf.len(),
-        };
-        let (flow, consumed) = match parse_auth(input) {
-            AuthParse::Incomplete => return Some(Stop::NeedInput),
-            AuthParse::Close => return Some(Stop::Close { flush: true }),
-            AuthParse::Refuse { reply, consumed } => {
-                self.wbuf.truncate(slot);
-                self.wbuf.extend_from_slice(reply.as_bytes());
-                self.wbuf.extend_from_slice(b"\r\n");
-                (Flow::Continue, consumed)
+        let slot = &mut self.ascii_auth_reply_at;
+        let (wbuf, wpos) = (&mut self.wbuf, self.wpos);
+        let step = self
+            .auth
+            .ascii_request(input, shared, c, wbuf, wpos, slot, self.id);
+        match step {
+            AsciiStep::NeedInput => Some(Stop::NeedInput),
+            AsciiStep::Close => Some(Stop::Close { flush: true }),
+            AsciiStep::Done { flow, consumed } => {
+                self.rpos += consumed;
+                self.closing = flow == Flow::Close;
+                self.closing.then_some(Stop::Close { flush: true })
             }
-            AuthParse::Credentials {
-                user,
-                password,
-                consumed,
-            } => {
-                self.wbuf.truncate(slot);
-                let flow = self
-                    .auth
-                    .ascii(user, password, shared, c, &mut self.wbuf, self.id);
-                (flow, consumed)
-            }
-        };
-        self.ascii_auth_reply_at = Some(slot);
-        self.rpos += consumed;
-        if flow == Flow::Close {
-            self.closing = true;
-            return Some(Stop::Close { flush: true });
         }
-        None
     }
 
     /// Copies the next pieces of the value being streamed into the reply buffer while
@@ -932,50 +905,6 @@ impl Session {
                 store.end_lease(st.value.lease);
             }
             return None;
-        }
-    }
-
-    /// Produces the dump being streamed while few reply bytes wait; `None` once it
-    /// is complete (the next requests are served), else why to stop now.
-    fn pump_dump(&mut self, shared: &Shared) -> Option<Stop> {
-        let started = shared.clock.process_started();
-        let cas_on = !shared.config.disable_cas;
-        loop {
-            if self.wbuf.len() >= DUMP_LOW {
-                return Some(Stop::WaitWritable);
-            }
-            if self.turn_out >= TURN_BYTES {
-                // Others get their turn; the worker comes back.
-                return Some(Stop::Yield);
-            }
-            let d = self.dump.as_mut()?;
-            if d.step(&shared.store, started, cas_on, &mut self.wbuf) {
-                self.dump = None;
-                self.unflushed = true;
-                return None;
-            }
-        }
-    }
-
-    /// `watch` accepted: registers the watcher (or says why not). Input after the
-    /// request is dropped, as memcached never reads a watcher's requests.
-    fn start_watch(&mut self, flags: u16, ctx: &Ctx<'_>) -> Stop {
-        let hub = &ctx.shared.watch;
-        match hub.add(flags, ctx.waker.clone()) {
-            Ok(w) => {
-                self.wbuf.extend_from_slice(b"OK\r\n");
-                self.watch = Some(WatchHandle::new(hub.clone(), w));
-                self.rpos = self.rend;
-                self.swallow = 0;
-                Stop::Yield
-            }
-            Err(_) => {
-                let r = "WATCHER_TOO_MANY log watcher limit reached";
-                vlog::reply(r, false);
-                self.wbuf.extend_from_slice(r.as_bytes());
-                self.wbuf.extend_from_slice(b"\r\n");
-                Stop::Blocked
-            }
         }
     }
 
@@ -1038,158 +967,17 @@ struct ValueStream {
     sent: usize,
 }
 
-/// The latency family of a text or meta request; `None` for the commands not timed
-/// (`stats`, `version`, `flush_all`, ...).
-fn family_of(req: &Request<'_>) -> Option<Family> {
-    match req {
-        Request::Meta(_) => Some(Family::Meta),
-        Request::Text(cmd) => match cmd {
-            text::Command::Get { .. } => Some(Family::Get),
-            text::Command::Gat { .. } | text::Command::Touch { .. } => Some(Family::Touch),
-            text::Command::Store { .. } => Some(Family::Set),
-            text::Command::Delete { .. } => Some(Family::Delete),
-            text::Command::Arith { .. } => Some(Family::IncrDecr),
-            _ => None,
-        },
+/// Counts a value refused for lack of buffer room (`read_buf_oom`-like figures of
+/// the budget).
+fn refused_value(ctx: &Ctx<'_>, refused: Option<StoreRefusal>) {
+    if refused == Some(StoreRefusal::NoMemory) {
+        let global = ctx.bufs.mem.global();
+        global.refused_values.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Logs a text request line for `-vv` (`<fd line`, without its `\r\n`).
-fn vlog_request(fd: RawFd, input: &[u8]) {
-    let end = input
-        .iter()
-        .position(|&b| b == b'\n' || b == 0)
-        .unwrap_or(input.len());
-    let mut line = &input[..end];
-    if line.len() > 1 && line.ends_with(b"\r") {
-        line = &line[..line.len() - 1];
-    }
-    vlog::line('<', fd, line);
 }
 
 /// Largest buffered request before a connection is dropped: one item plus room for a
 /// very long multi-get line.
 fn max_request(shared: &Shared) -> usize {
     shared.config.item_size_max + (8 << 20)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::server::net::loopback::Loopback;
-
-    fn rig(args: &[&str]) -> Loopback {
-        Loopback::new(args).expect("arguments")
-    }
-
-    /// A binary request without extras or value.
-    fn bin(op: u8, key: &[u8]) -> Vec<u8> {
-        let mut r = vec![0x80, op];
-        r.extend_from_slice(&(key.len() as u16).to_be_bytes());
-        r.extend_from_slice(&[0; 4]);
-        r.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        r.extend_from_slice(&[0; 12]);
-        r.extend_from_slice(key);
-        r
-    }
-
-    #[test]
-    fn the_first_byte_decides_the_framing_for_good() {
-        let mut lb = rig(&[]);
-        let mut s = lb.session();
-        // NOOP, then text: on a binary connection 'v' is a bad magic byte (once a
-        // whole header's worth has arrived). As memcached 1.6.18 answers.
-        let mut input = bin(0x0a, b"");
-        input.extend_from_slice(&b"version\r\n".repeat(3));
-        let fed = lb.feed(&mut s, &input, &mut |_| usize::MAX);
-        assert!(fed.closed);
-        assert_eq!(fed.replies.len(), 24, "the NOOP's reply only");
-        assert_eq!(&fed.replies[..2], &[0x81, 0x0a]);
-        let mut t = lb.session();
-        let fed = lb.feed(&mut t, b"version\r\n", &mut |_| usize::MAX);
-        assert_eq!(fed.replies, b"VERSION 1.6.18\r\n");
-        assert!(!fed.closed);
-    }
-
-    #[test]
-    fn replies_memcached_had_not_sent_are_dropped_at_a_bad_magic_byte() {
-        let mut lb = rig(&[]);
-        let mut s = lb.session();
-        // A GET's miss (an error reply: sent at once), a NOOP (sent at once), then a
-        // VERSION reply that waits, then a header of garbage. As memcached 1.6.18.
-        let mut input = bin(0x00, b"nope");
-        input.extend(bin(0x0a, b""));
-        input.extend(bin(0x0b, b""));
-        input.extend([0x42; 24]);
-        let fed = lb.feed(&mut s, &input, &mut |_| usize::MAX);
-        assert!(fed.closed);
-        // 24 + "Not found" (9), then the NOOP's 24: the VERSION reply is dropped.
-        assert_eq!(fed.replies.len(), 24 + 9 + 24, "{:?}", fed.replies);
-        assert_eq!(lb.process(&mut s), Stop::Close { flush: true });
-        assert_eq!(s.pending_output(), 0);
-    }
-
-    #[test]
-    fn a_refused_data_block_is_swallowed_across_arrivals() {
-        let mut lb = rig(&["-I", "1k", "-o", "slab_chunk_max=512"]);
-        let mut s = lb.session();
-        let mut input = b"set k 0 0 3\r\nold\r\nset k 0 0 3000\r\n".to_vec();
-        input.extend(std::iter::repeat_n(b'z', 3000));
-        input.extend_from_slice(b"\r\nget k\r\n");
-        let fed = lb.feed(&mut s, &input, &mut |_| 7);
-        assert_eq!(
-            String::from_utf8_lossy(&fed.replies),
-            "STORED\r\nSERVER_ERROR object too large for cache\r\nEND\r\n"
-        );
-        assert_eq!(s.swallow, 0);
-    }
-
-    #[test]
-    fn a_multi_get_suspended_by_back_pressure_resumes_at_the_next_key() {
-        let mut lb = rig(&[]);
-        let mut s = lb.session();
-        let value = vec![b'v'; 20_000];
-        let mut input = Vec::new();
-        let mut keys = String::from("get");
-        for i in 0..40 {
-            input.extend_from_slice(format!("set k{i} 0 0 {}\r\n", value.len()).as_bytes());
-            input.extend_from_slice(&value);
-            input.extend_from_slice(b"\r\n");
-            keys.push_str(&format!(" k{i}"));
-        }
-        let stored = lb.feed(&mut s, &input, &mut |_| usize::MAX);
-        assert_eq!(stored.replies, b"STORED\r\n".repeat(40));
-        keys.push_str("\r\n");
-        let fed = lb.feed(&mut s, keys.as_bytes(), &mut |_| usize::MAX);
-        let mut want = Vec::new();
-        for i in 0..40 {
-            want.extend_from_slice(format!("VALUE k{i} 0 {}\r\n", value.len()).as_bytes());
-            want.extend_from_slice(&value);
-            want.extend_from_slice(b"\r\n");
-        }
-        want.extend_from_slice(b"END\r\n");
-        // 800 KB of replies: more than a turn (256 KiB), so it was suspended.
-        assert!(want.len() > 3 * TURN_BYTES);
-        assert!(fed.replies == want, "every value once, in order, one END");
-    }
-
-    #[test]
-    fn watch_turns_the_session_into_a_stream_of_log_lines() {
-        let mut lb = rig(&[]);
-        let mut w = lb.session();
-        let fed = lb.feed(&mut w, b"watch mutations\r\nget ignored\r\n", &mut |_| {
-            usize::MAX
-        });
-        assert_eq!(fed.replies, b"OK\r\n");
-        assert!(w.is_watching());
-        let mut c = lb.session();
-        let fed = lb.feed(&mut c, b"set wk 0 0 1\r\nx\r\n", &mut |_| usize::MAX);
-        assert_eq!(fed.replies, b"STORED\r\n");
-        assert!(w.fill_watch(), "the queue is empty after one line");
-        let line = String::from_utf8_lossy(w.output()).into_owned();
-        assert!(
-            line.starts_with("ts=") && line.contains("type=item_store key=wk status=stored"),
-            "{line}"
-        );
-    }
 }

@@ -31,6 +31,19 @@ pub fn line(prefix: char, fd: i32, text: &[u8]) {
     let _ = std::io::stderr().lock().write_all(&l);
 }
 
+/// Logs a text request line (`<fd line`, without its `\r\n`).
+pub fn request(fd: i32, input: &[u8]) {
+    let end = input
+        .iter()
+        .position(|&b| b == b'\n' || b == 0)
+        .unwrap_or(input.len());
+    let mut text = &input[..end];
+    if text.len() > 1 && text.ends_with(b"\r") {
+        text = &text[..text.len() - 1];
+    }
+    line('<', fd, text);
+}
+
 /// Any text, as memcached prints it (`28: Client using the ascii protocol`).
 pub fn raw(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
