@@ -1,6 +1,6 @@
 //! What an executor tells the connection after a command, and the version string
-//! every protocol reports: the vocabulary the executors (`exec`, `meta_exec`,
-//! `binary_exec`) share without importing each other or the connection.
+//! every protocol reports: the vocabulary the executors (`exec::text`,
+//! `exec::meta`, `exec::binary`) share without importing each other or the connection.
 
 /// The version string clients see (`VERSION 1.6.18`): the memcached release whose
 /// behaviour we reproduce.

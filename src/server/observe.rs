@@ -4,7 +4,7 @@
 //! watches operations:
 //!
 //! ```text
-//!   exec / meta_exec / binary_exec ── Op { kind, key, outcome, … } ──▶ observe
+//!   exec::{text, meta, binary}     ── Op { kind, key, outcome, … } ──▶ observe
 //!   session (refused stores)       ── Obs::refused ─────────────────▶   ├─ counters (stats.rs, per worker)
 //!                                                                       ├─ miss reasons (get_expired …, evicted / never stored)
 //!                                                                       ├─ prefix stats (`stats detail`)

@@ -388,7 +388,7 @@ fn a_session_counts_its_input_and_closes_after_quit() {
     assert_eq!(s.pending_output(), 0);
 }
 
-/// The session's own cases (they were unit tests in `src/server/session.rs`).
+/// The session's own cases (they were unit tests of `src/server/session/mod.rs`).
 mod session_cases {
     use ferrocache::server::loopback::Loopback;
     use ferrocache::server::session::{Stop, TURN_BYTES};

@@ -163,7 +163,7 @@ pub fn execute(
         Command::ConfigGet | Command::ConfigSet { .. } | Command::ConfigDelete => {
             config(shared, out, h, key, &req.cmd)
         }
-        // Served by `conn_auth` (the connection's SASL state); never routed here.
+        // Served by `session::auth` (the connection's SASL state); never routed here.
         Command::SaslListMechs | Command::SaslAuth { .. } | Command::SaslStep { .. } => {
             write_error(out, h, Status::UnknownCommand)
         }

@@ -1,6 +1,6 @@
 //! The rows of `stats hotkeys [N]`, `stats sizing` and `stats misses` (issue #17),
 //! from [`crate::insight`] and the per-worker counters. Rows go to a plain callback so
-//! that `stats_exec` can hand them to either protocol's sink (and `/metrics` reads
+//! that `stats::rows` can hand them to either protocol's sink (and `/metrics` reads
 //! them as it reads every `stats` group).
 //!
 //! ```text
