@@ -297,7 +297,7 @@ fn reload(shared: &Shared) {
     }
     reload_tls(shared);
     if let Some(path) = &shared.config.cluster_config {
-        match shared.cluster.load_file(path) {
+        match shared.admin.cluster.load_file(path) {
             Ok(v) => log::info!("SIGHUP: cluster config {}: version {v}", path.display()),
             Err(e) => log::warn!("SIGHUP: {e}; keeping the configuration in force"),
         }
@@ -341,7 +341,7 @@ fn log_startup(shared: &Arc<Shared>, listener_tls: &[(String, bool)]) {
         std::process::id()
     );
     let protocol = cfg.protocol.name();
-    if shared.listener_info.is_empty() {
+    if shared.net.listener_info.is_empty() {
         log::info!("no listener: -p 0 without -l or -s");
     }
     for (name, tls) in listener_tls {
@@ -410,7 +410,7 @@ fn log_startup(shared: &Arc<Shared>, listener_tls: &[(String, bool)]) {
         "store: {} shards, log-structured segments, items at their exact size (no slab classes)",
         store.shards
     );
-    for (fd, _) in &shared.listener_info {
+    for (fd, _) in &shared.net.listener_info {
         log::debug!("<{fd} server listening ({protocol})");
     }
 }

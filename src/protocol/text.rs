@@ -47,9 +47,11 @@
 //! out of memory, ...) is left to the executor, which gets a [`Command`].
 
 pub mod auth;
+mod keys;
 pub mod reply;
 #[cfg(test)]
 mod tests;
+pub mod watch_flags;
 
 use super::frame;
 pub use super::frame::{
@@ -62,21 +64,7 @@ use crate::num;
 /// unchanged.
 pub use crate::op::StoreOp;
 
-/// Space-separated keys of a retrieval command, borrowed from the request line.
-#[derive(Debug, Clone, Copy)]
-pub struct Keys<'a>(pub &'a [u8]);
-
-impl<'a> Iterator for Keys<'a> {
-    type Item = &'a [u8];
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let s = self.0;
-        let start = s.iter().position(|&b| b != b' ')?;
-        let s = &s[start..];
-        let end = s.iter().position(|&b| b == b' ').unwrap_or(s.len());
-        self.0 = &s[end..];
-        Some(&s[..end])
-    }
-}
+pub use keys::Keys;
 
 /// Which `shutdown` form was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -971,28 +959,6 @@ fn watch_flag(w: &[u8]) -> Option<u16> {
         b"proxyuser" => PROXYUSER,
         _ => return None,
     })
-}
-
-/// `watch` event types (memcached's `LOG_*` bits).
-pub mod watch_flags {
-    /// `rawcmds`: accepted; memcached 1.6.18 logs nothing under it.
-    pub const RAWCMDS: u16 = 1 << 0;
-    /// `evictions`: `type=eviction`.
-    pub const EVICTIONS: u16 = 1 << 1;
-    /// `fetchers`: `type=item_get`.
-    pub const FETCHERS: u16 = 1 << 2;
-    /// `mutations`: `type=item_store`.
-    pub const MUTATIONS: u16 = 1 << 3;
-    /// `sysevents`: accepted; nothing of ours is logged under it.
-    pub const SYSEVENTS: u16 = 1 << 4;
-    /// `connevents`: `type=conn_new`, `type=conn_close`.
-    pub const CONNEVENTS: u16 = 1 << 5;
-    /// `proxyreqs`: accepted (a proxy build's type); nothing is logged.
-    pub const PROXYREQS: u16 = 1 << 6;
-    /// `proxyevents`: accepted; nothing is logged.
-    pub const PROXYEVENTS: u16 = 1 << 7;
-    /// `proxyuser`: accepted; nothing is logged.
-    pub const PROXYUSER: u16 = 1 << 8;
 }
 
 /// `lru tune|mode|temp_ttl ...`: validated as memcached does, accepted as no-ops.

@@ -154,7 +154,7 @@ impl Obs<'_> {
     /// Whether lookups should compute the size class of a hit (fetchers watched).
     #[inline]
     pub fn fetchers(&self) -> bool {
-        self.shared.watch.wants(FETCHERS)
+        self.shared.observers.watch.wants(FETCHERS)
     }
 
     /// The lookup memcached makes before a mutation (store, delete, incr/decr,
@@ -175,7 +175,7 @@ impl Obs<'_> {
             Ok((size, class)) => GetStatus::Found { class, size },
             Err(m) => miss_status(miss_cause(m)),
         };
-        self.shared.watch.item_get(key, status, self.conn);
+        self.shared.observers.watch.item_get(key, status, self.conn);
     }
 
     /// Tells everything that watches operations about `op`. Inlined, so the `Op`
@@ -196,11 +196,17 @@ impl Obs<'_> {
         if let Some(key) = key {
             if self.proto != Proto::Binary
                 && refusal == Some(StoreRefusal::TooLarge)
-                && shared.watch.wants(MUTATIONS)
+                && shared.observers.watch.wants(MUTATIONS)
             {
-                shared
-                    .watch
-                    .item_store(key, StoreStatus::TooLarge, "set", 0, 0, self.conn, 0);
+                shared.observers.watch.item_store(
+                    key,
+                    StoreStatus::TooLarge,
+                    "set",
+                    0,
+                    0,
+                    self.conn,
+                    0,
+                );
             }
             shared.store.unlink(key);
         }
@@ -258,13 +264,16 @@ pub fn observe(op: &Op<'_>, obs: &Obs<'_>) {
             } else {
                 // An `mg` whose reply was refused (opaque too long) found the item.
                 let found = !matches!(op.outcome, Outcome::Miss(_));
-                shared.prefix.record(op.key, PrefixEvent::Get(found));
+                shared
+                    .observers
+                    .prefix
+                    .record(op.key, PrefixEvent::Get(found));
                 count_lookup(c, op, || shared.store.recently_evicted(op.key));
                 if hit && op.proto == Proto::Text {
                     vlog::sending_key(op.key);
                 }
             }
-            if shared.watch.wants(FETCHERS) {
+            if shared.observers.watch.wants(FETCHERS) {
                 let status = match op.outcome {
                     Outcome::Miss(m) => miss_status(m),
                     // `mg N` created the item: memcached's lookup missed.
@@ -274,7 +283,7 @@ pub fn observe(op: &Op<'_>, obs: &Obs<'_>) {
                         size: op.size,
                     },
                 };
-                shared.watch.item_get(op.key, status, op.conn);
+                shared.observers.watch.item_get(op.key, status, op.conn);
             }
         }
         OpKind::Touch => {
@@ -288,13 +297,13 @@ pub fn observe(op: &Op<'_>, obs: &Obs<'_>) {
                 return;
             }
             count_store(c, sop, op);
-            shared.prefix.record(op.key, PrefixEvent::Set);
-            if shared.watch.wants(MUTATIONS) {
+            shared.observers.prefix.record(op.key, PrefixEvent::Set);
+            if shared.observers.watch.wants(MUTATIONS) {
                 watch_store(shared, sop, *op);
             }
         }
         OpKind::Delete => {
-            shared.prefix.record(op.key, PrefixEvent::Delete);
+            shared.observers.prefix.record(op.key, PrefixEvent::Delete);
             match op.outcome {
                 Outcome::Hit => bump(&c.delete_hits, 1),
                 Outcome::Miss(_) => bump(&c.delete_misses, 1),
@@ -309,10 +318,13 @@ pub fn observe(op: &Op<'_>, obs: &Obs<'_>) {
                 Outcome::Miss(_) => bump(if incr { &c.incr_misses } else { &c.decr_misses }, 1),
                 Outcome::Created => {
                     // memcached's create-on-miss: a second lookup, then an `add`.
-                    if shared.watch.wants(FETCHERS) {
-                        shared.watch.item_get(op.key, GetStatus::NotFound, op.conn);
+                    if shared.observers.watch.wants(FETCHERS) {
+                        shared
+                            .observers
+                            .watch
+                            .item_get(op.key, GetStatus::NotFound, op.conn);
                     }
-                    if shared.watch.wants(MUTATIONS) {
+                    if shared.observers.watch.wants(MUTATIONS) {
                         let add = Op {
                             outcome: Outcome::Stored,
                             ..*op
@@ -438,7 +450,7 @@ fn watch_store(shared: &Shared, sop: StoreOp, op: Op<'_>) {
             (store.class_of(&offered), op.value.len(), ttl_of(exp))
         }
     };
-    shared.watch.item_store(
+    shared.observers.watch.item_store(
         op.key,
         store_status(op.outcome),
         store_cmd_name(sop),

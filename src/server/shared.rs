@@ -61,7 +61,10 @@ pub struct ConnInfo {
     pub state: AtomicU32,
 }
 
-/// Everything the threads share.
+/// Everything the threads share, in the parts their users need: the settings, the
+/// store and its clock (every executor), what observation feeds ([`Observers`]), the
+/// connection machinery's state ([`Net`]), what operators drive besides the cache
+/// ([`Admin`]) and the credentials.
 pub struct Shared {
     /// Settings.
     pub config: Config,
@@ -69,43 +72,61 @@ pub struct Shared {
     pub store: Store,
     /// The clock.
     pub clock: Arc<Clock>,
+    /// What `observe` feeds: counters, `stats detail`, watch streams, `-vv`.
+    pub observers: Observers,
+    /// Connections: counts, the `stats conns` registry, buffers, the stop flag.
+    pub net: Net,
+    /// The crawler, snapshots, the cluster configuration, `slabs automove`.
+    pub admin: Admin,
+    /// What clients authenticate against (`-S`, `-Y`, `-Z`); applies to every listener.
+    pub credentials: Credentials,
+    stop_tx: Sender<StopReason>,
+}
+
+/// What the observation seam (`server::observe`) feeds and `stats` reads back.
+pub struct Observers {
     /// One counter block per worker.
     pub counters: Vec<Arc<Counters>>,
-    /// Connection counters.
-    pub conns: ConnCounters,
     /// `stats detail`.
     pub prefix: PrefixStats,
     /// Current verbosity (`verbosity` command).
     pub verbosity: AtomicU32,
-    /// `slabs automove` level and ratio (f64 bits), reported by `stats settings`:
-    /// accepted as memcached accepts them, with no effect (memory follows demand).
-    pub slab_automove: AtomicU32,
-    /// See `slab_automove`.
-    pub slab_automove_ratio: std::sync::atomic::AtomicU64,
+    /// `watch` log streams.
+    pub watch: Arc<watch::WatchHub>,
+    /// The last `stats hotkeys N` rows, reused for a moment.
+    pub(crate) hot_rows: crate::insight::hot_rows::HotRowsCache,
+}
+
+/// The connection machinery's shared state (listeners, workers, `stats conns`).
+pub struct Net {
+    /// Connection counters.
+    pub conns: ConnCounters,
     /// Set when stopping.
     pub stopping: AtomicBool,
     /// Open connections by fd, for `stats conns`.
     pub registry: Mutex<std::collections::BTreeMap<i32, Arc<ConnInfo>>>,
     /// Listener descriptions (fd, address) for `stats conns`.
     pub listener_info: Vec<(i32, String)>,
-    /// What clients authenticate against (`-S`, `-Y`); applies to every listener.
-    pub credentials: Credentials,
     /// The budget of all connection buffers (`-o read_buf_mem_limit`).
     pub buffers: Arc<budget::MemBudget>,
     /// What each worker's buffers hold, for `stats`.
     pub buffer_stats: Vec<Arc<budget::BufferStats>>,
+}
+
+/// What operators drive besides the cache.
+pub struct Admin {
     /// `lru_crawler` settings and state.
     pub crawler: Arc<dump::Crawler>,
-    /// `watch` log streams.
-    pub watch: Arc<watch::WatchHub>,
     /// Warm restart and online snapshots: progress and figures for `stats`.
     pub snapshots: Snapshots,
     /// The cluster configuration served to auto-discovery clients (`config get
     /// cluster`).
     pub cluster: cluster::ClusterState,
-    /// The last `stats hotkeys N` rows, reused for a moment.
-    pub(crate) hot_rows: crate::insight::hot_rows::HotRowsCache,
-    stop_tx: Sender<StopReason>,
+    /// `slabs automove` level and ratio (f64 bits), reported by `stats settings`:
+    /// accepted as memcached accepts them, with no effect (memory follows demand).
+    pub slab_automove: AtomicU32,
+    /// See `slab_automove`.
+    pub slab_automove_ratio: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -152,29 +173,38 @@ impl Shared {
                 Err(e) => log::warn!("{e}; serving no cluster configuration"),
             }
         }
-        let shared = Arc::new(Shared {
-            cluster,
-            crawler: Arc::new(dump::Crawler::from_settings(&cfg.compat)),
-            watch: hub,
-            snapshots: Snapshots::default(),
-            buffers,
-            buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
+        let observers = Observers {
+            counters,
             prefix: PrefixStats::new(cfg.prefix_delimiter, cfg.detail_enabled),
             verbosity: AtomicU32::new(cfg.verbose as u32),
-            slab_automove: AtomicU32::new(cfg.compat.slab_automove),
-            slab_automove_ratio: std::sync::atomic::AtomicU64::new(
-                cfg.compat.slab_automove_ratio.to_bits(),
-            ),
-            config: cfg,
-            store,
-            clock,
-            counters,
+            watch: hub,
+            hot_rows: Default::default(),
+        };
+        let net = Net {
             conns: ConnCounters::default(),
             stopping: AtomicBool::new(false),
             registry: Mutex::new(Default::default()),
             listener_info,
+            buffers,
+            buffer_stats: (0..threads_n).map(|_| Arc::default()).collect(),
+        };
+        let admin = Admin {
+            crawler: Arc::new(dump::Crawler::from_settings(&cfg.compat)),
+            snapshots: Snapshots::default(),
+            cluster,
+            slab_automove: AtomicU32::new(cfg.compat.slab_automove),
+            slab_automove_ratio: std::sync::atomic::AtomicU64::new(
+                cfg.compat.slab_automove_ratio.to_bits(),
+            ),
+        };
+        let shared = Arc::new(Shared {
+            config: cfg,
+            store,
+            clock,
+            observers,
+            net,
+            admin,
             credentials,
-            hot_rows: Default::default(),
             stop_tx,
         });
         (shared, stop_rx)
@@ -186,7 +216,7 @@ impl Shared {
             config: &self.config,
             store: &self.store,
             clock: &self.clock,
-            state: &self.snapshots,
+            state: &self.admin.snapshots,
         }
     }
 

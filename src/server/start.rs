@@ -64,13 +64,15 @@ impl Server {
         // Before any worker or the acceptor runs: connections are accepted once the
         // snapshot is loaded (clients connecting meanwhile wait in the backlog).
         crate::server::admin::snapshot::restore_at_start(shared.snapshot());
-        let threads_n = shared.counters.len();
-        let n_listeners = shared.listener_info.len() as u64;
+        let threads_n = shared.observers.counters.len();
+        let n_listeners = shared.net.listener_info.len() as u64;
         shared
+            .net
             .conns
             .total_connections
             .store(n_listeners, Ordering::Relaxed);
         shared
+            .net
             .conns
             .connection_structures
             .store(n_listeners, Ordering::Relaxed);
@@ -138,7 +140,7 @@ impl Server {
 /// Ticks the clock and reclaims expired items, until the server stops.
 fn maintenance(shared: Arc<Shared>) {
     let mut ticks = 0u64;
-    while !shared.stopping.load(Ordering::Relaxed) {
+    while !shared.net.stopping.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         ticks += 1;
         if ticks % 10 == 0 {
@@ -152,24 +154,24 @@ fn maintenance(shared: Arc<Shared>) {
 
 /// Called by the maintenance thread: starts a requested crawl on a thread of its own.
 fn start_requested_crawl(shared: &Arc<Shared>) {
-    if !shared.crawler.take_crawl_request() {
+    if !shared.admin.crawler.take_crawl_request() {
         return;
     }
-    let guard = BusyGuard::new(shared.crawler.clone());
+    let guard = BusyGuard::new(shared.admin.crawler.clone());
     let sh = shared.clone();
     let spawned = std::thread::Builder::new()
         .name("lru-crawler".into())
         .spawn(move || {
             let _guard = guard;
-            let sleep = sh.crawler.sleep_us.load(Ordering::Relaxed);
-            let max = sh.crawler.tocrawl.load(Ordering::Relaxed) as usize;
+            let sleep = sh.admin.crawler.sleep_us.load(Ordering::Relaxed);
+            let max = sh.admin.crawler.tocrawl.load(Ordering::Relaxed) as usize;
             let mut batches = 0u32;
             let freed = sh.store.crawl_pass(1000, max, &mut || {
                 batches += 1;
                 if sleep > 0 {
                     std::thread::sleep(Duration::from_micros(u64::from(sleep)));
                 }
-                !sh.stopping.load(Ordering::Relaxed)
+                !sh.net.stopping.load(Ordering::Relaxed)
             });
             log::debug!("lru_crawler crawl: {freed} expired items reclaimed in {batches} batches");
         });
@@ -197,7 +199,7 @@ impl ServerHandle {
 
     /// Stops every thread: listeners close, workers flush and close connections.
     pub fn stop(self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.net.stopping.store(true, Ordering::SeqCst);
         for w in &self.wakers {
             let _ = w.wake();
         }

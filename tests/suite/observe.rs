@@ -169,7 +169,7 @@ fn run(requests: Vec<Vec<u8>>, proto: Proto) -> (Vec<Seen>, ferrocache::stats::C
             &r[..r.len().min(40)]
         );
     }
-    let counters = ferrocache::stats::sum(lb.shared.counters.iter().map(|c| &**c));
+    let counters = ferrocache::stats::sum(lb.shared.observers.counters.iter().map(|c| &**c));
     let ops = seen.lock().expect("sink").clone();
     (ops, counters)
 }

@@ -16,10 +16,11 @@
 //! preload (up to 160 MB in (d)) for every round and throw away the state (e) needs to
 //! reach eviction steady state, while both servers still get the same history.
 
+use crate::cpu::{own_cpu_time, two_cpus};
 use crate::load::{self, Established, LoadConfig, LoadResult};
 use crate::servers::{self, Kind, ServerProc};
 use crate::textconn::{json_str, ServerFlags};
-use crate::tls::{CertFiles, TlsClient};
+use crate::tls::TlsSetup;
 use crate::wire::Protocol;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -311,60 +312,6 @@ fn ratio_of(base: f64, x: f64) -> f64 {
         x / base
     } else {
         f64::NAN
-    }
-}
-
-/// TLS material of `compare --tls`.
-struct TlsSetup {
-    files: CertFiles,
-    client: TlsClient,
-}
-
-impl TlsSetup {
-    fn new(a: &Args) -> Result<TlsSetup, String> {
-        let files = match (&a.cert, &a.key) {
-            (Some(c), Some(k)) => CertFiles::given(c, k, a.cacert.as_deref())?,
-            _ => CertFiles::generate()?,
-        };
-        for p in [&files.cert, &files.key] {
-            if p.to_string_lossy().contains(',') {
-                return Err(format!("{}: a comma cannot be passed in -o", p.display()));
-            }
-        }
-        let client = TlsClient::new(Some(&files.cacert), &a.tls_name)?;
-        Ok(TlsSetup { files, client })
-    }
-
-    /// The servers' TLS flags (memcached's).
-    fn server_args(&self) -> Vec<String> {
-        vec![
-            "-Z".into(),
-            "-o".into(),
-            format!(
-                "ssl_chain_cert={},ssl_key={}",
-                self.files.cert.display(),
-                self.files.key.display()
-            ),
-        ]
-    }
-}
-
-/// First two CPUs this process may run on.
-fn two_cpus() -> Option<(usize, usize)> {
-    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
-    let mut it = (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false));
-    Some((it.next()?, it.next()?))
-}
-
-/// CPU time (user + system) this process has used so far.
-fn own_cpu_time() -> std::time::Duration {
-    use nix::sys::resource::{getrusage, UsageWho};
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(u) => {
-            let us = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-            std::time::Duration::from_secs_f64(us(u.user_time()) + us(u.system_time()))
-        }
-        Err(_) => std::time::Duration::ZERO,
     }
 }
 
@@ -927,7 +874,12 @@ pub fn main(a: Args) -> Result<(), String> {
         .map(|&n| workload(n, placeholder, a.smoke))
         .collect::<Result<Vec<_>, _>>()?;
     let tls = if a.tls {
-        Some(TlsSetup::new(&a)?)
+        Some(TlsSetup::new(
+            a.cert.as_deref(),
+            a.key.as_deref(),
+            a.cacert.as_deref(),
+            &a.tls_name,
+        )?)
     } else {
         None
     };

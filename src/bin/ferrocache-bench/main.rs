@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod compare;
+mod cpu;
 mod dbload;
 mod handshake;
 mod hist;

@@ -418,6 +418,50 @@ impl Drop for CertFiles {
     }
 }
 
+/// TLS material of `compare --tls`: the servers' certificate files and the client.
+pub struct TlsSetup {
+    /// The servers' certificate, key and CA files.
+    pub files: CertFiles,
+    /// The load generator's TLS client configuration.
+    pub client: TlsClient,
+}
+
+impl TlsSetup {
+    /// The given certificate and key (and CA file), or a self-signed pair made
+    /// with openssl; `tls_name` is the name the client checks.
+    pub fn new(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        cacert: Option<&Path>,
+        tls_name: &str,
+    ) -> Result<TlsSetup, String> {
+        let files = match (cert, key) {
+            (Some(c), Some(k)) => CertFiles::given(c, k, cacert)?,
+            _ => CertFiles::generate()?,
+        };
+        for p in [&files.cert, &files.key] {
+            if p.to_string_lossy().contains(',') {
+                return Err(format!("{}: a comma cannot be passed in -o", p.display()));
+            }
+        }
+        let client = TlsClient::new(Some(&files.cacert), tls_name)?;
+        Ok(TlsSetup { files, client })
+    }
+
+    /// The servers' TLS flags (memcached's).
+    pub fn server_args(&self) -> Vec<String> {
+        vec![
+            "-Z".into(),
+            "-o".into(),
+            format!(
+                "ssl_chain_cert={},ssl_key={}",
+                self.files.cert.display(),
+                self.files.key.display()
+            ),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,7 +174,7 @@ pub fn execute(
 /// CONFIG_GET/SET/DELETE (ElastiCache's opcodes): the value of a hit is the payload
 /// `config get cluster` returns, with 4 bytes of flags (0) as a GET's.
 fn config(shared: &Shared, out: &mut Vec<u8>, h: &Header, key: &[u8], cmd: &Command<'_>) {
-    let cluster = &shared.cluster;
+    let cluster = &shared.admin.cluster;
     let is_cluster = key == crate::protocol::cluster::CLUSTER_KEY;
     match cmd {
         Command::ConfigGet => {
@@ -362,12 +362,12 @@ fn stat(shared: &Shared, out: &mut Vec<u8>, h: &Header, group: &[u8]) {
     } else if let Some(sub) = group.strip_prefix(b"detail") {
         if sub.starts_with(b" dump") {
             let mut text = Vec::new();
-            shared.prefix.dump(&mut text);
+            shared.observers.prefix.dump(&mut text);
             write_stat(out, h, b"detailed", &text);
         } else if sub.starts_with(b" on") {
-            shared.prefix.set_enabled(true);
+            shared.observers.prefix.set_enabled(true);
         } else if sub.starts_with(b" off") {
-            shared.prefix.set_enabled(false);
+            shared.observers.prefix.set_enabled(false);
         } else {
             return write_error(out, h, Status::KeyEnoent);
         }

@@ -234,7 +234,7 @@ fn admin(cmd: Command<'_>, shared: &Shared, out: &mut Vec<u8>, ctx: &mut ExecCtx
         Command::Verbosity { level, noreply } => {
             // memcached caps the level at 2 (-vv) here, whatever -v said.
             let level = level.min(2);
-            shared.verbosity.store(level, Ordering::Relaxed);
+            shared.observers.verbosity.store(level, Ordering::Relaxed);
             crate::config::Config::set_runtime_verbosity(level);
             reply(out, noreply, "OK");
             Flow::Continue
@@ -316,10 +316,11 @@ fn admin(cmd: Command<'_>, shared: &Shared, out: &mut Vec<u8>, ctx: &mut ExecCtx
             noreply,
         } => {
             if let Some(l) = level {
-                shared.slab_automove.store(l, Ordering::Relaxed);
+                shared.admin.slab_automove.store(l, Ordering::Relaxed);
             }
             if let Some(r) = ratio {
                 shared
+                    .admin
                     .slab_automove_ratio
                     .store(r.to_bits(), Ordering::Relaxed);
             }
@@ -354,7 +355,7 @@ fn admin(cmd: Command<'_>, shared: &Shared, out: &mut Vec<u8>, ctx: &mut ExecCtx
 
 /// `lru_crawler ...`, answered as memcached 1.6.18 does.
 fn lru_crawler(shared: &Shared, sub: CrawlerCmd<'_>, out: &mut Vec<u8>, ctx: &mut ExecCtx) {
-    let crawler = &shared.crawler;
+    let crawler = &shared.admin.crawler;
     let classes = shared.store.classes();
     match sub {
         CrawlerCmd::Crawl(arg) => {
@@ -418,7 +419,7 @@ struct Resume {
 /// get / gets / gat / gats.
 /// `config get|set|delete <key>` (ElastiCache's auto discovery, [`crate::server::admin::cluster`]).
 fn config_command(shared: &Shared, cmd: ConfigCmd<'_>, out: &mut Vec<u8>) {
-    let cluster = &shared.cluster;
+    let cluster = &shared.admin.cluster;
     match cmd {
         ConfigCmd::Get { key } => {
             cluster.gets.fetch_add(1, Ordering::Relaxed);
@@ -475,10 +476,10 @@ fn legacy_cluster_get(shared: &Shared, key: &[u8], out: &mut Vec<u8>) -> bool {
     if key.len() != LEGACY_KEY.len() || key != LEGACY_KEY {
         return false;
     }
-    let Some(p) = shared.cluster.current() else {
+    let Some(p) = shared.admin.cluster.current() else {
         return false;
     };
-    shared.cluster.gets.fetch_add(1, Ordering::Relaxed);
+    shared.admin.cluster.gets.fetch_add(1, Ordering::Relaxed);
     compose::value(out, key, 0, &p.payload, None);
     true
 }

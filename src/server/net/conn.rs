@@ -90,14 +90,14 @@ impl Conn {
             };
             vlog::line('<', fd, what);
         }
-        if shared.watch.wants(CONNEVENTS) {
-            shared.watch.conn_event(&info.addr, fd, None);
+        if shared.observers.watch.wants(CONNEVENTS) {
+            shared.observers.watch.conn_event(&info.addr, fd, None);
         }
         Conn {
             transport,
             session: Session::new(fd, info, shared),
             fd,
-            hub: shared.watch.clone(),
+            hub: shared.observers.watch.clone(),
             waker,
             close_reason: CloseReason::Normal,
         }

@@ -224,7 +224,7 @@ impl Acceptor {
                 log::error!("acceptor poll failed: {e}");
                 break;
             }
-            if self.shared.stopping.load(Ordering::Relaxed) {
+            if self.shared.net.stopping.load(Ordering::Relaxed) {
                 break;
             }
             for ev in events.iter() {
@@ -274,7 +274,7 @@ impl Acceptor {
     }
 
     fn hand_off(&mut self, socket: Stream, peer: String, listen: String, tls: bool) {
-        let c = &self.shared.conns;
+        let c = &self.shared.net.conns;
         let max = self.shared.config.max_conns as u64;
         if c.curr_connections.load(Ordering::Relaxed) >= max {
             c.rejected_connections.fetch_add(1, Ordering::Relaxed);

@@ -62,8 +62,11 @@ impl Loopback {
             Invocation::Exit { stderr, stdout, .. } => return Err(stderr + &stdout),
         };
         let shared = Shared::new(cfg, credentials, Vec::new()).0;
-        let counters = shared.counters[0].clone();
-        let mem = WorkerMem::new(shared.buffers.clone(), shared.buffer_stats[0].clone());
+        let counters = shared.observers.counters[0].clone();
+        let mem = WorkerMem::new(
+            shared.net.buffers.clone(),
+            shared.net.buffer_stats[0].clone(),
+        );
         let poll = mio::Poll::new().map_err(|e| e.to_string())?;
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).map_err(|e| e.to_string())?;
         Ok(Loopback {

@@ -104,7 +104,7 @@ impl MetricsServer {
     /// Serves until the server stops.
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(64);
-        while !self.shared.stopping.load(Ordering::Relaxed) {
+        while !self.shared.net.stopping.load(Ordering::Relaxed) {
             let now = Instant::now();
             let wait = self
                 .conns

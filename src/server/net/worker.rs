@@ -107,8 +107,11 @@ impl Worker {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let counters = shared.counters[id].clone();
-        let mem = WorkerMem::new(shared.buffers.clone(), shared.buffer_stats[id].clone());
+        let counters = shared.observers.counters[id].clone();
+        let mem = WorkerMem::new(
+            shared.net.buffers.clone(),
+            shared.net.buffer_stats[id].clone(),
+        );
         Ok(Worker {
             id,
             poll,
@@ -180,7 +183,7 @@ impl Worker {
                 log::error!("worker {}: poll failed: {e}", self.id);
                 break;
             }
-            if self.shared.stopping.load(Ordering::Relaxed) {
+            if self.shared.net.stopping.load(Ordering::Relaxed) {
                 break;
             }
             for ev in events.iter() {
@@ -252,6 +255,7 @@ impl Worker {
                     Err(e) => {
                         log::warn!("worker {}: TLS session for {peer}: {e}", self.id);
                         self.shared
+                            .net
                             .conns
                             .curr_connections
                             .fetch_sub(1, Ordering::Relaxed);
@@ -275,6 +279,7 @@ impl Worker {
                 log::warn!("worker {}: register failed: {e}", self.id);
                 self.free.push(idx);
                 self.shared
+                    .net
                     .conns
                     .curr_connections
                     .fetch_sub(1, Ordering::Relaxed);
@@ -287,7 +292,7 @@ impl Worker {
                 state: AtomicU32::new(0),
             });
             let conn = Conn::new(transport, info.clone(), &self.shared, self.waker.clone());
-            self.shared.registry.lock().insert(conn.fd, info);
+            self.shared.net.registry.lock().insert(conn.fd, info);
             log::debug!("worker {}: new connection fd {}", self.id, conn.fd);
             self.conns[idx] = Some(conn);
             if tls_config.is_some() {
@@ -425,8 +430,9 @@ impl Worker {
         if let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) {
             let _ = self.poll.registry().deregister(&mut conn.transport);
             conn.release(&mut self.bufs);
-            self.shared.registry.lock().remove(&conn.fd);
+            self.shared.net.registry.lock().remove(&conn.fd);
             self.shared
+                .net
                 .conns
                 .curr_connections
                 .fetch_sub(1, Ordering::Relaxed);

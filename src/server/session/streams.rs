@@ -59,7 +59,7 @@ impl Session {
     /// `watch` accepted: registers the watcher (or says why not). Input after the
     /// request is dropped, as memcached never reads a watcher's requests.
     pub(super) fn start_watch(&mut self, flags: u16, ctx: &Ctx<'_>) -> Stop {
-        let hub = &ctx.shared.watch;
+        let hub = &ctx.shared.observers.watch;
         match hub.add(flags, ctx.waker.clone()) {
             Ok(w) => {
                 self.wbuf.extend_from_slice(b"OK\r\n");

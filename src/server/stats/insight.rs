@@ -46,6 +46,7 @@ fn hot_rows(shared: &Shared, n: usize) -> Option<Arc<HotRows>> {
     let i = shared.store.insight().filter(|i| i.config().hotkeys)?;
     Some(
         shared
+            .observers
             .hot_rows
             .get(&i.hot, n.min(HOTKEYS_MAX), shared.clock.now()),
     )
@@ -95,7 +96,7 @@ pub(crate) fn sizing_rows(shared: &Shared, out: Emit<'_>) {
 
 /// `stats misses`: why get misses missed.
 pub(crate) fn misses_rows(shared: &Shared, out: Emit<'_>) {
-    let s = stats::sum(shared.counters.iter().map(|a| &**a));
+    let s = stats::sum(shared.observers.counters.iter().map(|a| &**a));
     let on = shared
         .store
         .insight()

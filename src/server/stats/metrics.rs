@@ -844,7 +844,7 @@ fn exported_buckets() -> impl Iterator<Item = usize> {
 
 /// `ferrocache_request_duration_seconds` per family, and the requests counted.
 fn latency(shared: &Shared, ex: &mut Exposition) {
-    let l = LatencySnapshot::sum(shared.counters.iter().map(|c| &c.latency));
+    let l = LatencySnapshot::sum(shared.observers.counters.iter().map(|c| &c.latency));
     ex.sample(
         "ferrocache_latency_sample",
         Kind::Gauge,

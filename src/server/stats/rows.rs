@@ -101,28 +101,33 @@ pub(crate) fn stats_command(shared: &Shared, args: &[u8], out: &mut Vec<u8>) {
         "conns" => conns_stats(shared, out),
         "cachedump" => cachedump(shared, words.next(), words.next(), out),
         "reset" => {
-            for w in &shared.counters {
+            for w in &shared.observers.counters {
                 w.reset();
             }
-            shared.conns.total_connections.store(0, Ordering::Relaxed);
             shared
+                .net
+                .conns
+                .total_connections
+                .store(0, Ordering::Relaxed);
+            shared
+                .net
                 .conns
                 .rejected_connections
                 .store(0, Ordering::Relaxed);
-            shared.prefix.clear();
+            shared.observers.prefix.clear();
             shared.store.reset_stats();
             line(out, "RESET");
         }
         "detail" => match words.next() {
             Some("on") => {
-                shared.prefix.set_enabled(true);
+                shared.observers.prefix.set_enabled(true);
                 line(out, "OK");
             }
             Some("off") => {
-                shared.prefix.set_enabled(false);
+                shared.observers.prefix.set_enabled(false);
                 line(out, "OK");
             }
-            Some("dump") => shared.prefix.dump(out),
+            Some("dump") => shared.observers.prefix.dump(out),
             _ => line(out, "CLIENT_ERROR usage: stats detail on|off|dump"),
         },
         _ => line(out, "ERROR"),
@@ -146,7 +151,8 @@ impl std::fmt::Display for Micros {
 /// (one in `latency_sample`) and, from the timed ones, the quantiles and the largest,
 /// server-side from request parsed to reply queued, in microseconds.
 fn latency_stats(shared: &Shared, out: &mut dyn StatSink) {
-    let l = crate::latency::LatencySnapshot::sum(shared.counters.iter().map(|c| &c.latency));
+    let l =
+        crate::latency::LatencySnapshot::sum(shared.observers.counters.iter().map(|c| &c.latency));
     stat_line(out, "latency_sample", shared.config.latency_sample);
     for f in crate::latency::Family::ALL {
         let s = l.family(f);
@@ -168,21 +174,44 @@ fn latency_stats(shared: &Shared, out: &mut dyn StatSink) {
 fn settings_stats(shared: &Shared, out: &mut dyn StatSink) {
     for (name, value) in shared.config.settings_stats() {
         let value = match name {
-            "verbosity" => shared.verbosity.load(Ordering::Relaxed).to_string(),
-            "slab_automove" => shared.slab_automove.load(Ordering::Relaxed).to_string(),
-            "lru_crawler" => if shared.crawler.enabled() {
+            "verbosity" => shared
+                .observers
+                .verbosity
+                .load(Ordering::Relaxed)
+                .to_string(),
+            "slab_automove" => shared
+                .admin
+                .slab_automove
+                .load(Ordering::Relaxed)
+                .to_string(),
+            "lru_crawler" => if shared.admin.crawler.enabled() {
                 "yes"
             } else {
                 "no"
             }
             .to_string(),
-            "lru_crawler_sleep" => shared.crawler.sleep_us.load(Ordering::Relaxed).to_string(),
-            "lru_crawler_tocrawl" => shared.crawler.tocrawl.load(Ordering::Relaxed).to_string(),
+            "lru_crawler_sleep" => shared
+                .admin
+                .crawler
+                .sleep_us
+                .load(Ordering::Relaxed)
+                .to_string(),
+            "lru_crawler_tocrawl" => shared
+                .admin
+                .crawler
+                .tocrawl
+                .load(Ordering::Relaxed)
+                .to_string(),
             "slab_automove_ratio" => format!(
                 "{:.2}",
-                f64::from_bits(shared.slab_automove_ratio.load(Ordering::Relaxed))
+                f64::from_bits(shared.admin.slab_automove_ratio.load(Ordering::Relaxed))
             ),
-            "detail_enabled" => if shared.prefix.enabled() { "yes" } else { "no" }.to_string(),
+            "detail_enabled" => if shared.observers.prefix.enabled() {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
             // `cache_memlimit` moves it, as in memcached.
             "maxbytes" => shared.store.mem_limit().to_string(),
             _ => value,
@@ -198,12 +227,13 @@ fn settings_stats(shared: &Shared, out: &mut dyn StatSink) {
 fn buffer_stats(shared: &Shared, out: &mut dyn StatSink) {
     let sum = |f: fn(&crate::server::budget::BufferStats) -> &std::sync::atomic::AtomicUsize| {
         shared
+            .net
             .buffer_stats
             .iter()
             .map(|b| f(b).load(Ordering::Relaxed))
             .sum::<usize>()
     };
-    let b = &shared.buffers;
+    let b = &shared.net.buffers;
     stat_line(
         out,
         "response_obj_oom",
@@ -222,10 +252,10 @@ fn buffer_stats(shared: &Shared, out: &mut dyn StatSink) {
 }
 
 fn general_stats(shared: &Shared, out: &mut dyn StatSink) {
-    let s = stats::sum(shared.counters.iter().map(|a| &**a));
+    let s = stats::sum(shared.observers.counters.iter().map(|a| &**a));
     let st = shared.store.stats();
     let clock = &shared.clock;
-    let conns = &shared.conns;
+    let conns = &shared.net.conns;
     let (user, sys) = rusage();
     stat_line(out, "pid", std::process::id());
     stat_line(out, "uptime", clock.uptime());
@@ -317,12 +347,12 @@ fn general_stats(shared: &Shared, out: &mut dyn StatSink) {
     stat_line(
         out,
         "lru_crawler_running",
-        u8::from(shared.crawler.running()),
+        u8::from(shared.admin.crawler.running()),
     );
     stat_line(
         out,
         "lru_crawler_starts",
-        st.crawler_starts + shared.crawler.starts.load(Ordering::Relaxed),
+        st.crawler_starts + shared.admin.crawler.starts.load(Ordering::Relaxed),
     );
     stat_line(out, "lru_maintainer_juggles", 0);
     stat_line(out, "malloc_fails", 0);
@@ -382,7 +412,7 @@ fn build_stats(out: &mut dyn StatSink) {
 /// Ours (ElastiCache's names, CloudWatch's `CmdConfigGet`, `CmdConfigSet`,
 /// `CurrConfig`): the auto-discovery configuration.
 fn cluster_stats(shared: &Shared, out: &mut dyn StatSink) {
-    let c = &shared.cluster;
+    let c = &shared.admin.cluster;
     stat_line(out, "cluster_config_version", c.version());
     stat_line(out, "cmd_config_get", c.gets.load(Ordering::Relaxed));
     stat_line(out, "cmd_config_set", c.sets.load(Ordering::Relaxed));
@@ -391,7 +421,7 @@ fn cluster_stats(shared: &Shared, out: &mut dyn StatSink) {
 
 /// Ours, after memcached's names: online snapshots and the restore at start.
 fn snapshot_stats(shared: &Shared, out: &mut dyn StatSink) {
-    let s = &shared.snapshots.stats;
+    let s = &shared.admin.snapshots.stats;
     let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     stat_line(
         out,
@@ -416,7 +446,7 @@ fn snapshot_stats(shared: &Shared, out: &mut dyn StatSink) {
 /// memcached's log-stream counters (`watch`): lines are queued to watchers directly
 /// (no per-worker log buffer), so the worker figures are the watcher figures.
 fn log_stats(shared: &Shared, out: &mut dyn StatSink) {
-    let w = &shared.watch;
+    let w = &shared.observers.watch;
     let (sent, skipped) = (
         w.sent.load(Ordering::Relaxed),
         w.skipped.load(Ordering::Relaxed),
@@ -532,7 +562,7 @@ fn cachedump(shared: &Shared, id: Option<&str>, limit: Option<&str>, out: &mut V
 
 fn conns_stats(shared: &Shared, out: &mut Vec<u8>) {
     let now = shared.clock.now();
-    for (fd, addr) in &shared.listener_info {
+    for (fd, addr) in &shared.net.listener_info {
         let _ = write!(out, "STAT {fd}:addr {addr}\r\n");
         let _ = write!(out, "STAT {fd}:state conn_listening\r\n");
         let _ = write!(
@@ -541,7 +571,7 @@ fn conns_stats(shared: &Shared, out: &mut Vec<u8>) {
             shared.clock.uptime()
         );
     }
-    let reg = shared.registry.lock();
+    let reg = shared.net.registry.lock();
     for (fd, info) in reg.iter() {
         let last = info.last_cmd.load(Ordering::Relaxed);
         let state = STATE_NAMES
