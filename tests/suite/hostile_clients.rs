@@ -28,36 +28,6 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
-/// Largest RSS of `pid` sampled every 20 ms while `work` runs (and once after).
-fn peak_rss_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, u64) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let st = stop.clone();
-    let sampler = std::thread::spawn(move || {
-        let mut peak = 0u64;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !st.load(Ordering::Relaxed) && Instant::now() < deadline {
-            peak = peak.max(rss_of(pid));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        peak
-    });
-    let out = work();
-    stop.store(true, Ordering::Relaxed);
-    let peak = sampler.join().unwrap_or(0).max(rss_of(pid));
-    (out, peak)
-}
-
-/// Resident set size of `pid` in bytes (`VmRSS` of /proc/<pid>/status).
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// A TCP connection to `port` with a small receive buffer (set before connecting, so
 /// the window the server sees is small too).
 fn small_window_socket(port: u16) -> TcpStream {

@@ -440,36 +440,6 @@ fn read_stat(s: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((body, value))
 }
 
-/// RSS of the server sampled every 20 ms while `work` runs; the largest sample.
-fn peak_rss_during<T>(s: &Server, work: impl FnOnce() -> T) -> (T, u64) {
-    let pid = s.pid();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let st = stop.clone();
-    let sampler = std::thread::spawn(move || {
-        let mut peak = 0u64;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !st.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-            peak = peak.max(rss_of(pid));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        peak
-    });
-    let out = work();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peak = sampler.join().unwrap_or(0).max(rss_of(pid));
-    (out, peak)
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 const MIB: u64 = 1 << 20;
 
 /// Fills the cache to about `mb` megabytes with `size`-byte values `fill:<i>`;
@@ -532,7 +502,7 @@ fn partial_uploads_stay_inside_the_memory_bound() {
         std::thread::spawn(move || fresh_client_latencies(port, &busy))
     };
     let value = vec![b'u'; 999_000];
-    let (conns, peak) = peak_rss_during(&s, || {
+    let (conns, peak) = peak_rss_during(s.pid(), || {
         let mut conns = Vec::new();
         for i in 0..1000 {
             let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
@@ -588,7 +558,7 @@ fn clients_that_never_read_stay_inside_the_memory_bound() {
         }
         req.extend_from_slice(b"\r\n");
     }
-    let (conns, peak) = peak_rss_during(&s, || {
+    let (conns, peak) = peak_rss_during(s.pid(), || {
         let mut conns = Vec::new();
         for _ in 0..400 {
             let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
@@ -629,7 +599,7 @@ fn partial_large_items_stay_inside_the_memory_bound() {
     store_sentinel(&s);
     let base = baseline(&s);
     let value = vec![b'u'; 4_000_000];
-    let (conns, peak) = peak_rss_during(&s, || {
+    let (conns, peak) = peak_rss_during(s.pid(), || {
         let mut conns = Vec::new();
         for i in 0..250 {
             let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
@@ -668,7 +638,7 @@ fn unauthenticated_sasl_bodies_cost_little() {
     let mut head = bin(0x21, b"PLAIN", &[], &[]);
     head[8..12].copy_from_slice(&(5u32 + 1_000_000).to_be_bytes());
     let body = vec![b'x'; 900_000];
-    let (conns, peak) = peak_rss_during(&s, || {
+    let (conns, peak) = peak_rss_during(s.pid(), || {
         let mut conns = Vec::new();
         for _ in 0..500 {
             let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
@@ -853,7 +823,7 @@ fn a_slow_reader_gets_everything_and_costs_little() {
         let (busy, port) = (busy.clone(), s.port);
         std::thread::spawn(move || fresh_client_latencies(port, &busy))
     };
-    let (got, peak) = peak_rss_during(&s, || {
+    let (got, peak) = peak_rss_during(s.pid(), || {
         let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
         c.set_read_timeout(Some(Duration::from_secs(5))).ok();
         c.write_all(&req).expect("send");

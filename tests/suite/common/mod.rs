@@ -230,15 +230,7 @@ impl Server {
 
     /// Resident set size of the server in bytes (from /proc).
     pub fn rss_bytes(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .unwrap_or(0)
+        rss_of(self.pid())
     }
 }
 
@@ -657,4 +649,34 @@ pub fn binary_request(op: u8, key: &[u8], extras: &[u8], value: &[u8], opaque: u
     p.extend_from_slice(key);
     p.extend_from_slice(value);
     p
+}
+
+/// Largest RSS of `pid` sampled every 20 ms while `work` runs (and once after).
+pub fn peak_rss_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, u64) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !st.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            peak = peak.max(rss_of(pid));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    });
+    let out = work();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0).max(rss_of(pid));
+    (out, peak)
+}
+
+/// Resident set size of `pid` in bytes (`VmRSS` of /proc/<pid>/status).
+pub fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
