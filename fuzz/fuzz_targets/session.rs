@@ -10,8 +10,9 @@
 //! Checked: nothing panics; every run ends (libFuzzer's `-timeout` catches a loop);
 //! no reply follows a close; the read buffer stays within one item plus the multi-get
 //! allowance; and, when neither run closed and the stream asks nothing whose answer
-//! depends on time or process state (`stats`, `watch`, `lru_crawler`, `verbosity`,
-//! `shutdown`, `debugtime`), the whole and the split run reply byte for byte the same.
+//! depends on time or process state (`stats` in text or binary, `watch`,
+//! `lru_crawler`, `verbosity`, `shutdown`, `debugtime`), the whole and the split run
+//! reply byte for byte the same.
 #![no_main]
 
 use ferrocache::server::loopback::Loopback;
@@ -28,14 +29,17 @@ const ITEM_ARGS: [(&str, &str); 4] = [
     ("16k", "slab_chunk_max=8192"),
 ];
 
-/// Requests whose replies depend on time, the process or other connections.
-const STATEFUL: [&[u8]; 6] = [
+/// Requests whose replies depend on time, the process or other connections (the
+/// last: a binary STAT request, magic 0x80 and opcode 0x10, whose `rusage_*` and
+/// `time` differ between the two runs).
+const STATEFUL: [&[u8]; 7] = [
     b"stat",
     b"watch",
     b"lru_crawler",
     b"verbosity",
     b"shutdown",
     b"debugtime",
+    &[0x80, 0x10],
 ];
 
 /// One connection's run: the replies and whether the server closed.
